@@ -1,0 +1,214 @@
+"""Frame sets on the wire, and an incremental decoder with hard limits.
+
+Rules of this file:
+
+* A frame set is ``count`` (u64 LE), then ``count`` lengths (u64 LE each), then the frames.
+* Every number read off the wire is checked against ``FrameLimits`` *before* anything is
+  allocated for it, so a peer that claims 2**63 bytes costs us 16 bytes of parsing.
+* The decoder is sans-IO and speaks asyncio's ``BufferedProtocol`` shape
+  (``get_buffer``/``buffer_updated``): small messages are parsed out of one reusable scratch
+  buffer; once a large payload's size is known the transport reads straight into the
+  payload's own buffer, so big frames are received without an extra copy.
+* After a ``ProtocolError`` the decoder is broken for good: the connection must close.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from shoal.errors import ProtocolError
+
+_U64 = struct.Struct("<Q")
+_SCRATCH_BYTES = 64 * 1024
+#: A payload this large is read straight into its own buffer instead of through scratch.
+_DIRECT_READ_BYTES = 16 * 1024
+
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class FrameLimits:
+    """Hard limits on what a peer may send in one frame set."""
+
+    #: most frames in one frame set
+    max_frames: int = 16_384
+    #: most bytes in one frame
+    max_frame_bytes: int = 2**31
+    #: most bytes in all frames of one frame set together
+    max_message_bytes: int = 2**33
+
+
+#: Before a peer is authenticated it may send only one small frame.
+HANDSHAKE_LIMITS = FrameLimits(max_frames=1, max_frame_bytes=16 * 1024, max_message_bytes=16 * 1024)
+
+
+def nbytes(frame: Buffer) -> int:
+    """Length in bytes of a frame, whatever its item size."""
+    return frame.nbytes if isinstance(frame, memoryview) else len(frame)
+
+
+def encode_frames(frames: Sequence[Buffer]) -> list[Buffer]:
+    """The wire form of a frame set: a header, then the frames themselves, not copied."""
+    lengths = [nbytes(f) for f in frames]
+    header = struct.pack(f"<{len(lengths) + 1}Q", len(lengths), *lengths)
+    return [header, *frames]
+
+
+class FrameDecoder:
+    """Turns bytes, arriving in any chunking, into frame sets (lists of memoryviews)."""
+
+    def __init__(self, limits: FrameLimits = FrameLimits()) -> None:
+        self.limits = limits
+        self._scratch = bytearray(_SCRATCH_BYTES)
+        #: unparsed bytes live in scratch[_start:_end]
+        self._start = 0
+        self._end = 0
+        #: the payload being filled, once its header is parsed; None between messages
+        self._payload: bytearray | None = None
+        self._lengths: tuple[int, ...] = ()
+        self._filled = 0
+        self._direct = False
+        self._ready: deque[list[memoryview]] = deque()
+        self._broken: ProtocolError | None = None
+
+    # -- BufferedProtocol-shaped interface ------------------------------------------------
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the transport should write the next bytes."""
+        self._check_usable()
+        payload = self._payload
+        if payload is not None and self._start == self._end:
+            missing = len(payload) - self._filled
+            if missing >= _DIRECT_READ_BYTES:
+                self._direct = True
+                return memoryview(payload)[self._filled :]
+        self._direct = False
+        self._compact()
+        return memoryview(self._scratch)[self._end :]
+
+    def buffer_updated(self, count: int) -> None:
+        """The transport wrote ``count`` bytes into the last buffer handed out."""
+        if self._direct:
+            self._filled += count
+            self._direct = False
+            if self._payload is not None and self._filled == len(self._payload):
+                self._finish_message()
+            return
+        self._end += count
+        self._parse()
+
+    # -- convenience for streams and tests --------------------------------------------------
+    def feed(self, data: Buffer) -> list[list[memoryview]]:
+        """Push bytes in; return every frame set completed by them."""
+        self._check_usable()
+        view = memoryview(data).cast("B")
+        while view.nbytes:
+            target = self.get_buffer(view.nbytes)
+            count = min(target.nbytes, view.nbytes)
+            target[:count] = view[:count]
+            self.buffer_updated(count)
+            view = view[count:]
+        return self.drain()
+
+    def drain(self) -> list[list[memoryview]]:
+        """Every complete frame set decoded so far, oldest first."""
+        out = list(self._ready)
+        self._ready.clear()
+        return out
+
+    @property
+    def idle(self) -> bool:
+        """No partial message is buffered (a clean place for the stream to end)."""
+        return self._payload is None and self._start == self._end
+
+    # -- internals ------------------------------------------------------------------------
+    def _check_usable(self) -> None:
+        if self._broken is not None:
+            raise self._broken
+
+    def _fail(self, reason: str) -> NoReturn:
+        self._broken = ProtocolError(reason)
+        raise self._broken
+
+    def _compact(self) -> None:
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif len(self._scratch) - self._end < 4096:
+            pending = self._end - self._start
+            self._scratch[:pending] = self._scratch[self._start : self._end]
+            self._start, self._end = 0, pending
+        if self._end == len(self._scratch):
+            # a header larger than scratch (many frames): grow, bounded by max_frames
+            self._scratch.extend(bytes(len(self._scratch)))
+
+    def _parse(self) -> None:
+        while True:
+            if self._payload is None and not self._parse_header():
+                return
+            assert self._payload is not None
+            available = self._end - self._start
+            missing = len(self._payload) - self._filled
+            take = min(available, missing)
+            if take:
+                self._payload[self._filled : self._filled + take] = self._scratch[
+                    self._start : self._start + take
+                ]
+                self._filled += take
+                self._start += take
+            if self._filled < len(self._payload):
+                return
+            self._finish_message()
+
+    def _parse_header(self) -> bool:
+        available = self._end - self._start
+        if available < 8:
+            return False
+        (count,) = _U64.unpack_from(self._scratch, self._start)
+        limits = self.limits
+        if count == 0 or count > limits.max_frames:
+            self._fail(f"frame set announces {count} frames (limit {limits.max_frames})")
+        header_bytes = 8 * (count + 1)
+        if available < header_bytes:
+            if header_bytes > len(self._scratch):
+                self._grow_scratch(header_bytes)
+            return False
+        lengths = struct.unpack_from(f"<{count}Q", self._scratch, self._start + 8)
+        total = 0
+        for length in lengths:
+            if length > limits.max_frame_bytes:
+                self._fail(f"frame of {length} bytes (limit {limits.max_frame_bytes})")
+            total += length
+        if total > limits.max_message_bytes:
+            self._fail(f"frame set of {total} bytes (limit {limits.max_message_bytes})")
+        try:
+            payload = bytearray(total)
+        except MemoryError:
+            self._fail(f"cannot allocate {total} bytes for a frame set")
+        self._start += header_bytes
+        self._lengths = lengths
+        self._payload = payload
+        self._filled = 0
+        return True
+
+    def _grow_scratch(self, needed: int) -> None:
+        pending = bytes(self._scratch[self._start : self._end])
+        self._scratch = bytearray(max(needed * 2, _SCRATCH_BYTES))
+        self._scratch[: len(pending)] = pending
+        self._start, self._end = 0, len(pending)
+
+    def _finish_message(self) -> None:
+        payload = self._payload
+        assert payload is not None
+        view = memoryview(payload)
+        frames = []
+        offset = 0
+        for length in self._lengths:
+            frames.append(view[offset : offset + length])
+            offset += length
+        self._ready.append(frames)
+        self._payload = None
+        self._lengths = ()
+        self._filled = 0

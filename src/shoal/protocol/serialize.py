@@ -1,0 +1,106 @@
+"""User objects <-> ``Serialized``: pickle protocol 5, cloudpickle where pickle cannot.
+
+A ``Serialized`` is opaque on purpose: the comm layer never unpickles anything, and the
+scheduler forwards run specs without looking inside. Only the party that needs the object
+calls ``deserialize``, after the connection it came on was authenticated.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+from shoal.errors import SerializationError
+
+#: Buffers at least this large travel as their own frames (never copied on send).
+OUT_OF_BAND_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Serialized:
+    """A pickled object: the pickle stream and its out-of-band buffers."""
+
+    #: the pickle stream
+    header: bytes | memoryview
+    #: out-of-band buffers referenced by the stream, in order
+    buffers: tuple[memoryview, ...] = ()
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.header) + sum(b.nbytes for b in self.buffers)
+
+
+def serialize(obj: object) -> Serialized:
+    """Pickle ``obj``; functions and ``__main__`` objects are pickled by value."""
+    buffers: list[pickle.PickleBuffer] = []
+
+    def keep_large_out_of_band(buf: pickle.PickleBuffer) -> bool:
+        if buf.raw().nbytes >= OUT_OF_BAND_BYTES:
+            buffers.append(buf)
+            return False
+        return True
+
+    try:
+        header = pickle.dumps(obj, protocol=5, buffer_callback=keep_large_out_of_band)
+        if b"__main__" in header:
+            raise pickle.PicklingError("refers to __main__")
+    except Exception:
+        buffers.clear()
+        try:
+            header = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep_large_out_of_band)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot serialize {type(obj).__name__} object {_short_repr(obj)}: {exc}"
+            ) from exc
+    return Serialized(header, tuple(b.raw() for b in buffers))
+
+
+def deserialize(value: Serialized) -> Any:
+    """Unpickle a ``Serialized``; a failure raises ``SerializationError``."""
+    try:
+        return pickle.loads(value.header, buffers=value.buffers)
+    except Exception as exc:
+        raise SerializationError(f"cannot deserialize object: {type(exc).__name__}: {exc}") from exc
+
+
+def _short_repr(obj: object) -> str:
+    try:
+        text = repr(obj)
+    except Exception:
+        text = f"<{type(obj).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def dumps_function(func: Callable[..., Any]) -> bytes:
+    """Pickle a function once; by value when it lives in ``__main__`` or is a lambda."""
+    try:
+        result = pickle.dumps(func, protocol=5)
+        if b"__main__" not in result:
+            return result
+    except Exception:
+        pass
+    try:
+        return cloudpickle.dumps(func, protocol=5)
+    except Exception as exc:
+        raise SerializationError(f"cannot serialize function {func!r}: {exc}") from exc
+
+
+_FUNCTION_CACHE: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
+_FUNCTION_CACHE_SIZE = 512
+
+
+def loads_function(blob: bytes) -> Callable[..., Any]:
+    """Unpickle a function, remembering recent ones (``map`` ships the same bytes often)."""
+    func = _FUNCTION_CACHE.get(blob)
+    if func is None:
+        func = pickle.loads(blob)
+        if len(blob) < 100_000:
+            _FUNCTION_CACHE[blob] = func
+            if len(_FUNCTION_CACHE) > _FUNCTION_CACHE_SIZE:
+                _FUNCTION_CACHE.popitem(last=False)
+    return func  # type: ignore[no-any-return]
