@@ -1,0 +1,146 @@
+"""A one-way stream that coalesces messages: many ``send``s, one frame set per interval.
+
+Rules of this file:
+
+* ``send`` never blocks and never fails because of the network: it appends to a buffer and
+  wakes the flusher. It raises ``CommClosedError`` only once the stream is closed.
+* One background flusher task per stream writes everything buffered as ONE message (a
+  list) at most once per ``interval``; after an idle spell the first message goes out on
+  the next loop turn, so a lone message is not delayed by the interval.
+* The receiver does ``batch = await comm.read()`` and gets a tuple of messages, in order.
+* A message that cannot be encoded is dropped with a logged error; the rest of its batch
+  still goes out. A broken comm ends the stream (logged); it is never silently reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from shoal.comm.core import Comm
+from shoal.errors import CommClosedError, CommError
+from shoal.protocol.messages import dumps
+
+logger = logging.getLogger("shoal.comm")
+
+
+class BatchedStream:
+    """Coalesces outgoing messages on ``comm`` into one write per ``interval`` seconds."""
+
+    def __init__(self, comm: Comm, interval: float = 0.002) -> None:
+        self.comm = comm
+        self.interval = interval
+        #: messages waiting for the next flush, oldest first
+        self._buffer: list[Any] = []
+        #: what the flusher sleeps on; resolved by close(), and by send() if _wakes_on_send
+        self._wakeup: asyncio.Future[None] | None = None
+        self._wakes_on_send = False
+        self._closing = False
+        #: loop time before which the next flush must not happen
+        self._next_flush = 0.0
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(
+            self._flusher(), name=f"batched-stream {comm.peer_address}"
+        )
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called or the comm ended."""
+        return self._closing or self.comm.closed
+
+    def send(self, *msgs: Any) -> None:
+        """Queue messages for the next flush. Never blocks."""
+        if self.closed:
+            raise CommClosedError(f"batched stream to {self.comm.peer_address} is closed")
+        self._buffer.extend(msgs)
+        if self._wakes_on_send:
+            self._wake_flusher()
+
+    async def close(self) -> None:
+        """Flush what is buffered, then close the comm."""
+        if not self._closing:
+            self._closing = True
+            self._wake_flusher()
+        await asyncio.wait([self._task])  # never raises, even if the flusher was cancelled
+        await self.comm.close()
+
+    def abort(self) -> None:
+        """Drop what is buffered and abort the comm."""
+        self._closing = True
+        self._buffer.clear()
+        self._task.cancel()
+        self.comm.abort()
+
+    # -- the flusher ---------------------------------------------------------------------------
+    async def _flusher(self) -> None:
+        # the one top-level guard of this task: comm errors end the stream, bugs are logged
+        try:
+            while await self._wait_for_batch():
+                batch, self._buffer = self._buffer, []
+                self._next_flush = self._loop.time() + self.interval
+                await self._write(batch)
+        except CommError as exc:
+            logger.info("batched stream to %s ended: %s", self.comm.peer_address, exc)
+        except Exception:
+            logger.exception("batched stream to %s failed; closing it", self.comm.peer_address)
+            self.comm.abort()
+        finally:
+            self._closing = True
+
+    async def _wait_for_batch(self) -> bool:
+        """Wait until a flush is due; False once closing with nothing left to send."""
+        while not self._buffer:
+            if self._closing:
+                return False
+            await self._wait(None)
+        delay = self._next_flush - self._loop.time()
+        if delay > 0 and not self._closing:
+            await self._wait(delay)  # more messages join the batch meanwhile
+        return True
+
+    async def _wait(self, delay: float | None) -> None:
+        """Sleep until send() (delay None) or until the delay passed; close() ends either."""
+        self._wakeup = wakeup = self._loop.create_future()
+        self._wakes_on_send = delay is None
+        timer = None if delay is None else self._loop.call_later(delay, _resolve, wakeup)
+        try:
+            await wakeup
+        finally:
+            self._wakeup = None
+            self._wakes_on_send = False
+            if timer is not None:
+                timer.cancel()
+
+    def _wake_flusher(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None:
+            _resolve(wakeup)
+
+    async def _write(self, batch: list[Any]) -> None:
+        try:
+            frames = dumps(batch)
+        except TypeError:
+            batch = self._encodable(batch)
+            if not batch:
+                return
+            frames = dumps(batch)
+        await self.comm.write_frames(frames)
+
+    def _encodable(self, batch: list[Any]) -> list[Any]:
+        keep = []
+        for msg in batch:
+            try:
+                dumps(msg)
+            except TypeError as exc:
+                logger.error(
+                    "dropping a message to %s that cannot be sent: %s", self.comm.peer_address, exc
+                )
+            else:
+                keep.append(msg)
+        return keep
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,100 @@
+"""Driving the handshake over a fresh ``Comm`` (the pure messages are in protocol.handshake).
+
+Rules of this file:
+
+* Handshake frames are read while the comm still applies ``HANDSHAKE_LIMITS`` (one small
+  frame) and are parsed as plain msgpack: a pickle here is a protocol error, never decoded.
+* Only after the peer is verified does the comm switch to ``config.limits``.
+* The server speaks first, so a silent peer costs nothing but the handshake deadline.
+* Failures raise ``HandshakeError`` (not one of ours) or ``ProtocolError`` (not a
+  handshake); the caller logs and aborts.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import secrets
+from typing import Any
+
+from shoal.comm.core import Comm
+from shoal.comm.security import Security
+from shoal.config import CommConfig
+from shoal.errors import HandshakeError, ProtocolError
+from shoal.protocol import handshake as hs
+
+
+def _shoal_version() -> str:
+    try:
+        return importlib.metadata.version("shoal")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
+        return "unknown"
+
+
+SHOAL_VERSION = _shoal_version()
+
+
+def _greeting(role: str, name: str) -> hs.Greeting:
+    return hs.Greeting(
+        hs.PROTOCOL_VERSION, SHOAL_VERSION, role, name, secrets.token_bytes(hs.NONCE_BYTES)
+    )
+
+
+async def _read_message(comm: Comm) -> dict[str, Any]:
+    frames = await comm.read_frames()
+    if len(frames) != 1:  # the decoder's limits already ensure this; belt and braces
+        raise ProtocolError(f"handshake frame set has {len(frames)} frames")
+    return hs.decode(frames[0])
+
+
+async def _write_message(comm: Comm, msg: dict[str, Any]) -> None:
+    await comm.write_frames([hs.encode(msg)])
+
+
+def _peer_info(greeting: hs.Greeting) -> dict[str, Any]:
+    return {
+        "role": greeting.role,
+        "name": greeting.name,
+        "version": greeting.shoal,
+        "protocol": greeting.protocol,
+    }
+
+
+async def client_handshake(
+    comm: Comm, *, security: Security, role: str, name: str, config: CommConfig
+) -> None:
+    """Answer the server's hello; return once it welcomed (and, with a token, proved) us."""
+    who = f"the server at {comm.peer_address}"
+    hello = hs.parse_hello(await _read_message(comm), who)
+    hs.check_hello_auth(hello, security.token, who)
+    ours = _greeting(role, name)
+    await _write_message(comm, hs.make_auth(ours, hello, security.token))
+    hs.check_welcome(await _read_message(comm), hello, ours, security.token, who)
+    comm.peer_info = _peer_info(hello.greeting)
+    comm.authenticated(config.limits)
+
+
+async def server_handshake(
+    comm: Comm, *, security: Security, role: str, name: str, config: CommConfig
+) -> None:
+    """Greet a new peer and verify its answer; reject it (with a reason) if it is not ours."""
+    ours = _greeting(role, name)
+    await _write_message(comm, hs.make_hello(ours, auth=security.require_auth))
+    try:
+        auth = hs.parse_auth(await _read_message(comm), f"the client at {comm.peer_address}")
+        hs.verify_auth(auth, ours, security.token)
+    except HandshakeError as exc:
+        await _reject(comm, str(exc))
+        raise
+    comm.peer_info = _peer_info(auth.greeting)
+    # switch limits before the welcome leaves: the client may write as soon as it has it
+    comm.authenticated(config.limits)
+    await _write_message(comm, hs.make_welcome(ours, auth, security.token))
+
+
+async def _reject(comm: Comm, reason: str) -> None:
+    # best effort: the peer may already be gone
+    try:
+        await _write_message(comm, hs.make_reject(reason))
+        await comm.close()
+    except Exception:
+        comm.abort()

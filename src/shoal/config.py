@@ -1,0 +1,77 @@
+"""Configuration as frozen dataclasses. Read once at the edges (CLI, constructors), never deep inside."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shoal.protocol.frames import FrameLimits
+
+
+@dataclass(frozen=True, slots=True)
+class CommConfig:
+    """How connections behave."""
+
+    #: seconds to establish a connection (TCP connect plus handshake)
+    connect_timeout: float = 10.0
+    #: seconds a freshly accepted peer has to finish the handshake
+    handshake_timeout: float = 5.0
+    #: hard limits on frame sets from an authenticated peer
+    limits: FrameLimits = field(default_factory=FrameLimits)
+    #: seconds a BatchedStream waits to coalesce messages before writing them
+    batch_interval: float = 0.002
+    #: most open connections a ConnectionPool keeps
+    pool_limit: int = 512
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """What a worker is and how it behaves; the seed's parameters, with their meaning."""
+
+    #: number of threads running tasks
+    nthreads: int = 1
+    #: alias shown in the scheduler and dashboard (defaults to the address)
+    name: str | None = None
+    #: bytes this worker should use; 0 for no limit ("auto" etc. are parsed before this)
+    memory_limit: int = 0
+    #: abstract resources like {"GPU": 2}
+    resources: dict[str, float] = field(default_factory=dict)
+    #: where spill files and other local resources go (a fresh temp dir when None)
+    local_directory: str | None = None
+    #: address of the nanny supervising this worker, if any
+    nanny: str | None = None
+    #: seconds after which the worker retires itself (None: never)
+    lifetime: float | None = None
+    #: the lifetime is drawn uniformly from lifetime +/- lifetime_stagger
+    lifetime_stagger: float = 0.0
+    #: start a fresh worker after the lifetime ends (through the nanny)
+    lifetime_restart: bool = False
+    #: most concurrent outgoing requests for data
+    total_out_connections: int = 4
+    #: most concurrent incoming requests for data
+    total_in_connections: int = 10
+    #: most bytes in flight from peers at once
+    total_comm_nbytes: int = 64 * 2**20
+    #: fraction of memory_limit to keep managed memory beneath (spill past it)
+    memory_target_fraction: float | None = 0.6
+    #: fraction of process memory at which the monitor spills
+    memory_spill_fraction: float | None = 0.7
+    #: fraction of process memory at which the worker stops starting tasks
+    memory_pause_fraction: float | None = 0.8
+    #: seconds between heartbeats to the scheduler
+    heartbeat_interval: float = 0.5
+    #: run WorkerState.validate() after every event (tests)
+    validate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """How the scheduler behaves."""
+
+    #: seconds without a heartbeat before a worker is removed
+    worker_ttl: float = 60.0
+    #: deaths while running a task before it is erred with KilledWorker
+    allowed_failures: int = 3
+    #: the round trip that admission control keeps workers busy across (seconds)
+    latency: float = 0.005
+    #: run SchedulerState.validate() after every event (tests)
+    validate: bool = False

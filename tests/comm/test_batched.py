@@ -1,0 +1,170 @@
+"""BatchedStream: many sends become one frame set; order kept; close flushes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+import pytest
+
+from shoal.comm import BatchedStream, Comm, Security, connect, listen
+from shoal.errors import CommClosedError, CommError
+
+T = TypeVar("T")
+SECURITY = Security.local()
+
+
+def run(coro: Awaitable[T], timeout: float = 30) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+@pytest.fixture(params=["tcp://127.0.0.1:0", "inproc://"], ids=["tcp", "inproc"])
+def address(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@contextlib.asynccontextmanager
+async def comm_pair(address: str) -> AsyncIterator[tuple[Comm, Comm]]:
+    accepted: asyncio.Queue[Comm] = asyncio.Queue()
+    listener = await listen(address, accepted.put, security=SECURITY, role="scheduler")
+    try:
+        client = await connect(listener.address, security=SECURITY, role="worker")
+        server = await accepted.get()
+        try:
+            yield client, server
+        finally:
+            client.abort()
+            server.abort()
+    finally:
+        await listener.stop()
+
+
+def test_sends_in_one_loop_turn_arrive_as_one_batch(address: str) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (client, server):
+            stream = BatchedStream(client)
+            for i in range(100):
+                stream.send({"op": "x", "i": i})
+            stream.send({"op": "y"}, {"op": "z"})
+            batch = await server.read()
+            assert isinstance(batch, tuple)
+            assert [m.get("i") for m in batch[:100]] == list(range(100))
+            assert batch[100:] == ({"op": "y"}, {"op": "z"})
+            await stream.close()
+
+    run(main())
+
+
+def test_messages_within_the_interval_are_coalesced(address: str) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (client, server):
+            stream = BatchedStream(client, interval=60)
+            stream.send("a")  # after an idle spell: goes out on the next loop turn
+            assert await server.read() == ("a",)
+            stream.send("b")
+            await asyncio.sleep(0)
+            stream.send("c")
+            await asyncio.sleep(0)
+            stream.send("d")
+            # the interval has not passed: only close() can flush them, as one batch
+            await stream.close()
+            assert await server.read() == ("b", "c", "d")
+            with pytest.raises(CommClosedError):
+                await server.read()
+
+    run(main())
+
+
+def test_order_is_kept_across_many_batches(address: str) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (client, server):
+            stream = BatchedStream(client, interval=0.001)
+
+            async def produce() -> None:
+                for i in range(2000):
+                    stream.send(i)
+                    if i % 7 == 0:
+                        await asyncio.sleep(0)
+
+            producer = asyncio.ensure_future(produce())
+            got: list[int] = []
+            batches = 0
+            while len(got) < 2000:
+                got.extend(await server.read())
+                batches += 1
+            await producer
+            assert got == list(range(2000))
+            assert 1 < batches < 2000
+            await stream.close()
+
+    run(main())
+
+
+def test_close_flushes_then_closes_and_send_refuses(address: str) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (client, server):
+            stream = BatchedStream(client)
+            stream.send(1, 2, 3)
+            await stream.close()
+            assert stream.closed and client.closed
+            assert await server.read() == (1, 2, 3)
+            with pytest.raises(CommClosedError):
+                await server.read()
+            with pytest.raises(CommClosedError):
+                stream.send(4)
+            await stream.close()  # idempotent
+
+    run(main())
+
+
+def test_a_message_that_cannot_be_encoded_is_dropped_alone(
+    address: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (client, server):
+            stream = BatchedStream(client)
+            stream.send({"op": "ok", "i": 1}, {"op": "bad", "x": object()}, {"op": "ok", "i": 2})
+            assert await server.read() == ({"op": "ok", "i": 1}, {"op": "ok", "i": 2})
+            stream.send("still open")
+            assert await server.read() == ("still open",)
+            await stream.close()
+
+    with caplog.at_level(logging.ERROR, logger="shoal.comm"):
+        run(main())
+    assert any("cannot be sent" in r.getMessage() for r in caplog.records)
+
+
+def test_peer_going_away_ends_the_stream(address: str) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (client, server):
+            stream = BatchedStream(client)
+            await server.close()
+            with pytest.raises(CommError):
+                await client.read()
+            assert stream.closed
+            with pytest.raises(CommClosedError):
+                stream.send("x")
+            await stream.close()
+
+    run(main())
+
+
+def test_abort_drops_the_buffer(address: str) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (client, server):
+            stream = BatchedStream(client, interval=60)
+            stream.send("first")
+            assert await server.read() == ("first",)
+            stream.send("never sent")
+            stream.abort()
+            assert stream.closed and client.closed
+            with pytest.raises(CommError):
+                await server.read()
+
+    run(main())
