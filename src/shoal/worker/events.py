@@ -1,0 +1,177 @@
+"""Events a WorkerState is fed: past-tense facts, each with the id of its stimulus.
+
+Opaque values (run specs, exceptions, tracebacks, task results) are carried as ``object``:
+the state machine never looks inside them, it only hands them back in instructions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shoal._types import Address, Key, StimulusId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerEvent:
+    #: what caused this event; follows it into every instruction and log line
+    stimulus_id: StimulusId
+    #: the shell's clock when the event happened (seconds); time only enters the machine here
+    now: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorInfo:
+    """A failure as data: serialized exception and traceback plus their text."""
+
+    exception: object
+    traceback: object
+    exception_text: str
+    traceback_text: str
+
+
+# -- from the scheduler ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskAssigned(WorkerEvent):
+    """The scheduler asked this worker to compute ``key`` (attempt ``run_id``)."""
+
+    key: Key
+    run_id: int
+    #: opaque serialized run spec; only the executor deserializes it
+    run_spec: object
+    #: lower runs first
+    priority: tuple[float, ...]
+    #: holders of each dependency, as the scheduler knows them
+    who_has: Mapping[Key, tuple[Address, ...]]
+    #: size in bytes of each dependency
+    nbytes: Mapping[Key, int]
+    #: abstract resources the task holds while it runs, e.g. {"GPU": 1}
+    resource_restrictions: Mapping[str, float] = field(default_factory=dict)
+    annotations: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicasRequested(WorkerEvent):
+    """The scheduler wants copies of these keys here (retirement, rebalancing)."""
+
+    who_has: Mapping[Key, tuple[Address, ...]]
+    nbytes: Mapping[Key, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeysFreed(WorkerEvent):
+    """The scheduler no longer needs these keys here."""
+
+    keys: tuple[Key, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StealRequested(WorkerEvent):
+    """The scheduler wants to move ``key`` elsewhere if it has not started."""
+
+    key: Key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WhoHasRefreshed(WorkerEvent):
+    """The scheduler's current knowledge of who holds these keys."""
+
+    who_has: Mapping[Key, tuple[Address, ...]]
+
+
+# -- from the executor ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecuteSucceeded(WorkerEvent):
+    key: Key
+    run_id: int
+    value: object
+    nbytes: int
+    type_name: str
+    start: float
+    stop: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecuteFailed(WorkerEvent):
+    key: Key
+    run_id: int
+    error: ErrorInfo
+    start: float
+    stop: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSeceded(WorkerEvent):
+    """The running task called ``secede()``: it no longer occupies a thread."""
+
+    key: Key
+
+
+# -- from peers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatherDepSucceeded(WorkerEvent):
+    """A ``get_data`` call to ``worker`` returned. Requested keys absent from both
+    ``data`` and ``unreadable`` were not held by that peer."""
+
+    worker: Address
+    requested: frozenset[Key]
+    data: Mapping[Key, object]
+    nbytes: Mapping[Key, int]
+    #: keys whose bytes arrived but could not be deserialized
+    unreadable: Mapping[Key, ErrorInfo] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatherDepBusy(WorkerEvent):
+    """The peer was serving too many others; try it again later."""
+
+    worker: Address
+    requested: frozenset[Key]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatherDepNetworkFailed(WorkerEvent):
+    """The peer could not be reached or the transfer broke: assume it holds nothing."""
+
+    worker: Address
+    requested: frozenset[Key]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BusyWorkerRetryDue(WorkerEvent):
+    """The back-off after a busy answer from ``worker`` has passed."""
+
+    worker: Address
+
+
+# -- from the shell itself -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MissingRefreshDue(WorkerEvent):
+    """Time to ask the scheduler again who holds the keys we need and know no holder of
+    (the shell feeds this periodically, e.g. on each heartbeat)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerPaused(WorkerEvent):
+    """Memory is high: start no new tasks and no new fetches."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerUnpaused(WorkerEvent):
+    """Memory is back under the pause threshold."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataReceived(WorkerEvent):
+    """A client put these values here directly (scatter): they are in memory now."""
+
+    data: Mapping[Key, object]
+    nbytes: Mapping[Key, int]

@@ -1,0 +1,430 @@
+"""The WorkerState transition table: (start, finish) -> step.
+
+A step does the bookkeeping of one move: it takes the task out of the containers of its
+start state and puts it into those of its finish state, and emits the instructions that
+belong to the move itself. Most steps are an *exit* hook of the start state followed by
+an *enter* hook of the finish state (``_PLAIN``); the few moves that keep a thread or a
+transfer going across the move (secede, cancel, resume) are written out (``_SPECIAL``).
+A pair that is in neither table is illegal: ``WorkerState._transition`` raises
+``InvalidTransition``. ``WorkerState._transition`` has already set ``task.state`` to the
+finish state and logged the move when a step runs.
+
+Pure: no IO, no clock. See ``state.py`` for the rules of the machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from shoal.worker.instructions import (
+    DeleteValue,
+    Execute,
+    LongRunningMsg,
+    ReleaseWorkerDataMsg,
+    StoreValue,
+    TaskErredMsg,
+    TaskFinishedMsg,
+    TaskStartedMsg,
+)
+from shoal.worker.state_task import KeyHeap, WorkerTask
+
+if TYPE_CHECKING:
+    from shoal.worker.state import WorkerState
+
+#: a step receives the state, the task and an optional payload (the value, for memory)
+Step = Callable[["WorkerState", WorkerTask, object], None]
+Hook = Callable[["WorkerState", WorkerTask], None]
+EnterHook = Callable[["WorkerState", WorkerTask, object], None]
+
+#: states in which a thread or a transfer is busy with the task
+RUNNING_STATES = frozenset({"executing", "long-running", "flight"})
+#: every state a task in ``WorkerState.tasks`` can be in, plus the exit ``forgotten``
+TASK_STATES = (
+    "released",
+    "waiting",
+    "ready",
+    "constrained",
+    "executing",
+    "long-running",
+    "memory",
+    "error",
+    "fetch",
+    "flight",
+    "missing",
+    "cancelled",
+    "forgotten",
+)
+
+
+def resource_need(task: WorkerTask) -> tuple[tuple[str, float], ...]:
+    """The task's resource restrictions as a hashable, ordered group key."""
+    return tuple(sorted(task.resource_restrictions.items()))
+
+
+# -- exit hooks: leave the containers of the start state ---------------------------------
+
+
+def _exit_nothing(ws: WorkerState, task: WorkerTask) -> None:
+    pass
+
+
+def _exit_waiting(ws: WorkerState, task: WorkerTask) -> None:
+    task.waiting_for_data.clear()
+
+
+def _exit_ready(ws: WorkerState, task: WorkerTask) -> None:
+    ws.ready.discard(task.key)
+
+
+def _exit_constrained(ws: WorkerState, task: WorkerTask) -> None:
+    need = resource_need(task)
+    group = ws._constrained[need]
+    group.discard(task.key)
+    if not group:
+        del ws._constrained[need]
+
+
+def _exit_executing(ws: WorkerState, task: WorkerTask) -> None:
+    ws.executing.discard(task.key)
+    _give_back_resources(ws, task)
+
+
+def _exit_long_running(ws: WorkerState, task: WorkerTask) -> None:
+    ws.long_running.discard(task.key)
+    _give_back_resources(ws, task)
+
+
+def _give_back_resources(ws: WorkerState, task: WorkerTask) -> None:
+    task.exec_run_id = None
+    available = ws.available_resources
+    for name, amount in task.resource_restrictions.items():
+        available[name] += amount
+
+
+def _exit_fetch(ws: WorkerState, task: WorkerTask) -> None:
+    key = task.key
+    ws.data_needed.discard(key)
+    pending = ws.pending_data_per_worker
+    for worker in task.who_has:
+        heap = pending.get(worker)
+        if heap is not None:
+            heap.discard(key)
+            if not heap:
+                del pending[worker]
+
+
+def _exit_missing(ws: WorkerState, task: WorkerTask) -> None:
+    ws.missing.discard(task.key)
+
+
+def _exit_flight(ws: WorkerState, task: WorkerTask) -> None:
+    # the byte and connection accounting was settled when the GatherDep reported back
+    task.coming_from = None
+
+
+def _exit_memory(ws: WorkerState, task: WorkerTask) -> None:
+    key = task.key
+    del ws.nbytes[key]
+    ws._emit(DeleteValue(key=key, stimulus_id=ws._sid), key)
+    if task.reported:
+        task.reported = False
+        ws._emit(ReleaseWorkerDataMsg(key=key, stimulus_id=ws._sid), key)
+
+
+def _exit_error(ws: WorkerState, task: WorkerTask) -> None:
+    task.error = None
+
+
+# -- enter hooks: join the containers of the finish state --------------------------------
+
+
+def _enter_nothing(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    pass
+
+
+def _enter_waiting(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    waiting = task.waiting_for_data
+    for dep in task.dependencies:
+        state = dep.state
+        if state == "memory":
+            continue
+        waiting.add(dep)
+        if state == "error" and not dep.assigned:
+            # an input that failed to arrive earlier: try the transfer again
+            ws._transition(dep, "released")
+            state = "released"
+        if state == "released":
+            ws._fetch_or_missing(dep)
+    if not waiting:
+        ws._transition(task, "constrained" if task.resource_restrictions else "ready")
+
+
+def _enter_ready(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    ws.ready.push(task.key, task.priority)
+
+
+def _enter_constrained(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    need = resource_need(task)
+    group = ws._constrained.get(need)
+    if group is None:
+        group = ws._constrained[need] = KeyHeap(ws._counter)
+    group.push(task.key, ())
+
+
+def _enter_executing(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    key = task.key
+    run_id = task.run_id
+    assert run_id is not None, task
+    ws.executing.add(key)
+    available = ws.available_resources
+    for name, amount in task.resource_restrictions.items():
+        available[name] -= amount
+    task.exec_run_id = run_id
+    ws._emit(Execute(key=key, run_id=run_id, stimulus_id=ws._sid), key)
+    if task.assigned:
+        ws._emit(TaskStartedMsg(key=key, run_id=run_id, stimulus_id=ws._sid), key)
+
+
+def _enter_memory(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    key = task.key
+    nbytes = task.fetch_nbytes()
+    ws.nbytes[key] = nbytes
+    ws._emit(StoreValue(key=key, value=payload, stimulus_id=ws._sid), key)
+    report_memory(ws, task)
+    for dependent in task.dependents:
+        if dependent.state == "waiting":
+            waiting = dependent.waiting_for_data
+            waiting.discard(task)
+            if not waiting:
+                finish = "constrained" if dependent.resource_restrictions else "ready"
+                ws._transition(dependent, finish)
+
+
+def report_memory(ws: WorkerState, task: WorkerTask) -> None:
+    """Tell the scheduler we hold ``task``: as the result it asked for, or as a copy."""
+    task.reported = True
+    if task.assigned:
+        assert task.run_id is not None, task
+        msg = TaskFinishedMsg(
+            key=task.key,
+            run_id=task.run_id,
+            nbytes=task.fetch_nbytes(),
+            type_name=task.type_name,
+            start=task.start,
+            stop=task.stop,
+            stimulus_id=ws._sid,
+        )
+        ws._emit(msg, task.key)
+    else:
+        ws._add_keys[task.key] = task.fetch_nbytes()
+
+
+def _enter_error(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    error = task.error
+    assert error is not None, task
+    if task.assigned:
+        assert task.run_id is not None, task
+        msg = TaskErredMsg(
+            key=task.key,
+            run_id=task.run_id,
+            exception=error.exception,
+            traceback=error.traceback,
+            exception_text=error.exception_text,
+            traceback_text=error.traceback_text,
+            stimulus_id=ws._sid,
+        )
+        ws._emit(msg, task.key)
+
+
+def _enter_fetch(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    key = task.key
+    priority = task.priority
+    ws.data_needed.push(key, priority)
+    pending = ws.pending_data_per_worker
+    for worker in sorted(task.who_has):
+        heap = pending.get(worker)
+        if heap is None:
+            heap = pending[worker] = KeyHeap(ws._counter)
+        heap.push(key, priority)
+
+
+def _enter_missing(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    ws.missing.add(task.key)
+    if not ws._refresh_suppressed:
+        ws._refresh_keys.append(task.key)
+
+
+def _enter_flight(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    worker = task.coming_from
+    assert worker is not None, task
+    keys = ws.in_flight_workers.get(worker)
+    if keys is None:
+        keys = ws.in_flight_workers[worker] = set()
+        ws._in_flight_nbytes[worker] = 0
+    keys.add(task.key)
+    nbytes = task.fetch_nbytes()
+    ws._in_flight_nbytes[worker] += nbytes
+    ws.comm_bytes += nbytes
+    ws.in_flight_tasks += 1
+
+
+def _enter_forgotten(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    del ws.tasks[task.key]
+    ws._state_counts["forgotten"] -= 1
+    for dep in task.dependencies:
+        dep.dependents.discard(task)
+        if not dep.dependents:
+            ws._unwanted.append(dep)
+    task.dependencies.clear()
+    for worker in task.who_has:
+        ws._drop_has_what(worker, task.key)
+    task.who_has.clear()
+
+
+# -- the special moves --------------------------------------------------------------------
+
+
+def _secede(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    """executing -> long-running: the thread is handed back, resources stay held."""
+    ws.executing.discard(task.key)
+    ws.long_running.add(task.key)
+    if task.assigned:
+        assert task.run_id is not None, task
+        ws._emit(LongRunningMsg(key=task.key, run_id=task.run_id, stimulus_id=ws._sid), task.key)
+
+
+def _cancel_from(previous: str) -> Step:
+    """X -> cancelled: nobody wants the task, but its thread or transfer goes on."""
+
+    def cancel(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+        task.previous = previous
+
+    return cancel
+
+
+def _resume(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    """cancelled -> previous: wanted again; the same thread or transfer carries on."""
+    task.previous = None
+    if not task.assigned:
+        return
+    assert task.run_id is not None, task
+    msg: TaskStartedMsg | LongRunningMsg
+    if task.state == "executing":
+        msg = TaskStartedMsg(key=task.key, run_id=task.run_id, stimulus_id=ws._sid)
+        ws._emit(msg, task.key)
+    elif task.state == "long-running":
+        msg = LongRunningMsg(key=task.key, run_id=task.run_id, stimulus_id=ws._sid)
+        ws._emit(msg, task.key)
+
+
+def _cancelled_done(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    """cancelled -> released: the thread or transfer reported back; its outcome is dropped."""
+    previous = task.previous
+    task.previous = None
+    if previous == "executing":
+        _exit_executing(ws, task)
+    elif previous == "long-running":
+        _exit_long_running(ws, task)
+    else:
+        _exit_flight(ws, task)
+
+
+# -- the table ----------------------------------------------------------------------------
+
+_EXIT: dict[str, Hook] = {
+    "released": _exit_nothing,
+    "waiting": _exit_waiting,
+    "ready": _exit_ready,
+    "constrained": _exit_constrained,
+    "executing": _exit_executing,
+    "long-running": _exit_long_running,
+    "fetch": _exit_fetch,
+    "missing": _exit_missing,
+    "flight": _exit_flight,
+    "memory": _exit_memory,
+    "error": _exit_error,
+}
+
+_ENTER: dict[str, EnterHook] = {
+    "released": _enter_nothing,
+    "waiting": _enter_waiting,
+    "ready": _enter_ready,
+    "constrained": _enter_constrained,
+    "executing": _enter_executing,
+    "memory": _enter_memory,
+    "error": _enter_error,
+    "fetch": _enter_fetch,
+    "missing": _enter_missing,
+    "flight": _enter_flight,
+    "forgotten": _enter_forgotten,
+}
+
+#: moves made of the start state's exit hook and the finish state's enter hook
+_PLAIN: tuple[tuple[str, str], ...] = (
+    ("released", "waiting"),  # assigned here: fetch the inputs, then run
+    ("released", "fetch"),  # an input held by peers
+    ("released", "missing"),  # an input nobody is known to hold
+    ("released", "forgotten"),  # wanted by nobody
+    ("waiting", "ready"),
+    ("waiting", "constrained"),
+    ("waiting", "released"),
+    ("waiting", "error"),  # an input arrived unreadable
+    ("ready", "executing"),
+    ("ready", "released"),
+    ("constrained", "executing"),
+    ("constrained", "released"),
+    ("executing", "memory"),
+    ("executing", "error"),
+    ("executing", "fetch"),  # not assigned, only an input: computing it failed, fetch it
+    ("executing", "missing"),
+    ("long-running", "memory"),
+    ("long-running", "error"),
+    ("long-running", "fetch"),
+    ("long-running", "missing"),
+    ("fetch", "flight"),
+    ("fetch", "missing"),
+    ("fetch", "waiting"),  # now assigned here: compute it instead
+    ("fetch", "released"),
+    ("missing", "fetch"),
+    ("missing", "waiting"),
+    ("missing", "released"),
+    ("flight", "memory"),
+    ("flight", "error"),  # arrived unreadable
+    ("flight", "fetch"),  # that peer failed; others hold it
+    ("flight", "missing"),
+    ("flight", "waiting"),  # assigned here meanwhile and the transfer failed: compute it
+    ("memory", "released"),
+    ("error", "released"),
+    ("error", "waiting"),  # assigned again: another attempt
+)
+
+_SPECIAL: dict[tuple[str, str], Step] = {
+    ("executing", "long-running"): _secede,
+    ("executing", "cancelled"): _cancel_from("executing"),
+    ("long-running", "cancelled"): _cancel_from("long-running"),
+    ("flight", "cancelled"): _cancel_from("flight"),
+    ("cancelled", "executing"): _resume,
+    ("cancelled", "long-running"): _resume,
+    ("cancelled", "flight"): _resume,
+    ("cancelled", "released"): _cancelled_done,
+}
+
+
+def _plain_step(start: str, finish: str) -> Step:
+    exit_hook = _EXIT[start]
+    enter_hook = _ENTER[finish]
+
+    def step(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+        exit_hook(ws, task)
+        enter_hook(ws, task, payload)
+
+    step.__name__ = f"{start}->{finish}"
+    return step
+
+
+#: every legal move; anything else is an InvalidTransition
+TRANSITIONS: dict[tuple[str, str], Step] = {
+    **{pair: _plain_step(*pair) for pair in _PLAIN},
+    **_SPECIAL,
+}
