@@ -1,4 +1,4 @@
-"""Configuration as frozen dataclasses. Read once at the edges (CLI, constructors), never deep inside."""
+"""Configuration as frozen dataclasses: read once at the edges (CLI, constructors)."""
 
 from __future__ import annotations
 

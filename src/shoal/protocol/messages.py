@@ -34,9 +34,7 @@ def dumps(msg: object) -> list[Buffer]:
             return msgpack.ExtType(_EXT_SERIALIZED, _pack_serialized(obj, frames))
         if isinstance(obj, set | frozenset):
             return list(obj)
-        raise TypeError(
-            f"{type(obj).__name__} cannot go in a message as is; serialize() it first"
-        )
+        raise TypeError(f"{type(obj).__name__} cannot go in a message as is; serialize() it first")
 
     frames[0] = msgpack.packb(msg, default=default, use_bin_type=True)
     return frames
@@ -51,7 +49,8 @@ def _pack_serialized(value: Serialized, frames: list[Buffer]) -> bytes:
         header = bytes(value.header)
     first = len(frames)
     frames.extend(value.buffers)
-    return msgpack.packb((header, first, len(value.buffers)), use_bin_type=True)
+    packed: bytes = msgpack.packb((header, first, len(value.buffers)), use_bin_type=True)
+    return packed
 
 
 def loads(frames: Sequence[memoryview | bytes]) -> Any:

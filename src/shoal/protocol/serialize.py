@@ -85,7 +85,8 @@ def dumps_function(func: Callable[..., Any]) -> bytes:
     except Exception:
         pass
     try:
-        return cloudpickle.dumps(func, protocol=5)
+        blob: bytes = cloudpickle.dumps(func, protocol=5)
+        return blob
     except Exception as exc:
         raise SerializationError(f"cannot serialize function {func!r}: {exc}") from exc
 
@@ -103,4 +104,4 @@ def loads_function(blob: bytes) -> Callable[..., Any]:
             _FUNCTION_CACHE[blob] = func
             if len(_FUNCTION_CACHE) > _FUNCTION_CACHE_SIZE:
                 _FUNCTION_CACHE.popitem(last=False)
-    return func  # type: ignore[no-any-return]
+    return func

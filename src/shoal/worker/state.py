@@ -71,6 +71,7 @@ from shoal._types import Address, Key, StimulusId
 from shoal.errors import InvalidTransition
 from shoal.worker.events import (
     BusyWorkerRetryDue,
+    DataReceived,
     ErrorInfo,
     ExecuteFailed,
     ExecuteSucceeded,
@@ -417,6 +418,20 @@ class WorkerState:
                 task.reported = True
                 self._add_keys[key] = task.fetch_nbytes()
 
+    def _on_data_received(self, ev: DataReceived) -> None:
+        # the client that scattered the data tells the scheduler itself: a report from here
+        # could overtake it, and the scheduler would answer an unknown key with free-keys
+        for key, value in ev.data.items():
+            task = self._ensure_task(key)
+            task.replica = True
+            if task.state != "released":
+                continue  # already here, or on its way: the scattered copy is not needed
+            task.nbytes = ev.nbytes.get(key, task.nbytes)
+            task.type_name = type(value).__name__
+            task.start = task.stop = self._now
+            self._transition(task, "memory", value)
+            self._add_keys.pop(key, None)
+
     def _on_keys_freed(self, ev: KeysFreed) -> None:
         for key in ev.keys:
             task = self.tasks.get(key)
@@ -760,6 +775,7 @@ WorkerState._HANDLERS = {
     TaskAssigned: WorkerState._on_task_assigned,
     ReplicasRequested: WorkerState._on_replicas_requested,
     KeysFreed: WorkerState._on_keys_freed,
+    DataReceived: WorkerState._on_data_received,
     StealRequested: WorkerState._on_steal_requested,
     WhoHasRefreshed: WorkerState._on_who_has_refreshed,
     MissingRefreshDue: WorkerState._on_missing_refresh_due,

@@ -366,6 +366,7 @@ _PLAIN: tuple[tuple[str, str], ...] = (
     ("released", "fetch"),  # an input held by peers
     ("released", "missing"),  # an input nobody is known to hold
     ("released", "forgotten"),  # wanted by nobody
+    ("released", "memory"),  # scattered here by a client
     ("waiting", "ready"),
     ("waiting", "constrained"),
     ("waiting", "released"),

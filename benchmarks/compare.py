@@ -1,0 +1,139 @@
+"""shoal beside dask.distributed, same workloads, same machine, one run.
+
+Usage: python benchmarks/compare.py [--repeat 3] [--only map,chain,tree,transfer]
+
+Each system gets its own local cluster of 2 worker processes x 1 thread. Each workload
+runs ``repeat`` times after one warm-up; the best time counts. The last column is
+dask time / shoal time: above 1 means shoal is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def noop(x: Any) -> Any:
+    return x
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def make_array(nbytes: int) -> Any:
+    import numpy as np
+
+    return np.ones(nbytes // 8)
+
+
+def array_nbytes(x: Any) -> int:
+    return int(x.nbytes)
+
+
+def workload_map(client: Any) -> None:
+    futures = client.map(noop, range(10_000), pure=False)
+    client.gather(futures)
+
+
+def workload_chain(client: Any) -> None:
+    future = client.submit(inc, 0, pure=False)
+    for _ in range(999):
+        future = client.submit(inc, future, pure=False)
+    assert future.result() == 1000
+
+
+def workload_tree(client: Any) -> None:
+    layer = client.map(inc, range(8192), pure=False)
+    while len(layer) > 1:
+        layer = [
+            client.submit(add, a, b, pure=False)
+            for a, b in zip(layer[::2], layer[1::2], strict=True)
+        ]
+    assert layer[0].result() == sum(range(1, 8193))
+
+
+def workload_transfer(client: Any) -> None:
+    workers = sorted(client.scheduler_info()["workers"])
+    nbytes = 200 * 2**20
+    source = client.submit(make_array, nbytes, workers=[workers[0]], pure=False)
+    client.gather(source)  # the array exists on worker A before timing the move
+    start = time.perf_counter()
+    moved = client.submit(array_nbytes, source, workers=[workers[1]], pure=False)
+    assert moved.result() == nbytes
+    workload_transfer.elapsed = time.perf_counter() - start  # type: ignore[attr-defined]
+
+
+WORKLOADS: dict[str, Callable[[Any], None]] = {
+    "map 10,000 no-op": workload_map,
+    "chain 1,000": workload_chain,
+    "tree 8,192 leaves": workload_tree,
+    "200 MB peer transfer": workload_transfer,
+}
+SHORT = {
+    "map": "map 10,000 no-op",
+    "chain": "chain 1,000",
+    "tree": "tree 8,192 leaves",
+    "transfer": "200 MB peer transfer",
+}
+
+
+def measure(client: Any, workload: Callable[[Any], None], repeat: int) -> float:
+    workload(client)  # warm-up: imports, function caches, connections
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        workload(client)
+        elapsed = time.perf_counter() - start
+        if workload is workload_transfer:
+            elapsed = workload_transfer.elapsed  # type: ignore[attr-defined]
+        best = min(best, elapsed)
+    return best
+
+
+def run_shoal(names: list[str], repeat: int) -> dict[str, float]:
+    import shoal
+
+    with (
+        shoal.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
+        shoal.Client(cluster, set_as_default=False) as client,
+    ):
+        return {name: measure(client, WORKLOADS[name], repeat) for name in names}
+
+
+def run_dask(names: list[str], repeat: int) -> dict[str, float]:
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        return {name: measure(client, WORKLOADS[name], repeat) for name in names}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma list of: " + ",".join(SHORT))
+    args = parser.parse_args()
+    names = [SHORT[n] for n in args.only.split(",") if n] or list(WORKLOADS)
+    shoal_times = run_shoal(names, args.repeat)
+    dask_times = run_dask(names, args.repeat)
+    print(f"{'workload':<24}{'shoal':>12}{'dask':>12}{'dask/shoal':>12}")
+    for name in names:
+        s, d = shoal_times[name], dask_times[name]
+        print(f"{name:<24}{s * 1000:>10.1f}ms{d * 1000:>10.1f}ms{d / s:>11.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""shoal: a fast, safe-by-default distributed task-execution system for Python.
+
+Public names are imported lazily, so ``import shoal.protocol`` (as worker processes and
+the scheduler do) does not pull in the client.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+try:
+    __version__ = version("shoal")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+_PUBLIC = {
+    "Client": "shoal.client",
+    "Future": "shoal.client",
+    "as_completed": "shoal.client",
+    "wait": "shoal.client",
+    "LocalCluster": "shoal.cluster",
+    "Security": "shoal.comm",
+    "get_client": "shoal.worker.context",
+    "get_worker": "shoal.worker.context",
+    "secede": "shoal.worker.context",
+}
+
+__all__ = ["__version__", *sorted(_PUBLIC)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shoal' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

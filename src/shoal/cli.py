@@ -1,0 +1,243 @@
+"""The ``shoal`` command: scheduler, worker, demo.
+
+The only place in shoal that reads environment variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shoal import discovery
+from shoal.comm import Security
+from shoal.sizes import parse_bytes, parse_timedelta
+
+logger = logging.getLogger("shoal.cli")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group()
+@click.version_option(package_name="shoal")
+def main() -> None:
+    """shoal: a fast, safe-by-default distributed task-execution system."""
+
+
+# -- scheduler ---------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8686, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--scheduler-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the address and where the token lives to this JSON file (mode 0600).",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Read the cluster token from this file (default: $SHOAL_TOKEN, else "
+    "~/.config/shoal/token, created if missing).",
+)
+@click.option("--no-auth", is_flag=True, help="Accept unauthenticated peers. Unsafe.")
+@click.option(
+    "--worker-ttl", default="60s", show_default=True, help="Remove a worker silent for this long."
+)
+@click.option("--log-level", default="info", show_default=True)
+def scheduler(
+    host: str,
+    port: int,
+    scheduler_file: str | None,
+    token_file: str | None,
+    no_auth: bool,
+    worker_ttl: str,
+    log_level: str,
+) -> None:
+    """Start a scheduler."""
+    _setup_logging(log_level)
+    security, token_path = _scheduler_security(token_file, no_auth)
+    from shoal.scheduler.server import Scheduler
+
+    server = Scheduler(
+        host=host,
+        port=port,
+        security=security,
+        scheduler_file=scheduler_file,
+        token_file=token_path,
+        worker_ttl=parse_timedelta(worker_ttl),
+    )
+    asyncio.run(_serve([server], announce="Scheduler at {}"))
+
+
+def _scheduler_security(token_file: str | None, no_auth: bool) -> tuple[Security, Path | None]:
+    if no_auth:
+        logger.warning("AUTHENTICATION IS OFF: anyone who can reach this port can run code")
+        return Security(token=None), None
+    if token_file:
+        return Security(token=discovery.read_token_file(token_file)), Path(token_file)
+    if os.environ.get("SHOAL_TOKEN"):
+        return Security(token=os.environ["SHOAL_TOKEN"]), None
+    token, path = discovery.create_token_file()
+    return Security(token=token), path
+
+
+# -- worker ----------------------------------------------------------------------------------
+@main.command()
+@click.argument("scheduler_address", required=False)
+@click.option("--scheduler-file", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--nthreads", default=1, show_default=True, type=int, help="Threads per worker.")
+@click.option(
+    "--nworkers", default=1, show_default=True, type=int, help="Workers to start in this process."
+)
+@click.option("--name", default=None, help="Worker name (with --nworkers, a prefix).")
+@click.option(
+    "--memory-limit",
+    default="auto",
+    show_default=True,
+    help="Bytes per worker: auto, 5GB, 4GiB, a fraction like 0.5, or 0 for none.",
+)
+@click.option("--resources", default="", help='Abstract resources, e.g. "GPU=2 MEM=10e9".')
+@click.option("--local-directory", default=None, type=click.Path(file_okay=False))
+@click.option("--lifetime", default=None, help='Retire after this long, e.g. "1 hour".')
+@click.option("--lifetime-stagger", default="0s", help="Spread lifetimes by +/- this much.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--no-auth", is_flag=True, help="Connect without authentication. Unsafe.")
+@click.option(
+    "--nanny/--no-nanny",
+    default=False,
+    help="Supervise the worker with a nanny (not available yet: use --no-nanny).",
+)
+@click.option("--log-level", default="info", show_default=True)
+def worker(
+    scheduler_address: str | None,
+    scheduler_file: str | None,
+    nthreads: int,
+    nworkers: int,
+    name: str | None,
+    memory_limit: str,
+    resources: str,
+    local_directory: str | None,
+    lifetime: str | None,
+    lifetime_stagger: str,
+    host: str,
+    token_file: str | None,
+    no_auth: bool,
+    nanny: bool,
+    log_level: str,
+) -> None:
+    """Start workers connected to the scheduler at SCHEDULER_ADDRESS."""
+    _setup_logging(log_level)
+    if nanny:
+        raise click.UsageError("the nanny is not available yet; run with --no-nanny")
+    address, security = _worker_target(scheduler_address, scheduler_file, token_file, no_auth)
+    from shoal.worker.server import Worker
+
+    workers = [
+        Worker(
+            address,
+            security=security,
+            host=host,
+            nthreads=nthreads,
+            name=(f"{name}-{i}" if nworkers > 1 else name) if name else None,
+            memory_limit=memory_limit,
+            resources=parse_resources(resources),
+            local_directory=local_directory,
+            lifetime=parse_timedelta(lifetime) if lifetime else None,
+            lifetime_stagger=parse_timedelta(lifetime_stagger),
+        )
+        for i in range(nworkers)
+    ]
+    asyncio.run(_serve(workers, announce="Worker at {}"))
+
+
+def _worker_target(
+    address: str | None, scheduler_file: str | None, token_file: str | None, no_auth: bool
+) -> tuple[str, Security]:
+    if scheduler_file:
+        address, security = discovery.read_scheduler_file(scheduler_file)
+    elif address is None:
+        raise click.UsageError("give the scheduler's address or --scheduler-file")
+    else:
+        security = Security(token=None)
+    if no_auth:
+        return address, Security(token=None)
+    if token_file:
+        return address, Security(token=discovery.read_token_file(token_file))
+    if os.environ.get("SHOAL_TOKEN"):
+        return address, Security(token=os.environ["SHOAL_TOKEN"])
+    if security.token is not None:
+        return address, security
+    try:
+        return address, discovery.security_for(address)
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def parse_resources(text: str) -> dict[str, float]:
+    """``"GPU=2 MEM=10e9"`` -> ``{"GPU": 2.0, "MEM": 1e10}``."""
+    out: dict[str, float] = {}
+    for item in text.replace(",", " ").split():
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"resource {item!r} is not NAME=AMOUNT")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            out[name] = float(parse_bytes(value))
+    return out
+
+
+async def _serve(servers: list[Any], announce: str) -> None:
+    """Start servers, run until SIGINT/SIGTERM or until they close, then close them."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    for server in servers:
+        await server.start()
+        click.echo(announce.format(server.address), err=True)
+    waiter = asyncio.ensure_future(stop.wait())
+    closed = [asyncio.ensure_future(s.wait_closed()) for s in servers]
+    await asyncio.wait([waiter, *closed], return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        await server.close()
+    waiter.cancel()
+
+
+# -- demo ------------------------------------------------------------------------------------
+@main.command()
+@click.option("--n-workers", default=2, show_default=True, type=int)
+@click.option(
+    "--leaves",
+    default=2048,
+    show_default=True,
+    type=int,
+    help="Monte Carlo tasks; a pairwise tree adds as many again.",
+)
+@click.option(
+    "--samples", default=200_000, show_default=True, type=int, help="Random points per leaf task."
+)
+def demo(n_workers: int, leaves: int, samples: int) -> None:
+    """Estimate pi on a local cluster: a map, a tree reduction, a progress bar."""
+    from shoal.demo import run_demo
+
+    run_demo(n_workers=n_workers, leaves=leaves, samples=samples)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

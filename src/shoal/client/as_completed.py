@@ -1,0 +1,238 @@
+"""``as_completed`` and ``wait``: futures in the order they finish, and waiting for many.
+
+Both work from any thread and from coroutines. They hang one listener on each pending
+future's state; a listener runs on the thread that finished the future (the client's
+loop), so it only appends to a queue and sets an event, never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import queue
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any, Literal, NamedTuple
+
+from shoal.client.future import Future
+from shoal.client.future_state import FutureState
+from shoal.errors import ShoalTimeoutError
+
+ALL_COMPLETED = "ALL_COMPLETED"
+FIRST_COMPLETED = "FIRST_COMPLETED"
+
+
+class as_completed:
+    """Iterate over futures as they complete (``for`` or ``async for``).
+
+    ``with_results=True`` yields ``(future, result)`` pairs; a failed future then raises
+    its exception when its turn comes, unless ``raise_errors=False`` (the exception is
+    yielded as the result). More futures can join with ``add`` or ``update`` while
+    iterating; iteration ends when every future added so far has been yielded.
+    """
+
+    def __init__(
+        self,
+        futures: Iterable[Future] = (),
+        with_results: bool = False,
+        raise_errors: bool = True,
+    ) -> None:
+        self.with_results = with_results
+        self.raise_errors = raise_errors
+        self._done: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        #: futures added and not yet yielded
+        self._remaining = 0
+        #: set by listeners when a coroutine waits (see _wait_async); with its loop
+        self._async_wakeup: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        self.update(futures)
+
+    def add(self, future: Future) -> None:
+        """Also yield ``future`` once it completes."""
+        with self._lock:
+            self._remaining += 1
+
+        def listener(_: FutureState) -> None:
+            self._done.put(future)
+            wakeup = self._async_wakeup
+            if wakeup is not None:
+                wakeup[0].call_soon_threadsafe(wakeup[1].set)
+
+        future._state.add_listener(listener)
+
+    def update(self, futures: Iterable[Future]) -> None:
+        """``add`` each of ``futures``."""
+        for future in futures:
+            self.add(future)
+
+    def count(self) -> int:
+        """How many futures are still to be yielded."""
+        return self._remaining
+
+    def is_empty(self) -> bool:
+        return self._remaining == 0
+
+    def _take(self, future: Future) -> Any:
+        with self._lock:
+            self._remaining -= 1
+        return future
+
+    # -- synchronous iteration -----------------------------------------------------------------
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        if self._remaining == 0:
+            raise StopIteration
+        future = self._take(self._done.get())
+        if not self.with_results:
+            return future
+        return future, self._result_of(future)
+
+    def _result_of(self, future: Future) -> Any:
+        if future.status != "finished" and not self.raise_errors:
+            return future.exception()
+        return future.result()
+
+    # -- asynchronous iteration ----------------------------------------------------------------
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._remaining == 0:
+            raise StopAsyncIteration
+        future = self._take(await self._next_done())
+        if not self.with_results:
+            return future
+        result = (
+            future.exception()
+            if future.status != "finished" and not self.raise_errors
+            else future.result()
+        )
+        if inspect.isawaitable(result):
+            result = await result
+        return future, result
+
+    async def _next_done(self) -> Future:
+        if self._async_wakeup is None:
+            self._async_wakeup = (asyncio.get_running_loop(), asyncio.Event())
+        event = self._async_wakeup[1]
+        while True:
+            event.clear()
+            try:
+                return self._done.get_nowait()
+            except queue.Empty:
+                await event.wait()
+
+
+class DoneAndNotDoneFutures(NamedTuple):
+    done: set[Future]
+    not_done: set[Future]
+
+
+def wait(
+    fs: Future | Iterable[Future],
+    timeout: float | None = None,
+    return_when: Literal["ALL_COMPLETED", "FIRST_COMPLETED"] = "ALL_COMPLETED",
+) -> Any:
+    """Wait until all futures (or the first, ``return_when="FIRST_COMPLETED"``) are done.
+
+    Returns ``DoneAndNotDoneFutures(done, not_done)``; ``ShoalTimeoutError`` when
+    ``timeout`` passes first. With futures of an asynchronous client it returns an
+    awaitable. Done means finished, erred, cancelled or lost: ``wait`` does not raise a
+    task's exception.
+    """
+    futures = [fs] if isinstance(fs, Future) else list(fs)
+    if return_when not in (ALL_COMPLETED, FIRST_COMPLETED):
+        raise ValueError(
+            f"return_when must be ALL_COMPLETED or FIRST_COMPLETED, not {return_when!r}"
+        )
+    pending = list({f._state: None for f in futures if not f.done()})
+    needed = _needed(futures, pending, return_when)
+    if futures and futures[0].client.asynchronous:
+        return _wait_async(futures, pending, needed, timeout)
+    countdown = _Countdown(needed)
+    _listen(pending, countdown)
+    try:
+        if not countdown.wait(timeout):
+            raise _timeout_error(futures, timeout)
+    finally:
+        _unlisten(pending, countdown)
+    return _split(futures)
+
+
+def _needed(futures: list[Future], pending: list[FutureState], return_when: str) -> int:
+    """How many of the ``pending`` states must finish before ``wait`` returns."""
+    if return_when == FIRST_COMPLETED:
+        all_pending = len(pending) == len({f._state for f in futures})
+        return 1 if pending and all_pending else 0
+    return len(pending)
+
+
+def _listen(pending: list[FutureState], countdown: _Countdown) -> None:
+    for state in pending:
+        state.add_listener(countdown.listener)
+
+
+def _unlisten(pending: list[FutureState], countdown: _Countdown) -> None:
+    for state in pending:
+        state.remove_listener(countdown.listener)
+
+
+async def _wait_async(
+    futures: list[Future], pending: list[FutureState], needed: int, timeout: float | None
+) -> Any:
+    countdown = _Countdown(needed, asyncio.get_running_loop())
+    _listen(pending, countdown)
+    try:
+        await asyncio.wait_for(countdown.wait_async(), timeout)
+    except TimeoutError:
+        raise _timeout_error(futures, timeout) from None
+    finally:
+        _unlisten(pending, countdown)
+    return _split(futures)
+
+
+class _Countdown:
+    """Set once ``needed`` listeners fired; for a thread or for a coroutine on ``loop``."""
+
+    def __init__(self, needed: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.needed = needed
+        self._lock = threading.Lock()
+        self._loop = loop
+        self._event = threading.Event()
+        self._async_event = asyncio.Event() if loop is not None else None
+        if needed <= 0:
+            self._fire()
+
+    def listener(self, _: FutureState) -> None:
+        with self._lock:
+            self.needed -= 1
+            fire = self.needed == 0
+        if fire:
+            self._fire()
+
+    def _fire(self) -> None:
+        self._event.set()
+        if self._loop is not None and self._async_event is not None:
+            self._loop.call_soon_threadsafe(self._async_event.set)
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._event.wait(timeout)
+
+    async def wait_async(self) -> None:
+        assert self._async_event is not None
+        if not self._event.is_set():
+            await self._async_event.wait()
+
+
+def _split(futures: list[Future]) -> DoneAndNotDoneFutures:
+    done = {f for f in futures if f.done()}
+    return DoneAndNotDoneFutures(done, {f for f in futures if f not in done})
+
+
+def _timeout_error(futures: list[Future], timeout: float | None) -> ShoalTimeoutError:
+    not_done = [f for f in futures if not f.done()]
+    return ShoalTimeoutError(
+        f"{len(not_done)} of {len(futures)} futures were not done after {timeout}s"
+    )

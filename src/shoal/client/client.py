@@ -1,0 +1,467 @@
+"""``Client``: the user's handle on a cluster. A thin facade over the asynchronous core.
+
+A synchronous client (the default) keeps its core on the process's shared background
+loop (``shoal.loop``) and every method blocks until the core answers. An asynchronous
+client (``asynchronous=True``) keeps its core on the caller's loop and its methods
+return awaitables; ``submit`` and ``map`` return futures right away in both modes.
+
+Rules of this file:
+
+* Work that needs no loop (naming keys, pickling run specs and scattered data) happens in
+  the caller's thread; then one hop to the loop per call, whatever the number of tasks.
+* Nothing here touches the key table or the stream directly: the core does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from shoal import loop as shared_loop
+from shoal._types import Address, Key
+from shoal.client import data
+from shoal.client.connect import Target, close_cluster, resolve
+from shoal.client.core import ClientCore
+from shoal.client.default import set_default_client, unset_default_client
+from shoal.client.future import Future
+from shoal.client.future_state import FutureState
+from shoal.client.nested import futures_of
+from shoal.client.refs import KeyTable
+from shoal.client.scatter_input import ScatterInput
+from shoal.client.tasks import TaskOptions, build_map, build_submit
+from shoal.client.transport import CommTransport, Transport
+from shoal.comm import Security
+from shoal.config import CommConfig
+from shoal.errors import CommClosedError, ShoalTimeoutError
+from shoal.loop import run_sync
+from shoal.sizes import format_bytes
+
+logger = logging.getLogger("shoal.client")
+T = TypeVar("T")
+
+#: synchronous clients still open, closed at interpreter exit
+_open_sync_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+@dataclass(slots=True)
+class _Settings:
+    address: Any
+    scheduler_file: str | None
+    security: Security | None
+    timeout: float
+    set_as_default: bool
+    cluster_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class Client:
+    """Connect to a shoal cluster, submit work, and get results back.
+
+    ``address`` is a scheduler address (``"tcp://host:8686"``), a cluster object such as
+    a ``LocalCluster``, or None: then a ``LocalCluster(**cluster_kwargs)`` is started on
+    127.0.0.1 with a random token and closed with the client. The cluster token is found
+    without help (the cluster's, one registered in this process, or the token file
+    ``shoal scheduler`` made); ``scheduler_file=`` names address and token, ``security=``
+    overrides both. Connecting fails after ``timeout`` seconds with an error naming the
+    address. With ``asynchronous=True``, ``await Client(...)`` (or ``async with``) and
+    await its methods. A client is a context manager; it becomes the process's default
+    client unless ``set_as_default=False``.
+    """
+
+    def __init__(
+        self,
+        address: Any = None,
+        *,
+        scheduler_file: str | None = None,
+        security: Security | None = None,
+        asynchronous: bool = False,
+        timeout: float = 10,
+        set_as_default: bool = True,
+        name: str | None = None,
+        **cluster_kwargs: Any,
+    ) -> None:
+        self.id = f"Client-{uuid.uuid4().hex[:16]}"
+        self.name = name or self.id
+        self.asynchronous = asynchronous
+        #: "created" -> "connecting" -> "running" -> "closing" -> "closed"
+        self.status = "created"
+        self._settings = _Settings(
+            address, scheduler_file, security, float(timeout), set_as_default, cluster_kwargs
+        )
+        self._core: ClientCore | None = None
+        self._target: Target | None = None
+        self._info: dict[str, Any] | None = None
+        self._given_transport: Transport | None = None
+        if not asynchronous:
+            run_sync(self._start())
+
+    @classmethod
+    def _from_transport(
+        cls, transport: Transport, *, asynchronous: bool = False, set_as_default: bool = False
+    ) -> Client:
+        """A client over a given transport (tests use a fake one); await it if asynchronous."""
+        client = cls.__new__(cls)
+        cls.__init__(client, asynchronous=True, set_as_default=set_as_default)
+        client.asynchronous = asynchronous
+        client._given_transport = transport
+        if not asynchronous:
+            run_sync(client._start())
+        return client
+
+    # -- life ------------------------------------------------------------------------------------
+    async def _start(self) -> Client:
+        if self.status != "created":
+            return self
+        self.status = "connecting"
+        settings = self._settings
+        try:
+            transport = await self._transport()
+            core = ClientCore(transport, self.id)
+            try:
+                await asyncio.wait_for(core.start(), settings.timeout)
+            except TimeoutError as exc:
+                detail = f": {exc}" if str(exc) else ""
+                raise ShoalTimeoutError(
+                    f"could not connect to the scheduler at {transport.scheduler_address} "
+                    f"within {settings.timeout}s{detail}"
+                ) from None
+        except BaseException:
+            self.status = "closed"
+            if self._target is not None and self._target.owns_cluster:
+                await close_cluster(self._target.cluster)
+            raise
+        self._core = core
+        self.status = "running"
+        if settings.set_as_default:
+            set_default_client(self)
+        if not self.asynchronous:
+            _open_sync_clients.add(self)
+        return self
+
+    async def _transport(self) -> Transport:
+        if self._given_transport is not None:
+            return self._given_transport
+        s = self._settings
+        self._target = await resolve(s.address, s.scheduler_file, s.security, s.cluster_kwargs)
+        config = CommConfig(connect_timeout=s.timeout)
+        return CommTransport(self._target.address, self._target.security, self.name, config)
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Client:
+        if not self.asynchronous:
+            return self
+        return await self._start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.asynchronous:
+            await self._close()
+        else:
+            await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> Client:
+        if self.asynchronous:
+            raise TypeError("an asynchronous client is used with 'async with', not 'with'")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self, timeout: float | None = None) -> Any:
+        """Close the client (and the cluster it started). Pending futures are cancelled."""
+        if self.asynchronous:
+            return self._close()
+        if self.status != "closed":
+            run_sync(self._close(), timeout)
+        return None
+
+    def shutdown(self) -> Any:
+        """Close the client and the cluster it is connected to (when it has the cluster)."""
+        if self.asynchronous:
+            return self._shutdown_async()
+        cluster = self._target.cluster if self._target is not None else None
+        owned = self._target is not None and self._target.owns_cluster
+        self.close()
+        if cluster is not None and not owned:
+            result = cluster.close()
+            if asyncio.iscoroutine(result):
+                run_sync(result)
+        elif cluster is None:
+            logger.warning("shutdown(): %s has no cluster object; only the client closed", self)
+        return None
+
+    async def _shutdown_async(self) -> None:
+        cluster = self._target.cluster if self._target is not None else None
+        owned = self._target is not None and self._target.owns_cluster
+        await self._close()
+        if cluster is not None and not owned:
+            result = cluster.close()
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def _close(self) -> None:
+        if self.status in ("closing", "closed"):
+            return
+        self.status = "closing"
+        unset_default_client(self)
+        _open_sync_clients.discard(self)
+        try:
+            if self._core is not None:
+                await self._core.close()
+        finally:
+            if self._target is not None and self._target.owns_cluster:
+                await close_cluster(self._target.cluster)
+            self.status = "closed"
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _running_core(self) -> ClientCore:
+        core = self._core
+        if core is None or self.status != "running":
+            hint = " (await an asynchronous client first)" if self.status == "created" else ""
+            raise CommClosedError(f"client {self.id} is {self.status}, not running{hint}")
+        return core
+
+    @property
+    def _table(self) -> KeyTable:
+        if self._core is None:
+            raise CommClosedError(f"client {self.id} never connected")
+        return self._core.table
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> Any:
+        """An awaitable for an asynchronous client; the result, for a synchronous one."""
+        if self.asynchronous:
+            return coro
+        return run_sync(coro)
+
+    def _on_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn(*args)`` on the core's loop and return its result here."""
+        core = self._running_core()
+        if threading.get_ident() == core.loop_thread:
+            return fn(*args)
+
+        async def call() -> T:
+            return fn(*args)
+
+        assert core.loop is not None
+        return asyncio.run_coroutine_threadsafe(call(), core.loop).result()
+
+    def _done_awaitable(self) -> Any:
+        """What an asynchronous client returns from actions that completed already."""
+        if not self.asynchronous:
+            return None
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def _acquire(self, key: Key) -> FutureState:
+        core = self._running_core()
+        state, new = core.table.acquire(key)
+        if new:
+            assert core.loop is not None
+            core.loop.call_soon_threadsafe(core.desire, [key])
+        return state
+
+    # -- tasks -------------------------------------------------------------------------------------
+    def submit(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        key: Key | None = None,
+        pure: bool = True,
+        workers: str | Iterable[str] | None = None,
+        allow_other_workers: bool = False,
+        retries: int | None = 0,
+        priority: float = 0,
+        resources: Mapping[str, float] | None = None,
+        **kwargs: Any,
+    ) -> Future:
+        """Run ``func(*args, **kwargs)`` on a worker; a ``Future`` for its result.
+
+        Futures among the arguments (also inside lists, tuples, sets and dicts) are
+        replaced by their values on the worker. ``key`` names the task (default: the
+        function's name and a hash of the call when ``pure``, else a random one); a live
+        key submitted again with the same call reuses its result, with another call it
+        is refused (``ValueError``). ``workers`` restricts where it runs (addresses or
+        names), loosely if ``allow_other_workers``; ``retries`` reruns it on failure;
+        higher ``priority`` runs first; ``resources`` such as ``{"GPU": 1}`` are held
+        while it runs. An argument that cannot be pickled raises ``SerializationError``.
+        """
+        options = TaskOptions.make(workers, allow_other_workers, retries, priority, resources)
+        batch = build_submit(func, args, kwargs, key=key, pure=pure, options=options)
+        [state] = self._on_loop(self._running_core().submit, batch)
+        return Future._adopt(state, self)
+
+    def map(
+        self,
+        func: Callable[..., Any],
+        *iterables: Iterable[Any],
+        key: str | Sequence[Key] | None = None,
+        pure: bool = True,
+        workers: str | Iterable[str] | None = None,
+        allow_other_workers: bool = False,
+        retries: int | None = 0,
+        priority: float = 0,
+        resources: Mapping[str, float] | None = None,
+        **kwargs: Any,
+    ) -> list[Future]:
+        """``submit`` for each tuple of items of ``iterables``; a list of futures.
+
+        The function is pickled once and all tasks go to the scheduler in one message.
+        ``key`` is a prefix for the keys, or a list with one key per task; the other
+        options are those of ``submit``, applied to every task.
+        """
+        options = TaskOptions.make(workers, allow_other_workers, retries, priority, resources)
+        batch = build_map(func, iterables, kwargs, key=key, pure=pure, options=options)
+        if not batch.keys:
+            return []
+        states = self._on_loop(self._running_core().submit, batch)
+        return [Future._adopt(state, self) for state in states]
+
+    def cancel(self, futures: Any, force: bool = False) -> Any:
+        """Cancel the futures in ``futures`` (``force``: even if other clients want them)."""
+        keys = [f.key for f in futures_of(futures)]
+        if keys:
+            self._on_loop(self._running_core().cancel, keys, force)
+        return self._done_awaitable()
+
+    def retry(self, futures: Any) -> Any:
+        """Run the erred futures in ``futures`` again."""
+        keys = [f.key for f in futures_of(futures)]
+        if keys:
+            self._on_loop(self._running_core().retry, keys)
+        return self._done_awaitable()
+
+    # -- data ------------------------------------------------------------------------------------
+    def gather(self, futures: Any, errors: Literal["raise", "skip"] = "raise") -> Any:
+        """``futures`` (a future, or lists, tuples, sets and dicts of them) with values.
+
+        Values come straight from the workers holding them. A failed task raises its
+        exception (``errors="raise"``) or is left out (``errors="skip"``).
+        """
+        return self._run(data.gather(self._running_core(), futures, errors))
+
+    def scatter(
+        self,
+        data: Any,
+        workers: str | Iterable[str] | None = None,
+        broadcast: bool = False,
+        hash: bool = True,
+    ) -> Any:
+        """Put local data on workers; futures in the same shape (an object, list or dict).
+
+        A dict's keys become the keys; otherwise keys are the type name and a hash of the
+        value (``hash=False``: a random suffix). Values go round-robin to ``workers`` (all
+        by default), or to each of them with ``broadcast=True``.
+        """
+        scattered = ScatterInput.make(data, hash)  # pickled here, off the loop
+        targets = [workers] if isinstance(workers, str) else workers
+        return self._run(
+            self._scatter(scattered, None if targets is None else list(targets), broadcast)
+        )
+
+    async def _scatter(
+        self, scattered: ScatterInput, workers: list[str] | None, broadcast: bool
+    ) -> Any:
+        core = self._running_core()
+        states = await data.scatter(
+            core, scattered.keys, scattered.blobs, scattered.tokens, workers, broadcast
+        )
+        return scattered.rebuild([Future._adopt(state, self) for state in states])
+
+    def run(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        workers: str | Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``function(*args, **kwargs)`` on every worker (or ``workers``), now, outside
+        the task graph; ``{worker address: result}``. A failure raises its exception."""
+        targets = [workers] if isinstance(workers, str) else workers
+        wanted = None if targets is None else list(targets)
+        return self._run(data.run(self._running_core(), function, args, kwargs, wanted))
+
+    # -- questions for the scheduler ---------------------------------------------------------------
+    def _ask_scheduler(self, op: str, **kwargs: Any) -> Any:
+        core = self._running_core()
+        return self._run(core.transport.call(core.transport.scheduler_address, op, **kwargs))
+
+    def who_has(self, futures: Any = None) -> Any:
+        """``{key: [worker addresses]}`` for the futures given (all keys by default)."""
+        keys = None if futures is None else [f.key for f in futures_of(futures)]
+        return self._ask_scheduler("who_has", keys=keys)
+
+    def has_what(self, workers: str | Iterable[Address] | None = None) -> Any:
+        """``{worker address: [keys]}`` for the workers given (all by default)."""
+        targets = [workers] if isinstance(workers, str) else workers
+        return self._ask_scheduler("has_what", workers=None if targets is None else list(targets))
+
+    def nthreads(self) -> Any:
+        """``{worker address: number of threads}``."""
+        return self._ask_scheduler("nthreads")
+
+    def scheduler_info(self) -> Any:
+        """The scheduler's address and id, and each worker's name, threads, memory, status."""
+        return self._run(self._scheduler_info())
+
+    async def _scheduler_info(self) -> dict[str, Any]:
+        core = self._running_core()
+        info: dict[str, Any] = await core.transport.call(
+            core.transport.scheduler_address, "scheduler_info"
+        )
+        self._info = info
+        return info
+
+    def story(self, *keys: Any) -> Any:
+        """What happened to these keys (or futures) on the scheduler, step by step."""
+        wanted = [k.key if isinstance(k, Future) else k for k in keys]
+        return self._ask_scheduler("story", keys=wanted)
+
+    # -- description -------------------------------------------------------------------------------
+    @property
+    def scheduler_address(self) -> str | None:
+        """The address of the scheduler (None before connecting)."""
+        core = self._core
+        return core.transport.scheduler_address if core is not None else None
+
+    @property
+    def cluster(self) -> Any:
+        """The cluster object given or started, if any."""
+        return self._target.cluster if self._target is not None else None
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """Where the dashboard is (None: shoal has no dashboard yet)."""
+        return getattr(self.cluster, "dashboard_link", None)
+
+    def __repr__(self) -> str:
+        address = self.scheduler_address
+        if self.status != "running":
+            return f"<Client: {address!r} {self.status}>"
+        if not self.asynchronous and not shared_loop.in_loop_thread():
+            with contextlib.suppress(Exception):  # a repr must not fail: show what we knew
+                run_sync(self._scheduler_info(), timeout=2)
+        workers = (self._info or {}).get("workers", {})
+        threads = sum(int(w.get("nthreads") or 0) for w in workers.values())
+        memory = sum(int(w.get("memory_limit") or 0) for w in workers.values())
+        return (
+            f"<Client: {address!r} processes={len(workers)} threads={threads}, "
+            f"memory={format_bytes(memory)}>"
+        )
+
+
+@atexit.register
+def _close_clients_at_exit() -> None:
+    for client in list(_open_sync_clients):
+        try:
+            client.close(timeout=5)
+        except Exception:  # exiting anyway
+            logger.debug("could not close %s at exit", client.id, exc_info=True)

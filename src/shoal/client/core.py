@@ -1,0 +1,256 @@
+"""The client's asynchronous core: the key table, the scheduler stream, and what flows on it.
+
+``ClientCore`` lives on one event loop (the shared background loop for synchronous
+clients, the user's loop for asynchronous ones). The ``Client`` facade calls into it.
+
+Rules of this file:
+
+* Every method here runs on the core's loop. The facade hops there once per call (one
+  hop for a whole ``map``); ``Future.__del__`` only schedules work here.
+* Incoming batches are handled in one pass, with no allocation for a key nobody waits on.
+* A key is in the table while some ``Future`` holds it. Submitting a live key again with
+  the same token reuses its state and sends nothing; with another token it is refused.
+* When the scheduler connection is lost, every pending future is cancelled with a
+  reason saying so: nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from shoal._types import Key
+from shoal.client.future_state import ErrorInfo, FutureState
+from shoal.client.refs import KeyTable
+from shoal.client.tasks import TaskBatch
+from shoal.client.transport import Msg, Transport
+from shoal.errors import CommClosedError, CommError
+
+logger = logging.getLogger("shoal.client")
+
+
+class ClientCore:
+    """The asynchronous heart of a ``Client``; see the rules at the top of this module."""
+
+    def __init__(self, transport: Transport, client_id: str) -> None:
+        self.transport = transport
+        self.id = client_id
+        self.table = KeyTable()
+        #: "created" -> "running" -> "closing" -> "closed"; "lost" if the scheduler went away
+        self.status = "created"
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread: int | None = None
+        #: the scheduler's reply to our registration
+        self.scheduler_reply: dict[str, Any] = {}
+        self._handlers: dict[str, Callable[[Msg], None]] = {
+            "task-erred": self._task_erred,
+            "cancelled-keys": self._cancelled_keys,
+            "task-retried": self._task_retried,
+        }
+
+    # -- life ------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Register with the scheduler and start handling its messages."""
+        loop = self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        table = self.table
+
+        def schedule_flush() -> None:
+            loop.call_soon_threadsafe(table.flush)
+
+        table.schedule_flush = schedule_flush
+        table.on_released = self._send_releases
+        self.scheduler_reply = await self.transport.open(self.id, self.handle_batch, self.lost)
+        self.status = "running"
+
+    async def close(self) -> None:
+        """Tell the scheduler we leave, close the connections, cancel what is pending."""
+        if self.status in ("closing", "closed"):
+            return
+        was_running = self.status == "running"
+        self.status = "closing"
+        if was_running:
+            self.table.flush()
+            self._send({"op": "close-client"})
+        try:
+            await self.transport.close()
+        finally:
+            self._cancel_all("the client was closed")
+            self.status = "closed"
+
+    def lost(self, reason: str) -> None:
+        """The scheduler stream ended without us closing it."""
+        if self.status != "running":
+            return
+        logger.warning("client %s lost its scheduler connection: %s", self.id, reason)
+        self.status = "lost"
+        self._cancel_all(f"lost the connection to the scheduler ({reason})")
+
+    def _cancel_all(self, reason: str) -> None:
+        for state in self.table.clear():
+            if not state.done():
+                state.cancel(reason)
+
+    def check_running(self) -> None:
+        if self.status != "running":
+            raise CommClosedError(f"client {self.id} is {self.status}, not running")
+
+    def _send(self, *msgs: Msg) -> None:
+        try:
+            self.transport.send(*msgs)
+        except CommError as exc:  # the stream ended; lost() reports it
+            logger.info("client %s could not send %s: %s", self.id, msgs[0].get("op"), exc)
+
+    # -- messages from the scheduler ---------------------------------------------------------
+    def handle_batch(self, msgs: Sequence[Msg]) -> None:
+        """Apply one batch of scheduler messages, in order, in one pass."""
+        states = self.table.states
+        handlers = self._handlers
+        for msg in msgs:
+            op = msg.get("op")
+            if op == "key-in-memory":
+                state = states.get(msg["key"])
+                if state is not None:
+                    state.finish(msg.get("type_name"))
+                continue
+            handler = handlers.get(op)  # type: ignore[arg-type]
+            if handler is None:
+                logger.debug("client %s ignores unknown message %r", self.id, op)
+            else:
+                handler(msg)
+
+    def _task_erred(self, msg: Msg) -> None:
+        state = self.table.states.get(msg["key"])
+        if state is not None:
+            error = ErrorInfo(
+                msg.get("exception"),
+                msg.get("traceback"),
+                msg.get("exception_text") or "",
+                msg.get("traceback_text") or "",
+            )
+            state.fail(error)
+
+    def _cancelled_keys(self, msg: Msg) -> None:
+        reason = msg.get("reason") or ""
+        for key in msg["keys"]:
+            state = self.table.states.get(key)
+            if state is not None and state.status != "cancelled":
+                state.cancel(reason)
+
+    def _task_retried(self, msg: Msg) -> None:
+        state = self.table.states.get(msg["key"])
+        if state is not None and state.status != "pending":
+            state.reset()
+
+    # -- submitting ------------------------------------------------------------------------------
+    def submit(self, batch: TaskBatch) -> list[FutureState]:
+        """Take references on the batch's keys and send the tasks that are new here."""
+        self.check_running()
+        self.table.flush()  # a dropped key must be released before it is submitted again
+        states = self.table.states
+        _refuse_conflicts(batch, states)
+        to_send = []
+        seen: set[Key] = set()
+        for row in batch.rows:
+            key = row[0]
+            if key in seen:
+                continue
+            seen.add(key)
+            state = states.get(key)
+            if state is None:
+                to_send.append(row)
+            elif state.status in ("cancelled", "lost"):
+                state.reset()
+                state.token = row[4]
+                to_send.append(row)
+            elif state.token is None:
+                state.token = row[4]
+        result = self.table.acquire_many(batch.keys, batch.tokens)
+        if to_send:
+            restrictions = batch.restrictions
+            self._send(
+                {
+                    "op": "update-graph",
+                    "tasks": to_send,
+                    "restrictions": {r[0]: restrictions for r in to_send} if restrictions else {},
+                    "wanted": list(seen),
+                }
+            )
+        return result
+
+    def desire(self, keys: Iterable[Key]) -> None:
+        """We hold new futures for keys submitted elsewhere: ask the scheduler about them."""
+        if self.status == "running":
+            self._send({"op": "client-desires-keys", "keys": list(keys)})
+
+    def _send_releases(self, keys: list[Key]) -> None:
+        if self.status == "running":
+            self._send({"op": "client-releases-keys", "keys": keys})
+
+    def cancel(self, keys: Sequence[Key], force: bool = False) -> None:
+        """Cancel keys: the scheduler stops them; their futures are cancelled right away."""
+        self.check_running()
+        self._send({"op": "cancel-keys", "keys": list(keys), "force": force})
+        for key in keys:
+            state = self.table.states.get(key)
+            if state is not None and not state.done():
+                state.cancel("cancelled by the client")
+
+    def retry(self, keys: Sequence[Key]) -> None:
+        """Run erred keys again; their futures go back to pending right away."""
+        self.check_running()
+        erred = [k for k in keys if (s := self.table.states.get(k)) and s.status == "error"]
+        if not erred:
+            return
+        self._send({"op": "retry", "keys": erred})
+        for key in erred:
+            self.table.states[key].reset()
+
+    def register_scattered(
+        self, keys: Sequence[Key], tokens: Sequence[str], type_names: dict[Key, str]
+    ) -> list[FutureState]:
+        """References on data we just put on workers; their states are finished."""
+        states = self.table.acquire_many(keys, tokens)
+        for state in states:
+            if state.status != "finished":
+                state.finish(type_names.get(state.key))
+        return states
+
+    def refuse_scatter_conflicts(self, tokens: dict[Key, str]) -> list[Key]:
+        """Raise if a scattered key is live with other data; the keys already live."""
+        self.table.flush()
+        live = []
+        for key, token in tokens.items():
+            state = self.table.states.get(key)
+            if state is None or state.status in ("cancelled", "lost"):
+                continue
+            if state.token is not None and state.token != token:
+                raise ValueError(_conflict_message(key))
+            if state.status == "finished":
+                live.append(key)
+        return live
+
+
+def _refuse_conflicts(batch: TaskBatch, states: dict[Key, FutureState]) -> None:
+    first_token: dict[Key, str] = {}
+    for row in batch.rows:
+        key, token = row[0], row[4]
+        earlier = first_token.setdefault(key, token)
+        state = states.get(key)
+        if earlier != token or (
+            state is not None
+            and state.token is not None
+            and state.token != token
+            and state.status not in ("cancelled", "lost")
+        ):
+            raise ValueError(_conflict_message(key))
+
+
+def _conflict_message(key: Key) -> str:
+    return (
+        f"key {key!r} is already used by a different task or data; "
+        "pass another key= or release every future of the first one before reusing it"
+    )

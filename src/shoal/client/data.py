@@ -1,0 +1,239 @@
+"""Moving data between the client and workers: gather, scatter, and ``run``.
+
+Bulk data never passes through the scheduler: the client asks it who holds what
+(``who_has``), then talks to those workers directly, one ``get_data`` per worker for all
+the keys that worker holds.
+
+Rules of this file:
+
+* Every function here runs on the core's loop.
+* Waiting for many futures costs one listener per pending future and one event, never a
+  coroutine per future.
+* A worker that cannot be reached, is busy, or no longer holds a key costs a retry
+  through ``who_has``, with a growing pause; after ``FETCH_ATTEMPTS`` rounds the keys
+  still missing are declared lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+from shoal._types import Address, Key
+from shoal.client.core import ClientCore
+from shoal.client.future import Future
+from shoal.client.future_state import FutureState
+from shoal.client.nested import pack, unpack
+from shoal.errors import CommError, FutureLostError
+from shoal.protocol.serialize import Serialized, deserialize, serialize
+
+logger = logging.getLogger("shoal.client")
+
+#: rounds of who_has + get_data before missing keys are declared lost
+FETCH_ATTEMPTS = 8
+
+
+async def wait_for_states(states: Sequence[FutureState], stop_on_error: bool = False) -> None:
+    """Wait until every state is done (or, with ``stop_on_error``, one is not finished)."""
+    pending = [s for s in states if not s.done()]
+    if not pending:
+        return
+    if stop_on_error and any(s.done() and s.status != "finished" for s in states):
+        return
+    event = asyncio.Event()
+    remaining = len(pending)
+
+    def listener(state: FutureState) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if remaining == 0 or (stop_on_error and state.status != "finished"):
+            event.set()
+
+    for state in pending:
+        state.add_listener(listener)
+    try:
+        await event.wait()
+    finally:
+        for state in pending:
+            state.remove_listener(listener)
+
+
+async def gather(core: ClientCore, obj: Any, errors: Literal["raise", "skip"] = "raise") -> Any:
+    """``obj`` with every future in it replaced by its value."""
+    if errors not in ("raise", "skip"):
+        raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
+    found: dict[Key, Future] = {}
+    packed = pack(obj, found)
+    if not found:
+        return obj
+    states = [f._state for f in found.values()]
+    await wait_for_states(states, stop_on_error=errors == "raise")
+    good = []
+    for state in states:
+        if state.status == "finished":
+            good.append(state.key)
+        elif errors == "raise" and state.done():
+            assert state.error is not None
+            raise state.error.rebuild()
+    data = await fetch(core, good, {s.key: s for s in states})
+    return unpack(packed, data, skip_missing=errors == "skip")
+
+
+async def fetch(
+    core: ClientCore, keys: Sequence[Key], states: dict[Key, FutureState] | None = None
+) -> dict[Key, Any]:
+    """The values of ``keys``, fetched from the workers that hold them."""
+    data: dict[Key, Any] = {}
+    missing = list(dict.fromkeys(keys))
+    for attempt in itertools.count(1):
+        if not missing:
+            return data
+        who_has = await core.transport.call(
+            core.transport.scheduler_address, "who_has", keys=missing
+        )
+        await _fetch_round(core, _plan(missing, who_has or {}), data)
+        missing = [k for k in missing if k not in data]
+        if missing and attempt >= FETCH_ATTEMPTS:
+            for key in missing:
+                if states and key in states:
+                    states[key].lose("no worker holds it")
+            raise FutureLostError(f"no worker holds the data of {missing[:5]!r}")
+        if missing:
+            await asyncio.sleep(min(0.02 * 2**attempt, 1.0))
+    raise AssertionError("unreachable")
+
+
+def _plan(keys: Sequence[Key], who_has: dict[Key, Iterable[Address]]) -> dict[Address, list[Key]]:
+    """Keys per worker: a random holder for each key, so load spreads over replicas."""
+    plan: dict[Address, list[Key]] = {}
+    for key in keys:
+        holders = list(who_has.get(key) or ())
+        if holders:
+            plan.setdefault(random.choice(holders), []).append(key)
+    return plan
+
+
+async def _fetch_round(
+    core: ClientCore, plan: dict[Address, list[Key]], data: dict[Key, Any]
+) -> None:
+    async def one(worker: Address, keys: list[Key]) -> None:
+        try:
+            reply = await core.transport.call(worker, "get_data", keys=keys, who=core.id)
+        except CommError as exc:
+            logger.info("client %s: get_data from %s failed: %s", core.id, worker, exc)
+            return
+        if not isinstance(reply, dict) or reply.get("status") == "busy":
+            return
+        for key, blob in (reply.get("data") or {}).items():
+            data[key] = deserialize(blob)
+
+    await asyncio.gather(*(one(w, ks) for w, ks in plan.items()))
+
+
+# -- scatter -----------------------------------------------------------------------------------
+
+
+async def scatter(
+    core: ClientCore,
+    keys: Sequence[Key],
+    blobs: dict[Key, Serialized],
+    tokens: dict[Key, str],
+    workers: Sequence[str] | None,
+    broadcast: bool,
+) -> list[FutureState]:
+    """Put serialized values on workers, tell the scheduler, take references on them.
+
+    ``keys`` may repeat a key (the same value twice in a list): one state per entry.
+    """
+    core.check_running()
+    live = set(core.refuse_scatter_conflicts(tokens))
+    to_send = {k: v for k, v in blobs.items() if k not in live}
+    type_names: dict[Key, str] = {}
+    if to_send:
+        targets = await worker_addresses(core, workers)
+        assignment = _assign(list(to_send), targets, broadcast)
+        who_has, nbytes = await _push(core, to_send, assignment, type_names)
+        await core.transport.call(
+            core.transport.scheduler_address,
+            "update_data",
+            client=core.id,
+            who_has=who_has,
+            nbytes=nbytes,
+            type_names=type_names,
+        )
+    return core.register_scattered(keys, [tokens[k] for k in keys], type_names)
+
+
+def _assign(keys: list[Key], targets: list[Address], broadcast: bool) -> dict[Address, list[Key]]:
+    if broadcast:
+        return {w: list(keys) for w in targets}
+    plan: dict[Address, list[Key]] = {}
+    start = random.randrange(len(targets))
+    for i, key in enumerate(keys):
+        plan.setdefault(targets[(start + i) % len(targets)], []).append(key)
+    return plan
+
+
+async def _push(
+    core: ClientCore,
+    blobs: dict[Key, Serialized],
+    assignment: dict[Address, list[Key]],
+    type_names: dict[Key, str],
+) -> tuple[dict[Key, list[Address]], dict[Key, int]]:
+    workers = list(assignment)
+    replies = await asyncio.gather(
+        *(
+            core.transport.call(w, "update_data", data={k: blobs[k] for k in assignment[w]})
+            for w in workers
+        )
+    )
+    who_has: dict[Key, list[Address]] = {}
+    nbytes: dict[Key, int] = {}
+    for worker, reply in zip(workers, replies, strict=True):
+        for key in assignment[worker]:
+            who_has.setdefault(key, []).append(worker)
+        nbytes.update((reply or {}).get("nbytes") or {})
+        type_names.update((reply or {}).get("type_names") or {})
+    return who_has, nbytes
+
+
+# -- workers and run -----------------------------------------------------------------------------
+
+
+async def worker_addresses(core: ClientCore, wanted: Sequence[str] | None) -> list[Address]:
+    """The addresses of the workers named in ``wanted`` (addresses or names), or all."""
+    info = await core.transport.call(core.transport.scheduler_address, "scheduler_info")
+    workers: dict[Address, dict[str, Any]] = dict(info.get("workers") or {})
+    if wanted is None:
+        if not workers:
+            raise ValueError(f"no workers are connected to {core.transport.scheduler_address}")
+        return sorted(workers)
+    by_name = {str(w.get("name")): address for address, w in workers.items()}
+    out = []
+    for name in wanted:
+        address = name if name in workers else by_name.get(str(name))
+        if address is None:
+            raise ValueError(f"no worker {name!r} (workers: {sorted(workers)})")
+        out.append(address)
+    return out
+
+
+async def run(
+    core: ClientCore,
+    function: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    workers: Sequence[str] | None,
+) -> dict[Address, Any]:
+    """Run ``function(*args, **kwargs)`` on each worker; results by worker address."""
+    targets = await worker_addresses(core, workers)
+    blobs = {"function": serialize(function), "args": serialize(args), "kwargs": serialize(kwargs)}
+    results = await asyncio.gather(*(core.transport.call(w, "run", **blobs) for w in targets))
+    return {
+        w: deserialize(r) if isinstance(r, Serialized) else r
+        for w, r in zip(targets, results, strict=True)
+    }

@@ -1,0 +1,51 @@
+"""The process's default client: what ``Future(key)``, unpickled futures and ``wait`` use.
+
+A client made with ``set_as_default=True`` (the default) becomes the default client and
+stops being it when it closes. Code running inside a task may set the worker's own client
+as the default with ``set_default_client`` (the worker does so for ``get_client()``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shoal.client.client import Client
+
+_lock = threading.Lock()
+#: the clients made default, most recent last (a closed default falls back to the previous)
+_defaults: list[Client] = []
+
+
+def set_default_client(client: Client | None) -> None:
+    """Make ``client`` the default client of this process (``None``: no default)."""
+    with _lock:
+        if client is None:
+            _defaults.clear()
+            return
+        if client in _defaults:
+            _defaults.remove(client)
+        _defaults.append(client)
+
+
+def unset_default_client(client: Client) -> None:
+    """``client`` closed: it is no longer a default."""
+    with _lock:
+        if client in _defaults:
+            _defaults.remove(client)
+
+
+def default_client() -> Client:
+    """The default client; ``ValueError`` if there is none."""
+    with _lock:
+        if _defaults:
+            return _defaults[-1]
+    raise ValueError(
+        "no shoal client: create one with shoal.Client(...) (or pass client= explicitly)"
+    )
+
+
+def get_client() -> Client:
+    """The client to use here: the default client of this process."""
+    return default_client()

@@ -1,0 +1,132 @@
+"""How the client core talks to the cluster: one stream to the scheduler, rpc to anyone.
+
+The core sees only the small ``Transport`` interface, so tests replace the network with
+a fake that records what is sent and answers rpcs from a table.
+
+Rules of this file:
+
+* ``open`` registers the client on a fresh connection, then turns it into a batched
+  stream; every batch the scheduler sends is handed to ``on_batch`` in one call, in order.
+* A stream that ends while we did not close it is reported once through ``on_lost``.
+* ``call`` raises the remote exception (original type, remote traceback) on an error reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from shoal.comm import BatchedStream, Comm, ConnectionPool, Security, connect, raise_remote
+from shoal.config import CommConfig
+from shoal.errors import CommError, ProtocolError
+
+logger = logging.getLogger("shoal.client")
+
+Msg = dict[str, Any]
+BatchHandler = Callable[[Sequence[Msg]], None]
+LostHandler = Callable[[str], None]
+
+
+class Transport(Protocol):
+    """What the client core needs from the network."""
+
+    #: where the scheduler listens
+    scheduler_address: str
+
+    async def open(
+        self, client_id: str, on_batch: BatchHandler, on_lost: LostHandler
+    ) -> dict[str, Any]:
+        """Register with the scheduler and start delivering its messages; its reply."""
+        ...
+
+    def send(self, *msgs: Msg) -> None:
+        """Queue messages on the scheduler stream (never blocks)."""
+        ...
+
+    async def call(self, address: str, op: str, /, **kwargs: Any) -> Any:
+        """One rpc to ``address``; the result, or the remote exception raised here."""
+        ...
+
+    async def close(self) -> None:
+        """Flush the stream and close every connection."""
+        ...
+
+
+class CommTransport:
+    """The real transport: a ``BatchedStream`` to the scheduler and a ``ConnectionPool``."""
+
+    def __init__(
+        self, scheduler_address: str, security: Security, name: str, config: CommConfig
+    ) -> None:
+        self.scheduler_address = scheduler_address
+        self.security = security
+        self.name = name
+        self.config = config
+        self.pool = ConnectionPool(security=security, role="client", name=name, config=config)
+        self._stream: BatchedStream | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def open(
+        self, client_id: str, on_batch: BatchHandler, on_lost: LostHandler
+    ) -> dict[str, Any]:
+        comm = await connect(
+            self.scheduler_address,
+            security=self.security,
+            role="client",
+            name=self.name,
+            config=self.config,
+        )
+        try:
+            await comm.write({"op": "register-client", "client": client_id})
+            reply = await comm.read()
+        except BaseException:
+            comm.abort()
+            raise
+        if not isinstance(reply, dict) or reply.get("status") != "OK":
+            comm.abort()
+            if isinstance(reply, dict) and reply.get("status") == "error":
+                raise_remote(reply)
+            raise ProtocolError(f"the scheduler refused the client: {reply!r:.200}")
+        self._stream = BatchedStream(comm, interval=self.config.batch_interval)
+        self._reader = asyncio.create_task(
+            self._read(comm, on_batch, on_lost), name=f"client-stream {client_id}"
+        )
+        return reply
+
+    async def _read(self, comm: Comm, on_batch: BatchHandler, on_lost: LostHandler) -> None:
+        # the one top-level guard of the stream: a handler bug is logged, not fatal
+        reason = "the scheduler closed the connection"
+        try:
+            while True:
+                batch = await comm.read()
+                try:
+                    on_batch(batch if isinstance(batch, list | tuple) else (batch,))
+                except Exception:
+                    logger.exception("client failed to handle a batch from the scheduler")
+        except CommError as exc:
+            reason = str(exc)
+        except Exception as exc:
+            logger.exception("client stream from %s failed", self.scheduler_address)
+            reason = f"{type(exc).__name__}: {exc}"
+        if not self._closing:
+            on_lost(reason)
+
+    def send(self, *msgs: Msg) -> None:
+        if self._stream is None:
+            raise RuntimeError("the transport is not open")
+        self._stream.send(*msgs)
+
+    async def call(self, address: str, op: str, /, **kwargs: Any) -> Any:
+        return await self.pool.call(address, op, **kwargs)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._stream is not None and not self._stream.closed:
+            await self._stream.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.wait([self._reader])
+        await self.pool.close()

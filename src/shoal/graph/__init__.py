@@ -1,0 +1,1 @@
+"""Task specs and graphs: pure, no IO."""

@@ -1,0 +1,44 @@
+"""Task keys: naming new ones and splitting them into prefixes for grouping."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from shoal._types import Key
+
+_HEX_TAIL = re.compile(r"-[0-9a-f]{8,}$")
+
+
+def key_split(key: object) -> str:
+    """The human name of a key's group: ``"inc-1f3a..."`` -> ``"inc"``, ``("x", 0)`` -> ``"x"``."""
+    if isinstance(key, tuple) and key:
+        key = key[0]
+    if isinstance(key, bytes):
+        key = key.decode(errors="replace")
+    if not isinstance(key, str):
+        return "other"
+    return _HEX_TAIL.sub("", key) or key
+
+
+def funcname(func: Callable[..., Any]) -> str:
+    """A short readable name for ``func`` to prefix its task keys with."""
+    while hasattr(func, "func"):  # functools.partial and friends
+        func = func.func
+    name = getattr(func, "__name__", None) or type(func).__name__
+    return "lambda" if name == "<lambda>" else name
+
+
+def new_key(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], pure: bool
+) -> Key:
+    """A key for a submitted call: deterministic when ``pure``, unique otherwise."""
+    if pure:
+        from dask.base import tokenize
+
+        token = tokenize(func, args, kwargs)
+    else:
+        token = uuid.uuid4().hex
+    return f"{funcname(func)}-{token}"

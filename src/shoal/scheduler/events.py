@@ -1,0 +1,215 @@
+"""Events a SchedulerState is fed: past-tense facts, each with the id of its stimulus.
+
+Run specs, exceptions and tracebacks are opaque (``object``): the scheduler never
+unpickles user code; it stores them and hands them on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shoal._types import Address, Key, StimulusId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerEvent:
+    #: what caused this event; follows it into every instruction and log line
+    stimulus_id: StimulusId
+    #: the shell's clock (seconds); time only enters the machine here
+    now: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewTask:
+    """One task of a submitted graph, as the scheduler sees it."""
+
+    key: Key
+    #: opaque serialized run spec, handed to workers unread; None for a task the client
+    #: only refers to (it must already exist)
+    run_spec: object
+    dependencies: tuple[Key, ...] = ()
+    #: lower runs first; the client's (user priority, submission order, dask.order) tuple
+    priority: tuple[float, ...] = (0,)
+    #: a digest of the definition, to refuse a different task under a live key; None: no check
+    token: str | None = None
+    retries: int = 0
+    #: abstract resources the task holds while it runs
+    resources: Mapping[str, float] = field(default_factory=dict)
+    #: addresses or names of workers the task may run on (empty: any)
+    workers: tuple[str, ...] = ()
+    allow_other_workers: bool = False
+    #: other annotations, passed on to the worker
+    annotations: Mapping[str, object] = field(default_factory=dict)
+
+
+# -- clients -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientConnected(SchedulerEvent):
+    client: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientDisconnected(SchedulerEvent):
+    """The client went away: release everything it wanted."""
+
+    client: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GraphSubmitted(SchedulerEvent):
+    client: str
+    tasks: tuple[NewTask, ...]
+    #: keys the client holds futures for
+    wanted: tuple[Key, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeysDesired(SchedulerEvent):
+    """The client holds (new) futures for existing keys."""
+
+    client: str
+    keys: tuple[Key, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeysReleased(SchedulerEvent):
+    """The client dropped its last future for these keys."""
+
+    client: str
+    keys: tuple[Key, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeysCancelled(SchedulerEvent):
+    """The client cancelled these keys (``force``: even if other clients want them)."""
+
+    client: str
+    keys: tuple[Key, ...]
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryRequested(SchedulerEvent):
+    """Run these erred keys (and their erred dependencies) again."""
+
+    client: str
+    keys: tuple[Key, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataScattered(SchedulerEvent):
+    """The client put data straight onto workers."""
+
+    client: str
+    who_has: Mapping[Key, tuple[Address, ...]]
+    nbytes: Mapping[Key, int]
+    type_names: Mapping[Key, str] = field(default_factory=dict)
+
+
+# -- workers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerJoined(SchedulerEvent):
+    address: Address
+    name: str
+    nthreads: int
+    memory_limit: int = 0
+    resources: Mapping[str, float] = field(default_factory=dict)
+    nanny: Address | None = None
+    services: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerLeft(SchedulerEvent):
+    """The worker is gone. ``expected``: it closed gracefully, so it killed nothing."""
+
+    address: Address
+    reason: str
+    expected: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerStatusChanged(SchedulerEvent):
+    """``status`` is "running", "paused" or "closing_gracefully"."""
+
+    worker: Address
+    status: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStarted(SchedulerEvent):
+    worker: Address
+    key: Key
+    run_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFinished(SchedulerEvent):
+    worker: Address
+    key: Key
+    run_id: int
+    nbytes: int
+    type_name: str
+    start: float
+    stop: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskErred(SchedulerEvent):
+    worker: Address
+    key: Key
+    run_id: int
+    exception: object
+    traceback: object
+    exception_text: str
+    traceback_text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSeceded(SchedulerEvent):
+    """The task left its thread (``secede()``): it no longer occupies one."""
+
+    worker: Address
+    key: Key
+    run_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerReleasedKey(SchedulerEvent):
+    worker: Address
+    key: Key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerAddedKeys(SchedulerEvent):
+    worker: Address
+    keys: tuple[Key, ...]
+    nbytes: Mapping[Key, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StealResponded(SchedulerEvent):
+    """The worker's answer to a steal request: the task's state there."""
+
+    worker: Address
+    key: Key
+    state: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataMissing(SchedulerEvent):
+    """``worker`` asked ``errant_worker`` for ``key`` and it was not there."""
+
+    worker: Address
+    key: Key
+    errant_worker: Address
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WhoHasRefreshRequested(SchedulerEvent):
+    worker: Address
+    keys: tuple[Key, ...]

@@ -1,0 +1,92 @@
+"""Instructions a SchedulerState returns: imperatives for the shell to carry out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shoal._types import Address, Key, StimulusId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerInstruction:
+    stimulus_id: StimulusId
+
+
+# -- to workers (over each worker's batched stream) ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComputeTask(SchedulerInstruction):
+    worker: Address
+    key: Key
+    run_id: int
+    run_spec: object
+    priority: tuple[float, ...]
+    who_has: Mapping[Key, tuple[Address, ...]]
+    nbytes: Mapping[Key, int]
+    resources: Mapping[str, float] = field(default_factory=dict)
+    annotations: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FreeKeys(SchedulerInstruction):
+    worker: Address
+    keys: tuple[Key, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcquireReplicas(SchedulerInstruction):
+    worker: Address
+    who_has: Mapping[Key, tuple[Address, ...]]
+    nbytes: Mapping[Key, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StealRequest(SchedulerInstruction):
+    worker: Address
+    key: Key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefreshWhoHas(SchedulerInstruction):
+    worker: Address
+    who_has: Mapping[Key, tuple[Address, ...]]
+
+
+# -- to clients (over each client's batched stream) ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyInMemory(SchedulerInstruction):
+    client: str
+    key: Key
+    type_name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyErred(SchedulerInstruction):
+    """``exception``/``traceback`` are what the worker sent (opaque), or a scheduler-made
+    exception object (e.g. ``KilledWorker``) for the shell to serialize."""
+
+    client: str
+    key: Key
+    exception: object
+    traceback: object
+    exception_text: str
+    traceback_text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeysCancelledForClient(SchedulerInstruction):
+    client: str
+    keys: tuple[Key, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyRetried(SchedulerInstruction):
+    """An erred key is being computed again (its future goes back to pending)."""
+
+    client: str
+    key: Key

@@ -1,0 +1,493 @@
+"""Scheduler: the IO shell around ``SchedulerState``.
+
+Rules of this file:
+
+* Every decision is the pure ``SchedulerState``'s. This shell turns stream messages into
+  events, feeds them once per loop turn (events from many streams are coalesced into one
+  batch), and routes the instructions that come back to the right stream.
+* The scheduler never unpickles: run specs, results' types and users' exceptions stay
+  ``Serialized``; it only pickles exceptions it makes itself (``KilledWorker``).
+* A worker's stream closing means the worker is gone; a client's, that its futures are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from shoal import discovery
+from shoal._types import Address, Key
+from shoal.comm import BatchedStream, Comm, Security
+from shoal.comm.core import DEFAULT_CONFIG
+from shoal.config import CommConfig, SchedulerConfig
+from shoal.protocol.serialize import Serialized, serialize
+from shoal.scheduler import events as ev
+from shoal.scheduler import instructions as ins
+from shoal.scheduler.state import SchedulerState
+from shoal.server import Server
+
+logger = logging.getLogger("shoal.scheduler")
+
+
+class Scheduler(Server):
+    """Places tasks on workers and tells clients when their keys are ready."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8686,
+        protocol: str = "tcp",
+        security: Security | None = None,
+        scheduler_file: str | None = None,
+        token_file: Path | None = None,
+        comm_config: CommConfig = DEFAULT_CONFIG,
+        **config: Any,
+    ) -> None:
+        self.config = SchedulerConfig(**config)
+        super().__init__(
+            handlers=self._rpc_handlers(),
+            security=security if security is not None else Security.local(),
+            role="scheduler",
+            name="scheduler",
+            config=comm_config,
+        )
+        self.id = f"scheduler-{uuid.uuid4().hex[:12]}"
+        self._listen_address = f"{protocol}://{host}:{port}" if protocol == "tcp" else "inproc://"
+        self._scheduler_file = scheduler_file
+        self._token_file = token_file
+        self.state = SchedulerState(
+            validate=self.config.validate,
+            allowed_failures=self.config.allowed_failures,
+            latency=self.config.latency,
+        )
+        self.worker_streams: dict[Address, BatchedStream] = {}
+        self.client_streams: dict[str, BatchedStream] = {}
+        #: what heartbeats tell about each worker: metrics, last_seen, pid, local_directory
+        self.worker_extra: dict[Address, dict[str, Any]] = {}
+        self._leaving_gracefully: set[Address] = set()
+        self._pending: list[ev.SchedulerEvent] = []
+        self._flush_scheduled = False
+        self._route = self._routing_table()
+
+    async def start(self) -> None:
+        await self.listen(self._listen_address)
+        discovery.register_local(self.address, self.security)
+        if self._scheduler_file:
+            discovery.write_scheduler_file(self._scheduler_file, self.address, self._token_file)
+        self.periodic(self._check_worker_ttl, min(1.0, self.config.worker_ttl / 4), "worker-ttl")
+        logger.info("scheduler at %s", self.address)
+
+    async def _shutdown(self) -> None:
+        for stream in list(self.worker_streams.values()):
+            stream.send({"op": "close", "reason": "scheduler closing"})
+        for stream in [*self.worker_streams.values(), *self.client_streams.values()]:
+            await stream.close()
+        discovery.unregister_local(self.address)
+        await super()._shutdown()
+
+    # -- events in, instructions out -----------------------------------------------------------
+    def feed(self, event: ev.SchedulerEvent) -> None:
+        """Queue an event; all events queued in one loop turn are handled as one batch."""
+        self._pending.append(event)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        events, self._pending = self._pending, []
+        self.route(self.state.handle_events(events))
+
+    def route(self, instructions: Iterable[ins.SchedulerInstruction]) -> None:
+        """Send each instruction down its stream; one ``send`` per stream per batch."""
+        outgoing: dict[BatchedStream, list[dict[str, Any]]] = {}
+        for inst in instructions:
+            stream, msg = self._route[type(inst)](inst)
+            if stream is not None:
+                outgoing.setdefault(stream, []).append(msg)
+        for stream, msgs in outgoing.items():
+            if not stream.closed:
+                stream.send(*msgs)
+
+    def _routing_table(
+        self,
+    ) -> dict[type, Callable[[Any], tuple[BatchedStream | None, dict[str, Any]]]]:
+        def to_worker(
+            op: str, *fields: str
+        ) -> Callable[[Any], tuple[BatchedStream | None, dict[str, Any]]]:
+            def route(inst: Any) -> tuple[BatchedStream | None, dict[str, Any]]:
+                msg = {"op": op, "stimulus_id": inst.stimulus_id}
+                for name in fields:
+                    msg[name] = getattr(inst, name)
+                return self.worker_streams.get(inst.worker), msg
+
+            return route
+
+        def to_client(
+            op: str, *fields: str
+        ) -> Callable[[Any], tuple[BatchedStream | None, dict[str, Any]]]:
+            def route(inst: Any) -> tuple[BatchedStream | None, dict[str, Any]]:
+                msg = {"op": op}
+                for name in fields:
+                    msg[name] = getattr(inst, name)
+                return self.client_streams.get(inst.client), msg
+
+            return route
+
+        return {
+            ins.ComputeTask: to_worker(
+                "compute-task",
+                "key",
+                "run_id",
+                "run_spec",
+                "priority",
+                "who_has",
+                "nbytes",
+                "resources",
+                "annotations",
+            ),
+            ins.FreeKeys: to_worker("free-keys", "keys"),
+            ins.AcquireReplicas: to_worker("acquire-replicas", "who_has", "nbytes"),
+            ins.StealRequest: to_worker("steal-request", "key"),
+            ins.RefreshWhoHas: to_worker("refresh-who-has", "who_has"),
+            ins.KeyInMemory: to_client("key-in-memory", "key", "type_name"),
+            ins.KeyErred: self._route_erred,
+            ins.KeysCancelledForClient: to_client("cancelled-keys", "keys", "reason"),
+            ins.KeyRetried: to_client("task-retried", "key"),
+        }
+
+    def _route_erred(self, inst: ins.KeyErred) -> tuple[BatchedStream | None, dict[str, Any]]:
+        exception = inst.exception
+        if not isinstance(exception, Serialized):  # one the scheduler made itself
+            exception = serialize(exception)
+        traceback = inst.traceback
+        if traceback is not None and not isinstance(traceback, Serialized):
+            traceback = None
+        msg = {
+            "op": "task-erred",
+            "key": inst.key,
+            "exception": exception,
+            "traceback": traceback,
+            "exception_text": inst.exception_text,
+            "traceback_text": inst.traceback_text,
+        }
+        return self.client_streams.get(inst.client), msg
+
+    # -- workers -------------------------------------------------------------------------------
+    async def register_worker(self, comm: Comm, **info: Any) -> object:
+        address = info["address"]
+        if address in self.worker_streams:
+            await comm.write({"status": "error", "text": f"worker {address} already registered"})
+            await comm.close()
+            return self.TOOK_COMM
+        await comm.write({"status": "OK", "time": time.time(), "id": self.id})
+        stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
+        self.worker_streams[address] = stream
+        self.worker_extra[address] = {
+            "last_seen": time.monotonic(),
+            "metrics": {},
+            "pid": info.get("pid"),
+            "local_directory": info.get("local_directory"),
+        }
+        self.feed(
+            ev.WorkerJoined(
+                address=address,
+                name=str(info.get("name") or address),
+                nthreads=int(info["nthreads"]),
+                memory_limit=int(info.get("memory_limit") or 0),
+                resources=dict(info.get("resources") or {}),
+                nanny=info.get("nanny"),
+                services=dict(info.get("services") or {}),
+                stimulus_id=f"worker-joined-{address}",
+                now=time.time(),
+            )
+        )
+        logger.info("worker %s joined (%s threads)", address, info["nthreads"])
+        await self._serve_worker_stream(address, comm)
+        return self.TOOK_COMM
+
+    async def _serve_worker_stream(self, address: Address, comm: Comm) -> None:
+        extra = self.worker_extra[address]
+
+        def batch_end() -> None:
+            extra["last_seen"] = time.monotonic()
+
+        try:
+            await self.handle_stream(comm, self._worker_stream_handlers(address), batch_end)
+        finally:
+            self._remove_worker(address, "stream closed")
+
+    def _remove_worker(self, address: Address, reason: str) -> None:
+        stream = self.worker_streams.pop(address, None)
+        if stream is None:
+            return
+        self.worker_extra.pop(address, None)
+        expected = address in self._leaving_gracefully
+        self._leaving_gracefully.discard(address)
+        logger.info("worker %s left (%s)", address, "graceful" if expected else reason)
+        self.feed(
+            ev.WorkerLeft(
+                address=address,
+                reason=reason,
+                expected=expected,
+                stimulus_id=f"worker-left-{address}-{time.time()}",
+                now=time.time(),
+            )
+        )
+        if not stream.closed:
+            stream.abort()
+
+    def _check_worker_ttl(self) -> None:
+        deadline = time.monotonic() - self.config.worker_ttl
+        for address, extra in list(self.worker_extra.items()):
+            if extra["last_seen"] < deadline:
+                logger.warning(
+                    "worker %s sent no heartbeat for %ss; removing it",
+                    address,
+                    self.config.worker_ttl,
+                )
+                self._remove_worker(address, "heartbeat timeout")
+
+    def _worker_stream_handlers(self, worker: Address) -> dict[str, Callable[..., None]]:
+        feed = self.feed
+
+        def simple(event_type: Callable[..., ev.SchedulerEvent], *fields: str) -> Callable[..., None]:
+            def handler(stimulus_id: str = "", **msg: Any) -> None:
+                kwargs = {name: msg[name] for name in fields}
+                feed(
+                    event_type(
+                        worker=worker,
+                        stimulus_id=stimulus_id or msg.get("op", ""),
+                        now=time.time(),
+                        **kwargs,
+                    )
+                )
+
+            return handler
+
+        def heartbeat(metrics: dict[str, Any], **_: Any) -> None:
+            extra = self.worker_extra.get(worker)
+            if extra is not None:
+                extra["metrics"] = metrics
+
+        def unregister(reason: str = "", **_: Any) -> None:
+            self._leaving_gracefully.add(worker)
+
+        return {
+            "task-started": simple(ev.TaskStarted, "key", "run_id"),
+            "task-finished": simple(
+                ev.TaskFinished, "key", "run_id", "nbytes", "type_name", "start", "stop"
+            ),
+            "task-erred": simple(
+                ev.TaskErred,
+                "key",
+                "run_id",
+                "exception",
+                "traceback",
+                "exception_text",
+                "traceback_text",
+            ),
+            "release-worker-data": simple(ev.WorkerReleasedKey, "key"),
+            "add-keys": simple(ev.WorkerAddedKeys, "keys", "nbytes"),
+            "long-running": simple(ev.TaskSeceded, "key", "run_id"),
+            "steal-response": simple(ev.StealResponded, "key", "state"),
+            "missing-data": simple(ev.DataMissing, "key", "errant_worker"),
+            "request-refresh-who-has": simple(ev.WhoHasRefreshRequested, "keys"),
+            "worker-status-change": simple(ev.WorkerStatusChanged, "status"),
+            "heartbeat": heartbeat,
+            "unregister": unregister,
+        }
+
+    # -- clients -------------------------------------------------------------------------------
+    async def register_client(self, comm: Comm, client: str, **_: Any) -> object:
+        await comm.write(
+            {
+                "status": "OK",
+                "scheduler": self.address,
+                "id": self.id,
+                "workers": len(self.worker_streams),
+            }
+        )
+        stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
+        self.client_streams[client] = stream
+        self.feed(ev.ClientConnected(client=client, stimulus_id=f"client-connected-{client}"))
+        try:
+            await self.handle_stream(comm, self._client_stream_handlers(client))
+        finally:
+            self.client_streams.pop(client, None)
+            self.feed(
+                ev.ClientDisconnected(
+                    client=client, stimulus_id=f"client-gone-{client}", now=time.time()
+                )
+            )
+            if not stream.closed:
+                stream.abort()
+        return self.TOOK_COMM
+
+    def _client_stream_handlers(self, client: str) -> dict[str, Callable[..., None]]:
+        feed = self.feed
+
+        def update_graph(
+            tasks: Any, wanted: Any, restrictions: Any = None, stimulus_id: str = "", **_: Any
+        ) -> None:
+            feed(
+                ev.GraphSubmitted(
+                    client=client,
+                    tasks=tuple(_new_tasks(tasks, restrictions or {})),
+                    wanted=tuple(wanted),
+                    stimulus_id=stimulus_id or f"update-graph-{time.time()}",
+                    now=time.time(),
+                )
+            )
+
+        def keys_event(event_type: Callable[..., ev.SchedulerEvent]) -> Callable[..., None]:
+            def handler(keys: Any, stimulus_id: str = "", **msg: Any) -> None:
+                extra = {"force": bool(msg["force"])} if "force" in msg else {}
+                feed(
+                    event_type(
+                        client=client,
+                        keys=tuple(keys),
+                        now=time.time(),
+                        stimulus_id=stimulus_id or f"{event_type.__name__}-{time.time()}",
+                        **extra,
+                    )
+                )
+
+            return handler
+
+        return {
+            "update-graph": update_graph,
+            "client-desires-keys": keys_event(ev.KeysDesired),
+            "client-releases-keys": keys_event(ev.KeysReleased),
+            "cancel-keys": keys_event(ev.KeysCancelled),
+            "retry": keys_event(ev.RetryRequested),
+            "close-client": lambda **_: None,
+        }
+
+    # -- rpc ---------------------------------------------------------------------------------
+    def _rpc_handlers(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "register-worker": self.register_worker,
+            "register-client": self.register_client,
+            "who_has": self.who_has,
+            "has_what": self.has_what,
+            "nthreads": self.nthreads,
+            "scheduler_info": self.scheduler_info,
+            "update_data": self.update_data,
+            "story": self.story_handler,
+            "identity": self.identity,
+            "broadcast": self.broadcast,
+        }
+
+    def who_has(self, comm: Comm | None = None, keys: Iterable[Key] | None = None) -> Any:
+        return self.state.who_has(list(keys) if keys is not None else None)
+
+    def has_what(self, comm: Comm | None = None, workers: Iterable[Address] | None = None) -> Any:
+        return self.state.has_what(list(workers) if workers is not None else None)
+
+    def nthreads(self, comm: Comm | None = None) -> dict[Address, int]:
+        return self.state.nthreads()
+
+    def identity(self, comm: Comm | None = None) -> dict[str, Any]:
+        return {"type": "Scheduler", "id": self.id, "address": self.address}
+
+    def scheduler_info(self, comm: Comm | None = None) -> dict[str, Any]:
+        workers = {}
+        for address, info in self.state.workers.items():
+            extra = self.worker_extra.get(address, {})
+            workers[address] = {
+                "name": info.name,
+                "nthreads": info.nthreads,
+                "memory_limit": info.memory_limit,
+                "resources": dict(info.resources),
+                "nanny": info.nanny,
+                "services": dict(info.services),
+                "status": info.status,
+                "metrics": extra.get("metrics", {}),
+                "pid": extra.get("pid"),
+                "local_directory": extra.get("local_directory"),
+            }
+        return {
+            "type": "Scheduler",
+            "id": self.id,
+            "address": self.address,
+            "workers": workers,
+            "tasks": self.state.n_tasks_by_state(),
+        }
+
+    def update_data(
+        self, comm: Comm, client: str, who_has: Any, nbytes: Any, type_names: Any = None
+    ) -> str:
+        self.feed(
+            ev.DataScattered(
+                client=client,
+                who_has={k: tuple(v) for k, v in who_has.items()},
+                nbytes=dict(nbytes),
+                type_names=dict(type_names or {}),
+                stimulus_id=f"scatter-{time.time()}",
+                now=time.time(),
+            )
+        )
+        self.flush()
+        return "OK"
+
+    def story_handler(self, comm: Comm, keys: Iterable[Key]) -> list[Any]:
+        return [[_wire_safe(v) for v in entry] for entry in self.state.story(*keys)]
+
+    async def broadcast(
+        self,
+        comm: Comm,
+        op: str,
+        kwargs: dict[str, Any] | None = None,
+        workers: Iterable[Address] | None = None,
+    ) -> dict[Address, Any]:
+        targets = list(workers) if workers is not None else list(self.worker_streams)
+        results = await asyncio.gather(
+            *(self.pool.call(w, op, **(kwargs or {})) for w in targets), return_exceptions=True
+        )
+        out = {}
+        for worker, result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            out[worker] = result
+        return out
+
+
+def _new_tasks(rows: Iterable[Any], restrictions: dict[Key, Any]) -> Iterable[ev.NewTask]:
+    for key, run_spec, deps, priority, token in rows:
+        extra = restrictions.get(key)
+        if extra is None:
+            yield ev.NewTask(
+                key=key,
+                run_spec=run_spec,
+                dependencies=tuple(deps),
+                priority=tuple(priority),
+                token=token,
+            )
+        else:
+            yield ev.NewTask(
+                key=key,
+                run_spec=run_spec,
+                dependencies=tuple(deps),
+                priority=tuple(priority),
+                token=token,
+                retries=int(extra.get("retries") or 0),
+                resources=dict(extra.get("resources") or {}),
+                workers=tuple(extra.get("workers") or ()),
+                allow_other_workers=bool(extra.get("allow_other_workers")),
+                annotations=dict(extra.get("annotations") or {}),
+            )
+
+
+def _wire_safe(value: object) -> object:
+    if isinstance(value, str | int | float | bool | tuple | type(None)):
+        return value
+    return repr(value)

@@ -1,0 +1,557 @@
+"""SchedulerState: the scheduler as a pure state machine (events in, instructions out).
+
+Rules of this file (and of state_transitions.py, state_records.py, state_validate.py)
+------------------------------------------------------------------------------------
+* No IO, no clocks, no threads, no logging. Time comes in ``event.now``; randomness only
+  from the ``random.Random`` given to the constructor. Run specs, exceptions and
+  tracebacks are opaque objects: stored and handed on, never looked into.
+* ``handle_events`` is the only entry point that changes anything. Each event is turned
+  into direct transitions and *recommendations* (task → desired state); the loop in
+  ``TransitionEngine._transitions`` carries the recommendations out, newest first, each
+  re-checked when its turn comes (``_still_applies``), so their order never matters.
+  Then, if a worker may have gained room, queued tasks are handed out. With
+  ``validate=True`` every invariant is checked after every event.
+* Transitions are data: ``state_transitions.TRANSITIONS`` maps (start, finish) to a
+  method; any other pair raises ``InvalidTransition`` with the key's story. A transition
+  to "processing" *routes* a ready task: to the best worker with room, else to the
+  queue ("queued"), else, when no running worker may ever run it, to "no-worker".
+* The moves of one task (``TRANSITIONS``; * = routing, which lands in processing,
+  queued or no-worker)::
+
+      released    -> waiting, forgotten, erred (input erred or lost), memory (scattered)
+      waiting     -> processing*, released, erred
+      queued      -> processing*, waiting (an input was lost), released, erred
+      no-worker   -> processing*, waiting, released, erred
+      processing  -> memory, waiting (rescheduled), released (cancelled), erred
+      memory      -> released (freed, or its last copy lost), erred (lost, no run spec)
+      erred       -> released (retried, or forgotten)
+
+* A task is *needed* while a client wants it or an active (waiting, queued, no-worker,
+  processing) dependent waits for its data. Needed released tasks are computed; unneeded
+  ones are freed, and forgotten once no dependent refers to them (then their inputs may
+  be forgotten too). An erred task is kept while erred dependents refer to it.
+* Invariants (checked by ``validate``): a task is "waiting" exactly when some input is
+  not in memory (``waiting_on``); "queued"/"no-worker"/"processing" tasks have every
+  input in memory; "memory" exactly when ``who_has`` is non-empty; an input's ``waiters``
+  are exactly its dependents in waiting/queued/no-worker/processing; a task is forgotten
+  once no client wants it and no dependent refers to it. Every attempt gets a fresh
+  ``run_id``; a worker's report about another attempt is stale and never moves the task.
+* Admission: a worker takes tasks only while it has room (``policy.has_room``); all other
+  ready tasks wait in ``queued``, a heap, and are handed out (locality first among the
+  best few) as threads free up, after the event's own transitions, so a finished task's
+  dependents go before queued siblings. Queued tasks stay queued while no worker runs;
+  a worker that joins or resumes is filled from the queue. No operation scans all tasks.
+* Worker deaths: tasks it was known to be running (else its first ``nthreads`` tasks)
+  become more suspicious; ``allowed_failures`` deaths err a task with ``KilledWorker``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Iterable
+from typing import Any, TypeAlias
+
+from shoal._types import Address, Key
+from shoal.errors import FutureLostError, KilledWorker
+from shoal.scheduler.events import (
+    ClientConnected,
+    ClientDisconnected,
+    DataMissing,
+    DataScattered,
+    GraphSubmitted,
+    KeysCancelled,
+    KeysDesired,
+    KeysReleased,
+    NewTask,
+    RetryRequested,
+    SchedulerEvent,
+    StealResponded,
+    TaskErred,
+    TaskFinished,
+    TaskSeceded,
+    TaskStarted,
+    WhoHasRefreshRequested,
+    WorkerAddedKeys,
+    WorkerJoined,
+    WorkerLeft,
+    WorkerReleasedKey,
+    WorkerStatusChanged,
+)
+from shoal.scheduler.instructions import (
+    FreeKeys,
+    KeyErred,
+    KeyInMemory,
+    KeyRetried,
+    KeysCancelledForClient,
+    RefreshWhoHas,
+    SchedulerInstruction,
+)
+from shoal.scheduler.policy import restriction_sig
+from shoal.scheduler.state_records import ClientInfo, SchedulerTask, WorkerInfo
+from shoal.scheduler.state_transitions import Failure, Recs, TransitionEngine
+from shoal.scheduler.state_validate import validate_state
+
+__all__ = ["ClientInfo", "SchedulerState", "SchedulerTask", "WorkerInfo"]
+
+
+class SchedulerState(TransitionEngine):
+    """The scheduler's whole state; feed it events, carry out the instructions it returns."""
+
+    def __init__(
+        self,
+        *,
+        validate: bool = False,
+        rng: random.Random | None = None,
+        log_length: int = 100_000,
+        allowed_failures: int = 3,
+        latency: float = 0.005,
+    ) -> None:
+        super().__init__(
+            rng=rng if rng is not None else random.Random(0),
+            log_length=log_length,
+            allowed_failures=allowed_failures,
+            latency=latency,
+        )
+        #: check every invariant after every event (tests)
+        self.validate_after_each_event = validate
+
+    # -- entry point ------------------------------------------------------------------------
+
+    def handle_events(self, events: Iterable[SchedulerEvent]) -> list[SchedulerInstruction]:
+        """Apply a batch of events; return the instructions they produce, in order."""
+        out: list[SchedulerInstruction] = []
+        self._instructions = out
+        try:
+            for event in events:
+                self._stimulus_id, self._now = event.stimulus_id, event.now
+                handler = _HANDLERS.get(type(event))
+                if handler is None:
+                    raise TypeError(f"not a scheduler event: {event!r}")
+                self._transitions(handler(self, event))
+                if self._room_opened:
+                    self._fill_from_queue()
+                if self.validate_after_each_event:
+                    self.validate()
+        finally:
+            self._instructions = []
+        return out
+
+    def validate(self) -> None:
+        """Check every invariant; raise AssertionError naming the task and its story."""
+        validate_state(self)
+
+    # -- queries for the IO shell -----------------------------------------------------------
+
+    def who_has(self, keys: Iterable[Key] | None = None) -> dict[Key, list[Address]]:
+        """Holders of each key (unknown keys: empty list)."""
+        if keys is None:
+            keys = self.tasks
+        return {key: _holders(self.tasks.get(key)) for key in keys}
+
+    def has_what(self, workers: Iterable[Address] | None = None) -> dict[Address, list[Key]]:
+        """Keys held by each worker (unknown workers: empty list)."""
+        if workers is None:
+            workers = self.workers
+        out: dict[Address, list[Key]] = {}
+        for address in workers:
+            ws = self.workers.get(address)
+            out[address] = [ts.key for ts in ws.has_what] if ws is not None else []
+        return out
+
+    def nthreads(self) -> dict[Address, int]:
+        return {address: ws.nthreads for address, ws in self.workers.items()}
+
+    def n_tasks_by_state(self) -> dict[str, int]:
+        return {state: n for state, n in self._state_counts.items() if n}
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def _client(self, client_id: str) -> ClientInfo:
+        cs = self.clients.get(client_id)
+        if cs is None:
+            cs = self.clients[client_id] = ClientInfo(client_id)
+        return cs
+
+    def _want(self, cs: ClientInfo, ts: SchedulerTask, recs: Recs) -> None:
+        """``cs`` holds a future for ``ts``: tell it what it already can know."""
+        if cs.id not in ts.who_wants:
+            ts.who_wants[cs.id] = None
+            cs.wants_what[ts] = None
+        if ts.state == "memory":
+            self._emit(
+                KeyInMemory(
+                    stimulus_id=self._stimulus_id, client=cs.id, key=ts.key, type_name=ts.type_name
+                )
+            )
+        elif ts.state == "erred":
+            self._tell_erred(
+                cs.id, ts.key, ts.exception, ts.traceback, ts.exception_text, ts.traceback_text
+            )
+        elif ts.state == "released":
+            recs[ts] = "waiting"
+
+    def _unwant(self, cs: ClientInfo, ts: SchedulerTask, recs: Recs) -> None:
+        cs.wants_what.pop(ts, None)
+        ts.who_wants.pop(cs.id, None)
+        self._maybe_release(ts, recs)
+
+    def _tell_erred(
+        self, client: str, key: Key, exc: object, tb: object, exc_text: str, tb_text: str
+    ) -> None:
+        self._emit(
+            KeyErred(
+                stimulus_id=self._stimulus_id,
+                client=client,
+                key=key,
+                exception=exc,
+                traceback=tb,
+                exception_text=exc_text,
+                traceback_text=tb_text,
+            )
+        )
+
+    def _tell_lost(self, client: str, key: Key) -> None:
+        exc = FutureLostError(f"{key!r} is not known to the scheduler (released, or lost)")
+        self._tell_erred(client, key, exc, None, str(exc), "")
+
+    def _on_client_connected(self, ev: ClientConnected) -> Recs:
+        self._client(ev.client)
+        return {}
+
+    def _on_client_disconnected(self, ev: ClientDisconnected) -> Recs:
+        cs = self.clients.pop(ev.client, None)
+        recs: Recs = {}
+        if cs is not None:
+            for ts in list(cs.wants_what):
+                self._unwant(cs, ts, recs)
+        return recs
+
+    def _on_graph_submitted(self, ev: GraphSubmitted) -> Recs:
+        cs = self._client(ev.client)
+        refused: set[Key] = set()
+        touched: list[SchedulerTask] = []
+        for nt in ev.tasks:
+            ts = self.tasks.get(nt.key)
+            if ts is None:
+                ts = self._new_task(nt.key)
+            elif nt.run_spec is not None and self._conflicts(ts, nt):
+                refused.add(nt.key)
+                self._refuse(cs, ts, nt)
+                continue
+            if nt.run_spec is not None and ts.state == "released" and ts.run_spec is None:
+                self._define(ts, nt)
+            touched.append(ts)
+        recs: Recs = {}
+        for key in ev.wanted:
+            ts = self.tasks.get(key)
+            if ts is None:
+                self._tell_lost(cs.id, key)
+            elif key not in refused:
+                self._want(cs, ts, recs)
+        for ts in touched:
+            if ts.state == "released" and not ts.dependents and not ts.who_wants:
+                recs.setdefault(ts, "forgotten")
+        return dict(reversed(recs.items()))  # popped newest first: keep submission order
+
+    def _conflicts(self, ts: SchedulerTask, nt: NewTask) -> bool:
+        """A live task defined differently (tokens known and different)."""
+        alive = ts.state != "released" or ts.run_spec is not None
+        return alive and None not in (ts.token, nt.token) and ts.token != nt.token
+
+    def _refuse(self, cs: ClientInfo, ts: SchedulerTask, nt: NewTask) -> None:
+        exc = ValueError(
+            f"key {nt.key!r} is already defined differently (token {ts.token} there, "
+            f"{nt.token} here); use another key, or release the existing one first"
+        )
+        self._tell_erred(cs.id, nt.key, exc, None, str(exc), "")
+
+    def _define(self, ts: SchedulerTask, nt: NewTask) -> None:
+        """Give a spec-less released task (new, or only referred to) its definition."""
+        ts.run_spec, ts.token, ts.retries = nt.run_spec, nt.token, nt.retries
+        ts.priority = tuple(nt.priority)
+        ts.resource_restrictions = dict(nt.resources)
+        ts.worker_restrictions = frozenset(nt.workers)
+        ts.allow_other_workers = nt.allow_other_workers
+        ts.restriction_sig = restriction_sig(nt.workers, nt.resources)
+        ts.annotations = nt.annotations
+        for dep_key in nt.dependencies:
+            dep = self.tasks.get(dep_key)
+            if dep is None:
+                dep = self._new_task(dep_key)
+            if dep is not ts:
+                ts.dependencies[dep] = None
+                dep.dependents[ts] = None
+
+    def _on_keys_desired(self, ev: KeysDesired) -> Recs:
+        cs = self._client(ev.client)
+        recs: Recs = {}
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None:
+                self._tell_lost(cs.id, key)
+            else:
+                self._want(cs, ts, recs)
+        return recs
+
+    def _on_keys_released(self, ev: KeysReleased) -> Recs:
+        cs = self.clients.get(ev.client)
+        recs: Recs = {}
+        if cs is not None:
+            for key in ev.keys:
+                ts = self.tasks.get(key)
+                if ts is not None and ts in cs.wants_what:
+                    self._unwant(cs, ts, recs)
+        return recs
+
+    def _on_keys_cancelled(self, ev: KeysCancelled) -> Recs:
+        affected: dict[str, list[Key]] = {}
+        recs: Recs = {}
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is None:
+                continue
+            if ev.force:
+                clients = list(ts.who_wants)
+            else:
+                clients = [ev.client] if ev.client in ts.who_wants else []
+            for client in clients:
+                affected.setdefault(client, []).append(key)
+                self._unwant(self.clients[client], ts, recs)
+        reason = f"cancelled by client {ev.client}" + (" (forced)" if ev.force else "")
+        for client, keys in affected.items():
+            self._emit(
+                KeysCancelledForClient(
+                    stimulus_id=self._stimulus_id, client=client, keys=tuple(keys), reason=reason
+                )
+            )
+        return recs
+
+    def _on_retry_requested(self, ev: RetryRequested) -> Recs:
+        chain: dict[SchedulerTask, None] = {}
+        stack = [ts for key in ev.keys if (ts := self.tasks.get(key)) and ts.state == "erred"]
+        while stack:
+            ts = stack.pop()
+            if ts not in chain:
+                chain[ts] = None
+                stack.extend(dep for dep in ts.dependencies if dep.state == "erred")
+        for ts in chain:
+            ts.suspicious = 0  # a deliberate retry forgives earlier worker deaths
+            for client in ts.who_wants:
+                self._emit(KeyRetried(stimulus_id=self._stimulus_id, client=client, key=ts.key))
+        recs: Recs = {}
+        for ts in chain:
+            recs.update(self._transition(ts, "released"))
+        return recs
+
+    def _on_data_scattered(self, ev: DataScattered) -> Recs:
+        cs = self._client(ev.client)
+        recs: Recs = {}
+        for key, addresses in ev.who_has.items():
+            holders = [self.workers[a] for a in dict.fromkeys(addresses) if a in self.workers]
+            if not holders:
+                self._tell_lost(cs.id, key)
+                continue
+            ts = self.tasks.get(key)
+            if ts is None:
+                ts = self._new_task(key)
+            if ts.state == "memory":
+                for ws in holders:
+                    if ws not in ts.who_has:
+                        self._add_replica(ts, ws)
+                self._want(cs, ts, recs)
+                continue
+            ts.who_wants[cs.id] = None
+            cs.wants_what[ts] = None
+            if ts.state != "released":
+                recs.update(self._transition(ts, "released"))
+            nbytes, type_name = ev.nbytes.get(key, -1), ev.type_names.get(key, "")
+            recs.update(
+                self._transition(ts, "memory", workers=holders, nbytes=nbytes, type_name=type_name)
+            )
+        return recs
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _on_worker_joined(self, ev: WorkerJoined) -> Recs:
+        if ev.address in self.workers:
+            return {}
+        ws = WorkerInfo(
+            address=ev.address,
+            name=ev.name,
+            nthreads=ev.nthreads,
+            memory_limit=ev.memory_limit,
+            resources=dict(ev.resources),
+            nanny=ev.nanny,
+            services=dict(ev.services),
+        )
+        self.workers[ev.address] = ws
+        self._worker_changed(ws)
+        return self._retry_unrunnable()
+
+    def _retry_unrunnable(self) -> Recs:
+        return dict.fromkeys(self.unrunnable, "processing")
+
+    def _worker_changed(self, ws: WorkerInfo) -> None:
+        self._valid_cache.clear()
+        self._fill.update(ws, present=self._alive(ws))
+        self._room_opened = True
+
+    def _on_worker_status_changed(self, ev: WorkerStatusChanged) -> Recs:
+        ws = self.workers.get(ev.worker)
+        if ws is None or ws.status == ev.status:
+            return {}
+        ws.status = ev.status
+        self._worker_changed(ws)
+        if ws.status == "running":
+            return self._retry_unrunnable()
+        return self._orphaned_queue()
+
+    def _on_worker_left(self, ev: WorkerLeft) -> Recs:
+        ws = self.workers.pop(ev.address, None)
+        if ws is None:
+            return {}
+        self._worker_changed(ws)
+        recs = self._orphaned_queue()
+        suspects = {} if ev.expected else self._suspects(ws)
+        for ts in suspects:
+            ts.suspicious += 1
+        for ts in list(ws.processing):
+            if ts in suspects and ts.suspicious >= self.allowed_failures:
+                exc = KilledWorker(ts.key, ts.suspicious, ws.address, ev.reason)
+                failure = Failure(exc, None, str(exc), "", ts)
+                recs.update(self._transition(ts, "erred", failure=failure))
+            else:
+                recs.update(self._transition(ts, "waiting"))
+        for ts in list(ws.has_what):
+            recs.update(self._remove_replica(ts, ws))
+        return recs
+
+    def _suspects(self, ws: WorkerInfo) -> dict[SchedulerTask, None]:
+        """The tasks that may have killed ``ws``: those it started, else its first ones."""
+        if ws.executing:
+            return dict(ws.executing)
+        return dict.fromkeys(itertools.islice(ws.processing, max(ws.nthreads, 1)))
+
+    def _current(self, worker: Address, key: Key, run_id: int) -> SchedulerTask | None:
+        """The task if ``run_id`` is its current attempt, running on ``worker``."""
+        ts = self.tasks.get(key)
+        if ts is None or ts.run_id != run_id or ts.processing_on is None:
+            return None
+        return ts if ts.processing_on.address == worker else None
+
+    def _on_task_started(self, ev: TaskStarted) -> Recs:
+        ts = self._current(ev.worker, ev.key, ev.run_id)
+        if ts is not None and ts.processing_on is not None:
+            ts.processing_on.executing[ts] = None
+        return {}
+
+    def _on_task_seceded(self, ev: TaskSeceded) -> Recs:
+        ts = self._current(ev.worker, ev.key, ev.run_id)
+        if ts is not None and ts.processing_on is not None:
+            ts.processing_on.long_running[ts] = None
+            self._fill.update(ts.processing_on)
+            self._room_opened = True
+        return {}
+
+    def _on_task_finished(self, ev: TaskFinished) -> Recs:
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return {}
+        ts = self.tasks.get(ev.key)
+        if ts is not None and ts.processing_on is ws:
+            if ts.run_id != ev.run_id:
+                return {}  # an older attempt here; the current one will report
+            return self._transition(
+                ts, "memory", nbytes=ev.nbytes, type_name=ev.type_name, duration=ev.stop - ev.start
+            )
+        if ts is not None and ts.state == "memory":
+            if ws not in ts.who_has:
+                self._add_replica(ts, ws)
+            return {}
+        self._emit(FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=(ev.key,)))
+        return {}
+
+    def _on_task_erred(self, ev: TaskErred) -> Recs:
+        ws = self.workers.get(ev.worker)
+        ts = self.tasks.get(ev.key)
+        if ws is None or (ts is not None and ws in ts.who_has):
+            return {}
+        if ts is None or ts.processing_on is not ws:
+            self._emit(FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=(ev.key,)))
+            return {}
+        if ts.run_id != ev.run_id:
+            return {}
+        if ts.retries > 0:
+            ts.retries -= 1
+            return self._transition(ts, "waiting")
+        failure = Failure(ev.exception, ev.traceback, ev.exception_text, ev.traceback_text, ts)
+        return self._transition(ts, "erred", failure=failure)
+
+    def _on_worker_released_key(self, ev: WorkerReleasedKey) -> Recs:
+        ws = self.workers.get(ev.worker)
+        ts = self.tasks.get(ev.key)
+        return {} if ws is None or ts is None else self._remove_replica(ts, ws)
+
+    def _on_worker_added_keys(self, ev: WorkerAddedKeys) -> Recs:
+        ws = self.workers.get(ev.worker)
+        if ws is None:
+            return {}
+        unwanted: list[Key] = []
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is not None and ts.state == "memory":
+                if ws not in ts.who_has:
+                    self._add_replica(ts, ws)
+            elif ts is None or ts.processing_on is not ws:
+                unwanted.append(key)
+        if unwanted:
+            self._emit(
+                FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=tuple(unwanted))
+            )
+        return {}
+
+    def _on_data_missing(self, ev: DataMissing) -> Recs:
+        ws = self.workers.get(ev.errant_worker)
+        ts = self.tasks.get(ev.key)
+        return {} if ws is None or ts is None else self._remove_replica(ts, ws)
+
+    def _on_who_has_refresh_requested(self, ev: WhoHasRefreshRequested) -> Recs:
+        who_has = {key: tuple(_holders(self.tasks.get(key))) for key in ev.keys}
+        self._emit(RefreshWhoHas(stimulus_id=self._stimulus_id, worker=ev.worker, who_has=who_has))
+        return {}
+
+    def _on_steal_responded(self, ev: StealResponded) -> Recs:
+        """shoal sends no steal requests (admission control leaves little to steal)."""
+        return {}
+
+
+def _holders(ts: SchedulerTask | None) -> list[Address]:
+    return [] if ts is None else [ws.address for ws in ts.who_has]
+
+
+_Handler: TypeAlias = "Callable[[SchedulerState, Any], Recs]"
+
+#: event type → handler
+_HANDLERS: dict[type[SchedulerEvent], _Handler] = {
+    ClientConnected: SchedulerState._on_client_connected,
+    ClientDisconnected: SchedulerState._on_client_disconnected,
+    GraphSubmitted: SchedulerState._on_graph_submitted,
+    KeysDesired: SchedulerState._on_keys_desired,
+    KeysReleased: SchedulerState._on_keys_released,
+    KeysCancelled: SchedulerState._on_keys_cancelled,
+    RetryRequested: SchedulerState._on_retry_requested,
+    DataScattered: SchedulerState._on_data_scattered,
+    WorkerJoined: SchedulerState._on_worker_joined,
+    WorkerLeft: SchedulerState._on_worker_left,
+    WorkerStatusChanged: SchedulerState._on_worker_status_changed,
+    TaskStarted: SchedulerState._on_task_started,
+    TaskFinished: SchedulerState._on_task_finished,
+    TaskErred: SchedulerState._on_task_erred,
+    TaskSeceded: SchedulerState._on_task_seceded,
+    WorkerReleasedKey: SchedulerState._on_worker_released_key,
+    WorkerAddedKeys: SchedulerState._on_worker_added_keys,
+    DataMissing: SchedulerState._on_data_missing,
+    WhoHasRefreshRequested: SchedulerState._on_who_has_refresh_requested,
+    StealResponded: SchedulerState._on_steal_responded,
+}

@@ -1,0 +1,601 @@
+"""The scheduler's transition table and the bookkeeping every transition shares.
+
+``TransitionEngine`` owns the containers (tasks, workers, clients, the queue) and moves
+tasks between states; ``state.SchedulerState`` turns events into calls on it. See the
+rules at the top of ``state.py``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeAlias
+
+from shoal._types import Address, Key, SchedulerTaskStateName, StimulusId
+from shoal.errors import FutureLostError, InvalidTransition
+from shoal.scheduler.instructions import (
+    ComputeTask,
+    FreeKeys,
+    KeyErred,
+    KeyInMemory,
+    SchedulerInstruction,
+)
+from shoal.scheduler.policy import (
+    LOCALITY_WINDOW,
+    RestrictionSig,
+    fill,
+    has_room,
+    holds_inputs,
+    key_split,
+    pick_worker,
+    satisfies,
+    valid_workers,
+)
+from shoal.scheduler.state_records import (
+    ClientInfo,
+    SchedulerTask,
+    TaskPrefix,
+    TaskQueue,
+    WorkerFillIndex,
+    WorkerInfo,
+)
+
+#: what transitions return: further moves to make, task → desired state
+Recs: TypeAlias = "dict[SchedulerTask, SchedulerTaskStateName]"
+#: one entry of the transition log: (key, start, finish, stimulus_id, now)
+LogEntry: TypeAlias = "tuple[Key, str, str, StimulusId, float]"
+
+#: states in which a task is on its way to memory and holds its dependencies' data needed
+ACTIVE: frozenset[str] = frozenset({"waiting", "queued", "no-worker", "processing"})
+
+
+class Failure(NamedTuple):
+    """Why a task is erred: what the client will see, and which task really failed."""
+
+    exception: object
+    traceback: object
+    exception_text: str
+    traceback_text: str
+    blame: SchedulerTask
+
+
+def needed(ts: SchedulerTask) -> bool:
+    """A client holds a future for it, or an active dependent needs its data."""
+    return bool(ts.who_wants) or bool(ts.waiters)
+
+
+class TransitionEngine:
+    """Containers and transitions of the scheduler (no event handling; see ``state``)."""
+
+    def __init__(
+        self, *, rng: random.Random, log_length: int, allowed_failures: int, latency: float
+    ) -> None:
+        #: every live task by key (forgotten tasks are dropped)
+        self.tasks: dict[Key, SchedulerTask] = {}
+        #: every connected worker by address
+        self.workers: dict[Address, WorkerInfo] = {}
+        #: every known client by id
+        self.clients: dict[str, ClientInfo] = {}
+        #: duration statistics by key prefix
+        self.prefixes: dict[str, TaskPrefix] = {}
+        #: ready tasks waiting for a worker with room: exactly the tasks in state "queued"
+        self.queued = TaskQueue()
+        #: ready tasks no running worker may run: exactly the tasks in state "no-worker"
+        self.unrunnable: dict[SchedulerTask, None] = {}
+        #: (key, start, finish, stimulus_id, now) of the latest transitions
+        self.transition_log: deque[LogEntry] = deque(maxlen=log_length)
+        self.rng = rng
+        self.latency = latency
+        self.allowed_failures = allowed_failures
+        #: running workers, least filled first
+        self._fill = WorkerFillIndex()
+        #: running workers satisfying each restriction signature (cleared on worker changes)
+        self._valid_cache: dict[RestrictionSig, list[WorkerInfo]] = {}
+        #: number of tasks in each state
+        self._state_counts: dict[str, int] = {}
+        self._run_ids = itertools.count(1)
+        self._ready_seq = itertools.count()
+        #: something may have made room on a worker: hand out queued tasks
+        self._room_opened = False
+        #: the stimulus being handled, and the instructions it produced so far
+        self._stimulus_id: StimulusId = ""
+        self._now = 0.0
+        self._instructions: list[SchedulerInstruction] = []
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def story(self, *keys_or_stimulus_ids: object) -> list[tuple[Any, ...]]:
+        """The logged transitions of these keys, or caused by these stimuli."""
+        wanted = set(keys_or_stimulus_ids)
+        return [entry for entry in self.transition_log if entry[0] in wanted or entry[3] in wanted]
+
+    def _transition(self, ts: SchedulerTask, finish: SchedulerTaskStateName, **kw: Any) -> Recs:
+        """Move ``ts`` to ``finish`` now (the transition may land elsewhere: see route)."""
+        start = ts.state
+        if start == finish:
+            return {}
+        func = TRANSITIONS.get((start, finish))
+        if func is None:
+            story: list[object] = [*self.story(ts.key)]
+            raise InvalidTransition(ts.key, start, finish, story)
+        recs = func(self, ts, **kw)
+        end = ts.state
+        if end != start:
+            self._state_counts[start] -= 1
+            if end != "forgotten":
+                self._state_counts[end] = self._state_counts.get(end, 0) + 1
+            self.transition_log.append((ts.key, start, end, self._stimulus_id, self._now))
+        return recs
+
+    def _transitions(self, recs: Recs) -> None:
+        """Carry out recommendations (newest first) until none are left.
+
+        Ready tasks are routed last, best priority first, so that when slots are scarce
+        the most urgent of the tasks that became ready together get them.
+        """
+        ready: list[tuple[tuple[float, ...], int, SchedulerTask]] = []
+        while True:
+            while recs:
+                ts, finish = recs.popitem()
+                if ts.state == finish or not self._still_applies(ts, finish):
+                    continue
+                if finish == "processing":
+                    heapq.heappush(ready, (ts.priority, next(self._ready_seq), ts))
+                else:
+                    recs.update(self._transition(ts, finish))
+            if not ready:
+                return
+            ts = heapq.heappop(ready)[2]
+            if ts.state != "processing" and self._still_applies(ts, "processing"):
+                recs = self._transition(ts, "processing")
+
+    def _still_applies(self, ts: SchedulerTask, finish: str) -> bool:
+        """Recommendations are wishes checked when carried out, so order never matters."""
+        state = ts.state
+        if finish == "released":
+            return (
+                state != "forgotten" and not needed(ts) and not (state == "erred" and ts.dependents)
+            )
+        if finish == "forgotten":
+            return state == "released" and not ts.dependents and not ts.who_wants
+        if finish == "waiting":
+            return needed(ts) if state == "released" else state in ACTIVE
+        if finish == "processing":
+            return state in ("queued", "no-worker") or (state == "waiting" and not ts.waiting_on)
+        if finish == "erred":
+            return state in ACTIVE and self._erred_dependency(ts) is not None
+        return False
+
+    def _emit(self, instruction: SchedulerInstruction) -> None:
+        self._instructions.append(instruction)
+
+    # -- helpers shared by transitions ------------------------------------------------------
+
+    def _new_task(self, key: Key) -> SchedulerTask:
+        name = key_split(key)
+        prefix = self.prefixes.get(name)
+        if prefix is None:
+            prefix = self.prefixes[name] = TaskPrefix(name)
+        ts = self.tasks[key] = SchedulerTask(key, prefix)
+        self._state_counts["released"] = self._state_counts.get("released", 0) + 1
+        return ts
+
+    def _alive(self, ws: WorkerInfo) -> bool:
+        return self.workers.get(ws.address) is ws
+
+    def _free(self, ws: WorkerInfo, keys: tuple[Key, ...]) -> None:
+        if self._alive(ws):
+            self._emit(FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=keys))
+
+    def _maybe_release(self, ts: SchedulerTask, recs: Recs) -> None:
+        """Recommend dropping ``ts`` if nothing needs it any more."""
+        if needed(ts):
+            return
+        if ts.state == "released":
+            if not ts.dependents:
+                recs[ts] = "forgotten"
+        elif ts.state != "forgotten":
+            recs[ts] = "released"
+
+    def _after_release(self, ts: SchedulerTask, recs: Recs) -> None:
+        """``ts`` just became released: compute it again, or forget it."""
+        if needed(ts):
+            recs[ts] = "waiting"
+        elif not ts.dependents:
+            recs[ts] = "forgotten"
+
+    def _erred_dependency(self, ts: SchedulerTask) -> SchedulerTask | None:
+        for dep in ts.dependencies:
+            if dep.state == "erred":
+                return dep
+        return None
+
+    def _lost(self, ts: SchedulerTask, ws: WorkerInfo | None = None) -> Failure:
+        where = f" with worker {ws.address}" if ws is not None else ""
+        exc = FutureLostError(
+            f"the data of {ts.key!r} was lost{where} and cannot be recomputed "
+            "(it has no run spec: scattered data, or a key the scheduler no longer knows)"
+        )
+        return Failure(exc, None, str(exc), "", ts)
+
+    def _add_replica(self, ts: SchedulerTask, ws: WorkerInfo) -> None:
+        ts.who_has[ws] = None
+        ws.has_what[ts] = None
+        ws.nbytes += max(ts.nbytes, 0)
+
+    def _drop_replicas(self, ts: SchedulerTask) -> None:
+        """Forget every copy of ``ts`` and tell its holders to drop it."""
+        for ws in ts.who_has:
+            del ws.has_what[ts]
+            ws.nbytes -= max(ts.nbytes, 0)
+            self._free(ws, (ts.key,))
+        ts.who_has = {}
+
+    def _remove_replica(self, ts: SchedulerTask, ws: WorkerInfo) -> Recs:
+        """``ws`` no longer holds ``ts``; recompute, release or err it if that was the last."""
+        if ws not in ts.who_has:
+            return {}
+        del ts.who_has[ws], ws.has_what[ts]
+        ws.nbytes -= max(ts.nbytes, 0)
+        if ts.who_has or ts.state != "memory":
+            return {}
+        if ts.run_spec is None and needed(ts):
+            return self._transition(ts, "erred", failure=self._lost(ts, ws))
+        return self._transition(ts, "released")
+
+    # -- placement --------------------------------------------------------------------------
+
+    def _valid_for_sig(self, sig: RestrictionSig) -> list[WorkerInfo]:
+        valid = self._valid_cache.get(sig)
+        if valid is None:
+            valid = self._valid_cache[sig] = valid_workers(sig, self.workers.values())
+        return valid
+
+    def _valid_for(self, ts: SchedulerTask) -> list[WorkerInfo] | None:
+        """The running workers ``ts`` may run on; None: any running worker."""
+        if ts.restriction_sig is None:
+            return None
+        valid = self._valid_for_sig(ts.restriction_sig)
+        if not valid and ts.allow_other_workers:
+            return None
+        return valid
+
+    def _add_holders(
+        self, ts: SchedulerTask, candidates: dict[WorkerInfo, None], restricted: bool
+    ) -> None:
+        """Add the workers with room that hold some of ``ts``'s inputs."""
+        duration, latency = ts.prefix.duration, self.latency
+        for dep in ts.dependencies:
+            for ws in dep.who_has:
+                if (
+                    ws not in candidates
+                    and has_room(ws, duration, latency)
+                    and (not restricted or satisfies(ts.restriction_sig, ws))
+                ):
+                    candidates[ws] = None
+
+    def _choose(self, ts: SchedulerTask, valid: list[WorkerInfo] | None) -> WorkerInfo | None:
+        """The best worker with room for ``ts`` right now, if any."""
+        duration, latency = ts.prefix.duration, self.latency
+        if valid is None:
+            ws = self._fill.least_filled()
+            if ws is None or not has_room(ws, duration, latency):
+                return None
+            candidates = {ws: None}
+        else:
+            candidates = {ws: None for ws in valid if has_room(ws, duration, latency)}
+            if not candidates:
+                return None
+        if ts.dependencies:
+            self._add_holders(ts, candidates, restricted=valid is not None)
+        return pick_worker(ts, candidates, self.rng)
+
+    def _assign(self, ts: SchedulerTask, ws: WorkerInfo) -> None:
+        ts.run_id = next(self._run_ids)
+        ts.processing_on = ws
+        ts.state = "processing"
+        ws.processing[ts] = None
+        for name, quantity in ts.resource_restrictions.items():
+            ws.used_resources[name] = ws.used_resources.get(name, 0.0) + quantity
+        self._fill.update(ws)
+        deps = ts.dependencies
+        self._emit(
+            ComputeTask(
+                stimulus_id=self._stimulus_id,
+                worker=ws.address,
+                key=ts.key,
+                run_id=ts.run_id,
+                run_spec=ts.run_spec,
+                priority=ts.priority,
+                who_has={dep.key: tuple(w.address for w in dep.who_has) for dep in deps},
+                nbytes={dep.key: dep.nbytes for dep in deps},
+                resources=ts.resource_restrictions,
+                annotations=ts.annotations,
+            )
+        )
+
+    def _unassign(self, ts: SchedulerTask, free: bool) -> None:
+        """Take ``ts`` off its worker (telling the worker to drop it if ``free``)."""
+        ws = ts.processing_on
+        assert ws is not None, ts
+        ts.processing_on = None
+        del ws.processing[ts]
+        ws.executing.pop(ts, None)
+        ws.long_running.pop(ts, None)
+        for name, quantity in ts.resource_restrictions.items():
+            left = ws.used_resources.get(name, 0.0) - quantity
+            if abs(left) < 1e-9:
+                ws.used_resources.pop(name, None)
+            else:
+                ws.used_resources[name] = left
+        if self._alive(ws):
+            self._fill.update(ws)
+            self._room_opened = True
+            if free:
+                self._free(ws, (ts.key,))
+
+    def _leave(self, ts: SchedulerTask, release_deps: bool = True) -> Recs:
+        """Take an active task out of its state's container; it no longer needs its inputs."""
+        state = ts.state
+        if state == "waiting":
+            ts.waiting_on.clear()
+        elif state == "queued":
+            self.queued.discard(ts)
+        elif state == "no-worker":
+            del self.unrunnable[ts]
+        elif state == "processing":
+            self._unassign(ts, free=True)
+        recs: Recs = {}
+        for dep in ts.dependencies:
+            dep.waiters.pop(ts, None)
+            if release_deps:
+                self._maybe_release(dep, recs)
+        return recs
+
+    # -- admission: handing out queued tasks ------------------------------------------------
+
+    def _room_for(self, ts: SchedulerTask, sig: RestrictionSig) -> WorkerInfo | None:
+        """The least-filled worker (allowed by ``sig``) with room for ``ts``."""
+        duration, latency = ts.prefix.duration, self.latency
+        if sig is None:
+            ws = self._fill.least_filled()
+            return ws if ws is not None and has_room(ws, duration, latency) else None
+        best: WorkerInfo | None = None
+        for ws in self._valid_for_sig(sig):
+            if has_room(ws, duration, latency) and (best is None or fill(ws) < fill(best)):
+                best = ws
+        return best
+
+    def _fill_from_queue(self) -> None:
+        """Hand out queued tasks, best priority first, while some worker has room."""
+        self._room_opened = False
+        while self.queued:
+            best: tuple[SchedulerTask, RestrictionSig, WorkerInfo] | None = None
+            for sig in self.queued.signatures():
+                head = self.queued.peek(sig)
+                assert head is not None
+                ws = self._room_for(head, sig)
+                if ws is not None and (best is None or head.priority < best[0].priority):
+                    best = (head, sig, ws)
+            if best is None:
+                return
+            _, sig, ws = best
+            ts = self.queued.pop_preferring(sig, self._fits_locally(ws), LOCALITY_WINDOW)
+            candidates = {ws: None}
+            if ts.dependencies:
+                self._add_holders(ts, candidates, restricted=sig is not None)
+            target = pick_worker(ts, candidates, self.rng)
+            self._transitions(self._transition(ts, "processing", worker=target))
+
+    def _fits_locally(self, ws: WorkerInfo) -> Callable[[SchedulerTask], bool]:
+        """Whether ``ws`` has room for a task and already holds some of its inputs."""
+        latency = self.latency
+        return lambda ts: has_room(ws, ts.prefix.duration, latency) and holds_inputs(ts, ws)
+
+    def _orphaned_queue(self) -> Recs:
+        """Route again the restricted queued tasks that lost their last valid worker."""
+        recs: Recs = {}
+        for sig in self.queued.signatures():
+            if sig is not None and not self._valid_for_sig(sig):
+                for ts in self.queued.tasks(sig):
+                    recs[ts] = "processing"
+        return recs
+
+    # -- the transitions --------------------------------------------------------------------
+
+    def _released_to_waiting(self, ts: SchedulerTask) -> Recs:
+        if ts.run_spec is None:
+            return self._to_erred(ts, failure=self._lost(ts))
+        if self._erred_dependency(ts) is not None:
+            return self._to_erred(ts)
+        recs: Recs = {}
+        ts.state = "waiting"
+        for dep in ts.dependencies:
+            dep.waiters[ts] = None
+            if dep.state != "memory":
+                ts.waiting_on.add(dep)
+                if dep.state == "released":
+                    recs[dep] = "waiting"
+        if not ts.waiting_on:
+            recs[ts] = "processing"
+        return recs
+
+    def _route(self, ts: SchedulerTask, worker: WorkerInfo | None = None) -> Recs:
+        """A ready task: to a worker with room, else the queue, else no-worker."""
+        if ts.state != "waiting" and any(d.state != "memory" for d in ts.dependencies):
+            return self._reschedule(ts)  # an input was lost meanwhile
+        if ts.state == "queued":
+            self.queued.discard(ts)
+        elif ts.state == "no-worker":
+            del self.unrunnable[ts]
+        if worker is None:
+            valid = self._valid_for(ts)
+            if (valid is not None and not valid) or (valid is None and not self._fill):
+                ts.state = "no-worker"
+                self.unrunnable[ts] = None
+                return {}
+            worker = self._choose(ts, valid)
+            if worker is None:
+                ts.state = "queued"
+                self.queued.push(ts, None if valid is None else ts.restriction_sig)
+                return {}
+        self._assign(ts, worker)
+        return {}
+
+    def _reschedule(self, ts: SchedulerTask) -> Recs:
+        """Back to waiting from queued, no-worker or processing (its inputs may be gone)."""
+        self._leave(ts, release_deps=False)
+        ts.state = "released"
+        return self._released_to_waiting(ts)
+
+    def _to_released(self, ts: SchedulerTask) -> Recs:
+        recs = self._leave(ts)
+        ts.state = "released"
+        self._after_release(ts, recs)
+        return recs
+
+    def _processing_to_memory(
+        self, ts: SchedulerTask, nbytes: int, type_name: str, duration: float
+    ) -> Recs:
+        ws = ts.processing_on
+        assert ws is not None
+        self._unassign(ts, free=False)
+        ts.prefix.add_duration(duration)
+        return self._arrived(ts, [ws], nbytes, type_name)
+
+    def _released_to_memory(
+        self, ts: SchedulerTask, workers: list[WorkerInfo], nbytes: int, type_name: str
+    ) -> Recs:
+        return self._arrived(ts, workers, nbytes, type_name)
+
+    def _arrived(
+        self, ts: SchedulerTask, workers: list[WorkerInfo], nbytes: int, type_name: str
+    ) -> Recs:
+        """The result of ``ts`` is now held by ``workers``."""
+        ts.state = "memory"
+        ts.nbytes, ts.type_name = nbytes, type_name
+        for ws in workers:
+            self._add_replica(ts, ws)
+        for client in ts.who_wants:
+            self._emit(
+                KeyInMemory(
+                    stimulus_id=self._stimulus_id, client=client, key=ts.key, type_name=type_name
+                )
+            )
+        recs: Recs = {}
+        for dts in ts.waiters:
+            if ts in dts.waiting_on:
+                dts.waiting_on.remove(ts)
+                if not dts.waiting_on:
+                    recs[dts] = "processing"
+        for dep in ts.dependencies:
+            if ts in dep.waiters:
+                del dep.waiters[ts]
+                self._maybe_release(dep, recs)
+        if not needed(ts):
+            recs[ts] = "released"
+        return recs
+
+    def _memory_to_released(self, ts: SchedulerTask) -> Recs:
+        self._drop_replicas(ts)
+        ts.state = "released"
+        recs: Recs = {}
+        for dts in ts.waiters:
+            if dts.state == "waiting":
+                dts.waiting_on.add(ts)
+            else:
+                recs[dts] = "waiting"
+        self._after_release(ts, recs)
+        return recs
+
+    def _to_erred(self, ts: SchedulerTask, failure: Failure | None = None) -> Recs:
+        """Err ``ts`` with ``failure``, or with the failure of an erred dependency."""
+        if failure is None:
+            dep = self._erred_dependency(ts)
+            assert dep is not None and dep.exception_blame is not None, ts
+            failure = Failure(
+                dep.exception,
+                dep.traceback,
+                dep.exception_text,
+                dep.traceback_text,
+                dep.exception_blame,
+            )
+        if ts.state in ACTIVE:
+            recs = self._leave(ts)
+        else:
+            recs = {}
+            self._drop_replicas(ts)
+        ts.state = "erred"
+        ts.exception, ts.traceback = failure.exception, failure.traceback
+        ts.exception_text, ts.traceback_text = failure.exception_text, failure.traceback_text
+        ts.exception_blame = failure.blame
+        for client in ts.who_wants:
+            self._emit(
+                KeyErred(
+                    stimulus_id=self._stimulus_id,
+                    client=client,
+                    key=ts.key,
+                    exception=ts.exception,
+                    traceback=ts.traceback,
+                    exception_text=ts.exception_text,
+                    traceback_text=ts.traceback_text,
+                )
+            )
+        for dts in ts.dependents:
+            if dts.state in ACTIVE:
+                recs[dts] = "erred"
+        if not needed(ts) and not ts.dependents:
+            recs[ts] = "released"
+        return recs
+
+    def _erred_to_released(self, ts: SchedulerTask) -> Recs:
+        ts.state = "released"
+        ts.exception = ts.traceback = ts.exception_blame = None
+        ts.exception_text = ts.traceback_text = ""
+        recs: Recs = {}
+        self._after_release(ts, recs)
+        return recs
+
+    def _released_to_forgotten(self, ts: SchedulerTask) -> Recs:
+        del self.tasks[ts.key]
+        ts.state = "forgotten"
+        recs: Recs = {}
+        for dep in ts.dependencies:
+            del dep.dependents[ts]
+            self._maybe_release(dep, recs)
+        ts.dependencies = {}
+        return recs
+
+
+_Transition: TypeAlias = "Callable[..., Recs]"
+E = TransitionEngine
+
+#: (start, finish) → transition. Anything else raises InvalidTransition. A transition to
+#: "processing" routes the task and may land in "queued" or "no-worker" instead.
+TRANSITIONS: dict[tuple[str, str], _Transition] = {
+    ("released", "waiting"): E._released_to_waiting,
+    ("released", "forgotten"): E._released_to_forgotten,
+    ("released", "erred"): E._to_erred,
+    ("released", "memory"): E._released_to_memory,
+    ("waiting", "released"): E._to_released,
+    ("waiting", "processing"): E._route,
+    ("waiting", "erred"): E._to_erred,
+    ("queued", "released"): E._to_released,
+    ("queued", "processing"): E._route,
+    ("queued", "waiting"): E._reschedule,
+    ("queued", "erred"): E._to_erred,
+    ("no-worker", "released"): E._to_released,
+    ("no-worker", "processing"): E._route,
+    ("no-worker", "waiting"): E._reschedule,
+    ("no-worker", "erred"): E._to_erred,
+    ("processing", "released"): E._to_released,
+    ("processing", "memory"): E._processing_to_memory,
+    ("processing", "waiting"): E._reschedule,
+    ("processing", "erred"): E._to_erred,
+    ("memory", "released"): E._memory_to_released,
+    ("memory", "erred"): E._to_erred,
+    ("erred", "released"): E._erred_to_released,
+}

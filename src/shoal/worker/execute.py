@@ -1,0 +1,155 @@
+"""Runs user tasks in threads and hands results back to the event loop in batches.
+
+Rules of this file:
+
+* A finished task appends its event to ``_done``; only the first of a burst wakes the
+  loop (one ``call_soon_threadsafe`` drains everything that finished meanwhile), so a
+  flood of tiny tasks costs one wake-up per loop turn, not one per task.
+* Anything a task raises, ``BaseException`` included, becomes an ``ExecuteFailed`` event:
+  it errs that task only.
+* ``threads`` (key -> thread id) and ``active_threads`` (thread id -> key) are updated from
+  the task's own thread; single dict operations are atomic under the GIL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+import time
+import traceback as tb_module
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import tblib
+
+from shoal._types import Key
+from shoal.errors import RemoteError
+from shoal.graph.spec import run_spec
+from shoal.protocol.serialize import Serialized, deserialize, serialize
+from shoal.worker.events import ErrorInfo, ExecuteFailed, ExecuteSucceeded, WorkerEvent
+
+#: set on a worker's task threads: which worker and key the running task belongs to
+thread_state = threading.local()
+
+#: threads beyond nthreads that seceded tasks may keep busy
+_SPARE_THREADS = 512
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """A failure as data that can cross the wire with its traceback."""
+    tb = exc.__traceback__
+    exception_text = f"{type(exc).__name__}: {exc}"
+    traceback_text = "".join(tb_module.format_exception(type(exc), exc, tb))
+    try:
+        exception: Serialized = serialize(exc)
+        _ = deserialize(exception)  # an exception that cannot come back is replaced below
+    except Exception:
+        exception = serialize(RemoteError(type(exc).__name__, str(exc), traceback_text))
+    try:
+        traceback: Serialized | None = serialize(tblib.Traceback(tb)) if tb is not None else None
+    except Exception:
+        traceback = None
+    return ErrorInfo(
+        exception=exception,
+        traceback=traceback,
+        exception_text=exception_text,
+        traceback_text=traceback_text,
+    )
+
+
+def sizeof(value: object) -> int:
+    from dask.sizeof import sizeof as dask_sizeof
+
+    try:
+        return int(dask_sizeof(value))
+    except Exception:
+        return sys.getsizeof(value)
+
+
+class TaskRunner:
+    """The executor bridge: ``submit`` from the loop, batched events back to the loop."""
+
+    def __init__(
+        self,
+        nthreads: int,
+        loop: asyncio.AbstractEventLoop,
+        on_events: Callable[[list[WorkerEvent]], None],
+        worker: object,
+    ) -> None:
+        self.executor = ThreadPoolExecutor(
+            max_workers=nthreads + _SPARE_THREADS, thread_name_prefix="shoal-task"
+        )
+        self.threads: dict[Key, int] = {}
+        self.active_threads: dict[int, Key] = {}
+        self._loop = loop
+        self._on_events = on_events
+        self._worker = worker
+        self._done: list[WorkerEvent] = []
+        self._lock = threading.Lock()
+
+    def submit(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> None:
+        self.executor.submit(self._run, key, run_id, spec, deps)
+
+    def _run(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> None:
+        ident = threading.get_ident()
+        self.threads[key] = ident
+        self.active_threads[ident] = key
+        thread_state.worker = self._worker
+        thread_state.key = key
+        thread_state.run_id = run_id
+        start = time.time()
+        event: WorkerEvent
+        try:
+            if isinstance(spec, Serialized):
+                spec = deserialize(spec)
+            value = run_spec(spec, deps)
+            stop = time.time()
+            event = ExecuteSucceeded(
+                key=key,
+                run_id=run_id,
+                value=value,
+                nbytes=sizeof(value),
+                type_name=type(value).__name__,
+                start=start,
+                stop=stop,
+                stimulus_id=f"task-finished-{stop}",
+                now=stop,
+            )
+        except BaseException as exc:  # a task's failure, whatever it is, errs that task only
+            stop = time.time()
+            event = ExecuteFailed(
+                key=key,
+                run_id=run_id,
+                error=error_info(exc),
+                start=start,
+                stop=stop,
+                stimulus_id=f"task-erred-{stop}",
+                now=stop,
+            )
+            del exc
+        finally:
+            self.active_threads.pop(ident, None)
+            thread_state.key = None
+        self.push(event)
+
+    def push(self, event: WorkerEvent) -> None:
+        """Hand an event to the loop from any thread; one wake-up per burst."""
+        with self._lock:
+            self._done.append(event)
+            wake = len(self._done) == 1
+        if wake:
+            # the loop may have closed while the task ran: then there is nobody to tell
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            events, self._done = self._done, []
+        if events:
+            self._on_events(events)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,494 @@
+"""Worker: the IO shell around ``WorkerState``.
+
+Rules of this file:
+
+* All bookkeeping lives in the pure ``WorkerState``; this shell turns messages, finished
+  threads and finished transfers into events, feeds them in batches, and carries out the
+  instructions that come back. It decides nothing about tasks itself.
+* One batched stream to the scheduler carries everything task-related, both ways.
+* Bulk data moves peer to peer through ``get_data``; the scheduler only says who has what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+import psutil
+
+from shoal._types import Address, Key
+from shoal.comm import BatchedStream, Comm, Security, connect, get_address_host
+from shoal.comm.core import DEFAULT_CONFIG
+from shoal.config import CommConfig, WorkerConfig
+from shoal.errors import CommError, SerializationError
+from shoal.protocol.serialize import Serialized, deserialize, serialize
+from shoal.server import Server
+from shoal.worker import events as ev
+from shoal.worker import instructions as ins
+from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
+from shoal.worker.memory import parse_memory_limit
+from shoal.worker.state import WorkerState
+
+logger = logging.getLogger("shoal.worker")
+
+#: seconds to wait before asking a busy peer again
+BUSY_RETRY_DELAY = 0.15
+
+
+class _FromState:
+    """A worker attribute that lives in the state machine (the seed names it on Worker)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, worker: Worker | None, owner: type) -> Any:
+        if worker is None:
+            return self
+        return getattr(worker.state, self.name)
+
+
+class Worker(Server):
+    """Holds data, runs tasks, fetches missing inputs from peers, keeps the scheduler informed."""
+
+    tasks = _FromState()
+    data_needed = _FromState()
+    ready = _FromState()
+    constrained = _FromState()
+    executing_count = _FromState()
+    executed_count = _FromState()
+    long_running = _FromState()
+    has_what = _FromState()
+    pending_data_per_worker = _FromState()
+    in_flight_tasks = _FromState()
+    in_flight_workers = _FromState()
+    comm_bytes = _FromState()
+    nbytes = _FromState()
+    waiting_for_data_count = _FromState()
+    log = _FromState()
+
+    def __init__(
+        self,
+        scheduler_address: str,
+        *,
+        security: Security | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        protocol: str = "tcp",
+        data: MutableMapping[Key, Any] | Callable[[], MutableMapping[Key, Any]] | None = None,
+        memory_limit: object = "auto",
+        comm_config: CommConfig = DEFAULT_CONFIG,
+        **config: Any,
+    ) -> None:
+        nthreads = int(config.get("nthreads", 1))
+        config["memory_limit"] = parse_memory_limit(memory_limit, nthreads)
+        self.config = WorkerConfig(**config)
+        super().__init__(
+            handlers=self._rpc_handlers(),
+            security=security if security is not None else Security(token=None),
+            role="worker",
+            name=str(self.config.name or ""),
+            config=comm_config,
+        )
+        self.scheduler_address = scheduler_address
+        self._listen_address = f"{protocol}://{host}:{port}" if protocol == "tcp" else "inproc://"
+        self.data: MutableMapping[Key, Any] = data() if callable(data) else (data or {})
+        self._init_state()
+
+    def _init_state(self) -> None:
+        cfg = self.config
+        self.nthreads = cfg.nthreads
+        self.memory_limit = cfg.memory_limit
+        self.resources = dict(cfg.resources)
+        self.nanny = cfg.nanny
+        self.total_out_connections = cfg.total_out_connections
+        self.total_in_connections = cfg.total_in_connections
+        self.total_comm_nbytes = cfg.total_comm_nbytes
+        self.services: dict[str, Any] = {}
+        self.service_ports: dict[str, int] = {}
+        self.batched_stream: BatchedStream | None = None
+        self.status = "init"
+        self._in_connections = 0
+        self._logs: deque[tuple[float, str, str]] = deque(maxlen=10_000)
+        self._client: Any = None
+        self._closing_gracefully = False
+        self.local_directory = tempfile.mkdtemp(
+            prefix="shoal-worker-", dir=cfg.local_directory or None
+        )
+        self.state: WorkerState  # made in start(), once the address is known
+        self.runner: TaskRunner
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def executor(self) -> Any:
+        return self.runner.executor
+
+    @property
+    def threads(self) -> dict[Key, int]:
+        return self.runner.threads
+
+    @property
+    def active_threads(self) -> dict[int, Key]:
+        return self.runner.active_threads
+
+    @property
+    def scheduler(self) -> _Scheduler:
+        return _Scheduler(self.scheduler_address, self)
+
+    async def start(self) -> None:
+        await self.listen(self._listen_address)
+        cfg = self.config
+        if not self.name:
+            self.name = self.address
+        self.state = WorkerState(
+            address=self.address,
+            nthreads=cfg.nthreads,
+            resources=cfg.resources,
+            total_out_connections=cfg.total_out_connections,
+            total_comm_nbytes=cfg.total_comm_nbytes,
+            validate=cfg.validate,
+        )
+        self.runner = TaskRunner(
+            cfg.nthreads, asyncio.get_running_loop(), self._handle_events, self
+        )
+        self._dispatch = self._instruction_table()
+        await self._register()
+        self.status = "running"
+        self.periodic(self._heartbeat, cfg.heartbeat_interval, "heartbeat")
+        if cfg.lifetime is not None:
+            lifetime = cfg.lifetime + random.uniform(-1, 1) * cfg.lifetime_stagger
+            self.background(self._close_after(max(lifetime, 0.0)), "lifetime")
+        logger.info("worker %s started with %d threads", self.address, cfg.nthreads)
+
+    async def _register(self) -> None:
+        comm = await connect(
+            self.scheduler_address,
+            security=self.security,
+            role="worker",
+            name=self.name,
+            config=self.comm_config,
+        )
+        await comm.write(self._identity())
+        reply = await comm.read()
+        if not isinstance(reply, dict) or reply.get("status") != "OK":
+            await comm.close()
+            raise CommError(f"scheduler {self.scheduler_address} refused worker: {reply!r}")
+        self.batched_stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
+        self.background(self._scheduler_stream(comm), "scheduler-stream")
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "op": "register-worker",
+            "address": self.address,
+            "name": self.name,
+            "nthreads": self.nthreads,
+            "memory_limit": self.memory_limit,
+            "resources": self.resources,
+            "nanny": self.nanny,
+            "services": self.service_ports,
+            "local_directory": self.local_directory,
+            "pid": os.getpid(),
+        }
+
+    async def _scheduler_stream(self, comm: Comm) -> None:
+        pending: list[ev.WorkerEvent] = []
+        handlers = self._stream_handlers(pending)
+
+        def flush() -> None:
+            if pending:
+                batch = pending[:]
+                pending.clear()
+                self._handle_events(batch)
+
+        await self.handle_stream(comm, handlers, on_batch_end=flush)
+        if self.status not in ("closing", "closed"):
+            logger.info("worker %s lost its scheduler; closing", self.address)
+            self.background(self.close(), "close-after-scheduler-lost")
+
+    async def _close_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        logger.info("worker %s reached its lifetime; closing gracefully", self.address)
+        await self.close_gracefully()
+
+    async def close_gracefully(self) -> None:
+        self._closing_gracefully = True
+        await self.close()
+
+    async def _shutdown(self) -> None:
+        """Say goodbye to the scheduler, stop the threads, then close like any server."""
+        stream = self.batched_stream
+        if stream is not None and not stream.closed:
+            reason = "graceful" if self._closing_gracefully else "worker-close"
+            stream.send({"op": "unregister", "reason": reason})
+            await stream.close()
+        if self._client is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._client.close)
+        if hasattr(self, "runner"):
+            self.runner.shutdown()
+        await super()._shutdown()
+        shutil.rmtree(self.local_directory, ignore_errors=True)
+
+    # -- events in, instructions out ---------------------------------------------------------
+    def _handle_events(self, events: list[ev.WorkerEvent]) -> None:
+        if self.status == "closed":
+            return
+        instructions = self.state.handle_stimulus(*events)
+        messages: list[dict[str, Any]] = []
+        dispatch = self._dispatch
+        for inst in instructions:
+            if isinstance(inst, ins.SendToScheduler):
+                messages.append(inst.to_msg())
+            else:
+                dispatch[type(inst)](inst)
+        if messages and self.batched_stream is not None and not self.batched_stream.closed:
+            self.batched_stream.send(*messages)
+
+    def _instruction_table(self) -> dict[type, Callable[[Any], None]]:
+        return {
+            ins.Execute: self._execute,
+            ins.StoreValue: self._store,
+            ins.DeleteValue: self._delete,
+            ins.GatherDep: self._start_gather,
+            ins.RetryBusyWorkerLater: self._retry_later,
+        }
+
+    def _execute(self, inst: ins.Execute) -> None:
+        task = self.state.tasks[inst.key]
+        data = self.data
+        deps = {dep.key: data[dep.key] for dep in task.dependencies}
+        self.runner.submit(inst.key, inst.run_id, task.run_spec, deps)
+
+    def _store(self, inst: ins.StoreValue) -> None:
+        self.data[inst.key] = inst.value
+
+    def _delete(self, inst: ins.DeleteValue) -> None:
+        self.data.pop(inst.key, None)
+
+    def _start_gather(self, inst: ins.GatherDep) -> None:
+        self.background(self._gather_dep(inst), f"gather-dep-{inst.worker}")
+
+    def _retry_later(self, inst: ins.RetryBusyWorkerLater) -> None:
+        event = ev.BusyWorkerRetryDue(worker=inst.worker, stimulus_id=f"retry-busy-{time.time()}")
+        events: list[ev.WorkerEvent] = [event]
+        asyncio.get_running_loop().call_later(BUSY_RETRY_DELAY, self._handle_events, events)
+
+    async def _gather_dep(self, inst: ins.GatherDep) -> None:
+        stimulus_id = f"gather-dep-{inst.worker}-{time.time()}"
+        event: ev.WorkerEvent
+        try:
+            reply = await self.pool.call(
+                inst.worker, "get_data", keys=tuple(inst.keys), who=self.address
+            )
+        except Exception as exc:  # any failure of that peer: it holds nothing we know of
+            logger.info("fetch of %d keys from %s failed: %s", len(inst.keys), inst.worker, exc)
+            event = ev.GatherDepNetworkFailed(
+                worker=inst.worker, requested=inst.keys, stimulus_id=stimulus_id, now=time.time()
+            )
+        else:
+            event = self._gather_reply_event(inst, reply, stimulus_id)
+        self._handle_events([event])
+
+    def _gather_reply_event(
+        self, inst: ins.GatherDep, reply: Mapping[str, Any], stimulus_id: str
+    ) -> ev.WorkerEvent:
+        if reply.get("status") == "busy":
+            return ev.GatherDepBusy(
+                worker=inst.worker, requested=inst.keys, stimulus_id=stimulus_id, now=time.time()
+            )
+        data: dict[Key, Any] = {}
+        unreadable: dict[Key, ev.ErrorInfo] = {}
+        for key, blob in reply["data"].items():
+            try:
+                data[key] = deserialize(blob)
+            except SerializationError as exc:
+                unreadable[key] = error_info(exc)
+        return ev.GatherDepSucceeded(
+            worker=inst.worker,
+            requested=inst.keys,
+            data=data,
+            nbytes=dict(reply.get("nbytes", {})),
+            unreadable=unreadable,
+            stimulus_id=stimulus_id,
+            now=time.time(),
+        )
+
+    # -- the scheduler's stream --------------------------------------------------------------
+    def _stream_handlers(self, pending: list[ev.WorkerEvent]) -> dict[str, Callable[..., None]]:
+        def compute_task(**msg: Any) -> None:
+            pending.append(
+                ev.TaskAssigned(
+                    key=msg["key"],
+                    run_id=msg["run_id"],
+                    run_spec=msg["run_spec"],
+                    priority=tuple(msg["priority"]),
+                    who_has=msg.get("who_has") or {},
+                    nbytes=msg.get("nbytes") or {},
+                    resource_restrictions=msg.get("resources") or {},
+                    annotations=msg.get("annotations") or {},
+                    stimulus_id=msg.get("stimulus_id", "compute-task"),
+                    now=time.time(),
+                )
+            )
+
+        def free_keys(keys: tuple[Key, ...], stimulus_id: str = "free-keys", **_: Any) -> None:
+            pending.append(ev.KeysFreed(keys=tuple(keys), stimulus_id=stimulus_id, now=time.time()))
+
+        def steal_request(key: Key, stimulus_id: str = "steal", **_: Any) -> None:
+            pending.append(ev.StealRequested(key=key, stimulus_id=stimulus_id, now=time.time()))
+
+        def refresh_who_has(who_has: Any, stimulus_id: str = "refresh", **_: Any) -> None:
+            pending.append(
+                ev.WhoHasRefreshed(who_has=who_has, stimulus_id=stimulus_id, now=time.time())
+            )
+
+        def acquire_replicas(
+            who_has: Any, nbytes: Any, stimulus_id: str = "replicate", **_: Any
+        ) -> None:
+            pending.append(
+                ev.ReplicasRequested(
+                    who_has=who_has, nbytes=nbytes, stimulus_id=stimulus_id, now=time.time()
+                )
+            )
+
+        def close(reason: str = "", **_: Any) -> None:
+            logger.info("scheduler asked worker %s to close: %s", self.address, reason)
+            self.background(self.close(), "close-on-request")
+
+        return {
+            "compute-task": compute_task,
+            "free-keys": free_keys,
+            "steal-request": steal_request,
+            "refresh-who-has": refresh_who_has,
+            "acquire-replicas": acquire_replicas,
+            "close": close,
+        }
+
+    def _heartbeat(self) -> None:
+        stream = self.batched_stream
+        if stream is not None and not stream.closed:
+            stream.send({"op": "heartbeat", "metrics": self.metrics()})
+        if self.state.missing:  # ask again who holds what no known peer had
+            self._handle_events(
+                [ev.MissingRefreshDue(stimulus_id=f"missing-refresh-{time.time()}")]
+            )
+
+    def metrics(self) -> dict[str, Any]:
+        managed = sum(self.state.nbytes.get(k, 0) for k in self.data)
+        return {
+            "time": time.time(),
+            "memory": psutil.Process().memory_info().rss,
+            "managed_bytes": managed,
+            "spilled_bytes": 0,
+            "executing": self.state.executing_count,
+            "in_memory": len(self.data),
+            "ready": len(self.state.ready),
+            "in_flight": self.state.in_flight_tasks,
+        }
+
+    # -- rpc handlers ----------------------------------------------------------------------
+    def _rpc_handlers(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "get_data": self.get_data,
+            "update_data": self.update_data,
+            "run": self.run,
+            "story": self.story_handler,
+            "get_logs": self.get_logs,
+            "keys": self.keys,
+            "close": self.close_handler,
+        }
+
+    def get_data(self, comm: Comm, keys: tuple[Key, ...], who: str | None = None) -> Any:
+        """Serve values to a peer or client, within ``total_in_connections``."""
+        if self._in_connections >= self.total_in_connections:
+            return {"status": "busy"}
+        self._in_connections += 1
+        try:
+            data = {k: serialize(self.data[k]) for k in keys if k in self.data}
+            nbytes = {k: self.state.nbytes.get(k, 0) for k in data}
+            return {"status": "OK", "data": data, "nbytes": nbytes}
+        finally:
+            self._in_connections -= 1
+
+    def update_data(self, comm: Comm, data: Mapping[Key, Serialized]) -> dict[str, Any]:
+        """Accept scattered data from a client."""
+        values = {key: deserialize(blob) for key, blob in data.items()}
+        nbytes = {key: sizeof(v) for key, v in values.items()}
+        event = ev.DataReceived(
+            data=values, nbytes=nbytes, stimulus_id=f"scatter-{time.time()}", now=time.time()
+        )
+        self._handle_events([event])
+        return {"nbytes": nbytes, "type_names": {k: type(v).__name__ for k, v in values.items()}}
+
+    def run(
+        self, comm: Comm, function: Serialized, args: Serialized, kwargs: Serialized
+    ) -> Serialized:
+        """Run a function here (``Client.run``) and return its result."""
+        func = deserialize(function)
+        previous = getattr(thread_state, "worker", None)
+        thread_state.worker = self  # so that get_worker() works inside the function
+        try:
+            return serialize(func(*deserialize(args), **deserialize(kwargs)))
+        finally:
+            thread_state.worker = previous
+
+    def story(self, *keys: Key) -> list[Any]:
+        """What happened to these keys here, with stimulus ids and times."""
+        return list(self.state.story(*keys))
+
+    def story_handler(self, comm: Comm, keys: tuple[Key, ...]) -> list[Any]:
+        return [list(map(_wire_safe, entry)) for entry in self.story(*keys)]
+
+    def get_logs(self, comm: Comm, n: int = 1000) -> list[Any]:
+        return list(self._logs)[-n:]
+
+    def keys(self, comm: Comm) -> list[Key]:
+        return list(self.data)
+
+    async def close_handler(self, comm: Comm, reason: str = "") -> str:
+        self.background(self.close(), "close-on-request")
+        return "OK"
+
+    def get_client(self, **kwargs: Any) -> Any:
+        """A client in this worker, connected to its scheduler (for tasks that submit tasks)."""
+        if self._client is None:
+            from shoal.client import Client
+
+            self._client = Client(
+                self.scheduler_address, security=self.security, set_as_default=False, **kwargs
+            )
+        return self._client
+
+    def __repr__(self) -> str:
+        return (
+            f"<Worker {self.address!r}, name: {self.name}, status: {self.status}, "
+            f"threads: {self.nthreads}, memory: {len(self.data)}>"
+        )
+
+
+def _wire_safe(value: object) -> object:
+    if isinstance(value, str | int | float | bool | tuple | type(None)):
+        return value
+    return repr(value)
+
+
+class _Scheduler:
+    """``worker.scheduler``: where the scheduler is (``.address``, ``.ip``, ``.port``)."""
+
+    def __init__(self, address: Address, worker: Worker) -> None:
+        self.address = address
+        self.ip = get_address_host(address)
+        self.port = int(address.rsplit(":", 1)[-1]) if ":" in address.split("//")[-1] else 0
+        self._worker = worker
+
+    async def call(self, op: str, /, **kwargs: Any) -> Any:
+        return await self._worker.pool.call(self.address, op, **kwargs)
+
+
+__all__ = ["Worker"]

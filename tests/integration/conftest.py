@@ -1,0 +1,100 @@
+"""Real processes over loopback: a scheduler and workers started through the CLI."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from shoal.comm import Security
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class CliCluster:
+    address: str
+    security: Security
+    scheduler: subprocess.Popen[bytes]
+    workers: list[subprocess.Popen[bytes]]
+    token_file: Path
+
+    def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shoal", "worker", self.address, "--no-nanny",
+             "--token-file", str(self.token_file), "--log-level", "warning", *args],
+        )  # fmt: skip
+        self.workers.append(proc)
+        return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def cli_cluster(tmp_path: Path) -> Iterator[CliCluster]:
+    """``shoal scheduler`` and two ``shoal worker --nthreads 1`` processes."""
+    token_file = tmp_path / "token"
+    token_file.write_text("integration-test-token\n")
+    os.chmod(token_file, 0o600)
+    port = free_port()
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "scheduler", "--port", str(port),
+         "--token-file", str(token_file), "--log-level", "warning"],
+    )  # fmt: skip
+    cluster = CliCluster(
+        address=f"tcp://127.0.0.1:{port}",
+        security=Security(token="integration-test-token"),
+        scheduler=scheduler,
+        workers=[],
+        token_file=token_file,
+    )
+    _wait_for_port(port, scheduler)
+    try:
+        for _ in range(2):
+            cluster.start_worker("--nthreads", "1")
+        yield cluster
+    finally:
+        for proc in cluster.workers:
+            _stop(proc)
+        _stop(scheduler)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"scheduler exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"scheduler did not listen on {port} within {timeout}s")
+
+
+def wait_for(condition: object, timeout: float = 30, interval: float = 0.05) -> None:
+    """Poll ``condition()`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
