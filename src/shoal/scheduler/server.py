@@ -259,7 +259,9 @@ class Scheduler(Server):
     def _worker_stream_handlers(self, worker: Address) -> dict[str, Callable[..., None]]:
         feed = self.feed
 
-        def simple(event_type: Callable[..., ev.SchedulerEvent], *fields: str) -> Callable[..., None]:
+        def simple(
+            event_type: Callable[..., ev.SchedulerEvent], *fields: str
+        ) -> Callable[..., None]:
             def handler(stimulus_id: str = "", **msg: Any) -> None:
                 kwargs = {name: msg[name] for name in fields}
                 feed(
