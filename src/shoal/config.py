@@ -18,7 +18,7 @@ class CommConfig:
     #: hard limits on frame sets from an authenticated peer
     limits: FrameLimits = field(default_factory=FrameLimits)
     #: seconds a BatchedStream waits to coalesce messages before writing them
-    batch_interval: float = 0.002
+    batch_interval: float = 0.0005
     #: most open connections a ConnectionPool keeps
     pool_limit: int = 512
 
