@@ -264,3 +264,13 @@ def test_unknown_module_on_the_receiving_side() -> None:
     stream = pickle.dumps(Unpicklable, protocol=5).replace(module, b"z" * len(module))
     with pytest.raises(SerializationError, match="ModuleNotFoundError"):
         deserialize(Serialized(stream))
+
+
+def test_large_bytes_travel_out_of_band_and_come_back_as_bytes() -> None:
+    data = bytes(range(256)) * 1024
+    for value in (data, bytearray(data)):
+        blob = serialize(value)
+        assert len(blob.header) < 200  # the payload is not in the pickle stream
+        assert len(blob.buffers) == 1 and blob.buffers[0].obj is value  # not copied on send
+        back = deserialize(blob)
+        assert type(back) is type(value) and back == value

@@ -35,9 +35,24 @@ class Serialized:
         return len(self.header) + sum(b.nbytes for b in self.buffers)
 
 
+class _LargeBytes:
+    """Pickles a large ``bytes``/``bytearray`` with its memory out of band (pickle keeps
+    plain bytes in the stream, which would copy them on every send)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: object) -> tuple[object, ...]:
+        return (type(self.data), (pickle.PickleBuffer(self.data),))
+
+
 def serialize(obj: object) -> Serialized:
     """Pickle ``obj``; functions and ``__main__`` objects are pickled by value."""
     buffers: list[pickle.PickleBuffer] = []
+    if type(obj) in (bytes, bytearray) and len(obj) >= OUT_OF_BAND_BYTES:  # type: ignore[arg-type]
+        obj = _LargeBytes(obj)  # type: ignore[arg-type]
 
     def keep_large_out_of_band(buf: pickle.PickleBuffer) -> bool:
         if buf.raw().nbytes >= OUT_OF_BAND_BYTES:
