@@ -25,8 +25,10 @@ from shoal.scheduler.events import (
     NewTask,
     RetryRequested,
     SchedulerEvent,
+    StealResponded,
     TaskErred,
     TaskFinished,
+    TaskRejoined,
     TaskSeceded,
     TaskStarted,
     WorkerAddedKeys,
@@ -140,7 +142,10 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: any(self.running.values()))
     @rule(
-        data=st.data(), report=st.sampled_from(["finish"] * 3 + ["err", "start", "start", "secede"])
+        data=st.data(),
+        report=st.sampled_from(
+            ["finish"] * 3 + ["err", "start", "start", "secede", "rejoin", "stolen", "kept"]
+        ),
     )
     def report(self, data: st.DataObject, report: str) -> None:
         worker = data.draw(st.sampled_from(self.busy_workers()))
@@ -166,8 +171,15 @@ class SchedulerMachine(RuleBasedStateMachine):
             )
         elif report == "start":
             self.feed(TaskStarted(stimulus_id=sid, worker=worker, key=key, run_id=run_id))
-        else:
+        elif report == "secede":
             self.feed(TaskSeceded(stimulus_id=sid, worker=worker, key=key, run_id=run_id))
+        elif report == "rejoin":
+            self.feed(TaskRejoined(stimulus_id=sid, worker=worker, key=key, run_id=run_id))
+        else:  # the worker answers a steal request: it gave the task up, or kept it
+            state = "ready" if report == "stolen" else "executing"
+            if report == "stolen":
+                self.take(worker, key)
+            self.feed(StealResponded(stimulus_id=sid, worker=worker, key=key, state=state))
 
     @precondition(lambda self: self.old_runs)
     @rule(data=st.data(), erred=st.booleans())

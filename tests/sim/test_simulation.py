@@ -1,4 +1,6 @@
-"""A deterministic simulation: one SchedulerState, three fake workers, one client.
+"""A deterministic simulation: one SchedulerState, three workers, one client.
+
+The workers are fakes (``bus.FakeWorker``) or real ``WorkerState``s (``real_worker``).
 
 Random DAGs of 500 tasks are submitted in a few graphs; messages travel over seeded
 in-memory links (see ``bus.py``); one worker dies midway, with whatever it held and
@@ -13,6 +15,7 @@ from __future__ import annotations
 import functools
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -22,6 +25,7 @@ from shoal.scheduler.instructions import KeyErred, KeyInMemory
 from shoal.scheduler.state import SchedulerState
 
 from .bus import Bus, FakeWorker
+from .real_worker import RealWorker
 
 N_TASKS = 500
 
@@ -80,16 +84,16 @@ def random_graph(rng: random.Random, n: int) -> Graph:
 
 
 class Simulation:
-    def __init__(self, seed: int, n_workers: int = 3) -> None:
+    def __init__(self, seed: int, n_workers: int = 3, worker_type: Any = FakeWorker) -> None:
         self.rng = random.Random(seed)
         self.scheduler = SchedulerState(rng=random.Random(seed), latency=0.002)
         self.bus = Bus(random.Random(seed + 1))
-        self.workers: dict[str, FakeWorker] = {}
+        self.workers: dict[str, Any] = {}
         self.now = 0.0
         self.steps = 0
         for i in range(n_workers):
             address = f"sim://w{i}"
-            self.workers[address] = FakeWorker(address, self.workers, random.Random(seed + i))
+            self.workers[address] = worker_type(address, self.workers, random.Random(seed + i))
             self.bus.connect(address)
             self.feed(
                 WorkerJoined(stimulus_id=f"join-{i}", address=address, name=f"w{i}", nthreads=2)
@@ -162,8 +166,8 @@ class Simulation:
         return True
 
 
-def run_simulation(seed: int) -> tuple[Simulation, Graph, set[Key]]:
-    sim = Simulation(seed)
+def run_simulation(seed: int, worker_type: Any = FakeWorker) -> tuple[Simulation, Graph, set[Key]]:
+    sim = Simulation(seed, worker_type=worker_type)
     graph = random_graph(sim.rng, N_TASKS)
     keys = list(graph.specs)
     has_dependents = {d for _, deps in graph.specs.values() for d in deps}
@@ -224,3 +228,29 @@ def test_simulation_is_deterministic() -> None:
     b, _, _ = run_simulation(7)
     assert a.steps == b.steps
     assert list(a.scheduler.transition_log) == list(b.scheduler.transition_log)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_dag_with_real_worker_states_survives_a_worker_death(seed: int) -> None:
+    """The same run with three real WorkerStates (validated after every event)."""
+    sim, graph, wanted = run_simulation(seed, worker_type=RealWorker)
+    expected = graph.expected()
+    s = sim.scheduler
+    s.validate()
+    for key in wanted:
+        ts = s.tasks[key]
+        if expected[key] is ERRED:
+            assert ts.state == "erred", (key, s.story(key))
+        else:
+            assert ts.state == "memory", (key, s.story(key))
+            for holder in ts.who_has:
+                assert sim.workers[holder.address].data[key] == expected[key], key
+    assert not {
+        k: ts.state for k, ts in s.tasks.items() if ts.state not in ("memory", "erred", "released")
+    }
+    for address, worker in sim.workers.items():
+        worker.state.validate()
+        assert not worker.pending, address
+        assert not worker.state.executing and not worker.state.in_flight_workers, address
+        assert set(worker.data) == {ts.key for ts in s.workers[address].has_what}, address
+    assert len(s.workers) == 2

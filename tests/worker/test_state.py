@@ -183,19 +183,30 @@ def test_task_waits_for_a_local_dependency() -> None:
 # -- freeing --------------------------------------------------------------------------------
 
 
-def test_freeing_a_task_releases_inputs_nothing_else_needs() -> None:
+def test_fetched_inputs_go_once_the_last_task_needing_them_finishes() -> None:
+    ws = new_state(nthreads=1)
+    ws.handle_stimulus(assign("y1", deps={"a": [A], "b": [A]}), assign("y2", deps={"b": [A]}))
+    ws.handle_stimulus(gathered(A, ["a", "b"]))
+    (first,) = ws.executing  # one thread: one runs, the other waits its turn
+    out = ws.handle_stimulus(done(first))
+    only_mine = {"y1": "a", "y2": None}[first]
+    released = [i.key for i in of(out, ReleaseWorkerDataMsg)]
+    assert released == ([only_mine] if only_mine else [])
+    assert "b" in ws.tasks  # the other task still needs it
+    out = ws.handle_stimulus(done(ws.tasks[next(iter(ws.executing))].key))
+    assert sorted(i.key for i in of(out, DeleteValue)) == sorted({"a", "b"} - {only_mine})
+    assert set(ws.tasks) == {"y1", "y2"}
+    assert ws.has_what == {}
+
+
+def test_freeing_a_finished_task_does_not_touch_others() -> None:
     ws = new_state(nthreads=2)
     ws.handle_stimulus(assign("y1", deps={"a": [A], "b": [A]}), assign("y2", deps={"b": [A]}))
     ws.handle_stimulus(gathered(A, ["a", "b"]), done("y1"), done("y2"))
     event = freed("y1")
     out = ws.handle_stimulus(event)
-    assert out == [
-        DeleteValue(key="y1", stimulus_id=event.stimulus_id),
-        DeleteValue(key="a", stimulus_id=event.stimulus_id),
-        ReleaseWorkerDataMsg(key="a", stimulus_id=event.stimulus_id),
-    ]
-    assert set(ws.tasks) == {"b", "y2"}
-    assert ws.has_what == {A: {"b"}}
+    assert out == [DeleteValue(key="y1", stimulus_id=event.stimulus_id)]
+    assert set(ws.tasks) == {"y2"}
 
 
 @pytest.mark.parametrize("state", ["waiting", "ready", "constrained", "fetch", "missing", "error"])

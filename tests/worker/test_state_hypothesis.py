@@ -6,7 +6,8 @@ The test plays everyone around the worker:
   peer and not being computed here), frees keys together with the tasks here that need
   them, steals, asks for replicas, answers who-has requests (truthfully or stale);
 * the **executor**: completes only executions the machine started (``Execute``), with
-  success or failure, sometimes seceding first, and sends stale completions as noise;
+  success or failure, sometimes seceding first (and rejoining: the thread then blocks
+  until ``GrantThread``), and sends stale completions as noise;
 * the **peers**: answer only transfers the machine started (``GatherDep``) from a ground
   truth of who holds what: all data, some missing, busy, network failure, unreadable.
 
@@ -36,6 +37,7 @@ from shoal.worker.events import (
     ReplicasRequested,
     StealRequested,
     TaskAssigned,
+    TaskRejoined,
     TaskSeceded,
     WhoHasRefreshed,
     WorkerEvent,
@@ -47,6 +49,7 @@ from shoal.worker.instructions import (
     DeleteValue,
     Execute,
     GatherDep,
+    GrantThread,
     LongRunningMsg,
     ReleaseWorkerDataMsg,
     RequestRefreshWhoHasMsg,
@@ -55,6 +58,7 @@ from shoal.worker.instructions import (
     StoreValue,
     TaskErredMsg,
     TaskFinishedMsg,
+    TaskRejoinedMsg,
     TaskStartedMsg,
     WorkerInstruction,
 )
@@ -123,6 +127,8 @@ class WorkerStateMachine(RuleBasedStateMachine):
         self.data: dict[Key, object] = {}
         self.executions: dict[Key, int] = {}
         self.seceded: set[Key] = set()
+        #: seceded executions whose thread is blocked in rejoin() until GrantThread
+        self.rejoining: set[Key] = set()
         self.transfers: dict[Address, frozenset[Key]] = {}
         self.busy: set[Address] = set()
 
@@ -153,7 +159,14 @@ class WorkerStateMachine(RuleBasedStateMachine):
             self.data[inst.key] = inst.value
         elif isinstance(inst, DeleteValue):
             del self.data[inst.key]
-        elif isinstance(inst, (TaskFinishedMsg, TaskErredMsg, TaskStartedMsg, LongRunningMsg)):
+        elif isinstance(inst, GrantThread):
+            assert inst.key in self.rejoining, f"{inst.key} granted a thread it did not ask for"
+            self.rejoining.discard(inst.key)
+            self.seceded.discard(inst.key)
+        elif isinstance(
+            inst,
+            (TaskFinishedMsg, TaskErredMsg, TaskStartedMsg, LongRunningMsg, TaskRejoinedMsg),
+        ):
             assert self.assigned.get(inst.key) == inst.run_id, inst
             if isinstance(inst, TaskFinishedMsg):
                 self.held_here.add(inst.key)
@@ -288,15 +301,19 @@ class WorkerStateMachine(RuleBasedStateMachine):
 
     # -- the executor -----------------------------------------------------------------------
 
-    @precondition(lambda self: bool(self.executions))
+    def running_freely(self) -> list[Key]:
+        """Executions whose thread is not blocked in rejoin()."""
+        return sorted(set(self.executions) - self.rejoining)
+
+    @precondition(lambda self: bool(self.running_freely()))
     @rule(data=st.data(), succeed=st.booleans())
     def finish_execution(self, data: st.DataObject, succeed: bool) -> None:
-        key = data.draw(st.sampled_from(sorted(self.executions)))
+        key = data.draw(st.sampled_from(self.running_freely()))
         self.complete_execution(key, succeed)
 
     def inputs_running(self) -> list[Key]:
         """Executions of tasks computed here only as inputs (resumed after a cancel)."""
-        return sorted(k for k in self.executions if not self.ws.tasks[k].assigned)
+        return sorted(k for k in self.running_freely() if not self.ws.tasks[k].assigned)
 
     @precondition(lambda self: bool(self.inputs_running()))
     @rule(data=st.data())
@@ -305,6 +322,7 @@ class WorkerStateMachine(RuleBasedStateMachine):
         self.complete_execution(data.draw(st.sampled_from(self.inputs_running())), False)
 
     def complete_execution(self, key: Key, succeed: bool) -> None:
+        assert key not in self.rejoining, f"{key}: its thread is blocked in rejoin()"
         run_id = self.executions.pop(key)
         self.seceded.discard(key)
         if succeed:
@@ -330,6 +348,13 @@ class WorkerStateMachine(RuleBasedStateMachine):
         key = data.draw(st.sampled_from(sorted(set(self.executions) - self.seceded)))
         self.seceded.add(key)
         self.send(TaskSeceded(key=key, **self.sid("secede")))  # type: ignore[arg-type]
+
+    @precondition(lambda self: bool(self.seceded - self.rejoining))
+    @rule(data=st.data())
+    def rejoin(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(sorted(self.seceded - self.rejoining)))
+        self.rejoining.add(key)
+        self.send(TaskRejoined(key=key, **self.sid("rejoin")))  # type: ignore[arg-type]
 
     @rule(key=st.sampled_from(TASKS), offset=st.integers(1, 3), succeed=st.booleans())
     def stale_completion(self, key: Key, offset: int, succeed: bool) -> None:
@@ -401,6 +426,9 @@ class WorkerStateMachine(RuleBasedStateMachine):
         running = {key: task.exec_run_id for key, task in ws.tasks.items() if task.exec_run_id}
         assert running == self.executions
         assert {w: frozenset(keys) for w, keys in ws.in_flight_workers.items()} == self.transfers
+        assert set(ws.rejoining) == self.rejoining
+        if len(ws.executing) < ws.nthreads:
+            assert not self.rejoining, "a thread is free but a rejoining task waits"
 
     def teardown(self) -> None:
         self.drain()
@@ -424,7 +452,7 @@ class WorkerStateMachine(RuleBasedStateMachine):
             self.send(WorkerUnpaused(**self.sid("unpause")))  # type: ignore[arg-type]
         for _ in range(100):
             moved = bool(self.executions or self.transfers or self.busy)
-            for key in sorted(self.executions):
+            for key in self.running_freely():
                 self.complete_execution(key, succeed=True)
             for worker in sorted(self.transfers):
                 self.complete_transfer(worker, "ok")

@@ -179,6 +179,15 @@ class TaskSeceded(SchedulerEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRejoined(SchedulerEvent):
+    """The seceded task called ``rejoin()`` and got a thread again: it occupies one."""
+
+    worker: Address
+    key: Key
+    run_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerReleasedKey(SchedulerEvent):
     worker: Address
     key: Key
@@ -193,7 +202,8 @@ class WorkerAddedKeys(SchedulerEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StealResponded(SchedulerEvent):
-    """The worker's answer to a steal request: the task's state there."""
+    """The worker's answer to a steal request: the task's state there before the request
+    (``waiting``, ``ready`` or ``constrained``: it gave the task up; None: unknown there)."""
 
     worker: Address
     key: Key

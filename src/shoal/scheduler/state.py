@@ -69,6 +69,7 @@ from shoal.scheduler.events import (
     StealResponded,
     TaskErred,
     TaskFinished,
+    TaskRejoined,
     TaskSeceded,
     TaskStarted,
     WhoHasRefreshRequested,
@@ -454,6 +455,14 @@ class SchedulerState(TransitionEngine):
             self._room_opened = True
         return {}
 
+    def _on_task_rejoined(self, ev: TaskRejoined) -> Recs:
+        ts = self._current(ev.worker, ev.key, ev.run_id)
+        ws = None if ts is None else ts.processing_on
+        if ts is not None and ws is not None and ts in ws.long_running:
+            del ws.long_running[ts]  # it occupies one of the worker's threads again
+            self._fill.update(ws, present=self._alive(ws))
+        return {}
+
     def _on_task_finished(self, ev: TaskFinished) -> Recs:
         ws = self.workers.get(ev.worker)
         if ws is None:
@@ -522,8 +531,18 @@ class SchedulerState(TransitionEngine):
         return {}
 
     def _on_steal_responded(self, ev: StealResponded) -> Recs:
-        """shoal sends no steal requests (admission control leaves little to steal)."""
-        return {}
+        """shoal sends no steal requests yet (admission control leaves little to steal);
+        a worker that gave a task up is never left holding the scheduler's only hope of
+        it: a task still processing there is placed again."""
+        ts = self.tasks.get(ev.key)
+        ws = self.workers.get(ev.worker)
+        if ts is None or ws is None or ts.processing_on is not ws:
+            return {}
+        return self._transition(ts, "waiting") if ev.state in _GIVEN_UP else {}
+
+
+#: states in a steal-response meaning the worker dropped the task (or never had it)
+_GIVEN_UP = frozenset({"waiting", "ready", "constrained", None})
 
 
 def _holders(ts: SchedulerTask | None) -> list[Address]:
@@ -549,6 +568,7 @@ _HANDLERS: dict[type[SchedulerEvent], _Handler] = {
     TaskFinished: SchedulerState._on_task_finished,
     TaskErred: SchedulerState._on_task_erred,
     TaskSeceded: SchedulerState._on_task_seceded,
+    TaskRejoined: SchedulerState._on_task_rejoined,
     WorkerReleasedKey: SchedulerState._on_worker_released_key,
     WorkerAddedKeys: SchedulerState._on_worker_added_keys,
     DataMissing: SchedulerState._on_data_missing,

@@ -1,10 +1,13 @@
-"""What a running task can reach: its worker, a client, and ``secede``."""
+"""What a running task can reach: its worker, a client, ``secede`` and ``rejoin``."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from shoal.worker.events import TaskSeceded
+from shoal.worker.events import TaskRejoined, TaskSeceded
 from shoal.worker.execute import thread_state
 
 if TYPE_CHECKING:
@@ -19,13 +22,59 @@ def get_worker() -> Worker:
     return worker  # type: ignore[no-any-return]
 
 
+def _current_key() -> Any:
+    key = getattr(thread_state, "key", None)
+    if key is None:
+        raise ValueError("secede() and rejoin() must be called from inside a task")
+    return key
+
+
 def secede() -> None:
-    """Leave the worker's thread count: the task goes on, another task may start."""
+    """Leave the worker's thread count: the task goes on, another task may start.
+
+    The worker reports the task as long-running, and the scheduler stops counting it as
+    occupying a thread. A second call before ``rejoin()`` does nothing.
+    """
     worker = get_worker()
-    key = thread_state.key
-    worker.runner.push(TaskSeceded(key=key, stimulus_id=f"secede-{key}"))
+    key = _current_key()
+    if getattr(thread_state, "seceded", False):
+        return
+    thread_state.seceded = True
+    now = time.time()
+    worker.runner.push(TaskSeceded(key=key, stimulus_id=f"secede-{key}-{now}", now=now))
+
+
+def rejoin() -> None:
+    """After ``secede()``: wait until one of the worker's threads is free and take it.
+
+    Returns at once if the task has not seceded. Rejoining tasks get a thread before any
+    new task starts on the worker.
+    """
+    worker = get_worker()
+    key = _current_key()
+    if not getattr(thread_state, "seceded", False):
+        return
+    thread_state.seceded = False
+    now = time.time()
+    event = TaskRejoined(key=key, stimulus_id=f"rejoin-{key}-{now}", now=now)
+    worker.runner.wait_for_slot(key, event)
 
 
 def get_client(**kwargs: Any) -> Any:
     """A client connected to the scheduler of the worker running this task."""
     return get_worker().get_client(**kwargs)
+
+
+@contextmanager
+def worker_client(**kwargs: Any) -> Iterator[Any]:
+    """``with worker_client() as client:`` submit and gather subtasks from a task.
+
+    The task secedes on entry (its thread no longer counts, so the subtasks can run even on
+    a worker with one thread) and rejoins on exit.
+    """
+    client = get_client(**kwargs)
+    secede()
+    try:
+        yield client
+    finally:
+        rejoin()

@@ -111,6 +111,14 @@ class TaskSeceded(WorkerEvent):
     key: Key
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRejoined(WorkerEvent):
+    """The running task called ``rejoin()``: its thread waits for a thread slot (see the
+    ``GrantThread`` instruction) before the task goes on."""
+
+    key: Key
+
+
 # -- from peers ----------------------------------------------------------------------------
 
 

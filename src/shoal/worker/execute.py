@@ -8,7 +8,10 @@ Rules of this file:
 * Anything a task raises, ``BaseException`` included, becomes an ``ExecuteFailed`` event:
   it errs that task only.
 * ``threads`` (key -> thread id) and ``active_threads`` (thread id -> key) are updated from
-  the task's own thread; single dict operations are atomic under the GIL.
+  the task's own thread; single dict operations are atomic under the GIL. ``threads``
+  keeps a key while the worker knows it (``prune`` drops the others, amortized).
+* ``rejoin()`` blocks its task thread on a gate until the state machine grants it a
+  thread slot (``grant``); closing opens every gate so no thread waits forever.
 """
 
 from __future__ import annotations
@@ -89,6 +92,9 @@ class TaskRunner:
         self._worker = worker
         self._done: list[WorkerEvent] = []
         self._lock = threading.Lock()
+        #: key -> gate of the task thread blocked in ``rejoin()``
+        self._rejoin_gates: dict[Key, threading.Event] = {}
+        self._closed = False
 
     def submit(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> None:
         self.executor.submit(self._run, key, run_id, spec, deps)
@@ -100,6 +106,7 @@ class TaskRunner:
         thread_state.worker = self._worker
         thread_state.key = key
         thread_state.run_id = run_id
+        thread_state.seceded = False
         start = time.time()
         event: WorkerEvent
         try:
@@ -145,6 +152,30 @@ class TaskRunner:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._drain)
 
+    def wait_for_slot(self, key: Key, event: WorkerEvent) -> None:
+        """From ``key``'s task thread: hand ``event`` (TaskRejoined) to the loop and block
+        until ``grant(key)`` (or until the runner shuts down)."""
+        gate = threading.Event()
+        self._rejoin_gates[key] = gate
+        if self._closed:
+            return
+        self.push(event)
+        gate.wait()
+
+    def grant(self, key: Key) -> None:
+        """Let the thread of ``key`` blocked in ``rejoin()`` go on."""
+        gate = self._rejoin_gates.pop(key, None)
+        if gate is not None:
+            gate.set()
+
+    def prune(self, known: Mapping[Key, object]) -> None:
+        """Forget the threads of keys no longer ``known``, once there are many of them."""
+        threads = self.threads
+        if len(threads) > 2 * len(known) + 64:
+            for key in list(threads):
+                if key not in known:
+                    threads.pop(key, None)
+
     def _drain(self) -> None:
         with self._lock:
             events, self._done = self._done, []
@@ -152,4 +183,7 @@ class TaskRunner:
             self._on_events(events)
 
     def shutdown(self) -> None:
+        self._closed = True
+        for key in list(self._rejoin_gates):
+            self.grant(key)
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -39,6 +39,13 @@ class RetryBusyWorkerLater(WorkerInstruction):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GrantThread(WorkerInstruction):
+    """Let the thread of ``key``, blocked in ``rejoin()``, go on: it holds a slot again."""
+
+    key: Key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoreValue(WorkerInstruction):
     """Put ``value`` into ``worker.data`` under ``key``."""
 
@@ -117,6 +124,15 @@ class AddKeysMsg(SendToScheduler):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LongRunningMsg(SendToScheduler):
     op: ClassVar[str] = "long-running"
+    key: Key
+    run_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRejoinedMsg(SendToScheduler):
+    """The seceded task ``key`` occupies one of this worker's threads again."""
+
+    op: ClassVar[str] = "rejoined"
     key: Key
     run_id: int
 

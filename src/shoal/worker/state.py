@@ -44,10 +44,13 @@
 #
 # Threads: ``executing`` holds the keys occupying a thread (cancelled ones included, as
 # their thread still runs); a seceded task moves to ``long_running`` and frees its thread
-# but keeps its resources. A task starts while ``len(executing) < nthreads`` and the
-# worker is not paused. ``ready`` is a heap by priority; ``constrained`` is FIFO per
-# resource need, and any need that fits ``available_resources`` may start (no
-# head-of-line blocking); between the two, the better priority starts first.
+# but keeps its resources. A seceded task that calls ``rejoin()`` waits in ``rejoining``
+# (its thread blocked) until a slot frees; rejoins are granted before any new task
+# starts (``GrantThread``), paused or not, and the task is ``executing`` again. A task
+# starts while ``len(executing) < nthreads`` and the worker is not paused. ``ready`` is a
+# heap by priority; ``constrained`` is FIFO per resource need, and any need that fits
+# ``available_resources`` may start (no head-of-line blocking); between the two, the
+# better priority starts first.
 #
 # Transfers: an input held by peers waits in ``fetch``, queued in ``data_needed`` and in
 # ``pending_data_per_worker[peer]`` of each holder. After each batch of events, peers
@@ -83,6 +86,7 @@ from shoal.worker.events import (
     ReplicasRequested,
     StealRequested,
     TaskAssigned,
+    TaskRejoined,
     TaskSeceded,
     WhoHasRefreshed,
     WorkerEvent,
@@ -92,6 +96,7 @@ from shoal.worker.events import (
 from shoal.worker.instructions import (
     AddKeysMsg,
     GatherDep,
+    GrantThread,
     LongRunningMsg,
     MissingDataMsg,
     RequestRefreshWhoHasMsg,
@@ -186,6 +191,9 @@ class WorkerState:
         self.executing: set[Key] = set()
         #: keys that seceded from their thread (long-running, or cancelled while so)
         self.long_running: set[Key] = set()
+        #: seceded keys whose thread waits in ``rejoin()`` for a slot, first come first;
+        #: always a subset of ``long_running``
+        self.rejoining: dict[Key, None] = {}
         #: per peer: the keys of the one GatherDep in flight from it
         self.in_flight_workers: dict[Address, set[Key]] = {}
         #: per peer: the bytes counted for that GatherDep
@@ -509,6 +517,14 @@ class WorkerState:
         else:
             self.log.append(("stale-secede", ev.key, self._sid, self._now))
 
+    def _on_task_rejoined(self, ev: TaskRejoined) -> None:
+        task = self.tasks.get(ev.key)
+        if task is not None and task.key in self.long_running:
+            self.rejoining[task.key] = None  # granted by _ensure_computing
+        else:  # it never seceded (or is unknown): its thread may simply go on
+            self.log.append(("rejoin-not-seceded", ev.key, self._sid, self._now))
+            self._emit(GrantThread(key=ev.key, stimulus_id=self._sid), ev.key)
+
     # -- transfer events --------------------------------------------------------------------
 
     def _end_gather(self, worker: Address) -> list[WorkerTask] | None:
@@ -668,6 +684,8 @@ class WorkerState:
     # -- starting work ----------------------------------------------------------------------
 
     def _ensure_computing(self) -> None:
+        while self.rejoining and len(self.executing) < self.nthreads:
+            self._grant_rejoin(self.tasks[next(iter(self.rejoining))])
         if self.paused:
             return
         while len(self.executing) < self.nthreads:
@@ -675,6 +693,19 @@ class WorkerState:
             if task is None:
                 return
             self._transition(task, "executing")
+
+    def _grant_rejoin(self, task: WorkerTask) -> None:
+        """Give the oldest rejoining task its thread slot back."""
+        if task.state == "long-running":
+            self._transition(task, "executing")  # emits GrantThread
+            return
+        # cancelled while seceded: nobody wants the outcome, but the thread goes on
+        del self.rejoining[task.key]
+        self.long_running.discard(task.key)
+        self.executing.add(task.key)
+        task.previous = "executing"
+        self.log.append(("rejoin-cancelled", task.key, self._sid, self._now))
+        self._emit(GrantThread(key=task.key, stimulus_id=self._sid), task.key)
 
     def _next_runnable(self) -> WorkerTask | None:
         """The best-priority ready task, or constrained one whose resources are free."""
@@ -748,7 +779,7 @@ def _event_record(event: WorkerEvent) -> tuple[Any, ...]:
     detail: object = None
     if isinstance(event, (TaskAssigned, ExecuteSucceeded, ExecuteFailed)):
         subject, detail = event.key, event.run_id
-    elif isinstance(event, (StealRequested, TaskSeceded)):
+    elif isinstance(event, (StealRequested, TaskSeceded, TaskRejoined)):
         subject = event.key
     elif isinstance(event, KeysFreed):
         subject = frozenset(event.keys)
@@ -782,6 +813,7 @@ WorkerState._HANDLERS = {
     ExecuteSucceeded: WorkerState._on_execute_succeeded,
     ExecuteFailed: WorkerState._on_execute_failed,
     TaskSeceded: WorkerState._on_task_seceded,
+    TaskRejoined: WorkerState._on_task_rejoined,
     GatherDepSucceeded: WorkerState._on_gather_succeeded,
     GatherDepBusy: WorkerState._on_gather_busy,
     GatherDepNetworkFailed: WorkerState._on_gather_network_failed,

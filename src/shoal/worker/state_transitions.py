@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING
 from shoal.worker.instructions import (
     DeleteValue,
     Execute,
+    GrantThread,
     LongRunningMsg,
     ReleaseWorkerDataMsg,
     StoreValue,
     TaskErredMsg,
     TaskFinishedMsg,
+    TaskRejoinedMsg,
     TaskStartedMsg,
 )
 from shoal.worker.state_task import KeyHeap, WorkerTask
@@ -92,6 +94,7 @@ def _exit_executing(ws: WorkerState, task: WorkerTask) -> None:
 
 def _exit_long_running(ws: WorkerState, task: WorkerTask) -> None:
     ws.long_running.discard(task.key)
+    ws.rejoining.pop(task.key, None)
     _give_back_resources(ws, task)
 
 
@@ -186,8 +189,18 @@ def _enter_executing(ws: WorkerState, task: WorkerTask, payload: object) -> None
         ws._emit(TaskStartedMsg(key=key, run_id=run_id, stimulus_id=ws._sid), key)
 
 
+def _release_inputs(ws: WorkerState, task: WorkerTask) -> None:
+    """A finished task needs its inputs no more: drop that reason to keep them here."""
+    for dep in task.dependencies:
+        dep.dependents.discard(task)
+        if not dep.dependents:
+            ws._unwanted.append(dep)
+    task.dependencies.clear()
+
+
 def _enter_memory(ws: WorkerState, task: WorkerTask, payload: object) -> None:
     key = task.key
+    _release_inputs(ws, task)
     nbytes = task.fetch_nbytes()
     ws.nbytes[key] = nbytes
     ws._emit(StoreValue(key=key, value=payload, stimulus_id=ws._sid), key)
@@ -223,6 +236,7 @@ def report_memory(ws: WorkerState, task: WorkerTask) -> None:
 def _enter_error(ws: WorkerState, task: WorkerTask, payload: object) -> None:
     error = task.error
     assert error is not None, task
+    _release_inputs(ws, task)
     if task.assigned:
         assert task.run_id is not None, task
         msg = TaskErredMsg(
@@ -292,6 +306,18 @@ def _secede(ws: WorkerState, task: WorkerTask, payload: object) -> None:
     if task.assigned:
         assert task.run_id is not None, task
         ws._emit(LongRunningMsg(key=task.key, run_id=task.run_id, stimulus_id=ws._sid), task.key)
+
+
+def _rejoin(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    """long-running -> executing: the task called ``rejoin()`` and a slot is free."""
+    key = task.key
+    del ws.rejoining[key]
+    ws.long_running.discard(key)
+    ws.executing.add(key)
+    ws._emit(GrantThread(key=key, stimulus_id=ws._sid), key)
+    if task.assigned:
+        assert task.run_id is not None, task
+        ws._emit(TaskRejoinedMsg(key=key, run_id=task.run_id, stimulus_id=ws._sid), key)
 
 
 def _cancel_from(previous: str) -> Step:
@@ -402,6 +428,7 @@ _PLAIN: tuple[tuple[str, str], ...] = (
 
 _SPECIAL: dict[tuple[str, str], Step] = {
     ("executing", "long-running"): _secede,
+    ("long-running", "executing"): _rejoin,
     ("executing", "cancelled"): _cancel_from("executing"),
     ("long-running", "cancelled"): _cancel_from("long-running"),
     ("flight", "cancelled"): _cancel_from("flight"),

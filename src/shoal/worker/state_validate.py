@@ -155,6 +155,8 @@ class _Checker:
         ws = self.ws
         self.same(ws.executing, self.busy["executing"], "executing")
         self.same(ws.long_running, self.busy["long-running"], "long_running")
+        rejoining = set(ws.rejoining)
+        self.check(rejoining <= ws.long_running, None, f"rejoining {rejoining} not seceded")
         self.check(len(ws.executing) <= ws.nthreads, None, "more tasks executing than threads")
         self.check(set(ws.available_resources) == set(ws.total_resources), None, "resources")
         for name, total in ws.total_resources.items():
