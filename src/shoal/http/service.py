@@ -1,0 +1,124 @@
+"""``HttpService``: an aiohttp application served on the server's own event loop.
+
+Rules of this file:
+
+* One service per server (scheduler or worker), started in the server's ``start`` and
+  stopped in its shutdown; it shares the event loop, never a thread of its own.
+* Port 0 means a free port, read back once bound (``port``, ``url``).
+* A ``LoopLagMonitor`` runs beside it: how late the loop wakes up is the loop-blocked signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+
+from aiohttp import web
+
+logger = logging.getLogger("shoal.http")
+
+#: seconds open connections (live streams) get to finish when the service stops
+SHUTDOWN_TIMEOUT = 1.0
+
+
+def split_address(address: str, default_host: str) -> tuple[str, int]:
+    """``"127.0.0.1:8687"``, ``":8687"`` or ``"8687"`` -> (host, port); no host: default."""
+    text = address.strip()
+    if text.startswith(("http://", "https://")):
+        text = text.split("://", 1)[1]
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or default_host
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ValueError(f"not a host:port address for the dashboard: {address!r}") from None
+
+
+class LoopLagMonitor:
+    """How late the event loop wakes up from a short sleep (0 when it is idle)."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        #: the latest measured lag (seconds)
+        self.last = 0.0
+        #: the largest lag since ``take_maximum`` was last called
+        self.maximum = 0.0
+        #: measurements taken
+        self.ticks = 0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(self.interval)
+            lag = max(loop.time() - start - self.interval, 0.0)
+            self.last = lag
+            self.maximum = max(self.maximum, lag)
+            self.ticks += 1
+
+    def take_maximum(self) -> float:
+        """The largest lag since the previous call; starts a new window."""
+        value, self.maximum = self.maximum, self.last
+        return value
+
+
+class HttpService:
+    """Serves an aiohttp application on ``host:port`` (0: a free port) on the running loop."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        #: the bound port once started (the requested one before)
+        self.port = port
+        self.lag = LoopLagMonitor()
+        #: the application served (once started)
+        self.app: web.Application | None = None
+        self._runner: web.AppRunner | None = None
+        self._lag_task: asyncio.Task[None] | None = None
+
+    async def start(self, app: web.Application) -> None:
+        """Serve ``app``; ``port`` holds the bound port afterwards."""
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.app = app
+        self.port = int(runner.addresses[0][1])
+        self._lag_task = asyncio.get_running_loop().create_task(self.lag.run(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
+            self._lag_task = None
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (a wildcard host shows as this machine's name)."""
+        host = self.host
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def __repr__(self) -> str:
+        state = "serving" if self._runner is not None else "stopped"
+        return f"<HttpService {self.url} {state}>"
+
+
+__all__ = ["HttpService", "LoopLagMonitor", "split_address"]
