@@ -22,9 +22,12 @@ _PUBLIC = {
     "wait": "shoal.client",
     "LocalCluster": "shoal.cluster",
     "Security": "shoal.comm",
+    "progress": "shoal.progressbar",
     "get_client": "shoal.worker.context",
     "get_worker": "shoal.worker.context",
     "secede": "shoal.worker.context",
+    "rejoin": "shoal.worker.context",
+    "worker_client": "shoal.worker.context",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

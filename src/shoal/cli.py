@@ -23,11 +23,9 @@ logger = logging.getLogger("shoal.cli")
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    from shoal.logs import setup_logging
+
+    setup_logging(level, sys.stderr)
 
 
 @click.group()
@@ -57,6 +55,13 @@ def main() -> None:
 @click.option(
     "--worker-ttl", default="60s", show_default=True, help="Remove a worker silent for this long."
 )
+@click.option(
+    "--dashboard-address",
+    default=":8687",
+    show_default=True,
+    help="Dashboard, JSON API and /metrics: [host]:port (no host: --host; port 0: any).",
+)
+@click.option("--dashboard/--no-dashboard", default=True, help="Serve the dashboard (HTTP).")
 @click.option("--log-level", default="info", show_default=True)
 def scheduler(
     host: str,
@@ -65,6 +70,8 @@ def scheduler(
     token_file: str | None,
     no_auth: bool,
     worker_ttl: str,
+    dashboard_address: str,
+    dashboard: bool,
     log_level: str,
 ) -> None:
     """Start a scheduler."""
@@ -79,6 +86,7 @@ def scheduler(
         scheduler_file=scheduler_file,
         token_file=token_path,
         worker_ttl=parse_timedelta(worker_ttl),
+        dashboard_address=dashboard_address if dashboard else None,
     )
     asyncio.run(_serve([server], announce="Scheduler at {}"))
 
@@ -211,6 +219,9 @@ async def _serve(servers: list[Any], announce: str) -> None:
     for server in servers:
         await server.start()
         click.echo(announce.format(server.address), err=True)
+        login = getattr(server, "dashboard_login_link", None)
+        if login:  # like a notebook server: the one place the token is shown
+            click.echo(f"Dashboard at {server.dashboard_link}\n  log in: {login}", err=True)
     waiter = asyncio.ensure_future(stop.wait())
     closed = [asyncio.ensure_future(s.wait_closed()) for s in servers]
     await asyncio.wait([waiter, *closed], return_when=asyncio.FIRST_COMPLETED)

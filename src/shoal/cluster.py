@@ -63,6 +63,7 @@ class LocalCluster:
         asynchronous: bool = False,
         worker_kwargs: dict[str, Any] | None = None,
         scheduler_kwargs: dict[str, Any] | None = None,
+        dashboard_address: str | None = "127.0.0.1:0",
     ) -> None:
         self.n_workers, self.threads_per_worker = default_layout(
             n_workers, threads_per_worker, processes
@@ -74,7 +75,11 @@ class LocalCluster:
         self.resources = dict(resources or {})
         self.worker_kwargs = dict(worker_kwargs or {})
         self.scheduler = Scheduler(
-            host=host, port=scheduler_port, security=self.security, **(scheduler_kwargs or {})
+            host=host,
+            port=scheduler_port,
+            security=self.security,
+            dashboard_address=dashboard_address,
+            **(scheduler_kwargs or {}),
         )
         self.workers: list[Worker] = []
         self.worker_processes: list[subprocess.Popen[bytes]] = []
@@ -89,7 +94,13 @@ class LocalCluster:
 
     @property
     def dashboard_link(self) -> str | None:
-        return None
+        """The dashboard's address (None when started with ``dashboard_address=None``)."""
+        return self.scheduler.dashboard_link
+
+    @property
+    def dashboard_login_link(self) -> str | None:
+        """The dashboard's address with the cluster token, which logs a browser in."""
+        return self.scheduler.dashboard_login_link
 
     def __await__(self) -> Generator[Any, None, LocalCluster]:
         async def start() -> LocalCluster:

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 import click
-from tqdm import tqdm
 
 
 def count_inside(seed: int, samples: int) -> tuple[int, int]:
@@ -24,11 +23,15 @@ def add_counts(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
 
 
 def run_demo(n_workers: int = 2, leaves: int = 2048, samples: int = 200_000) -> float:
-    from shoal.client import Client, as_completed
+    from shoal.client import Client
+    from shoal.progressbar import progress
 
     start = time.perf_counter()
     with Client(n_workers=n_workers, threads_per_worker=1) as client:
         click.echo(f"{client}")
+        login = getattr(client.cluster, "dashboard_login_link", None)
+        if login:
+            click.echo(f"Dashboard (this link logs you in): {login}")
         layer: list[Any] = client.map(count_inside, range(leaves), samples=samples)
         futures = list(layer)
         while len(layer) > 1:  # pairwise tree: partial sums travel between workers
@@ -38,9 +41,7 @@ def run_demo(n_workers: int = 2, leaves: int = 2048, samples: int = 200_000) -> 
             ]
             layer = paired + (layer[-1:] if len(layer) % 2 else [])
             futures += paired
-        with tqdm(total=len(futures), desc="tasks", unit="task") as bar:
-            for _ in as_completed(futures):
-                bar.update()
+        progress(futures)
         inside, total = layer[0].result()
     elapsed = time.perf_counter() - start
     estimate = 4.0 * int(inside) / int(total)

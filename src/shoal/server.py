@@ -9,7 +9,9 @@ Rules of this file:
 * A peer that sends something that is not a request (not a map, no ``op``) is logged and
   its connection closed; every other connection is untouched.
 * A handler that returns ``Server.TOOK_COMM`` owns the comm from then on: the server stops
-  reading it and will not close it.
+  reading it and will not close it. One that returns ``Server.REPLIED`` has written its
+  answer itself (``Server._reply``), e.g. to hold a resource until it is sent; the server
+  reads on.
 * Streams (``handle_stream``) carry batches of ``{"op": ...}`` messages with no replies;
   ``on_batch_end`` runs once per batch so a shell can feed its state machine once per batch.
 * Every background task runs under one guard (``background``): an unexpected exception is
@@ -45,6 +47,11 @@ class _TookComm:
         return "Server.TOOK_COMM"
 
 
+class _Replied:
+    def __repr__(self) -> str:
+        return "Server.REPLIED"
+
+
 def _describe(msg: object) -> str:
     text = repr(msg)
     return text if len(text) <= 120 else text[:117] + "..."
@@ -55,6 +62,8 @@ class Server:
 
     #: returned by a handler that keeps the comm for itself
     TOOK_COMM: ClassVar[object] = _TookComm()
+    #: returned by a handler that has written its reply itself
+    REPLIED: ClassVar[object] = _Replied()
 
     def __init__(
         self,
@@ -191,6 +200,8 @@ class Server:
             else:
                 if result is Server.TOOK_COMM:
                     return True
+                if result is Server.REPLIED:
+                    continue
                 reply = ok_reply(result)
             if wants_reply and not await self._reply(comm, reply):
                 return False
@@ -230,6 +241,10 @@ class Server:
                 self._dispatch_stream(comm, handlers, msg)
             if on_batch_end is not None:
                 on_batch_end()
+            # let what this batch queued (e.g. the scheduler's flush) run before the next
+            # batch: a frame set already buffered is otherwise read without yielding, and a
+            # big graph sent in many batches would be handled in one long step
+            await asyncio.sleep(0)
 
     def _dispatch_stream(
         self, comm: Comm, handlers: Mapping[str, Callable[..., None]], msg: Any

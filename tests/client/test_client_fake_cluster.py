@@ -148,7 +148,7 @@ def test_releases_of_many_futures_are_batched(client: Client, fake: FakeTranspor
     barrier()
     released = [k for msg in fake.messages("client-releases-keys") for k in msg["keys"]]
     assert set(released) == keys
-    assert len(fake.messages("client-releases-keys")) < 10
+    assert len(fake.messages("client-releases-keys")) < len(keys) // 2  # batched, not one each
 
 
 def test_futures_in_a_reference_cycle_are_released_by_the_collector(

@@ -39,7 +39,8 @@ class CliCluster:
         return proc
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate ``proc`` politely, then for good."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -67,18 +68,18 @@ def cli_cluster(tmp_path: Path) -> Iterator[CliCluster]:
         workers=[],
         token_file=token_file,
     )
-    _wait_for_port(port, scheduler)
+    wait_for_port(port, scheduler)
     try:
         for _ in range(2):
             cluster.start_worker("--nthreads", "1")
         yield cluster
     finally:
         for proc in cluster.workers:
-            _stop(proc)
-        _stop(scheduler)
+            stop_process(proc)
+        stop_process(scheduler)
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -16,22 +16,31 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shoal import discovery
 from shoal._types import Address, Key
 from shoal.comm import BatchedStream, Comm, Security
 from shoal.comm.core import DEFAULT_CONFIG
 from shoal.config import CommConfig, SchedulerConfig
+from shoal.http.records import ClusterCounters, TaskStream
+from shoal.logs import MemoryLogHandler
 from shoal.protocol.serialize import Serialized, serialize
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
 from shoal.scheduler.state import SchedulerState
 from shoal.server import Server
 
+if TYPE_CHECKING:
+    from shoal.http.service import HttpService
+
 logger = logging.getLogger("shoal.scheduler")
+
+#: arrival times (scheduler's monotonic clock) of each worker's recent heartbeats
+HEARTBEATS_KEPT = 1024
 
 
 class Scheduler(Server):
@@ -47,9 +56,11 @@ class Scheduler(Server):
         scheduler_file: str | None = None,
         token_file: Path | None = None,
         comm_config: CommConfig = DEFAULT_CONFIG,
+        dashboard_address: str | None = None,
         **config: Any,
     ) -> None:
         self.config = SchedulerConfig(**config)
+        self._init_observability(dashboard_address)
         super().__init__(
             handlers=self._rpc_handlers(),
             security=security if security is not None else Security.local(),
@@ -82,8 +93,49 @@ class Scheduler(Server):
             discovery.write_scheduler_file(self._scheduler_file, self.address, self._token_file)
         self.periodic(self._check_worker_ttl, min(1.0, self.config.worker_ttl / 4), "worker-ttl")
         logger.info("scheduler at %s", self.address)
+        await self._start_http()
+
+    # -- observability (shoal.http, shoal.logs) ------------------------------------------------
+    def _init_observability(self, dashboard_address: str | None) -> None:
+        #: where the dashboard listens ("host:port", port 0: any; None: no HTTP service)
+        self.dashboard_address = dashboard_address
+        self.http: HttpService | None = None
+        #: recent finished tasks and transfers (bounded), and totals, for the dashboard
+        self.task_stream = TaskStream()
+        #: workers joined, left, lost and restarted, for /metrics
+        self.counters = ClusterCounters()
+        #: this scheduler's recent log records (``get_logs``)
+        self.log_handler = MemoryLogHandler()
+
+    async def _start_http(self) -> None:
+        self.log_handler.attach(["shoal.scheduler", "shoal.http"])
+        if self.dashboard_address is None:
+            return
+        from shoal.http.apps import start_scheduler_http
+
+        self.http = await start_scheduler_http(self, self.dashboard_address)
+        logger.info("dashboard at %s", self.dashboard_link)
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's address (without the token), or None if there is no dashboard."""
+        return f"{self.http.url}/status" if self.http is not None else None
+
+    @property
+    def dashboard_login_link(self) -> str | None:
+        """The dashboard's address with the token (it logs a browser in): keep it secret."""
+        link = self.dashboard_link
+        token = self.security.token
+        return f"{link}?token={token}" if link is not None and token is not None else link
+
+    def get_logs(self, comm: Comm | None = None, n: int | None = None) -> list[Any]:
+        """This scheduler's latest log records: (time, level, component, message)."""
+        return [list(record) for record in self.log_handler.tail(n)]
 
     async def _shutdown(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+        self.log_handler.detach()
         for stream in list(self.worker_streams.values()):
             stream.send({"op": "close", "reason": "scheduler closing"})
         for stream in [*self.worker_streams.values(), *self.client_streams.values()]:
@@ -210,6 +262,7 @@ class Scheduler(Server):
                 now=time.time(),
             )
         )
+        self.counters.worker_joined(str(info.get("name") or address))
         logger.info("worker %s joined (%s threads)", address, info["nthreads"])
         await self._serve_worker_stream(address, comm)
         return self.TOOK_COMM
@@ -232,6 +285,8 @@ class Scheduler(Server):
         self.worker_extra.pop(address, None)
         expected = address in self._leaving_gracefully
         self._leaving_gracefully.discard(address)
+        known = self.state.workers.get(address)
+        self.counters.worker_left(known.name if known is not None else address, expected)
         logger.info("worker %s left (%s)", address, "graceful" if expected else reason)
         self.feed(
             ev.WorkerLeft(
@@ -242,8 +297,7 @@ class Scheduler(Server):
                 now=time.time(),
             )
         )
-        if not stream.closed:
-            stream.abort()
+        stream.abort()  # also when the peer closed it: that ends our flusher task
 
     def _check_worker_ttl(self) -> None:
         deadline = time.monotonic() - self.config.worker_ttl
@@ -278,15 +332,19 @@ class Scheduler(Server):
         def heartbeat(metrics: dict[str, Any], **_: Any) -> None:
             extra = self.worker_extra.get(worker)
             if extra is not None:
+                self.task_stream.transfers_reported(worker, metrics.pop("transfers", None))
                 extra["metrics"] = metrics
+                arrivals = extra.setdefault("heartbeats", deque(maxlen=HEARTBEATS_KEPT))
+                arrivals.append(time.monotonic())
 
         def unregister(reason: str = "", **_: Any) -> None:
             self._leaving_gracefully.add(worker)
 
         return {
             "task-started": simple(ev.TaskStarted, "key", "run_id"),
-            "task-finished": simple(
-                ev.TaskFinished, "key", "run_id", "nbytes", "type_name", "start", "stop"
+            "task-finished": self._recording_finished(
+                worker,
+                simple(ev.TaskFinished, "key", "run_id", "nbytes", "type_name", "start", "stop"),
             ),
             "task-erred": simple(
                 ev.TaskErred,
@@ -300,6 +358,7 @@ class Scheduler(Server):
             "release-worker-data": simple(ev.WorkerReleasedKey, "key"),
             "add-keys": simple(ev.WorkerAddedKeys, "keys", "nbytes"),
             "long-running": simple(ev.TaskSeceded, "key", "run_id"),
+            "rejoined": simple(ev.TaskRejoined, "key", "run_id"),
             "steal-response": simple(ev.StealResponded, "key", "state"),
             "missing-data": simple(ev.DataMissing, "key", "errant_worker"),
             "request-refresh-who-has": simple(ev.WhoHasRefreshRequested, "keys"),
@@ -307,6 +366,18 @@ class Scheduler(Server):
             "heartbeat": heartbeat,
             "unregister": unregister,
         }
+
+    def _recording_finished(
+        self, worker: Address, handler: Callable[..., None]
+    ) -> Callable[..., None]:
+        """``handler``, after recording the task in the task stream (a tuple in a deque)."""
+        record = self.task_stream.task_finished
+
+        def task_finished(**msg: Any) -> None:
+            record(msg["key"], worker, msg["start"], msg["stop"])
+            handler(**msg)
+
+        return task_finished
 
     # -- clients -------------------------------------------------------------------------------
     async def register_client(self, comm: Comm, client: str, **_: Any) -> object:
@@ -316,6 +387,7 @@ class Scheduler(Server):
                 "scheduler": self.address,
                 "id": self.id,
                 "workers": len(self.worker_streams),
+                "dashboard": self.dashboard_link,
             }
         )
         stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
@@ -330,8 +402,7 @@ class Scheduler(Server):
                     client=client, stimulus_id=f"client-gone-{client}", now=time.time()
                 )
             )
-            if not stream.closed:
-                stream.abort()
+            stream.abort()  # also when the peer closed it: that ends our flusher task
         return self.TOOK_COMM
 
     def _client_stream_handlers(self, client: str) -> dict[str, Callable[..., None]]:
@@ -387,6 +458,7 @@ class Scheduler(Server):
             "story": self.story_handler,
             "identity": self.identity,
             "broadcast": self.broadcast,
+            "get_logs": self.get_logs,
         }
 
     def who_has(self, comm: Comm | None = None, keys: Iterable[Key] | None = None) -> Any:
@@ -399,7 +471,12 @@ class Scheduler(Server):
         return self.state.nthreads()
 
     def identity(self, comm: Comm | None = None) -> dict[str, Any]:
-        return {"type": "Scheduler", "id": self.id, "address": self.address}
+        return {
+            "type": "Scheduler",
+            "id": self.id,
+            "address": self.address,
+            "dashboard": self.dashboard_link,
+        }
 
     def scheduler_info(self, comm: Comm | None = None) -> dict[str, Any]:
         workers = {}
@@ -416,6 +493,7 @@ class Scheduler(Server):
                 "metrics": extra.get("metrics", {}),
                 "pid": extra.get("pid"),
                 "local_directory": extra.get("local_directory"),
+                "heartbeats": list(extra.get("heartbeats", ())),
             }
         return {
             "type": "Scheduler",
@@ -423,6 +501,7 @@ class Scheduler(Server):
             "address": self.address,
             "workers": workers,
             "tasks": self.state.n_tasks_by_state(),
+            "dashboard": self.dashboard_link,
         }
 
     def update_data(

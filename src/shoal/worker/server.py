@@ -12,29 +12,33 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import shutil
 import tempfile
+import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
-
-import psutil
 
 from shoal._types import Address, Key
 from shoal.comm import BatchedStream, Comm, Security, connect, get_address_host
 from shoal.comm.core import DEFAULT_CONFIG
+from shoal.comm.rpc import ok_reply
 from shoal.config import CommConfig, WorkerConfig
 from shoal.errors import CommError, SerializationError
+from shoal.http.records import TransferLog
+from shoal.logs import MemoryLogHandler
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.server import Server
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
 from shoal.worker.memory import parse_memory_limit
+from shoal.worker.monitor import MONITOR_INTERVAL, MemoryMonitor, MemoryThresholds
+from shoal.worker.spill import SpillBuffer, make_data, serialized_values, task_inputs
 from shoal.worker.state import WorkerState
 
 logger = logging.getLogger("shoal.worker")
@@ -73,6 +77,7 @@ class Worker(Server):
     nbytes = _FromState()
     waiting_for_data_count = _FromState()
     log = _FromState()
+    available_resources = _FromState()
 
     def __init__(
         self,
@@ -85,6 +90,7 @@ class Worker(Server):
         data: MutableMapping[Key, Any] | Callable[[], MutableMapping[Key, Any]] | None = None,
         memory_limit: object = "auto",
         comm_config: CommConfig = DEFAULT_CONFIG,
+        http_port: int | None = 0,
         **config: Any,
     ) -> None:
         nthreads = int(config.get("nthreads", 1))
@@ -98,14 +104,22 @@ class Worker(Server):
             config=comm_config,
         )
         self.scheduler_address = scheduler_address
+        #: port of the HTTP service (/health, /metrics) on this worker's host; None: none
+        self.http_port = http_port
         self._listen_address = f"{protocol}://{host}:{port}" if protocol == "tcp" else "inproc://"
-        self.data: MutableMapping[Key, Any] = data() if callable(data) else (data or {})
         self._init_state()
+        self.data: MutableMapping[Key, Any] = make_data(
+            data, os.path.join(self.local_directory, "storage"), self.config
+        )
+        self.memory_monitor = MemoryMonitor(MemoryThresholds.from_config(self.config), self.data)
 
     def _init_state(self) -> None:
         cfg = self.config
         self.nthreads = cfg.nthreads
         self.memory_limit = cfg.memory_limit
+        self.memory_target_fraction = cfg.memory_target_fraction
+        self.memory_spill_fraction = cfg.memory_spill_fraction
+        self.memory_pause_fraction = cfg.memory_pause_fraction
         self.resources = dict(cfg.resources)
         self.nanny = cfg.nanny
         self.total_out_connections = cfg.total_out_connections
@@ -116,8 +130,13 @@ class Worker(Server):
         self.batched_stream: BatchedStream | None = None
         self.status = "init"
         self._in_connections = 0
-        self._logs: deque[tuple[float, str, str]] = deque(maxlen=10_000)
+        #: this worker's recent log records, read by ``get_logs``
+        self.log_handler = MemoryLogHandler()
+        self._logs = self.log_handler.records
+        #: bytes and transfers to and from peers, and transfers not yet reported
+        self.transfer_log = TransferLog()
         self._client: Any = None
+        self._client_lock = threading.Lock()
         self._closing_gracefully = False
         self.local_directory = tempfile.mkdtemp(
             prefix="shoal-worker-", dir=cfg.local_directory or None
@@ -159,9 +178,12 @@ class Worker(Server):
             cfg.nthreads, asyncio.get_running_loop(), self._handle_events, self
         )
         self._dispatch = self._instruction_table()
+        await self._start_http()
         await self._register()
         self.status = "running"
         self.periodic(self._heartbeat, cfg.heartbeat_interval, "heartbeat")
+        if self.memory_monitor.thresholds.monitored:
+            self.periodic(self._check_memory, MONITOR_INTERVAL, "memory-monitor")
         if cfg.lifetime is not None:
             lifetime = cfg.lifetime + random.uniform(-1, 1) * cfg.lifetime_stagger
             self.background(self._close_after(max(lifetime, 0.0)), "lifetime")
@@ -182,6 +204,30 @@ class Worker(Server):
             raise CommError(f"scheduler {self.scheduler_address} refused worker: {reply!r}")
         self.batched_stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
         self.background(self._scheduler_stream(comm), "scheduler-stream")
+
+    # -- observability (shoal.http, shoal.logs) ----------------------------------------------
+    async def _start_http(self) -> None:
+        """Keep our log records; serve /health and /metrics (listed in ``services``)."""
+        self.log_handler.attach(["shoal.worker"])
+        if self.http_port is None:
+            return
+        from shoal.http.apps import start_worker_http
+
+        service = await start_worker_http(self, self.http_port)
+        if service is not None:
+            self.services["http"] = service
+            self.service_ports["http"] = service.port
+
+    async def _stop_http(self) -> None:
+        service = self.services.pop("http", None)
+        if service is not None:
+            await service.stop()
+        self.log_handler.detach()
+
+    def _record_transfer(self, sender: Address, reply: Mapping[str, Any], start: float) -> None:
+        if reply.get("status") == "OK":
+            nbytes = sum(int(n) for n in reply.get("nbytes", {}).values())
+            self.transfer_log.received(sender, len(reply["data"]), nbytes, start, time.time())
 
     def _identity(self) -> dict[str, Any]:
         return {
@@ -223,16 +269,21 @@ class Worker(Server):
 
     async def _shutdown(self) -> None:
         """Say goodbye to the scheduler, stop the threads, then close like any server."""
+        await self._stop_http()
         stream = self.batched_stream
         if stream is not None and not stream.closed:
             reason = "graceful" if self._closing_gracefully else "worker-close"
             stream.send({"op": "unregister", "reason": reason})
             await stream.close()
+        elif stream is not None:
+            stream.abort()  # the scheduler closed it: end our flusher task too
         if self._client is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._client.close)
         if hasattr(self, "runner"):
             self.runner.shutdown()
         await super()._shutdown()
+        if isinstance(self.data, SpillBuffer):  # stops its writer thread, removes its files
+            await asyncio.to_thread(self.data.close)
         shutil.rmtree(self.local_directory, ignore_errors=True)
 
     # -- events in, instructions out ---------------------------------------------------------
@@ -249,6 +300,7 @@ class Worker(Server):
                 dispatch[type(inst)](inst)
         if messages and self.batched_stream is not None and not self.batched_stream.closed:
             self.batched_stream.send(*messages)
+        self.runner.prune(self.state.tasks)
 
     def _instruction_table(self) -> dict[type, Callable[[Any], None]]:
         return {
@@ -257,19 +309,26 @@ class Worker(Server):
             ins.DeleteValue: self._delete,
             ins.GatherDep: self._start_gather,
             ins.RetryBusyWorkerLater: self._retry_later,
+            ins.GrantThread: self._grant_thread,
         }
 
     def _execute(self, inst: ins.Execute) -> None:
         task = self.state.tasks[inst.key]
-        data = self.data
-        deps = {dep.key: data[dep.key] for dep in task.dependencies}
+        # spilled inputs are read in the task's thread, never here on the loop
+        deps = task_inputs(self.data, [dep.key for dep in task.dependencies])
         self.runner.submit(inst.key, inst.run_id, task.run_spec, deps)
+
+    def _grant_thread(self, inst: ins.GrantThread) -> None:
+        self.runner.grant(inst.key)
 
     def _store(self, inst: ins.StoreValue) -> None:
         self.data[inst.key] = inst.value
+        if self.memory_monitor.check_soon():  # spilling: do not wait for the next tick
+            asyncio.get_running_loop().call_soon(self._check_memory)
 
     def _delete(self, inst: ins.DeleteValue) -> None:
-        self.data.pop(inst.key, None)
+        with contextlib.suppress(KeyError):  # not pop(): that would read a spilled value back
+            del self.data[inst.key]
 
     def _start_gather(self, inst: ins.GatherDep) -> None:
         self.background(self._gather_dep(inst), f"gather-dep-{inst.worker}")
@@ -280,7 +339,8 @@ class Worker(Server):
         asyncio.get_running_loop().call_later(BUSY_RETRY_DELAY, self._handle_events, events)
 
     async def _gather_dep(self, inst: ins.GatherDep) -> None:
-        stimulus_id = f"gather-dep-{inst.worker}-{time.time()}"
+        start = time.time()
+        stimulus_id = f"gather-dep-{inst.worker}-{start}"
         event: ev.WorkerEvent
         try:
             reply = await self.pool.call(
@@ -292,6 +352,7 @@ class Worker(Server):
                 worker=inst.worker, requested=inst.keys, stimulus_id=stimulus_id, now=time.time()
             )
         else:
+            self._record_transfer(inst.worker, reply, start)
             event = self._gather_reply_event(inst, reply, stimulus_id)
         self._handle_events([event])
 
@@ -373,23 +434,41 @@ class Worker(Server):
     def _heartbeat(self) -> None:
         stream = self.batched_stream
         if stream is not None and not stream.closed:
-            stream.send({"op": "heartbeat", "metrics": self.metrics()})
+            metrics = self.metrics()
+            metrics["transfers"] = self.transfer_log.take_unsent()
+            stream.send({"op": "heartbeat", "metrics": metrics})
         if self.state.missing:  # ask again who holds what no known peer had
             self._handle_events(
                 [ev.MissingRefreshDue(stimulus_id=f"missing-refresh-{time.time()}")]
             )
 
+    def _check_memory(self) -> None:
+        """The memory monitor's tick: spill past the spill fraction, pause past the pause one."""
+        change = self.memory_monitor.check(time.monotonic())
+        if change is None or self.status in ("closing", "closed"):
+            return
+        stimulus_id = f"memory-{'pause' if change else 'resume'}-{time.time()}"
+        event: ev.WorkerEvent = (ev.WorkerPaused if change else ev.WorkerUnpaused)(
+            stimulus_id=stimulus_id, now=time.time()
+        )
+        stream = self.batched_stream
+        if stream is not None and not stream.closed:
+            status = "paused" if change else "running"
+            stream.send({"op": "worker-status-change", "status": status})
+        self._handle_events([event])
+
     def metrics(self) -> dict[str, Any]:
-        managed = sum(self.state.nbytes.get(k, 0) for k in self.data)
         return {
             "time": time.time(),
-            "memory": psutil.Process().memory_info().rss,
-            "managed_bytes": managed,
-            "spilled_bytes": 0,
+            **self.memory_monitor.report(self.data, self.state.nbytes, time.monotonic()),
             "executing": self.state.executing_count,
             "in_memory": len(self.data),
             "ready": len(self.state.ready),
             "in_flight": self.state.in_flight_tasks,
+            "transfer_incoming_bytes": self.transfer_log.incoming_bytes,
+            "transfer_incoming_count": self.transfer_log.incoming_count,
+            "transfer_outgoing_bytes": self.transfer_log.outgoing_bytes,
+            "transfer_outgoing_count": self.transfer_log.outgoing_count,
         }
 
     # -- rpc handlers ----------------------------------------------------------------------
@@ -404,15 +483,21 @@ class Worker(Server):
             "close": self.close_handler,
         }
 
-    def get_data(self, comm: Comm, keys: tuple[Key, ...], who: str | None = None) -> Any:
-        """Serve values to a peer or client, within ``total_in_connections``."""
+    async def get_data(self, comm: Comm, keys: tuple[Key, ...], who: str | None = None) -> Any:
+        """Serve values to a peer or client, within ``total_in_connections``.
+
+        Spilled values are read from disk in a helper thread, already pickled. The slot is
+        held until the reply is written, so the limit bounds concurrent sends."""
         if self._in_connections >= self.total_in_connections:
             return {"status": "busy"}
         self._in_connections += 1
         try:
-            data = {k: serialize(self.data[k]) for k in keys if k in self.data}
+            data = await serialized_values(self.data, keys)
             nbytes = {k: self.state.nbytes.get(k, 0) for k in data}
-            return {"status": "OK", "data": data, "nbytes": nbytes}
+            self.transfer_log.sent(sum(nbytes.values()))
+            reply = {"status": "OK", "data": data, "nbytes": nbytes}
+            await self._reply(comm, ok_reply(reply))
+            return self.REPLIED
         finally:
             self._in_connections -= 1
 
@@ -457,13 +542,21 @@ class Worker(Server):
 
     def get_client(self, **kwargs: Any) -> Any:
         """A client in this worker, connected to its scheduler (for tasks that submit tasks)."""
-        if self._client is None:
-            from shoal.client import Client
+        with self._client_lock:  # tasks on several threads may ask at once: one client
+            if self._client is None:
+                from shoal.client import Client
 
-            self._client = Client(
-                self.scheduler_address, security=self.security, set_as_default=False, **kwargs
-            )
+                self._client = Client(
+                    self.scheduler_address, security=self.security, set_as_default=False, **kwargs
+                )
         return self._client
+
+    def get_current_task(self) -> Key:
+        """The key of the task running on the calling thread."""
+        key = getattr(thread_state, "key", None)
+        if key is None:
+            raise ValueError("get_current_task() called outside a task")
+        return key  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return (
