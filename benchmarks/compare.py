@@ -1,6 +1,6 @@
 """shoal beside dask.distributed, same workloads, same machine, one run.
 
-Usage: python benchmarks/compare.py [--repeat 3] [--only map,chain,tree,transfer]
+Usage: python benchmarks/compare.py [--repeat 3] [--only map,chain,tree,transfer,array,shuffle]
 
 Each system gets its own local cluster of 2 worker processes x 1 thread. Each workload
 runs ``repeat`` times after one warm-up; the best time counts. The last column is
@@ -71,17 +71,48 @@ def workload_transfer(client: Any) -> None:
     workload_transfer.elapsed = time.perf_counter() - start  # type: ignore[attr-defined]
 
 
+def frame_partition(i: int) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(i)
+    return pd.DataFrame({"key": rng.random(100_000), "value": rng.integers(0, 1000, 100_000)})
+
+
+def workload_array_sum(client: Any) -> None:
+    import dask.array as da
+
+    x = da.random.default_rng(0).random((8000, 8000), chunks=(500, 500))
+    total = client.compute((x + x.T).mean(axis=0).sum()).result()
+    assert 7900 < total < 8100
+
+
+def workload_shuffle(client: Any) -> None:
+    import dask
+    import dask.dataframe as dd
+
+    # both systems shuffle by tasks; the divisions pass runs on the cluster too
+    with dask.config.set({"scheduler": client.get, "dataframe.shuffle.method": "tasks"}):
+        df = dd.from_map(frame_partition, range(40))
+        lengths = client.compute(df.set_index("key").map_partitions(len).sum()).result()
+    assert lengths == 4_000_000
+
+
 WORKLOADS: dict[str, Callable[[Any], None]] = {
     "map 10,000 no-op": workload_map,
     "chain 1,000": workload_chain,
     "tree 8,192 leaves": workload_tree,
     "200 MB peer transfer": workload_transfer,
+    "array (x + x.T) 8000^2": workload_array_sum,
+    "set_index 40 x 100,000": workload_shuffle,
 }
 SHORT = {
     "map": "map 10,000 no-op",
     "chain": "chain 1,000",
     "tree": "tree 8,192 leaves",
     "transfer": "200 MB peer transfer",
+    "array": "array (x + x.T) 8000^2",
+    "shuffle": "set_index 40 x 100,000",
 }
 
 

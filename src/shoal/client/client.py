@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar
 
 from shoal import loop as shared_loop
 from shoal._types import Address, Key
+from shoal.client import collections as dask_collections
 from shoal.client import data
 from shoal.client.connect import Target, close_cluster, resolve
 from shoal.client.core import ClientCore
@@ -36,6 +37,7 @@ from shoal.client.future_state import FutureState
 from shoal.client.nested import futures_of
 from shoal.client.refs import KeyTable
 from shoal.client.scatter_input import ScatterInput
+from shoal.client.story import gather_story
 from shoal.client.tasks import TaskOptions, build_map, build_submit
 from shoal.client.transport import CommTransport, Transport
 from shoal.comm import Security
@@ -339,6 +341,27 @@ class Client:
             self._on_loop(self._running_core().retry, keys)
         return self._done_awaitable()
 
+    # -- dask collections (shoal.client.collections) -----------------------------------------------
+    def get(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        """Run a dask graph (dict, ``HighLevelGraph`` or expression) and return the values
+        of ``keys`` in their nesting: a drop-in dask scheduler, as in
+        ``dask.compute(x, scheduler=client.get)``. Options: ``priority``, ``retries``,
+        ``workers``, ``resources``, ``allow_other_workers`` (``dask.annotate`` wins)."""
+        return dask_collections.get(self, dsk, keys, **kwargs)
+
+    def compute(self, collections: Any, optimize_graph: bool = True, **kwargs: Any) -> Any:
+        """Start computing dask collections; a ``Future`` per collection (a list for a list).
+
+        Options as for ``get``."""
+        return dask_collections.compute(self, collections, optimize_graph, **kwargs)
+
+    def persist(self, collections: Any, optimize_graph: bool = True, **kwargs: Any) -> Any:
+        """Start computing dask collections; the same collections, backed by futures.
+
+        ``dask.persist`` delegates here when this client is the scheduler. Options as for
+        ``get``."""
+        return dask_collections.persist(self, collections, optimize_graph, **kwargs)
+
     # -- data ------------------------------------------------------------------------------------
     def gather(self, futures: Any, errors: Literal["raise", "skip"] = "raise") -> Any:
         """``futures`` (a future, or lists, tuples, sets and dicts of them) with values.
@@ -421,9 +444,11 @@ class Client:
         return info
 
     def story(self, *keys: Any) -> Any:
-        """What happened to these keys (or futures) on the scheduler, step by step."""
+        """What happened to these keys (or futures), on the scheduler and on every worker:
+        records ``(*record, where)`` sorted by time, where ``record[-2]`` is the stimulus id,
+        ``record[-1]`` the timestamp, and ``where`` "scheduler" or a worker address."""
         wanted = [k.key if isinstance(k, Future) else k for k in keys]
-        return self._ask_scheduler("story", keys=wanted)
+        return self._run(gather_story(self._running_core().transport, wanted))
 
     # -- description -------------------------------------------------------------------------------
     @property
@@ -439,8 +464,39 @@ class Client:
 
     @property
     def dashboard_link(self) -> str | None:
-        """Where the dashboard is (None: shoal has no dashboard yet)."""
-        return getattr(self.cluster, "dashboard_link", None)
+        """The dashboard's address, as the scheduler reports it (None: no dashboard).
+
+        The link has no token in it; a browser logs in once with the login link the
+        scheduler printed (``cluster.dashboard_login_link`` for a ``LocalCluster``).
+        """
+        core = self._core
+        link = core.scheduler_reply.get("dashboard") if core is not None else None
+        return link if isinstance(link, str) else getattr(self.cluster, "dashboard_link", None)
+
+    # -- logs --------------------------------------------------------------------------------------
+    def get_scheduler_logs(self, n: int | None = None) -> Any:
+        """The scheduler's latest log records (all kept, or the last ``n``), oldest first:
+        ``[(time, level, component, message), ...]``."""
+        return self._run(self._get_logs(None, n, None))
+
+    def get_worker_logs(
+        self, n: int | None = None, workers: str | Iterable[Address] | None = None
+    ) -> Any:
+        """``{worker address: [(time, level, component, message), ...]}``, oldest first,
+        from every worker (or ``workers``); the last ``n`` of each (default 1000)."""
+        targets = [workers] if isinstance(workers, str) else workers
+        return self._run(self._get_logs("workers", n, None if targets is None else list(targets)))
+
+    async def _get_logs(self, where: str | None, n: int | None, workers: list[str] | None) -> Any:
+        core = self._running_core()
+        call, scheduler = core.transport.call, core.transport.scheduler_address
+        if where is None:
+            records = await call(scheduler, "get_logs", n=n)
+            return [tuple(r) for r in records]
+        kwargs = {} if n is None else {"n": n}
+        targets = await data.worker_addresses(core, workers)
+        replies = await asyncio.gather(*(call(w, "get_logs", **kwargs) for w in targets))
+        return {w: [tuple(r) for r in records] for w, records in zip(targets, replies, strict=True)}
 
     def __repr__(self) -> str:
         address = self.scheduler_address
@@ -454,7 +510,8 @@ class Client:
         memory = sum(int(w.get("memory_limit") or 0) for w in workers.values())
         return (
             f"<Client: {address!r} processes={len(workers)} threads={threads}, "
-            f"memory={format_bytes(memory)}>"
+            f"memory={format_bytes(memory)}"
+            + (f", dashboard: {self.dashboard_link}>" if self.dashboard_link else ">")
         )
 
 

@@ -1,7 +1,8 @@
 """The process's default client: what ``Future(key)``, unpickled futures and ``wait`` use.
 
 A client made with ``set_as_default=True`` (the default) becomes the default client and
-stops being it when it closes. Code running inside a task may set the worker's own client
+stops being it when it closes. The default client is also dask's scheduler
+(``shoal.client.dask_config``). Code running inside a task may set the worker's own client
 as the default with ``set_default_client`` (the worker does so for ``get_client()``).
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import threading
 from typing import TYPE_CHECKING
+
+from shoal.client.dask_config import use_as_dask_scheduler
 
 if TYPE_CHECKING:
     from shoal.client.client import Client
@@ -23,17 +26,22 @@ def set_default_client(client: Client | None) -> None:
     with _lock:
         if client is None:
             _defaults.clear()
-            return
-        if client in _defaults:
-            _defaults.remove(client)
-        _defaults.append(client)
+        else:
+            if client in _defaults:
+                _defaults.remove(client)
+            _defaults.append(client)
+        current = _defaults[-1] if _defaults else None
+    use_as_dask_scheduler(current)
 
 
 def unset_default_client(client: Client) -> None:
     """``client`` closed: it is no longer a default."""
     with _lock:
-        if client in _defaults:
-            _defaults.remove(client)
+        if client not in _defaults:
+            return
+        _defaults.remove(client)
+        current = _defaults[-1] if _defaults else None
+    use_as_dask_scheduler(current)
 
 
 def default_client() -> Client:

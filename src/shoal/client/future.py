@@ -55,6 +55,9 @@ class Future:
 
     __slots__ = ("__weakref__", "_client", "_key", "_released", "_state")
 
+    #: dask turns a future found in a graph into a dependency on its key
+    __dask_future__ = True
+
     def __init__(self, key: Key, client: Client | None = None) -> None:
         if client is None:
             from shoal.client.default import default_client

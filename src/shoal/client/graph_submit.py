@@ -1,0 +1,221 @@
+"""Shipping a dask graph: rows built off the loop, batches sent from the loop.
+
+``prepare`` runs in the caller's thread (or a helper thread for an asynchronous client):
+it orders the graph, pickles each node once, and cuts the rows into ``update-graph``
+messages of bounded size. ``send`` runs on the client's loop: it takes references on the
+output keys and sends the messages, each in its own frame set, so the scheduler handles
+a huge graph in bounded steps.
+
+Rules of this file:
+
+* A key this client already holds a live future for is not sent again: the scheduler
+  has it. Its dependents simply name it as a dependency.
+* The scheduler forgets a task that nothing wants and nothing depends on when a batch
+  ends. So each batch also *wants* its frontier (keys later batches depend on), and once
+  every batch is in, the client releases the frontier keys it does not hold.
+* One graph at a time per client: a second graph waits for the first to be sent, so two
+  submissions never release each other's frontier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal._types import Key
+from shoal.client.core import ClientCore
+from shoal.client.future_state import FutureState
+from shoal.client.tasks import _submission_order
+from shoal.errors import SerializationError
+from shoal.graph.dask import DaskGraph, frontiers, refer_to_futures, restrictions_of
+from shoal.protocol.serialize import OUT_OF_BAND_BYTES, Serialized, serialize
+
+#: most tasks in one ``update-graph`` message (the scheduler handles one in ~0.1 s)
+MAX_TASKS_PER_MESSAGE = 2_000
+#: most out-of-band frames in one message (the frame-set limit is 16,384)
+MAX_FRAMES_PER_MESSAGE = 4_000
+#: most bytes of run specs in one message
+MAX_BYTES_PER_MESSAGE = 64 * 2**20
+
+#: in a pickle, the name ``Future.__reduce__`` refers to: a future was pickled inside
+_FUTURE_MARK = b"_rebind"
+
+#: one row of ``update-graph``; dask keys name their computation, so no token is checked
+GraphRow = tuple[Key, Serialized, tuple[Key, ...], tuple[float, ...], None]
+
+_locks: weakref.WeakKeyDictionary[ClientCore, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@dataclass(slots=True)
+class PreparedGraph:
+    """A graph ready to send: its rows in batches, and the keys the caller wants."""
+
+    #: the output keys, in the caller's order (repeats allowed)
+    outputs: list[Key]
+    #: rows per message, dependencies first
+    batches: list[list[GraphRow]] = field(default_factory=list)
+    #: per message: the keys of that message that later messages depend on
+    frontiers: list[set[Key]] = field(default_factory=list)
+    #: per message: ``{key: restrictions}`` for its keys that have any
+    restrictions: list[dict[Key, dict[str, Any]]] = field(default_factory=list)
+
+
+def prepare(graph: DaskGraph, outputs: Sequence[Key], defaults: Mapping[str, Any]) -> PreparedGraph:
+    """Order, pickle and batch ``graph`` (which keys are live is decided later, on the loop).
+
+    ``defaults`` are annotations (priority, retries, workers, ...) for keys that have no
+    such annotation of their own.
+    """
+    with collections_paused():
+        return _prepare(graph, outputs, defaults)
+
+
+@contextlib.contextmanager
+def collections_paused() -> Iterator[None]:
+    """No garbage collection while a graph is built: every node and pickle made here lives
+    on, so full collections would only rescan them, holding the GIL for up to seconds."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _prepare(
+    graph: DaskGraph, outputs: Sequence[Key], defaults: Mapping[str, Any]
+) -> PreparedGraph:
+    order = graph.priorities()
+    generation = next(_submission_order)
+    prepared = PreparedGraph(list(outputs))
+    cutter = _Cutter()
+    for key in sorted(graph.nodes, key=order.__getitem__):
+        annotations = {**defaults, **graph.annotation(key)}
+        priority = -float(annotations.get("priority") or 0)
+        node = graph.nodes[key]
+        blob = _serialize_node(key, node)
+        if _FUTURE_MARK in blob.header:  # a Future pickled as a plain argument: refer to it
+            node = graph.nodes[key] = refer_to_futures(node)
+            blob = _serialize_node(key, node)
+        deps = tuple(node.dependencies)
+        restrictions = restrictions_of(annotations)
+        cutter.add((key, blob, deps, (priority, generation, order[key]), None), restrictions)
+    prepared.batches, prepared.restrictions = cutter.finish()
+    keys = [[row[0] for row in rows] for rows in prepared.batches]
+    prepared.frontiers = frontiers(keys, {row[0]: row[2] for b in prepared.batches for row in b})
+    return prepared
+
+
+def _serialize_node(key: Key, node: Any) -> Serialized:
+    try:
+        return serialize(node)
+    except SerializationError as exc:
+        raise SerializationError(f"cannot send the task {key!r} of the dask graph: {exc}") from exc
+
+
+class _Cutter:
+    """Cuts rows into messages bounded in tasks, frames and bytes."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[GraphRow]] = [[]]
+        self.restrictions: list[dict[Key, dict[str, Any]]] = [{}]
+        self.frames = 0
+        self.nbytes = 0
+
+    def add(self, row: GraphRow, restrictions: dict[str, Any] | None) -> None:
+        blob = row[1]
+        frames = len(blob.buffers) + (len(blob.header) >= OUT_OF_BAND_BYTES)
+        full = (
+            len(self.batches[-1]) >= MAX_TASKS_PER_MESSAGE
+            or self.frames + frames > MAX_FRAMES_PER_MESSAGE
+            or self.nbytes + blob.nbytes > MAX_BYTES_PER_MESSAGE
+        )
+        if full and self.batches[-1]:
+            self.batches.append([])
+            self.restrictions.append({})
+            self.frames = self.nbytes = 0
+        self.batches[-1].append(row)
+        self.frames += frames
+        self.nbytes += blob.nbytes
+        if restrictions is not None:
+            self.restrictions[-1][row[0]] = restrictions
+
+    def finish(self) -> tuple[list[list[GraphRow]], list[dict[Key, dict[str, Any]]]]:
+        return self.batches, self.restrictions
+
+
+async def send(core: ClientCore, prepared: PreparedGraph) -> list[FutureState]:
+    """On the loop: references on the outputs, then the graph, batch by batch."""
+    lock = _locks.get(core)
+    if lock is None:
+        lock = _locks[core] = asyncio.Lock()
+    async with lock:
+        core.check_running()
+        core.table.flush()  # a dropped key must be released before it is submitted again
+        messages, held = _messages(core, prepared)
+        states = core.table.acquire_many(prepared.outputs, [None] * len(prepared.outputs))
+        await _send_paced(core, messages)
+        release = [key for key in set().union(*prepared.frontiers) if key not in held]
+        release = [key for key in release if key not in core.table.states]
+        if release:
+            core._send({"op": "client-releases-keys", "keys": release})
+        return states
+
+
+def _messages(core: ClientCore, prepared: PreparedGraph) -> tuple[list[dict[str, Any]], set[Key]]:
+    """The ``update-graph`` messages still to send, and the row keys this client holds."""
+    states = core.table.states
+    held: set[Key] = set()
+    messages = []
+    outputs = set(prepared.outputs)
+    for rows, frontier, restrictions in zip(
+        prepared.batches, prepared.frontiers, prepared.restrictions, strict=True
+    ):
+        to_send = []
+        for row in rows:
+            state = states.get(row[0])
+            if state is None:
+                to_send.append(row)
+            elif state.status in ("cancelled", "lost"):
+                state.reset()
+                to_send.append(row)
+            else:
+                held.add(row[0])
+        sent = {row[0] for row in to_send}
+        messages.append(
+            {
+                "op": "update-graph",
+                "tasks": to_send,
+                "restrictions": {k: r for k, r in restrictions.items() if k in sent},
+                "wanted": [k for k in sent if k in outputs or k in frontier],
+            }
+        )
+    last = messages[-1] if messages else None
+    if last is None or not last["tasks"]:
+        last = {"op": "update-graph", "tasks": [], "restrictions": {}, "wanted": []}
+        messages.append(last)
+    last["wanted"] = list(dict.fromkeys([*last["wanted"], *prepared.outputs]))
+    return [m for m in messages if m["tasks"] or m is last], held
+
+
+async def _send_paced(core: ClientCore, messages: list[dict[str, Any]]) -> None:
+    """Send each message in a frame set of its own: the stream coalesces what is sent
+    within one interval, so wait that long between messages."""
+    config = getattr(core.transport, "config", None)
+    pause = 1.5 * float(getattr(config, "batch_interval", 0.002))
+    for n, msg in enumerate(messages):
+        if n:
+            await asyncio.sleep(pause)
+            core.check_running()
+        core._send(msg)
+
+
+def count_rows(prepared: PreparedGraph) -> int:
+    """How many tasks the prepared graph holds (for logs and tests)."""
+    return sum(len(rows) for rows in prepared.batches)
