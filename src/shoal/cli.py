@@ -88,7 +88,7 @@ def scheduler(
         worker_ttl=parse_timedelta(worker_ttl),
         dashboard_address=dashboard_address if dashboard else None,
     )
-    asyncio.run(_serve([server], announce="Scheduler at {}"))
+    asyncio.run(_serve([server], announce="scheduler at %s"))
 
 
 def _scheduler_security(token_file: str | None, no_auth: bool) -> tuple[Security, Path | None]:
@@ -170,7 +170,7 @@ def worker(
         )
         for i in range(nworkers)
     ]
-    asyncio.run(_serve(workers, announce="Worker at {}"))
+    asyncio.run(_serve(workers, announce="worker at %s"))
 
 
 def _worker_target(
@@ -218,7 +218,7 @@ async def _serve(servers: list[Any], announce: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     for server in servers:
         await server.start()
-        click.echo(announce.format(server.address), err=True)
+        logger.info(announce, server.address)
         login = getattr(server, "dashboard_login_link", None)
         if login:  # like a notebook server: the one place the token is shown
             click.echo(f"Dashboard at {server.dashboard_link}\n  log in: {login}", err=True)

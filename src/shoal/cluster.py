@@ -146,7 +146,7 @@ class LocalCluster:
                 "--no-nanny", "--host", self.host,
                 "--nthreads", str(self.threads_per_worker),
                 "--memory-limit", str(self.memory_limit),
-                "--name", str(i),
+                "--name", str(i), "--log-level", "warning",
             ]  # fmt: skip
             if self.security.token is None:
                 cmd.append("--no-auth")
