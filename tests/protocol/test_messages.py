@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from shoal.errors import ProtocolError
 from shoal.protocol.frames import FrameDecoder, encode_frames
-from shoal.protocol.messages import dumps, loads
+from shoal.protocol.messages import dumps, loads, wire_safe
 from shoal.protocol.serialize import OUT_OF_BAND_BYTES, Serialized
 
 # -- strategies ----------------------------------------------------------------------------
@@ -195,3 +195,14 @@ def test_serialized_value_may_point_at_its_frames() -> None:
     back = loads([_ext((2, 1, 1)), b"buffer", b"header"])
     assert bytes(back.header) == b"header"
     assert [bytes(b) for b in back.buffers] == [b"buffer"]
+
+
+def test_wire_safe_keeps_what_travels_and_reprs_the_rest() -> None:
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<opaque>"
+
+    entry = ("key", "released", frozenset({"a"}), {"n": [1, Opaque()]}, None, 2.5, b"x")
+    safe = wire_safe(entry)
+    assert safe == ("key", "released", ("a",), {"n": (1, "<opaque>")}, None, 2.5, b"x")
+    assert loads(dumps(safe)) == safe

@@ -94,3 +94,17 @@ def _unpack_serialized(data: bytes, frames: Sequence[memoryview | bytes]) -> Ser
         raise ProtocolError("malformed serialized value: bad header")
     buffers = tuple(memoryview(frames[i]) for i in range(first, first + count))
     return Serialized(header, buffers)
+
+
+def wire_safe(value: object) -> object:
+    """``value`` with everything a message cannot carry replaced by its ``repr`` (for
+    logs and stories, whose entries may hold arbitrary objects)."""
+    if value is None or isinstance(value, str | bytes | int | float | bool):
+        return value
+    if isinstance(value, tuple | list):
+        return tuple(wire_safe(v) for v in value)
+    if isinstance(value, set | frozenset):
+        return tuple(wire_safe(v) for v in value)
+    if isinstance(value, dict):
+        return {wire_safe(k): wire_safe(v) for k, v in value.items()}
+    return repr(value)
