@@ -109,7 +109,11 @@ def _scheduler_security(token_file: str | None, no_auth: bool) -> tuple[Security
 @click.option("--scheduler-file", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--nthreads", default=1, show_default=True, type=int, help="Threads per worker.")
 @click.option(
-    "--nworkers", default=1, show_default=True, type=int, help="Workers to start in this process."
+    "--nworkers",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Workers to start (with a nanny: one process each).",
 )
 @click.option("--name", default=None, help="Worker name (with --nworkers, a prefix).")
 @click.option(
@@ -127,9 +131,11 @@ def _scheduler_security(token_file: str | None, no_auth: bool) -> tuple[Security
 @click.option("--no-auth", is_flag=True, help="Connect without authentication. Unsafe.")
 @click.option(
     "--nanny/--no-nanny",
-    default=False,
-    help="Supervise the worker with a nanny (not available yet: use --no-nanny).",
+    default=True,
+    show_default=True,
+    help="Supervise each worker with a nanny process that restarts it when it dies.",
 )
+@click.option("--nanny-address", default=None, hidden=True, help="Set by the nanny itself.")
 @click.option("--log-level", default="info", show_default=True)
 def worker(
     scheduler_address: str | None,
@@ -146,31 +152,54 @@ def worker(
     token_file: str | None,
     no_auth: bool,
     nanny: bool,
+    nanny_address: str | None,
     log_level: str,
 ) -> None:
     """Start workers connected to the scheduler at SCHEDULER_ADDRESS."""
     _setup_logging(log_level)
-    if nanny:
-        raise click.UsageError("the nanny is not available yet; run with --no-nanny")
     address, security = _worker_target(scheduler_address, scheduler_file, token_file, no_auth)
+    names = [(f"{name}-{i}" if nworkers > 1 else name) if name else None for i in range(nworkers)]
+    servers: list[Any]
+    if nanny:
+        from shoal.nanny import Nanny
+
+        servers = [
+            Nanny(
+                address,
+                security=security,
+                host=host,
+                nthreads=nthreads,
+                name=worker_name,
+                memory_limit=memory_limit,
+                resources=resources,
+                local_directory=local_directory,
+                lifetime=lifetime,
+                lifetime_stagger=lifetime_stagger,
+                log_level=log_level,
+            )
+            for worker_name in names
+        ]
+        asyncio.run(_serve(servers, announce="nanny at %s"))
+        return
     from shoal.worker.server import Worker
 
-    workers = [
+    servers = [
         Worker(
             address,
             security=security,
             host=host,
             nthreads=nthreads,
-            name=(f"{name}-{i}" if nworkers > 1 else name) if name else None,
+            name=worker_name,
             memory_limit=memory_limit,
             resources=parse_resources(resources),
             local_directory=local_directory,
             lifetime=parse_timedelta(lifetime) if lifetime else None,
             lifetime_stagger=parse_timedelta(lifetime_stagger),
+            nanny=nanny_address,
         )
-        for i in range(nworkers)
+        for worker_name in names
     ]
-    asyncio.run(_serve(workers, announce="worker at %s"))
+    asyncio.run(_serve(servers, announce="worker at %s"))
 
 
 def _worker_target(

@@ -143,7 +143,7 @@ class LocalCluster:
         for i in range(self.n_workers):
             cmd = [
                 sys.executable, "-m", "shoal", "worker", self.scheduler.address,
-                "--no-nanny", "--host", self.host,
+                "--nanny", "--host", self.host,
                 "--nthreads", str(self.threads_per_worker),
                 "--memory-limit", str(self.memory_limit),
                 "--name", str(i), "--log-level", "warning",

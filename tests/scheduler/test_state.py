@@ -493,6 +493,22 @@ def test_cancel_releases_for_that_client_or_everyone() -> None:
     assert of_type(out, FreeKeys) and s.tasks == {}
 
 
+def test_cancel_with_a_reason_tells_clients_that_reason() -> None:
+    s = new_state()
+    handle(s, join("w1"))
+    handle(s, submit([task("x")], ["x"], client="c1"), submit([task("y")], ["y"], client="c2"))
+    reason = "the cluster was restarted"
+    event = KeysCancelled(
+        stimulus_id=sid(), client="scheduler", keys=("x", "y"), force=True, reason=reason
+    )
+    msgs = of_type(handle(s, event), KeysCancelledForClient)
+    assert sorted((m.client, m.keys, m.reason) for m in msgs) == [
+        ("c1", ("x",), reason),
+        ("c2", ("y",), reason),
+    ]
+    assert s.tasks == {}
+
+
 def test_conflicting_token_is_refused() -> None:
     s = new_state()
     handle(s, join("w1"))

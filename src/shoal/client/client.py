@@ -431,6 +431,17 @@ class Client:
         """``{worker address: number of threads}``."""
         return self._ask_scheduler("nthreads")
 
+    def restart(self, timeout: float = 120.0) -> Any:
+        """Restart every worker through its nanny and clear the cluster's tasks; pending
+        futures raise ``CancelledError`` saying the cluster was restarted."""
+        return self._run(self._restart(timeout))
+
+    async def _restart(self, timeout: float) -> dict[str, int]:
+        core = self._running_core()
+        call = core.transport.call(core.transport.scheduler_address, "restart")
+        result: dict[str, int] = await asyncio.wait_for(call, timeout)
+        return result
+
     def scheduler_info(self) -> Any:
         """The scheduler's address and id, and each worker's name, threads, memory, status."""
         return self._run(self._scheduler_info())

@@ -84,11 +84,13 @@ class KeysReleased(SchedulerEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeysCancelled(SchedulerEvent):
-    """The client cancelled these keys (``force``: even if other clients want them)."""
+    """The client cancelled these keys (``force``: even if other clients want them).
+    ``reason`` replaces the default "cancelled by client ..." told to the clients."""
 
     client: str
     keys: tuple[Key, ...]
     force: bool = False
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,6 +28,7 @@ from shoal.comm.core import DEFAULT_CONFIG
 from shoal.config import CommConfig, SchedulerConfig
 from shoal.http.records import ClusterCounters, TaskStream
 from shoal.logs import MemoryLogHandler
+from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, serialize
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
@@ -41,6 +42,10 @@ logger = logging.getLogger("shoal.scheduler")
 
 #: arrival times (scheduler's monotonic clock) of each worker's recent heartbeats
 HEARTBEATS_KEPT = 1024
+#: cluster events kept for ``scheduler_info()["events"]`` (worker deaths, restarts)
+EVENTS_KEPT = 1000
+#: seconds a supervised worker's lost stream waits for its nanny to say why it died
+NANNY_REPORT_GRACE = 2.0
 
 
 class Scheduler(Server):
@@ -82,6 +87,8 @@ class Scheduler(Server):
         #: what heartbeats tell about each worker: metrics, last_seen, pid, local_directory
         self.worker_extra: dict[Address, dict[str, Any]] = {}
         self._leaving_gracefully: set[Address] = set()
+        #: worker deaths and restarts, newest last: {"time", "worker", "nanny", "reason", ...}
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
         self._pending: list[ev.SchedulerEvent] = []
         self._flush_scheduled = False
         self._route = self._routing_table()
@@ -276,11 +283,37 @@ class Scheduler(Server):
         try:
             await self.handle_stream(comm, self._worker_stream_handlers(address), batch_end)
         finally:
+            self._stream_lost(address)
+
+    def _stream_lost(self, address: Address) -> None:
+        """Remove the worker; a supervised one after its nanny said why it died (or soon)."""
+        known = self.state.workers.get(address)
+        supervised = known is not None and known.nanny is not None
+        closing = self.status in ("closing", "closed")
+        if not supervised or address in self._leaving_gracefully or closing:
             self._remove_worker(address, "stream closed")
+            return
+        # the nanny's worker_died usually arrives within milliseconds: then its reason
+        # (signal, exit code, memory) is what KilledWorker reports
+        loop = asyncio.get_running_loop()
+        loop.call_later(NANNY_REPORT_GRACE, self._remove_worker, address, "stream closed")
+
+    def worker_died(
+        self, comm: Comm | None, address: Address | None, nanny: Address, reason: str
+    ) -> str:
+        """A nanny's report: its worker died (or is being stopped) for ``reason``."""
+        self.events.append(
+            {"time": time.time(), "action": "worker-died", "worker": address,
+             "nanny": nanny, "reason": reason}
+        )  # fmt: skip
+        if address is not None:
+            self._leaving_gracefully.discard(address)  # a death is never graceful
+            self._remove_worker(address, reason)
+        return "OK"
 
     def _remove_worker(self, address: Address, reason: str) -> None:
         stream = self.worker_streams.pop(address, None)
-        if stream is None:
+        if stream is None or self.status == "closed":
             return
         self.worker_extra.pop(address, None)
         expected = address in self._leaving_gracefully
@@ -298,6 +331,35 @@ class Scheduler(Server):
             )
         )
         stream.abort()  # also when the peer closed it: that ends our flusher task
+
+    async def restart(self, comm: Comm | None = None) -> dict[str, int]:
+        """Cancel every task for every client, then restart every worker through its nanny
+        (workers without one are closed). Returns once the nannies' workers are back."""
+        self.feed(
+            ev.KeysCancelled(
+                client="scheduler",
+                keys=tuple(self.state.tasks),
+                force=True,
+                reason="the cluster was restarted (client.restart())",
+                stimulus_id=f"restart-{time.time()}",
+                now=time.time(),
+            )
+        )
+        self.flush()
+        nannies = [info.nanny for info in self.state.workers.values() if info.nanny]
+        for address, info in list(self.state.workers.items()):
+            stream = self.worker_streams.get(address)
+            if info.nanny is None and stream is not None and not stream.closed:
+                stream.send({"op": "close", "reason": "cluster restart"})
+        results = await asyncio.gather(
+            *(self.pool.call(nanny, "restart") for nanny in nannies), return_exceptions=True
+        )
+        failed = [n for n, r in zip(nannies, results, strict=True) if isinstance(r, BaseException)]
+        for nanny in failed:
+            logger.warning("nanny %s could not restart its worker", nanny)
+        self.events.append({"time": time.time(), "action": "restart", "worker": None,
+                            "nanny": None, "reason": "client.restart()"})  # fmt: skip
+        return {"restarted": len(nannies) - len(failed), "failed": len(failed)}
 
     def _check_worker_ttl(self) -> None:
         deadline = time.monotonic() - self.config.worker_ttl
@@ -459,6 +521,8 @@ class Scheduler(Server):
             "identity": self.identity,
             "broadcast": self.broadcast,
             "get_logs": self.get_logs,
+            "worker_died": self.worker_died,
+            "restart": self.restart,
         }
 
     def who_has(self, comm: Comm | None = None, keys: Iterable[Key] | None = None) -> Any:
@@ -502,6 +566,7 @@ class Scheduler(Server):
             "workers": workers,
             "tasks": self.state.n_tasks_by_state(),
             "dashboard": self.dashboard_link,
+            "events": list(self.events),
         }
 
     def update_data(
@@ -521,7 +586,7 @@ class Scheduler(Server):
         return "OK"
 
     def story_handler(self, comm: Comm, keys: Iterable[Key]) -> list[Any]:
-        return [[_wire_safe(v) for v in entry] for entry in self.state.story(*keys)]
+        return [list(map(wire_safe, entry)) for entry in self.state.story(*keys)]
 
     async def broadcast(
         self,
@@ -566,9 +631,3 @@ def _new_tasks(rows: Iterable[Any], restrictions: dict[Key, Any]) -> Iterable[ev
                 allow_other_workers=bool(extra.get("allow_other_workers")),
                 annotations=dict(extra.get("annotations") or {}),
             )
-
-
-def _wire_safe(value: object) -> object:
-    if isinstance(value, str | int | float | bool | tuple | type(None)):
-        return value
-    return repr(value)

@@ -319,7 +319,7 @@ class SchedulerState(TransitionEngine):
             for client in clients:
                 affected.setdefault(client, []).append(key)
                 self._unwant(self.clients[client], ts, recs)
-        reason = f"cancelled by client {ev.client}" + (" (forced)" if ev.force else "")
+        reason = ev.reason or f"cancelled by client {ev.client}" + (" (forced)" if ev.force else "")
         for client, keys in affected.items():
             self._emit(
                 KeysCancelledForClient(

@@ -31,6 +31,7 @@ from shoal.config import CommConfig, WorkerConfig
 from shoal.errors import CommError, SerializationError
 from shoal.http.records import TransferLog
 from shoal.logs import MemoryLogHandler
+from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.server import Server
 from shoal.worker import events as ev
@@ -180,6 +181,7 @@ class Worker(Server):
         self._dispatch = self._instruction_table()
         await self._start_http()
         await self._register()
+        await self._tell_nanny()
         self.status = "running"
         self.periodic(self._heartbeat, cfg.heartbeat_interval, "heartbeat")
         if self.memory_monitor.thresholds.monitored:
@@ -204,6 +206,11 @@ class Worker(Server):
             raise CommError(f"scheduler {self.scheduler_address} refused worker: {reply!r}")
         self.batched_stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
         self.background(self._scheduler_stream(comm), "scheduler-stream")
+
+    async def _tell_nanny(self) -> None:
+        """Say to our nanny (if any) that we are up, with our address and pid."""
+        if self.nanny:
+            await self.pool.call(self.nanny, "worker_ready", address=self.address, pid=os.getpid())
 
     # -- observability (shoal.http, shoal.logs) ----------------------------------------------
     async def _start_http(self) -> None:
@@ -292,15 +299,37 @@ class Worker(Server):
             return
         instructions = self.state.handle_stimulus(*events)
         messages: list[dict[str, Any]] = []
+        executes: list[ins.Execute] = []
         dispatch = self._dispatch
         for inst in instructions:
             if isinstance(inst, ins.SendToScheduler):
                 messages.append(inst.to_msg())
+            elif isinstance(inst, ins.Execute):
+                executes.append(inst)
             else:
                 dispatch[type(inst)](inst)
-        if messages and self.batched_stream is not None and not self.batched_stream.closed:
-            self.batched_stream.send(*messages)
+        stream = self.batched_stream
+        if messages and stream is not None and not stream.closed:
+            stream.send(*messages)
+        if executes:
+            self._execute_after_flush(executes)
         self.runner.prune(self.state.tasks)
+
+    def _execute_after_flush(self, executes: list[ins.Execute]) -> None:
+        """Run tasks only once their ``task-started`` is written: if a task then kills this
+        process, the scheduler knows exactly which task was running and blames only it."""
+        stream = self.batched_stream
+        if stream is None or stream.closed:
+            for inst in executes:
+                self._execute(inst)
+            return
+
+        async def run_when_flushed() -> None:
+            await stream.flush()
+            for inst in executes:
+                self._execute(inst)
+
+        self.background(run_when_flushed(), "execute")
 
     def _instruction_table(self) -> dict[type, Callable[[Any], None]]:
         return {
@@ -313,6 +342,8 @@ class Worker(Server):
         }
 
     def _execute(self, inst: ins.Execute) -> None:
+        # the state machine waits for this attempt's result even if the task was freed
+        # while task-started was being written: run it like a task freed mid-run
         task = self.state.tasks[inst.key]
         # spilled inputs are read in the task's thread, never here on the loop
         deps = task_inputs(self.data, [dep.key for dep in task.dependencies])
@@ -528,7 +559,7 @@ class Worker(Server):
         return list(self.state.story(*keys))
 
     def story_handler(self, comm: Comm, keys: tuple[Key, ...]) -> list[Any]:
-        return [list(map(_wire_safe, entry)) for entry in self.story(*keys)]
+        return [list(map(wire_safe, entry)) for entry in self.story(*keys)]
 
     def get_logs(self, comm: Comm, n: int = 1000) -> list[Any]:
         return list(self._logs)[-n:]
@@ -563,12 +594,6 @@ class Worker(Server):
             f"<Worker {self.address!r}, name: {self.name}, status: {self.status}, "
             f"threads: {self.nthreads}, memory: {len(self.data)}>"
         )
-
-
-def _wire_safe(value: object) -> object:
-    if isinstance(value, str | int | float | bool | tuple | type(None)):
-        return value
-    return repr(value)
 
 
 class _Scheduler:

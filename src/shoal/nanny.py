@@ -1,0 +1,309 @@
+"""Nanny: supervises one worker process; restarts it when it dies or grows too big.
+
+Rules of this file:
+
+* The worker is a child process started with ``subprocess`` (a fresh interpreter running
+  ``python -m shoal worker ... --no-nanny --nanny-address ADDR``), never a daemonic
+  ``multiprocessing`` child, so tasks may start processes of their own.
+* The environment is set before spawning: allocators and BLAS libraries read it once,
+  at start-up (``MALLOC_TRIM_THRESHOLD_`` gives freed memory back to the system).
+* Exit code 0 is the worker's own decision (the scheduler closed, its lifetime ended):
+  the nanny closes too. Anything else is a death: it is reported to the scheduler with
+  its reason and a new worker is started, after a growing pause if it keeps dying young.
+* Past ``terminate_fraction`` of ``memory_limit`` (RSS) the worker is stopped (SIGTERM,
+  then SIGKILL) and restarted; the reason says so.
+* Closing the nanny stops its worker (SIGTERM, then SIGKILL): no orphans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from shoal.comm import Comm, Security
+from shoal.server import Server
+from shoal.worker.memory import parse_memory_limit
+
+logger = logging.getLogger("shoal.nanny")
+
+#: environment set for the worker process, unless the user's environment says otherwise
+WORKER_ENVIRON = {
+    "MALLOC_TRIM_THRESHOLD_": "65536",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+#: seconds between two looks at the worker's memory
+MEMORY_CHECK_INTERVAL = 0.1
+#: a worker that dies within this many seconds of its start "keeps dying at start"
+YOUNG_DEATH = 10.0
+#: seconds a worker stopped for memory has to exit after SIGTERM (memory is short: not long)
+MEMORY_KILL_GRACE = 2.0
+#: first and longest pause before restarting a worker that keeps dying young
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """What the worker process is started with (CLI options of ``shoal worker``)."""
+
+    nthreads: int = 1
+    name: str | None = None
+    memory_limit: int = 0
+    resources: str = ""
+    local_directory: str | None = None
+    lifetime: str | None = None
+    lifetime_stagger: str = "0s"
+    host: str = "127.0.0.1"
+    log_level: str = "warning"
+
+
+def death_reason(returncode: int) -> str:
+    """``-9`` -> ``"killed by signal 9 (SIGKILL)"``; ``1`` -> ``"exit code 1"``."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown"
+        return f"killed by signal {-returncode} ({name})"
+    return f"exit code {returncode}"
+
+
+def restart_delay(young_deaths: int) -> float:
+    """Pause before the next start after ``young_deaths`` deaths in a row at start-up."""
+    if young_deaths <= 1:  # one early death may be bad luck: restart at once
+        return 0.0
+    return float(min(BACKOFF_FIRST * 2 ** (young_deaths - 2), BACKOFF_MAX))
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM when the nanny dies (even by
+    SIGKILL), so that no worker outlives its nanny."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
+class Nanny(Server):
+    """Starts a worker process, watches it, and restarts it; rpc: restart, kill, terminate."""
+
+    def __init__(
+        self,
+        scheduler_address: str,
+        *,
+        security: Security | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        terminate_fraction: float | None = 0.95,
+        death_timeout: float = 10.0,
+        **spec: Any,
+    ) -> None:
+        nthreads = int(spec.get("nthreads", 1))
+        spec["memory_limit"] = parse_memory_limit(spec.get("memory_limit", "auto"), nthreads)
+        self.spec = WorkerSpec(host=host, **spec)
+        super().__init__(
+            handlers={
+                "restart": self.restart,
+                "kill": self.kill,
+                "terminate": self.terminate,
+                "worker_ready": self._worker_ready,
+            },
+            security=security if security is not None else Security(token=None),
+            role="nanny",
+            name=str(self.spec.name or ""),
+        )
+        self.scheduler_address = scheduler_address
+        self.terminate_fraction = terminate_fraction
+        #: seconds a worker has to exit after SIGTERM before it gets SIGKILL
+        self.death_timeout = death_timeout
+        self._listen_address = f"tcp://{host}:{port}"
+        self.process: asyncio.subprocess.Process | None = None
+        #: the address of the current worker, once it said it is ready
+        self.worker_address: str | None = None
+        self._ready = asyncio.Event()
+        #: deaths in a row within YOUNG_DEATH of a start (drives the back-off)
+        self._young_deaths = 0
+        #: reasons of the deaths of our workers, newest last
+        self.deaths: list[str] = []
+        #: how many worker processes were started
+        self.starts = 0
+        self._watcher: asyncio.Task[Any] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.listen(self._listen_address)
+        self.status = "running"
+        await self._start_worker()
+        if self.terminate_fraction and self.spec.memory_limit:
+            self.periodic(self._check_memory, MEMORY_CHECK_INTERVAL, "nanny-memory")
+        logger.info("nanny %s started worker pid %s", self.address, self.pid)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def _command(self) -> list[str]:
+        spec = self.spec
+        cmd = [
+            sys.executable, "-m", "shoal", "worker", self.scheduler_address,
+            "--no-nanny", "--nanny-address", self.address, "--host", spec.host,
+            "--nthreads", str(spec.nthreads), "--memory-limit", str(spec.memory_limit),
+            "--lifetime-stagger", spec.lifetime_stagger, "--log-level", spec.log_level,
+        ]  # fmt: skip
+        for option, value in (
+            ("--name", spec.name),
+            ("--resources", spec.resources),
+            ("--local-directory", spec.local_directory),
+            ("--lifetime", spec.lifetime),
+        ):
+            if value:
+                cmd += [option, value]
+        if self.security.token is None:
+            cmd.append("--no-auth")
+        return cmd
+
+    def _environ(self) -> dict[str, str]:
+        env = {**WORKER_ENVIRON, **os.environ}
+        if self.security.token is not None:
+            env["SHOAL_TOKEN"] = self.security.token
+        return env
+
+    async def _start_worker(self) -> None:
+        """Spawn a worker and return once it has registered with the scheduler."""
+        self._ready.clear()
+        self.worker_address = None
+        self.process = await asyncio.create_subprocess_exec(
+            *self._command(), env=self._environ(), preexec_fn=_die_with_parent
+        )
+        self.starts += 1
+        self._watcher = self.background(self._watch(self.process), "nanny-watch")
+        waiter = asyncio.ensure_future(self._ready.wait())
+        exited = asyncio.ensure_future(self.process.wait())
+        await asyncio.wait([waiter, exited], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        exited.cancel()
+
+    def _worker_ready(self, comm: Comm, address: str, pid: int) -> str:
+        if self.process is not None and pid == self.process.pid:
+            self.worker_address = address
+            self._ready.set()
+        return "OK"
+
+    async def _watch(self, process: asyncio.subprocess.Process) -> None:
+        """Wait for the worker to exit; close on exit code 0, else report and restart."""
+        started = time.monotonic()
+        code = await process.wait()
+        if process is not self.process or self.status != "running":
+            return  # stopped on purpose (restart, kill, close)
+        if code == 0:
+            logger.info("worker pid %s closed; nanny %s closes too", process.pid, self.address)
+            self.background(self.close(), "nanny-close")
+            return
+        await self._died(death_reason(code), time.monotonic() - started)
+
+    async def _died(self, reason: str, lived: float) -> None:
+        address = self.worker_address
+        self.deaths.append(reason)
+        logger.warning("worker %s (nanny %s) died: %s", address, self.address, reason)
+        await self._report(address, reason)
+        self._young_deaths = self._young_deaths + 1 if lived < YOUNG_DEATH else 0
+        delay = restart_delay(self._young_deaths)
+        if delay:
+            logger.warning("worker keeps dying at start; restarting in %.1fs", delay)
+            await asyncio.sleep(delay)
+        if self.status == "running":
+            await self._start_worker()
+
+    async def _report(self, address: str | None, reason: str) -> None:
+        """Tell the scheduler why the worker died (it blames tasks with this reason)."""
+        try:
+            await self.pool.call(
+                self.scheduler_address,
+                "worker_died",
+                address=address,
+                nanny=self.address,
+                reason=reason,
+            )
+        except Exception as exc:  # the scheduler may be gone: nothing to tell then
+            logger.info("could not report a worker death to the scheduler: %s", exc)
+
+    # -- memory ------------------------------------------------------------------------------
+    async def _check_memory(self) -> None:
+        process = self.process
+        if process is None or process.returncode is not None or self.status != "running":
+            return
+        try:
+            rss = psutil.Process(process.pid).memory_info().rss
+        except psutil.Error:
+            return  # it just exited: _watch handles that
+        assert self.terminate_fraction is not None
+        limit = self.spec.memory_limit
+        if rss <= self.terminate_fraction * limit:
+            return
+        reason = (
+            f"memory: RSS {rss} bytes exceeded {self.terminate_fraction:.0%} "
+            f"of the {limit} bytes memory limit"
+        )
+        self.process = None  # so that _watch does not see a death of its own
+        await self._report(self.worker_address, reason)
+        await self._stop_process(process, MEMORY_KILL_GRACE)
+        self.deaths.append(reason)
+        logger.warning("worker %s stopped: %s", self.worker_address, reason)
+        await self._start_worker()
+
+    # -- stopping ----------------------------------------------------------------------------
+    async def _stop_process(
+        self, process: asyncio.subprocess.Process, grace: float | None = None
+    ) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` (default ``death_timeout``); returns once
+        it is gone."""
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), grace or self.death_timeout)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+    async def _stop_worker(self) -> None:
+        process, self.process = self.process, None
+        self.worker_address = None
+        if process is not None:
+            await self._stop_process(process)
+
+    async def restart(self, comm: Comm | None = None) -> str:
+        """Stop the worker and start a fresh one; returns once it has registered."""
+        await self._stop_worker()
+        self._young_deaths = 0
+        await self._start_worker()
+        return "OK"
+
+    async def kill(self, comm: Comm | None = None) -> str:
+        """Stop the worker; the nanny stays up (``restart`` starts one again)."""
+        await self._stop_worker()
+        return "OK"
+
+    async def terminate(self, comm: Comm | None = None) -> str:
+        """Stop the worker and close the nanny."""
+        self.background(self.close(), "nanny-terminate")
+        return "OK"
+
+    async def _shutdown(self) -> None:
+        await self._stop_worker()
+        await super()._shutdown()
+
+    def __repr__(self) -> str:
+        return f"<Nanny {self.address!r} worker pid {self.pid} status {self.status}>"
+
+
+__all__ = ["Nanny", "WorkerSpec", "death_reason", "restart_delay"]

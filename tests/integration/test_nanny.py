@@ -1,0 +1,213 @@
+"""Nannies over real processes: deaths, blame, memory kills, restarts, no orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from shoal import Client
+from shoal.errors import CancelledError, KilledWorker
+from tests.integration.conftest import free_port, stop_process, wait_for, wait_for_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+TOKEN = "nanny-test-token"
+
+
+@dataclass
+class NannyCluster:
+    address: str
+    scheduler: subprocess.Popen[bytes]
+    nannies: subprocess.Popen[bytes]
+    #: every worker pid seen during the test (checked for orphans at the end)
+    worker_pids: set[int]
+
+    def client(self) -> Client:
+        from shoal.comm import Security
+
+        client = Client(self.address, security=Security(token=TOKEN), set_as_default=False)
+        wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, timeout=60)
+        self.note_workers(client)
+        return client
+
+    def note_workers(self, client: Client) -> dict[str, Any]:
+        workers: dict[str, Any] = client.scheduler_info()["workers"]
+        self.worker_pids.update(int(w["pid"]) for w in workers.values())
+        return workers
+
+
+def start_nanny_cluster(tmp_path: Path, *worker_args: str) -> NannyCluster:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    os.chmod(token_file, 0o600)
+    port = free_port()
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "scheduler", "--port", str(port), "--no-dashboard",
+         "--token-file", str(token_file), "--log-level", "warning"],
+    )  # fmt: skip
+    wait_for_port(port, scheduler)
+    address = f"tcp://127.0.0.1:{port}"
+    nannies = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "worker", address, "--nworkers", "2",
+         "--token-file", str(token_file), "--log-level", "warning", *worker_args],
+    )  # fmt: skip
+    return NannyCluster(address, scheduler, nannies, set())
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[Any]:
+    clusters: list[NannyCluster] = []
+
+    def make(*worker_args: str) -> NannyCluster:
+        cluster = start_nanny_cluster(tmp_path, *worker_args)
+        clusters.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        children = psutil.Process(cluster.nannies.pid).children(recursive=True)
+        cluster.worker_pids.update(child.pid for child in children)
+        stop_process(cluster.nannies)
+        stop_process(cluster.scheduler)
+        # no orphans: every worker process ever seen is gone with its nanny
+        wait_for(lambda c=cluster: not any(alive(pid) for pid in c.worker_pids), timeout=30)
+
+
+# -- task functions (run in worker processes) -------------------------------------------------
+def leaf(i: int, gate: str) -> int:
+    """Half the leaves wait for ``gate`` to exist: the graph cannot end before the test
+    lets it (after it has killed a worker)."""
+    if i >= 500:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(gate):
+            if time.monotonic() > deadline:
+                raise TimeoutError("gate never opened")
+            time.sleep(0.01)
+    return i * 2
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def crash() -> None:
+    os._exit(1)
+
+
+def hog() -> int:
+    """Hold 400 MB (touched, so it is resident) until the nanny stops this process."""
+    block = b"\x01" * 400_000_000
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(block)
+
+
+def tree_sum(client: Client, futures: list[Any]) -> Any:
+    while len(futures) > 1:
+        pairs = [
+            client.submit(add, a, b) for a, b in zip(futures[::2], futures[1::2], strict=False)
+        ]
+        futures = pairs + ([futures[-1]] if len(futures) % 2 else [])
+    return futures[0]
+
+
+# -- tests -------------------------------------------------------------------------------------
+def test_kill_9_mid_graph_recovers_and_nanny_replaces_worker(
+    make_cluster: Any, tmp_path: Path
+) -> None:
+    cluster = make_cluster("--nthreads", "1")
+    gate = str(tmp_path / "gate")
+    with cluster.client() as client:
+        before = cluster.note_workers(client)
+        leaves = client.map(leaf, range(1000), gate=gate)
+        total = tree_sum(client, leaves)  # 1000 leaves + 999 sums
+        wait_for(lambda: client.scheduler_info()["tasks"].get("memory", 0) >= 200, timeout=60)
+        victim, info = next(iter(before.items()))
+        os.kill(int(info["pid"]), signal.SIGKILL)
+        Path(gate).touch()
+        assert total.result(timeout=120) == sum(i * 2 for i in range(1000))
+
+        def replaced() -> bool:
+            workers = cluster.note_workers(client)
+            return len(workers) == 2 and victim not in workers
+
+        wait_for(replaced, timeout=60)
+        after = cluster.note_workers(client)
+        assert {w["nanny"] for w in after.values()} == {w["nanny"] for w in before.values()}
+        events = client.scheduler_info()["events"]
+        assert [e["reason"] for e in events if e["worker"] == victim] == [
+            "killed by signal 9 (SIGKILL)"
+        ]
+
+
+def test_crashing_task_errs_with_killed_worker_and_blames_only_itself(make_cluster: Any) -> None:
+    cluster = make_cluster("--nthreads", "1")
+    with cluster.client() as client:
+        first = client.map(inc, range(250))
+        bad = client.submit(crash, key="crasher")
+        rest = client.map(inc, range(250, 500))
+        with pytest.raises(KilledWorker) as info:
+            bad.result(timeout=120)
+        assert info.value.key == "crasher"
+        assert info.value.deaths == 3
+        assert info.value.reason == "exit code 1"
+        assert client.gather(first + rest) == list(range(1, 501))
+        deaths = [e for e in client.scheduler_info()["events"] if e["action"] == "worker-died"]
+        assert [e["reason"] for e in deaths] == ["exit code 1"] * 3
+        wait_for(lambda: len(cluster.note_workers(client)) == 2, timeout=60)
+
+
+def test_task_past_terminate_fraction_restarts_worker(make_cluster: Any) -> None:
+    cluster = make_cluster("--nthreads", "1", "--memory-limit", "300MB")
+    with cluster.client() as client:
+        big = client.submit(hog, key="hog")
+        with pytest.raises(KilledWorker) as info:
+            big.result(timeout=180)
+        assert info.value.key == "hog"
+        assert info.value.reason.startswith("memory: RSS")
+        reasons = [e["reason"] for e in client.scheduler_info()["events"]]
+        assert len(reasons) == 3
+        assert all("exceeded 95% of the 300000000 bytes memory limit" in r for r in reasons)
+        wait_for(lambda: len(cluster.note_workers(client)) == 2, timeout=60)
+        assert client.submit(inc, 1).result(timeout=60) == 2
+
+
+def test_restart_clears_tasks_and_restarts_every_worker(make_cluster: Any, tmp_path: Path) -> None:
+    cluster = make_cluster("--nthreads", "1")
+    gate = str(tmp_path / "never")
+    with cluster.client() as client:
+        before = cluster.note_workers(client)
+        done = client.submit(inc, 1)
+        assert done.result(timeout=60) == 2
+        pending = client.submit(leaf, 600, gate)  # waits for a gate that never opens
+        wait_for(lambda: client.scheduler_info()["tasks"].get("processing", 0) == 1)
+        assert client.restart() == {"restarted": 2, "failed": 0}
+        with pytest.raises(CancelledError, match="restarted"):
+            pending.result(timeout=60)
+        after = cluster.note_workers(client)
+        assert len(after) == 2 and not set(after) & set(before)
+        assert {w["pid"] for w in after.values()}.isdisjoint(w["pid"] for w in before.values())
+        wait_for(lambda: sum(client.scheduler_info()["tasks"].values()) == 0)
+        assert client.submit(inc, 10).result(timeout=60) == 11
