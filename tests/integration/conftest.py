@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,33 +51,41 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-@pytest.fixture
-def cli_cluster(tmp_path: Path) -> Iterator[CliCluster]:
-    """``shoal scheduler`` and two ``shoal worker --nthreads 1`` processes."""
+@contextmanager
+def cli_scheduler(tmp_path: Path, token: str = "integration-test-token") -> Iterator[CliCluster]:
+    """``shoal scheduler`` on a free port with a token file; every process it and its
+    workers started is stopped on exit."""
     token_file = tmp_path / "token"
-    token_file.write_text("integration-test-token\n")
+    token_file.write_text(token + "\n")
     os.chmod(token_file, 0o600)
     port = free_port()
     scheduler = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "scheduler", "--port", str(port),
+        [sys.executable, "-m", "shoal", "scheduler", "--port", str(port), "--no-dashboard",
          "--token-file", str(token_file), "--log-level", "warning"],
     )  # fmt: skip
     cluster = CliCluster(
         address=f"tcp://127.0.0.1:{port}",
-        security=Security(token="integration-test-token"),
+        security=Security(token=token),
         scheduler=scheduler,
         workers=[],
         token_file=token_file,
     )
-    wait_for_port(port, scheduler)
     try:
-        for _ in range(2):
-            cluster.start_worker("--nthreads", "1")
+        wait_for_port(port, scheduler)
         yield cluster
     finally:
         for proc in cluster.workers:
             stop_process(proc)
         stop_process(scheduler)
+
+
+@pytest.fixture
+def cli_cluster(tmp_path: Path) -> Iterator[CliCluster]:
+    """``shoal scheduler`` and two ``shoal worker --nthreads 1`` processes."""
+    with cli_scheduler(tmp_path) as cluster:
+        for _ in range(2):
+            cluster.start_worker("--nthreads", "1")
+        yield cluster
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:

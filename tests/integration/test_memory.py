@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,14 +19,7 @@ import psutil
 import pytest
 
 from shoal import Client
-from shoal.comm import Security
-from tests.integration.conftest import (
-    CliCluster,
-    free_port,
-    stop_process,
-    wait_for,
-    wait_for_port,
-)
+from tests.integration.conftest import CliCluster, cli_scheduler, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -85,30 +76,10 @@ def paused_here() -> bool:
 @pytest.fixture
 def memory_cluster(tmp_path: Path) -> Iterator[CliCluster]:
     """``shoal scheduler`` and one ``shoal worker --memory-limit 300MB --nthreads 1``."""
-    token_file = tmp_path / "token"
-    token_file.write_text("memory-test-token\n")
-    os.chmod(token_file, 0o600)
-    port = free_port()
-    scheduler = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "scheduler", "--port", str(port),
-         "--token-file", str(token_file), "--log-level", "warning", "--no-dashboard"],
-    )  # fmt: skip
-    cluster = CliCluster(
-        address=f"tcp://127.0.0.1:{port}",
-        security=Security(token="memory-test-token"),
-        scheduler=scheduler,
-        workers=[],
-        token_file=token_file,
-    )
-    wait_for_port(port, scheduler)
-    try:
+    with cli_scheduler(tmp_path, "memory-test-token") as cluster:
         cluster.start_worker("--nthreads", "1", "--memory-limit", "300MB",
                              "--local-directory", str(tmp_path))  # fmt: skip
         yield cluster
-    finally:
-        for proc in cluster.workers:
-            stop_process(proc)
-        stop_process(scheduler)
 
 
 def connect(cluster: CliCluster) -> tuple[Client, str, dict[str, Any]]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 from shoal import Client
 from shoal.errors import CancelledError, KilledWorker
-from tests.integration.conftest import free_port, stop_process, wait_for, wait_for_port
+from tests.integration.conftest import CliCluster, cli_scheduler, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -46,22 +47,14 @@ class NannyCluster:
         return workers
 
 
-def start_nanny_cluster(tmp_path: Path, *worker_args: str) -> NannyCluster:
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    os.chmod(token_file, 0o600)
-    port = free_port()
-    scheduler = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "scheduler", "--port", str(port), "--no-dashboard",
-         "--token-file", str(token_file), "--log-level", "warning"],
-    )  # fmt: skip
-    wait_for_port(port, scheduler)
-    address = f"tcp://127.0.0.1:{port}"
+def start_nanny_cluster(base: CliCluster, *worker_args: str) -> NannyCluster:
+    """Two nannies (``shoal worker --nworkers 2``) for the scheduler of ``base``."""
     nannies = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "worker", address, "--nworkers", "2",
-         "--token-file", str(token_file), "--log-level", "warning", *worker_args],
+        [sys.executable, "-m", "shoal", "worker", base.address, "--nworkers", "2",
+         "--token-file", str(base.token_file), "--log-level", "warning", *worker_args],
     )  # fmt: skip
-    return NannyCluster(address, scheduler, nannies, set())
+    base.workers.append(nannies)  # stopped with the scheduler
+    return NannyCluster(base.address, base.scheduler, nannies, set())
 
 
 def alive(pid: int) -> bool:
@@ -74,19 +67,21 @@ def alive(pid: int) -> bool:
 @pytest.fixture
 def make_cluster(tmp_path: Path) -> Iterator[Any]:
     clusters: list[NannyCluster] = []
+    with ExitStack() as stack:
 
-    def make(*worker_args: str) -> NannyCluster:
-        cluster = start_nanny_cluster(tmp_path, *worker_args)
-        clusters.append(cluster)
-        return cluster
+        def make(*worker_args: str) -> NannyCluster:
+            folder = tmp_path / f"cluster-{len(clusters)}"
+            folder.mkdir()
+            base = stack.enter_context(cli_scheduler(folder, TOKEN))
+            clusters.append(start_nanny_cluster(base, *worker_args))
+            return clusters[-1]
 
-    yield make
+        yield make
+        for cluster in clusters:
+            children = psutil.Process(cluster.nannies.pid).children(recursive=True)
+            cluster.worker_pids.update(child.pid for child in children)
+    # no orphans: every worker process ever seen is gone with its nanny
     for cluster in clusters:
-        children = psutil.Process(cluster.nannies.pid).children(recursive=True)
-        cluster.worker_pids.update(child.pid for child in children)
-        stop_process(cluster.nannies)
-        stop_process(cluster.scheduler)
-        # no orphans: every worker process ever seen is gone with its nanny
         wait_for(lambda c=cluster: not any(alive(pid) for pid in c.worker_pids), timeout=30)
 
 

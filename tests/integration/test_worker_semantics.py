@@ -4,8 +4,6 @@ nested submits, cancellation with resumption, counters under concurrency, and st
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +14,7 @@ import pytest
 
 from shoal import Client, get_client, get_worker, rejoin, secede, worker_client
 
-from .conftest import CliCluster, free_port, stop_process, wait_for, wait_for_port
+from .conftest import CliCluster, cli_scheduler, wait_for
 
 # -- task functions (module level: the worker processes import them by reference) -------------
 
@@ -94,34 +92,8 @@ def thread_of(keys: list[Any]) -> dict[Any, int | None]:
 
 @pytest.fixture
 def bare(tmp_path: Path) -> Iterator[CliCluster]:
-    token_file = tmp_path / "token"
-    token_file.write_text("worker-semantics-token\n")
-    os.chmod(token_file, 0o600)
-    port = free_port()
-    scheduler = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "scheduler", "--port", str(port),
-         "--token-file", str(token_file), "--log-level", "warning", "--no-dashboard"],
-    )  # fmt: skip
-    cluster = CliCluster(
-        address=f"tcp://127.0.0.1:{port}",
-        security=scheduler_security(),
-        scheduler=scheduler,
-        workers=[],
-        token_file=token_file,
-    )
-    try:
-        wait_for_port(port, scheduler)
+    with cli_scheduler(tmp_path, "worker-semantics-token") as cluster:
         yield cluster
-    finally:
-        for proc in cluster.workers:
-            stop_process(proc)
-        stop_process(scheduler)
-
-
-def scheduler_security() -> Any:
-    from shoal.comm import Security
-
-    return Security(token="worker-semantics-token")
 
 
 def connect(cluster: CliCluster, n_workers: int) -> Client:
