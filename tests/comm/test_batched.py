@@ -197,3 +197,21 @@ def test_flush_returns_when_the_stream_is_aborted(address: str) -> None:
             await waiter  # released, not left hanging
 
     run(main())
+
+
+def test_flush_now_hands_everything_over_at_once_and_in_order(address: str) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (a, b):
+            stream = BatchedStream(a, interval=60)  # the flusher would wait a minute
+            stream.send({"op": "first"})
+            await asyncio.sleep(0)  # the flusher takes "first" and starts its wait
+            stream.send({"op": "second"}, {"op": "third"})
+            stream.flush_now()
+            got: list[str] = []
+            while len(got) < 3:
+                batch = await asyncio.wait_for(b.read(), 5)
+                got += [msg["op"] for msg in batch]
+            assert got == ["first", "second", "third"]
+            stream.abort()
+
+    asyncio.run(main())

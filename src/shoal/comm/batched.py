@@ -20,6 +20,7 @@ from typing import Any
 
 from shoal.comm.core import Comm
 from shoal.errors import CommClosedError, CommError
+from shoal.protocol.frames import Buffer
 from shoal.protocol.messages import dumps
 
 logger = logging.getLogger("shoal.comm")
@@ -61,6 +62,27 @@ class BatchedStream:
         self._queued += len(msgs)
         if self._wakes_on_send:
             self._wake_flusher()
+
+    def flush_now(self) -> None:
+        """Hand everything buffered to the connection at once, without the coalescing wait.
+
+        Synchronous: once it returns the bytes are with the transport (with the kernel,
+        unless the socket is backed up), so they leave even if this process dies next. A
+        worker does this with ``task-started`` before a task runs. Order is kept: the
+        flusher also hands each batch over synchronously when it takes it."""
+        if self.closed or not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        frames = self._frames_of(batch)
+        try:
+            if frames is not None:
+                self.comm.write_frames_nowait(frames)
+        except CommError as exc:
+            logger.info("batched stream to %s ended: %s", self.comm.peer_address, exc)
+            self.abort()
+            return
+        self._written += len(batch)
+        self._resolve_flushed()
 
     async def flush(self) -> None:
         """Return once every message sent so far is written (or the stream ended).
@@ -150,14 +172,17 @@ class BatchedStream:
             _resolve(wakeup)
 
     async def _write(self, batch: list[Any]) -> None:
+        frames = self._frames_of(batch)
+        if frames is not None:
+            await self.comm.write_frames(frames)
+
+    def _frames_of(self, batch: list[Any]) -> list[Buffer] | None:
+        """The frames of ``batch``, leaving out (and logging) messages that cannot go."""
         try:
-            frames = dumps(batch)
+            return dumps(batch)
         except TypeError:
             batch = self._encodable(batch)
-            if not batch:
-                return
-            frames = dumps(batch)
-        await self.comm.write_frames(frames)
+            return dumps(batch) if batch else None
 
     def _encodable(self, batch: list[Any]) -> list[Any]:
         keep = []

@@ -75,6 +75,11 @@ class Comm(ABC):
         """Send one frame set; waits only while the transport applies back pressure."""
 
     @abstractmethod
+    def write_frames_nowait(self, frames: Sequence[Buffer]) -> int:
+        """Hand one frame set to the connection now, ignoring back pressure: for small
+        messages that must be on their way before the caller's next step."""
+
+    @abstractmethod
     def authenticated(self, limits: FrameLimits) -> None:
         """The handshake passed: from now on accept frame sets within ``limits``."""
 

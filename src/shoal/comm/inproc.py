@@ -78,6 +78,9 @@ class InprocComm(Comm):
         return frames
 
     async def write_frames(self, frames: Sequence[Buffer]) -> int:
+        return self.write_frames_nowait(frames)
+
+    def write_frames_nowait(self, frames: Sequence[Buffer]) -> int:
         peer = self.peer
         if self._error is not None:
             raise type(self._error)(*self._error.args)

@@ -247,6 +247,9 @@ class TCPComm(Comm, asyncio.BufferedProtocol):
             await self._drained()
         return total
 
+    def write_frames_nowait(self, frames: Sequence[Buffer]) -> int:
+        return self._send(frames)
+
     async def write_frames(self, frames: Sequence[Buffer]) -> int:
         total = self._send(frames)
         if self._outbox is not None and self._outbox.busy:

@@ -316,20 +316,14 @@ class Worker(Server):
         self.runner.prune(self.state.tasks)
 
     def _execute_after_flush(self, executes: list[ins.Execute]) -> None:
-        """Run tasks only once their ``task-started`` is written: if a task then kills this
-        process, the scheduler knows exactly which task was running and blames only it."""
+        """Run tasks only once their ``task-started`` is handed to the connection: if a task
+        then kills this process, the scheduler knows exactly which task was running and
+        blames only it. ``flush_now`` is synchronous, so this costs a write, not a wait."""
         stream = self.batched_stream
-        if stream is None or stream.closed:
-            for inst in executes:
-                self._execute(inst)
-            return
-
-        async def run_when_flushed() -> None:
-            await stream.flush()
-            for inst in executes:
-                self._execute(inst)
-
-        self.background(run_when_flushed(), "execute")
+        if stream is not None and not stream.closed:
+            stream.flush_now()
+        for inst in executes:
+            self._execute(inst)
 
     def _instruction_table(self) -> dict[type, Callable[[Any], None]]:
         return {
