@@ -126,6 +126,9 @@ def _scheduler_security(token_file: str | None, no_auth: bool) -> tuple[Security
 @click.option("--local-directory", default=None, type=click.Path(file_okay=False))
 @click.option("--lifetime", default=None, help='Retire after this long, e.g. "1 hour".')
 @click.option("--lifetime-stagger", default="0s", help="Spread lifetimes by +/- this much.")
+@click.option(
+    "--lifetime-restart", is_flag=True, help="After the lifetime, the nanny starts a fresh worker."
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--no-auth", is_flag=True, help="Connect without authentication. Unsafe.")
@@ -148,6 +151,7 @@ def worker(
     local_directory: str | None,
     lifetime: str | None,
     lifetime_stagger: str,
+    lifetime_restart: bool,
     host: str,
     token_file: str | None,
     no_auth: bool,
@@ -175,6 +179,7 @@ def worker(
                 local_directory=local_directory,
                 lifetime=lifetime,
                 lifetime_stagger=lifetime_stagger,
+                lifetime_restart=lifetime_restart,
                 log_level=log_level,
             )
             for worker_name in names
@@ -195,11 +200,15 @@ def worker(
             local_directory=local_directory,
             lifetime=parse_timedelta(lifetime) if lifetime else None,
             lifetime_stagger=parse_timedelta(lifetime_stagger),
+            lifetime_restart=lifetime_restart,
             nanny=nanny_address,
         )
         for worker_name in names
     ]
     asyncio.run(_serve(servers, announce="worker at %s"))
+    code = max(server.exit_code for server in servers)
+    if code:
+        sys.exit(code)  # e.g. RESTART_EXIT_CODE: the nanny starts a successor
 
 
 def _worker_target(
@@ -240,7 +249,8 @@ def parse_resources(text: str) -> dict[str, float]:
 
 
 async def _serve(servers: list[Any], announce: str) -> None:
-    """Start servers, run until SIGINT/SIGTERM or until they close, then close them."""
+    """Start servers, run until SIGINT/SIGTERM or until all of them closed, then close them.
+    (One closing, e.g. a retired worker's nanny, leaves the others running.)"""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -252,8 +262,8 @@ async def _serve(servers: list[Any], announce: str) -> None:
         if login:  # like a notebook server: the one place the token is shown
             click.echo(f"Dashboard at {server.dashboard_link}\n  log in: {login}", err=True)
     waiter = asyncio.ensure_future(stop.wait())
-    closed = [asyncio.ensure_future(s.wait_closed()) for s in servers]
-    await asyncio.wait([waiter, *closed], return_when=asyncio.FIRST_COMPLETED)
+    closed = asyncio.ensure_future(asyncio.gather(*(s.wait_closed() for s in servers)))
+    await asyncio.wait([waiter, closed], return_when=asyncio.FIRST_COMPLETED)
     for server in servers:
         await server.close()
     waiter.cancel()

@@ -8,7 +8,9 @@ Rules of this file:
 * The environment is set before spawning: allocators and BLAS libraries read it once,
   at start-up (``MALLOC_TRIM_THRESHOLD_`` gives freed memory back to the system).
 * Exit code 0 is the worker's own decision (the scheduler closed, its lifetime ended):
-  the nanny closes too. Anything else is a death: it is reported to the scheduler with
+  the nanny closes too. ``RESTART_EXIT_CODE`` is a worker that retired at the end of its
+  lifetime and asks for a fresh successor (``lifetime_restart``): started at once.
+  Anything else is a death: it is reported to the scheduler with
   its reason and a new worker is started, after a growing pause if it keeps dying young.
 * Past ``terminate_fraction`` of ``memory_limit`` (RSS) the worker is stopped (SIGTERM,
   then SIGKILL) and restarted; the reason says so.
@@ -62,8 +64,13 @@ class WorkerSpec:
     local_directory: str | None = None
     lifetime: str | None = None
     lifetime_stagger: str = "0s"
+    lifetime_restart: bool = False
     host: str = "127.0.0.1"
     log_level: str = "warning"
+
+
+#: exit code of a worker that retired at the end of its lifetime and wants a successor
+RESTART_EXIT_CODE = 75
 
 
 def death_reason(returncode: int) -> str:
@@ -168,6 +175,8 @@ class Nanny(Server):
         ):
             if value:
                 cmd += [option, value]
+        if spec.lifetime_restart:
+            cmd.append("--lifetime-restart")
         if self.security.token is None:
             cmd.append("--no-auth")
         return cmd
@@ -208,6 +217,10 @@ class Nanny(Server):
         if code == 0:
             logger.info("worker pid %s closed; nanny %s closes too", process.pid, self.address)
             self.background(self.close(), "nanny-close")
+            return
+        if code == RESTART_EXIT_CODE:
+            logger.info("worker pid %s retired for a successor; restarting", process.pid)
+            await self._start_worker()
             return
         await self._died(death_reason(code), time.monotonic() - started)
 

@@ -206,3 +206,85 @@ def test_restart_clears_tasks_and_restarts_every_worker(make_cluster: Any, tmp_p
         assert {w["pid"] for w in after.values()}.isdisjoint(w["pid"] for w in before.values())
         wait_for(lambda: sum(client.scheduler_info()["tasks"].values()) == 0)
         assert client.submit(inc, 10).result(timeout=60) == 11
+
+
+def pool_map(n: int) -> list[int]:
+    """Use a ``multiprocessing.Pool`` inside a task (needs a non-daemonic worker)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        return pool.map(abs, range(-n, 0))
+
+
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def test_task_using_multiprocessing_pool_succeeds(make_cluster: Any) -> None:
+    cluster = make_cluster("--nthreads", "1")
+    with cluster.client() as client:
+        assert client.submit(pool_map, 10).result(timeout=120) == list(range(10, 0, -1))
+
+
+def test_segfaulting_task_errs_with_killed_worker(make_cluster: Any) -> None:
+    cluster = make_cluster("--nthreads", "1")
+    with cluster.client() as client:
+        bad = client.submit(segfault, key="segfaulter")
+        good = client.map(inc, range(20))
+        with pytest.raises(KilledWorker) as info:
+            bad.result(timeout=120)
+        assert info.value.key == "segfaulter"
+        assert info.value.deaths == 3
+        assert "SIGSEGV" in info.value.reason
+        assert client.gather(good) == list(range(1, 21))
+        wait_for(lambda: len(cluster.note_workers(client)) == 2, timeout=60)
+
+
+def counted(i: int, folder: str) -> int:
+    """Record one execution of key ``i`` (one new file per run), return ``i * 3``."""
+    import uuid
+
+    Path(folder, f"{i}-{uuid.uuid4().hex}").touch()
+    return i * 3
+
+
+def test_retire_workers_keeps_unique_results_without_recomputing(
+    make_cluster: Any, tmp_path: Path
+) -> None:
+    cluster = make_cluster("--nthreads", "1")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with cluster.client() as client:
+        victim, keeper = sorted(cluster.note_workers(client))
+        futures = client.map(counted, range(20), folder=str(runs), workers=[victim])
+        client.gather(futures)
+        held = client.who_has(futures)
+        assert all(list(holders) == [victim] for holders in held.values()), (victim, held)
+        assert client.retire_workers([victim]) == {"retired": [victim], "refused": []}
+        assert list(cluster.note_workers(client)) == [keeper]  # its nanny closed, alone
+        assert client.gather(futures) == [i * 3 for i in range(20)]
+        assert all(list(holders) == [keeper] for holders in client.who_has(futures).values())
+        executions = sorted(int(p.name.split("-")[0]) for p in runs.iterdir())
+        assert executions == list(range(20))
+        assert cluster.nannies.poll() is None  # the other nanny of the process still runs
+
+
+def test_lifetime_restart_recycles_workers_during_a_job(make_cluster: Any) -> None:
+    cluster = make_cluster(
+        "--nthreads", "1", "--lifetime", "3s", "--lifetime-stagger", "1s", "--lifetime-restart"
+    )
+    with cluster.client() as client:
+        first = set(cluster.note_workers(client))
+        seen: set[str] = set(first)
+        results: list[int] = []
+        deadline = time.monotonic() + 120
+        while len(seen - first) < 4:  # each of the two workers replaced at least twice
+            assert time.monotonic() < deadline, "workers did not recycle"
+            batch = client.map(inc, range(len(results), len(results) + 20), pure=False)
+            results += client.gather(batch)
+            seen |= set(cluster.note_workers(client))
+        assert results == list(range(1, len(results) + 1))
+        wait_for(lambda: len(cluster.note_workers(client)) == 2, timeout=60)
+        assert not [e for e in client.scheduler_info()["events"] if e["action"] == "worker-died"]

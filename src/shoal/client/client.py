@@ -442,6 +442,21 @@ class Client:
         result: dict[str, int] = await asyncio.wait_for(call, timeout)
         return result
 
+    def retire_workers(self, workers: Iterable[str], timeout: float = 120.0) -> Any:
+        """Retire ``workers`` (addresses) gracefully: they get no new tasks, every result
+        only they hold is copied to another worker, then they close (with their nannies).
+        Returns ``{"retired": [...], "refused": [...]}`` once they are gone; a worker is
+        refused when it is unknown or no other running worker could keep its data."""
+        return self._run(self._retire_workers(list(workers), timeout))
+
+    async def _retire_workers(self, workers: list[str], timeout: float) -> dict[str, list[str]]:
+        core = self._running_core()
+        call = core.transport.call(
+            core.transport.scheduler_address, "retire_workers", workers=workers, timeout=timeout
+        )
+        result: dict[str, Sequence[str]] = await asyncio.wait_for(call, timeout + 10)
+        return {name: list(addresses) for name, addresses in result.items()}
+
     def scheduler_info(self) -> Any:
         """The scheduler's address and id, and each worker's name, threads, memory, status."""
         return self._run(self._scheduler_info())

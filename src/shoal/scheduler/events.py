@@ -143,6 +143,14 @@ class WorkerStatusChanged(SchedulerEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RetirementRequested(SchedulerEvent):
+    """Retire ``worker``: no new tasks, its running tasks placed elsewhere, every key only it
+    holds copied to another running worker, then ``CloseWorker``."""
+
+    worker: Address
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskStarted(SchedulerEvent):
     worker: Address
     key: Key

@@ -43,6 +43,14 @@ class AcquireReplicas(SchedulerInstruction):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CloseWorker(SchedulerInstruction):
+    """A retiring worker holds nothing unique and runs nothing: tell it to close."""
+
+    worker: Address
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StealRequest(SchedulerInstruction):
     worker: Address
     key: Key

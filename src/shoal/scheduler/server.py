@@ -215,6 +215,7 @@ class Scheduler(Server):
             ),
             ins.FreeKeys: to_worker("free-keys", "keys"),
             ins.AcquireReplicas: to_worker("acquire-replicas", "who_has", "nbytes"),
+            ins.CloseWorker: to_worker("close", "reason"),
             ins.StealRequest: to_worker("steal-request", "key"),
             ins.RefreshWhoHas: to_worker("refresh-who-has", "who_has"),
             ins.KeyInMemory: to_client("key-in-memory", "key", "type_name"),
@@ -360,6 +361,34 @@ class Scheduler(Server):
         self.events.append({"time": time.time(), "action": "restart", "worker": None,
                             "nanny": None, "reason": "client.restart()"})  # fmt: skip
         return {"restarted": len(nannies) - len(failed), "failed": len(failed)}
+
+    async def retire_workers(
+        self, comm: Comm | None = None, workers: Iterable[Address] = (), timeout: float = 120.0
+    ) -> dict[str, list[Address]]:
+        """Retire ``workers`` (addresses): the state copies every key only they hold to
+        other workers, then tells each to close. Returns once they are gone: "retired", and
+        "refused" (unknown, or no other running worker could keep their data)."""
+        addresses = list(dict.fromkeys(workers))
+        for address in addresses:
+            self.feed(ev.RetirementRequested(
+                worker=address, stimulus_id=f"retire-{address}-{time.time()}", now=time.time()
+            ))  # fmt: skip
+        self.flush()
+        refused = [a for a in addresses if a not in self.state.workers or self._kept(a)]
+        retiring = [a for a in addresses if a not in refused]
+        deadline = time.monotonic() + timeout
+        while any(a in self.state.workers for a in retiring):  # gone: WorkerLeft was handled
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workers {retiring} did not retire within {timeout} s")
+            await asyncio.sleep(0.05)
+        return {"retired": retiring, "refused": refused}
+
+    def _kept(self, address: Address) -> bool:
+        """Whether ``address`` is a running worker the state refused to retire."""
+        ws = self.state.workers.get(address)
+        return (
+            ws is not None and ws not in self.state.retiring and ws.status != "closing_gracefully"
+        )
 
     def _check_worker_ttl(self) -> None:
         deadline = time.monotonic() - self.config.worker_ttl
@@ -523,6 +552,7 @@ class Scheduler(Server):
             "get_logs": self.get_logs,
             "worker_died": self.worker_died,
             "restart": self.restart,
+            "retire_workers": self.retire_workers,
         }
 
     def who_has(self, comm: Comm | None = None, keys: Iterable[Key] | None = None) -> Any:

@@ -64,6 +64,7 @@ from shoal.scheduler.events import (
     KeysDesired,
     KeysReleased,
     NewTask,
+    RetirementRequested,
     RetryRequested,
     SchedulerEvent,
     StealResponded,
@@ -80,6 +81,8 @@ from shoal.scheduler.events import (
     WorkerStatusChanged,
 )
 from shoal.scheduler.instructions import (
+    AcquireReplicas,
+    CloseWorker,
     FreeKeys,
     KeyErred,
     KeyInMemory,
@@ -116,6 +119,9 @@ class SchedulerState(TransitionEngine):
         )
         #: check every invariant after every event (tests)
         self.validate_after_each_event = validate
+        #: workers being retired (status "closing_gracefully"): each gets ``CloseWorker``
+        #: once it runs nothing and every key it holds has a copy elsewhere
+        self.retiring: dict[WorkerInfo, None] = {}
 
     # -- entry point ------------------------------------------------------------------------
 
@@ -132,6 +138,8 @@ class SchedulerState(TransitionEngine):
                 self._transitions(handler(self, event))
                 if self._room_opened:
                     self._fill_from_queue()
+                if self.retiring:
+                    self._close_retired()
                 if self.validate_after_each_event:
                     self.validate()
         finally:
@@ -400,13 +408,66 @@ class SchedulerState(TransitionEngine):
 
     def _on_worker_status_changed(self, ev: WorkerStatusChanged) -> Recs:
         ws = self.workers.get(ev.worker)
-        if ws is None or ws.status == ev.status:
-            return {}
+        if ws is None or ws.status == ev.status or ws in self.retiring:
+            return {}  # a retiring worker stays closing_gracefully whatever it reports
         ws.status = ev.status
         self._worker_changed(ws)
         if ws.status == "running":
             return self._retry_unrunnable()
         return self._orphaned_queue()
+
+    # -- retirement ---------------------------------------------------------------------------
+
+    def _on_retirement_requested(self, ev: RetirementRequested) -> Recs:
+        """Stop giving ``ev.worker`` tasks, place its running tasks elsewhere and copy every
+        key only it holds to the other running workers (least loaded first). Refused
+        (nothing changes) when it holds unique keys and no other worker runs."""
+        ws = self.workers.get(ev.worker)
+        if ws is None or ws in self.retiring:
+            return {}
+        unique = [ts for ts in ws.has_what if len(ts.who_has) == 1]
+        targets = [w for w in self.workers.values() if w is not ws and w.status == "running"]
+        if unique and not targets:
+            return {}
+        self.retiring[ws] = None
+        ws.status = "closing_gracefully"
+        self._worker_changed(ws)
+        recs = self._orphaned_queue()
+        for ts in list(ws.processing):
+            recs.update(self._transition(ts, "waiting"))
+        self._copy_away(ws, unique, targets)
+        return recs
+
+    def _copy_away(
+        self, ws: WorkerInfo, unique: list[SchedulerTask], targets: list[WorkerInfo]
+    ) -> None:
+        """Emit one ``AcquireReplicas`` per target, spreading ``unique`` by bytes held."""
+        load = {target: target.nbytes for target in targets}
+        plans: dict[WorkerInfo, list[SchedulerTask]] = {}
+        for ts in unique:
+            target = min(load, key=load.__getitem__)
+            load[target] += max(ts.nbytes, 0)
+            plans.setdefault(target, []).append(ts)
+        for target, tasks in plans.items():
+            self._emit(
+                AcquireReplicas(
+                    stimulus_id=self._stimulus_id,
+                    worker=target.address,
+                    who_has={ts.key: (ws.address,) for ts in tasks},
+                    nbytes={ts.key: ts.nbytes for ts in tasks},
+                )
+            )
+
+    def _close_retired(self) -> None:
+        """Tell each retiring worker that runs nothing and holds nothing unique to close."""
+        for ws in list(self.retiring):
+            if not self._alive(ws):
+                del self.retiring[ws]
+            elif not ws.processing and all(len(ts.who_has) > 1 for ts in ws.has_what):
+                del self.retiring[ws]
+                self._emit(
+                    CloseWorker(stimulus_id=self._stimulus_id, worker=ws.address, reason="retired")
+                )
 
     def _on_worker_left(self, ev: WorkerLeft) -> Recs:
         ws = self.workers.pop(ev.address, None)
@@ -564,6 +625,7 @@ _HANDLERS: dict[type[SchedulerEvent], _Handler] = {
     WorkerJoined: SchedulerState._on_worker_joined,
     WorkerLeft: SchedulerState._on_worker_left,
     WorkerStatusChanged: SchedulerState._on_worker_status_changed,
+    RetirementRequested: SchedulerState._on_retirement_requested,
     TaskStarted: SchedulerState._on_task_started,
     TaskFinished: SchedulerState._on_task_finished,
     TaskErred: SchedulerState._on_task_erred,

@@ -31,6 +31,7 @@ from shoal.config import CommConfig, WorkerConfig
 from shoal.errors import CommError, SerializationError
 from shoal.http.records import TransferLog
 from shoal.logs import MemoryLogHandler
+from shoal.nanny import RESTART_EXIT_CODE
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.server import Server
@@ -139,6 +140,9 @@ class Worker(Server):
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._closing_gracefully = False
+        #: the process's exit code once closed (``RESTART_EXIT_CODE``: the nanny starts a
+        #: successor after a ``lifetime_restart`` retirement)
+        self.exit_code = 0
         self.local_directory = tempfile.mkdtemp(
             prefix="shoal-worker-", dir=cfg.local_directory or None
         )
@@ -268,7 +272,20 @@ class Worker(Server):
     async def _close_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         logger.info("worker %s reached its lifetime; closing gracefully", self.address)
+        if self.config.lifetime_restart:
+            self.exit_code = RESTART_EXIT_CODE
+            await self._retire_through_scheduler()
         await self.close_gracefully()
+
+    async def _retire_through_scheduler(self) -> None:
+        """Ask the scheduler to retire this worker: it copies the keys only we hold to other
+        workers, then tells us to close (ending this task). Refused or failed: we just close."""
+        try:
+            await self.pool.call(self.scheduler_address, "retire_workers", workers=[self.address])
+        except (CommError, OSError) as exc:
+            logger.warning(
+                "worker %s could not retire through the scheduler: %s", self.address, exc
+            )
 
     async def close_gracefully(self) -> None:
         self._closing_gracefully = True
