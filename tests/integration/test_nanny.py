@@ -243,10 +243,11 @@ def test_segfaulting_task_errs_with_killed_worker(make_cluster: Any) -> None:
 
 
 def counted(i: int, folder: str) -> int:
-    """Record one execution of key ``i`` (one new file per run), return ``i * 3``."""
+    """Record one execution of key ``i`` and when (one new file per run); return ``i * 3``."""
+    import time
     import uuid
 
-    Path(folder, f"{i}-{uuid.uuid4().hex}").touch()
+    Path(folder, f"{i}-{time.time():.6f}-{uuid.uuid4().hex}").touch()
     return i * 3
 
 
@@ -271,20 +272,32 @@ def test_retire_workers_keeps_unique_results_without_recomputing(
         assert cluster.nannies.poll() is None  # the other nanny of the process still runs
 
 
-def test_lifetime_restart_recycles_workers_during_a_job(make_cluster: Any) -> None:
+def test_lifetime_restart_recycles_workers_during_a_job(make_cluster: Any, tmp_path: Path) -> None:
     cluster = make_cluster(
         "--nthreads", "1", "--lifetime", "3s", "--lifetime-stagger", "1s", "--lifetime-restart"
     )
+    runs = tmp_path / "runs"
+    runs.mkdir()
     with cluster.client() as client:
         first = set(cluster.note_workers(client))
         seen: set[str] = set(first)
-        results: list[int] = []
+        futures: list[Any] = []  # all kept: their data must survive every retirement
+        done_at: dict[int, float] = {}  # key -> when the client had its result
         deadline = time.monotonic() + 120
         while len(seen - first) < 4:  # each of the two workers replaced at least twice
             assert time.monotonic() < deadline, "workers did not recycle"
-            batch = client.map(inc, range(len(results), len(results) + 20), pure=False)
-            results += client.gather(batch)
+            start = len(futures)
+            batch = client.map(counted, range(start, start + 20), folder=str(runs))
+            client.gather(batch)
+            done_at.update(dict.fromkeys(range(start, start + 20), time.time()))
+            futures += batch
             seen |= set(cluster.note_workers(client))
-        assert results == list(range(1, len(results) + 1))
+        assert client.gather(futures) == [i * 3 for i in range(len(futures))]
+        # retired data was copied, never recomputed: no key ran again after its result
+        # existed (a task still running on a retiring worker may run again elsewhere)
+        runs_of = [(int(i), float(at)) for i, at, _ in (p.name.split("-") for p in runs.iterdir())]
+        assert {i for i, _ in runs_of} == set(done_at)
+        late = [(i, at - done_at[i]) for i, at in runs_of if at > done_at[i]]
+        assert not late, late
         wait_for(lambda: len(cluster.note_workers(client)) == 2, timeout=60)
         assert not [e for e in client.scheduler_info()["events"] if e["action"] == "worker-died"]

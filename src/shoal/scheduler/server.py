@@ -144,7 +144,8 @@ class Scheduler(Server):
             await self.http.stop()
         self.log_handler.detach()
         for stream in list(self.worker_streams.values()):
-            stream.send({"op": "close", "reason": "scheduler closing"})
+            if not stream.closed:  # a worker may be leaving at this very moment
+                stream.send({"op": "close", "reason": "scheduler closing"})
         for stream in [*self.worker_streams.values(), *self.client_streams.values()]:
             await stream.close()
         discovery.unregister_local(self.address)

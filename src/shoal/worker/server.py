@@ -45,6 +45,8 @@ from shoal.worker.state import WorkerState
 
 logger = logging.getLogger("shoal.worker")
 
+#: seconds between two requests to retire while the scheduler refuses
+RETIRE_RETRY_DELAY = 1.0
 #: seconds to wait before asking a busy peer again
 BUSY_RETRY_DELAY = 0.15
 
@@ -279,13 +281,23 @@ class Worker(Server):
 
     async def _retire_through_scheduler(self) -> None:
         """Ask the scheduler to retire this worker: it copies the keys only we hold to other
-        workers, then tells us to close (ending this task). Refused or failed: we just close."""
-        try:
-            await self.pool.call(self.scheduler_address, "retire_workers", workers=[self.address])
-        except (CommError, OSError) as exc:
-            logger.warning(
-                "worker %s could not retire through the scheduler: %s", self.address, exc
-            )
+        workers, then tells us to close (ending this task). While it refuses (no other worker
+        can take our data yet, e.g. all are retiring at once) we ask again; if the scheduler
+        cannot be reached we just close."""
+        while True:
+            try:
+                reply = await self.pool.call(
+                    self.scheduler_address, "retire_workers", workers=[self.address]
+                )
+            except (CommError, OSError) as exc:
+                logger.warning(
+                    "worker %s could not retire through the scheduler: %s", self.address, exc
+                )
+                return
+            if self.address not in reply.get("refused", ()):
+                return
+            logger.info("worker %s: retirement refused for now; asking again", self.address)
+            await asyncio.sleep(RETIRE_RETRY_DELAY)
 
     async def close_gracefully(self) -> None:
         self._closing_gracefully = True
