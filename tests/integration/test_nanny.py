@@ -301,3 +301,20 @@ def test_lifetime_restart_recycles_workers_during_a_job(make_cluster: Any, tmp_p
         assert not late, late
         wait_for(lambda: len(cluster.note_workers(client)) == 2, timeout=60)
         assert not [e for e in client.scheduler_info()["events"] if e["action"] == "worker-died"]
+
+
+def slow_inc(x: int) -> int:
+    time.sleep(0.005)
+    return x + 1
+
+
+def test_retire_workers_under_load_loses_nothing(make_cluster: Any) -> None:
+    cluster = make_cluster("--nthreads", "1")
+    with cluster.client() as client:
+        victim, keeper = sorted(cluster.note_workers(client))
+        futures = client.map(slow_inc, range(300), pure=False)
+        wait_for(lambda: sum(f.done() for f in futures) >= 60)  # both workers busy, some done
+        assert client.retire_workers([victim]) == {"retired": [victim], "refused": []}
+        assert client.gather(futures) == list(range(1, 301))
+        assert list(cluster.note_workers(client)) == [keeper]
+        assert all(list(h) == [keeper] for h in client.who_has(futures).values())
