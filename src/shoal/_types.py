@@ -24,8 +24,6 @@ WorkerTaskStateName = Literal[
     "flight",
     "missing",
     "cancelled",
-    "resumed",
-    "rescheduled",
     "forgotten",
 ]
 

@@ -15,8 +15,9 @@ Pure: no IO, no clock. See ``state.py`` for the rules of the machine.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
+from shoal._types import WorkerTaskStateName
 from shoal.worker.instructions import (
     DeleteValue,
     Execute,
@@ -42,21 +43,7 @@ EnterHook = Callable[["WorkerState", WorkerTask, object], None]
 #: states in which a thread or a transfer is busy with the task
 RUNNING_STATES = frozenset({"executing", "long-running", "flight"})
 #: every state a task in ``WorkerState.tasks`` can be in, plus the exit ``forgotten``
-TASK_STATES = (
-    "released",
-    "waiting",
-    "ready",
-    "constrained",
-    "executing",
-    "long-running",
-    "memory",
-    "error",
-    "fetch",
-    "flight",
-    "missing",
-    "cancelled",
-    "forgotten",
-)
+TASK_STATES: tuple[str, ...] = get_args(WorkerTaskStateName)
 
 
 def resource_need(task: WorkerTask) -> tuple[tuple[str, float], ...]:
