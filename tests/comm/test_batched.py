@@ -170,35 +170,6 @@ def test_abort_drops_the_buffer(address: str) -> None:
     run(main())
 
 
-def test_flush_writes_now_despite_the_interval(address: str) -> None:
-    async def main() -> None:
-        async with comm_pair(address) as (client, server):
-            stream = BatchedStream(client, interval=60)
-            stream.send("a")
-            assert await server.read() == ("a",)
-            stream.send("b")  # within the 60 s interval: only flush() sends it now
-            await stream.flush()
-            assert await server.read() == ("b",)
-            await stream.flush()  # nothing pending: returns at once
-            await stream.close()
-
-    run(main())
-
-
-def test_flush_returns_when_the_stream_is_aborted(address: str) -> None:
-    async def main() -> None:
-        async with comm_pair(address) as (client, _server):
-            stream = BatchedStream(client, interval=60)
-            stream.send("a")
-            await asyncio.sleep(0)
-            stream.send("b")
-            waiter = asyncio.ensure_future(stream.flush())
-            stream.abort()
-            await waiter  # released, not left hanging
-
-    run(main())
-
-
 def test_flush_now_hands_everything_over_at_once_and_in_order(address: str) -> None:
     async def main() -> None:
         async with comm_pair(address) as (a, b):

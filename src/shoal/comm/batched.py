@@ -40,10 +40,6 @@ class BatchedStream:
         self._closing = False
         #: loop time before which the next flush must not happen
         self._next_flush = 0.0
-        #: messages queued and messages written so far; waiters of ``flush``
-        self._queued = 0
-        self._written = 0
-        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(
             self._flusher(), name=f"batched-stream {comm.peer_address}"
@@ -59,7 +55,6 @@ class BatchedStream:
         if self.closed:
             raise CommClosedError(f"batched stream to {self.comm.peer_address} is closed")
         self._buffer.extend(msgs)
-        self._queued += len(msgs)
         if self._wakes_on_send:
             self._wake_flusher()
 
@@ -72,31 +67,15 @@ class BatchedStream:
         flusher also hands each batch over synchronously when it takes it."""
         if self.closed or not self._buffer:
             return
-        batch, self._buffer = self._buffer, []
-        frames = self._frames_of(batch)
+        frames = self._frames_of(self._buffer)
+        self._buffer = []
+        if frames is None:
+            return
         try:
-            if frames is not None:
-                self.comm.write_frames_nowait(frames)
+            self.comm.write_frames_nowait(frames)
         except CommError as exc:
             logger.info("batched stream to %s ended: %s", self.comm.peer_address, exc)
             self.abort()
-            return
-        self._written += len(batch)
-        self._resolve_flushed()
-
-    async def flush(self) -> None:
-        """Return once every message sent so far is written (or the stream ended).
-
-        Skips the coalescing interval: for messages that must leave before something
-        risky happens (a worker says ``task-started`` before it runs a task)."""
-        target = self._queued
-        if self._written >= target or self.closed:
-            return
-        waiter = self._loop.create_future()
-        self._flush_waiters.append((target, waiter))
-        self._next_flush = 0.0
-        self._wake_flusher()
-        await waiter
 
     async def close(self) -> None:
         """Flush what is buffered, then close the comm."""
@@ -121,8 +100,6 @@ class BatchedStream:
                 batch, self._buffer = self._buffer, []
                 self._next_flush = self._loop.time() + self.interval
                 await self._write(batch)
-                self._written += len(batch)
-                self._resolve_flushed()
         except CommError as exc:
             logger.info("batched stream to %s ended: %s", self.comm.peer_address, exc)
         except Exception:
@@ -130,17 +107,6 @@ class BatchedStream:
             self.comm.abort()
         finally:
             self._closing = True
-            self._written = self._queued  # nothing more will be written: release waiters
-            self._resolve_flushed()
-
-    def _resolve_flushed(self) -> None:
-        still = []
-        for target, waiter in self._flush_waiters:
-            if self._written >= target:
-                _resolve(waiter)
-            else:
-                still.append((target, waiter))
-        self._flush_waiters = still
 
     async def _wait_for_batch(self) -> bool:
         """Wait until a flush is due; False once closing with nothing left to send."""

@@ -365,8 +365,6 @@ class Worker(Server):
         }
 
     def _execute(self, inst: ins.Execute) -> None:
-        # the state machine waits for this attempt's result even if the task was freed
-        # while task-started was being written: run it like a task freed mid-run
         task = self.state.tasks[inst.key]
         # spilled inputs are read in the task's thread, never here on the loop
         deps = task_inputs(self.data, [dep.key for dep in task.dependencies])
