@@ -25,16 +25,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, ClassVar, Literal, TypeVar
 
 from shoal.comm.core import DEFAULT_CONFIG, Comm, Listener
+from shoal.comm.hostaddr import contact_address
 from shoal.comm.pool import ConnectionPool
 from shoal.comm.rpc import error_reply, ok_reply
 from shoal.comm.security import Security
 from shoal.comm.transports import listen
 from shoal.config import CommConfig
-from shoal.errors import CommClosedError, CommError
+from shoal.errors import CommBrokenError, CommClosedError, CommError
 
 logger = logging.getLogger("shoal.server")
 
@@ -98,7 +99,19 @@ class Server:
         return f"<{type(self).__name__} {self.role} {self.name!r} {where} {self.status}>"
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def listen(self, address: str) -> None:
+    async def listen_any(self, addresses: Sequence[str], contact: str | None = None) -> None:
+        """Listen on the first of ``addresses`` that is free (a port range); give out
+        ``contact`` as our address if set (behind NAT), else the listener's own."""
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                await self.listen(address, contact)
+                return
+            except CommBrokenError as exc:  # this port is taken: try the next one
+                error = exc
+        raise CommBrokenError(f"{self!r}: no free address among {list(addresses)}: {error}")
+
+    async def listen(self, address: str, contact: str | None = None) -> None:
         """Accept connections on ``address`` too (may be called more than once)."""
         if self.status in ("closing", "closed"):
             raise CommClosedError(f"{self!r} is closed; it cannot listen")
@@ -112,7 +125,8 @@ class Server:
         )
         self.listeners.append(listener)
         if not self.address:
-            self.address = listener.address
+            # a wildcard bind gives out a routable address of this host, never 0.0.0.0
+            self.address = contact or contact_address(listener.address)
 
     async def start(self) -> None:
         """Mark the server running; subclasses listen and start their tasks here."""

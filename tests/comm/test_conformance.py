@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import pickle
+import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+import trustme
 
 from shoal.comm import Comm, Listener, Security, connect, listen
 from shoal.config import CommConfig
@@ -20,7 +23,26 @@ from shoal.errors import CommBrokenError, CommClosedError, CommError, HandshakeE
 from shoal.protocol import FrameLimits, Serialized, deserialize, serialize
 
 T = TypeVar("T")
-SECURITY = Security.local()
+
+def _tls_material() -> dict[str, str]:
+    """A throw-away CA and one certificate without a role (it may claim any)."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    return {
+        "tls_ca_file": ca.cert_pem.bytes().decode(),
+        "tls_cert": b"".join(p.bytes() for p in cert.cert_chain_pems).decode(),
+        "tls_key": cert.private_key_pem.bytes().decode(),
+    }
+
+
+# TLS material is used by tls:// only, so one Security serves every transport
+SECURITY = Security(token=secrets.token_hex(32), **_tls_material())
+
+
+def with_token(token: str | None) -> Security:
+    """SECURITY (its TLS material too) with another token, or none."""
+    return dataclasses.replace(SECURITY, token=token)
+
 FAST = CommConfig(connect_timeout=5, handshake_timeout=5)
 
 
@@ -31,7 +53,9 @@ def run(coro: Awaitable[T], timeout: float = 60) -> T:
     return asyncio.run(bounded())
 
 
-@pytest.fixture(params=["tcp://127.0.0.1:0", "inproc://"], ids=["tcp", "inproc"])
+@pytest.fixture(
+    params=["tcp://127.0.0.1:0", "tls://127.0.0.1:0", "inproc://"], ids=["tcp", "tls", "inproc"]
+)
 def address(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -331,7 +355,7 @@ def test_frame_over_the_size_limit_breaks_the_comm(address: str) -> None:
 def test_wrong_token_is_refused(address: str, caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         with pytest.raises(HandshakeError, match="wrong cluster token"):
-            async with comm_pair(address, client_security=Security.local()):
+            async with comm_pair(address, client_security=with_token(secrets.token_hex(32))):
                 pass
 
     with caplog.at_level(logging.WARNING, logger="shoal.comm"):
@@ -342,7 +366,7 @@ def test_wrong_token_is_refused(address: str, caplog: pytest.LogCaptureFixture) 
 def test_client_without_token_is_refused(address: str) -> None:
     async def main() -> None:
         with pytest.raises(HandshakeError, match="requires a cluster token"):
-            async with comm_pair(address, client_security=Security(token=None)):
+            async with comm_pair(address, client_security=with_token(None)):
                 pass
 
     run(main())
@@ -351,7 +375,7 @@ def test_client_without_token_is_refused(address: str) -> None:
 def test_server_without_auth_is_refused_by_client_with_token(address: str) -> None:
     async def main() -> None:
         with pytest.raises(HandshakeError, match="without authentication"):
-            async with comm_pair(address, server_security=Security(token=None)):
+            async with comm_pair(address, server_security=with_token(None)):
                 pass
 
     run(main())
@@ -360,7 +384,7 @@ def test_server_without_auth_is_refused_by_client_with_token(address: str) -> No
 def test_no_auth_works_when_both_opt_out_and_warns_loudly(
     address: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    no_auth = Security(token=None)
+    no_auth = with_token(None)
 
     async def main() -> None:
         async with comm_pair(address, server_security=no_auth, client_security=no_auth) as (
@@ -376,15 +400,16 @@ def test_no_auth_works_when_both_opt_out_and_warns_loudly(
     assert any("WITHOUT AUTHENTICATION" in r.getMessage() for r in caplog.records)
 
 
-def free_tcp_address() -> str:
+def free_tcp_address(scheme: str = "tcp") -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    return f"tcp://127.0.0.1:{port}"
+    return f"{scheme}://127.0.0.1:{port}"
 
 
 def test_connect_to_nothing_names_the_address(address: str) -> None:
-    target = free_tcp_address() if address.startswith("tcp") else "inproc://nobody/here"
+    scheme = address.split("://")[0]
+    target = free_tcp_address(scheme) if scheme != "inproc" else "inproc://nobody/here"
 
     async def main() -> None:
         with pytest.raises(CommBrokenError, match=target):

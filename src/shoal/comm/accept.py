@@ -15,11 +15,12 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from shoal.comm.core import Comm
-from shoal.comm.handshake import server_handshake
+from shoal.comm.handshake import reject_peer, server_handshake
 from shoal.comm.security import Security
 from shoal.config import CommConfig
 from shoal.errors import CommError, HandshakeError, ProtocolError
@@ -85,7 +86,13 @@ class Acceptor:
             await asyncio.wait_for(handshake, timeout)
         except asyncio.TimeoutError:
             reason = f"did not finish the handshake within {timeout}s"
-        except (HandshakeError, ProtocolError) as exc:
+        except HandshakeError as exc:  # one of ours in all but this: tell it why
+            logger.warning("rejected connection from %s: %s", comm.peer_address, exc)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(reject_peer(comm, str(exc)), timeout)
+            comm.abort()
+            return False
+        except ProtocolError as exc:
             reason = str(exc)
         except CommError as exc:
             reason = f"connection ended during the handshake: {exc}"

@@ -40,11 +40,14 @@ class Comm(ABC):
     peer_address: str
     #: what the peer said about itself in the handshake: role, name, shoal version, protocol
     peer_info: dict[str, Any]
+    #: the peer's verified TLS certificate (``SSLSocket.getpeercert()``); None without TLS
+    peer_certificate: dict[str, Any] | None
 
     def __init__(self, local_address: str, peer_address: str) -> None:
         self.local_address = local_address
         self.peer_address = peer_address
         self.peer_info = {}
+        self.peer_certificate = None
 
     # -- messages ---------------------------------------------------------------------------
     async def read(self) -> Any:

@@ -6,6 +6,7 @@ Rules of this file:
   frame) and are parsed as plain msgpack: a pickle here is a protocol error, never decoded.
 * Only after the peer is verified does the comm switch to ``config.limits``.
 * The server speaks first, so a silent peer costs nothing but the handshake deadline.
+* Over TLS, the role a peer claims must be one its certificate allows (``check_peer_role``).
 * Failures raise ``HandshakeError`` (not one of ours) or ``ProtocolError`` (not a
   handshake); the caller logs and aborts.
 """
@@ -17,7 +18,7 @@ import secrets
 from typing import Any
 
 from shoal.comm.core import Comm
-from shoal.comm.security import Security
+from shoal.comm.security import Security, check_peer_role
 from shoal.config import CommConfig
 from shoal.errors import HandshakeError, ProtocolError
 from shoal.protocol import handshake as hs
@@ -50,12 +51,14 @@ async def _write_message(comm: Comm, msg: dict[str, Any]) -> None:
     await comm.write_frames([hs.encode(msg)])
 
 
-def _peer_info(greeting: hs.Greeting) -> dict[str, Any]:
+def _peer_info(greeting: hs.Greeting, cert_roles: frozenset[str] | None) -> dict[str, Any]:
     return {
         "role": greeting.role,
         "name": greeting.name,
         "version": greeting.shoal,
         "protocol": greeting.protocol,
+        # the roles its TLS certificate allows; None: no TLS, or a certificate without roles
+        "cert_roles": None if cert_roles is None else sorted(cert_roles),
     }
 
 
@@ -66,33 +69,34 @@ async def client_handshake(
     who = f"the server at {comm.peer_address}"
     hello = hs.parse_hello(await _read_message(comm), who)
     hs.check_hello_auth(hello, security.token, who)
+    cert_roles = check_peer_role(comm.peer_certificate, hello.greeting.role, who)
     ours = _greeting(role, name)
     await _write_message(comm, hs.make_auth(ours, hello, security.token))
     hs.check_welcome(await _read_message(comm), hello, ours, security.token, who)
-    comm.peer_info = _peer_info(hello.greeting)
+    comm.peer_info = _peer_info(hello.greeting, cert_roles)
     comm.authenticated(config.limits)
 
 
 async def server_handshake(
     comm: Comm, *, security: Security, role: str, name: str, config: CommConfig
 ) -> None:
-    """Greet a new peer and verify its answer; reject it (with a reason) if it is not ours."""
+    """Greet a new peer and verify its answer; ``HandshakeError`` if it is not ours (the
+    caller logs it, then tells the peer with ``reject_peer``)."""
     ours = _greeting(role, name)
     await _write_message(comm, hs.make_hello(ours, auth=security.require_auth))
-    try:
-        auth = hs.parse_auth(await _read_message(comm), f"the client at {comm.peer_address}")
-        hs.verify_auth(auth, ours, security.token)
-    except HandshakeError as exc:
-        await _reject(comm, str(exc))
-        raise
-    comm.peer_info = _peer_info(auth.greeting)
+    who = f"the client at {comm.peer_address}"
+    auth = hs.parse_auth(await _read_message(comm), who)
+    hs.verify_auth(auth, ours, security.token)
+    cert_roles = check_peer_role(comm.peer_certificate, auth.greeting.role, who)
+    comm.peer_info = _peer_info(auth.greeting, cert_roles)
     # switch limits before the welcome leaves: the client may write as soon as it has it
     comm.authenticated(config.limits)
     await _write_message(comm, hs.make_welcome(ours, auth, security.token))
 
 
-async def _reject(comm: Comm, reason: str) -> None:
-    # best effort: the peer may already be gone
+async def reject_peer(comm: Comm, reason: str) -> None:
+    """Tell a peer that failed ``server_handshake`` why, and close (best effort: the peer
+    may already be gone)."""
     try:
         await _write_message(comm, hs.make_reject(reason))
         await comm.close()

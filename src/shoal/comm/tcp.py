@@ -48,10 +48,10 @@ _HS_HEADER = 16  # a one-frame set's header: count + one length, u64 each
 _U64 = struct.Struct("<Q")
 
 
-def _sockaddr(sockname: object) -> str:
+def _sockaddr(sockname: object, scheme: str = "tcp") -> str:
     if isinstance(sockname, tuple) and len(sockname) >= 2:
-        return unparse_address("tcp", unparse_host_port(str(sockname[0]), int(sockname[1])))
-    return unparse_address("tcp", str(sockname))
+        return unparse_address(scheme, unparse_host_port(str(sockname[0]), int(sockname[1])))
+    return unparse_address(scheme, str(sockname))
 
 
 class _Outbox:
@@ -107,10 +107,13 @@ def _byte_view(buf: Buffer) -> memoryview:
 
 
 class TCPComm(Comm, asyncio.BufferedProtocol):
-    """One TCP connection; it is its own asyncio protocol."""
+    """One TCP connection (``scheme="tls"``: inside asyncio's TLS); its own asyncio protocol."""
 
-    def __init__(self, on_connect: Callable[[TCPComm], None] | None = None) -> None:
-        super().__init__("tcp://", "tcp://")
+    def __init__(
+        self, on_connect: Callable[[TCPComm], None] | None = None, scheme: str = "tcp"
+    ) -> None:
+        super().__init__(f"{scheme}://", f"{scheme}://")
+        self._scheme = scheme
         self._on_connect = on_connect
         self._transport: asyncio.Transport | None = None
         self._decoder = FrameDecoder(HANDSHAKE_LIMITS)
@@ -141,8 +144,10 @@ class TCPComm(Comm, asyncio.BufferedProtocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.local_address = _sockaddr(transport.get_extra_info("sockname"))
-        self.peer_address = _sockaddr(transport.get_extra_info("peername"))
+        self.local_address = _sockaddr(transport.get_extra_info("sockname"), self._scheme)
+        self.peer_address = _sockaddr(transport.get_extra_info("peername"), self._scheme)
+        # a TLS peer's verified certificate (getpeercert()); None over plain TCP
+        self.peer_certificate = transport.get_extra_info("peercert")
         if self._on_connect is not None:
             self._on_connect(self)
 
@@ -378,10 +383,10 @@ class TCPComm(Comm, asyncio.BufferedProtocol):
 class TCPListener(Listener):
     """A listening TCP socket handing connections to an ``Acceptor``."""
 
-    def __init__(self, server: asyncio.Server, acceptor: Acceptor) -> None:
+    def __init__(self, server: asyncio.Server, acceptor: Acceptor, scheme: str = "tcp") -> None:
         self._server = server
         self._acceptor = acceptor
-        self.address = _sockaddr(server.sockets[0].getsockname())
+        self.address = _sockaddr(server.sockets[0].getsockname(), scheme)
 
     async def stop(self) -> None:
         self._server.close()

@@ -21,11 +21,25 @@ from shoal.comm.handshake import client_handshake
 from shoal.comm.inproc import inproc_connect, inproc_listen
 from shoal.comm.security import Security, warn_no_auth
 from shoal.comm.tcp import tcp_connect, tcp_listen
+from shoal.comm.tls import tls_connect, tls_listen
 from shoal.config import CommConfig
 from shoal.errors import CommBrokenError, HandshakeError, ProtocolError, ShoalTimeoutError
 
-_CONNECTORS = {"tcp": tcp_connect, "inproc": inproc_connect}
-_LISTENERS = {"tcp": tcp_listen, "inproc": inproc_listen}
+Opener = Callable[[str, Security, str], Awaitable[Comm]]
+
+
+async def _plain_tcp(loc: str, security: Security, role: str) -> Comm:
+    return await tcp_connect(loc)
+
+
+async def _inproc(loc: str, security: Security, role: str) -> Comm:
+    return await inproc_connect(loc)
+
+
+_CONNECTORS: dict[str, Opener] = {"tcp": _plain_tcp, "tls": tls_connect, "inproc": _inproc}
+_LISTENERS = {"tcp": tcp_listen, "tls": tls_listen, "inproc": inproc_listen}
+#: schemes that leave the process unencrypted (refused under ``require_encryption``)
+_PLAIN = frozenset({"tcp"})
 _warned_no_auth_client = False
 
 
@@ -36,9 +50,12 @@ def _scheme(address: str, table: Mapping[str, object]) -> tuple[str, str]:
     return scheme, loc
 
 
-def _check_security(security: Security) -> None:
-    if security.uses_tls:
-        raise NotImplementedError("TLS is not supported yet; remove tls_* from Security")
+def _check_security(security: Security, scheme: str, address: str) -> None:
+    if security.require_encryption and scheme in _PLAIN:
+        raise ValueError(
+            f"{address!r} is a plain {scheme}:// address, but this Security requires "
+            f"encryption: use tls://{parse_address(address)[1]}"
+        )
 
 
 async def connect(
@@ -51,8 +68,8 @@ async def connect(
 ) -> Comm:
     """An authenticated comm to ``address``."""
     global _warned_no_auth_client
-    _check_security(security)
     scheme, loc = _scheme(address, _CONNECTORS)
+    _check_security(security, scheme, address)
     if not security.require_auth and not _warned_no_auth_client:
         _warned_no_auth_client = True
         warn_no_auth(f"this {role or 'client'}'s connection to {address}")
@@ -66,14 +83,14 @@ async def connect(
 
 
 async def _connect(
-    opener: Callable[[str], Awaitable[Comm]],
+    opener: Opener,
     loc: str,
     security: Security,
     role: str,
     name: str,
     config: CommConfig,
 ) -> Comm:
-    comm = await opener(loc)
+    comm = await opener(loc, security, role)
     try:
         await client_handshake(comm, security=security, role=role, name=name, config=config)
     except ProtocolError as exc:
@@ -95,8 +112,8 @@ async def listen(
     config: CommConfig = DEFAULT_CONFIG,
 ) -> Listener:
     """Accept connections on ``address``; run ``handler`` on each authenticated one."""
-    _check_security(security)
     scheme, loc = _scheme(address, _LISTENERS)
+    _check_security(security, scheme, address)
     acceptor = Acceptor(handler, security=security, role=role, name=name, config=config)
     try:
         listener = await _LISTENERS[scheme](loc, acceptor)

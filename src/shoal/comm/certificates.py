@@ -1,0 +1,107 @@
+"""A per-cluster CA and one certificate per role, made in memory (``Security.temporary``).
+
+Rules of this file:
+
+* A certificate's role is an ``organizationalUnitName`` of its subject: ``shoal-scheduler``,
+  ``shoal-worker`` or ``shoal-client`` (see ``shoal.comm.tls.ROLE_PREFIX``). Any CA can
+  issue such certificates, e.g. ``openssl req -subj "/CN=node1/OU=shoal-worker"``.
+* Keys are ECDSA P-256: small and fast to make. The CA key is not kept.
+* Nothing here touches the disk or the network.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+ROLES = ("scheduler", "worker", "client")
+
+
+@dataclass(frozen=True)
+class ClusterPems:
+    """PEM texts: the CA certificate, and each role's certificate and private key."""
+
+    ca: str
+    certs: dict[str, str]
+    keys: dict[str, str]
+
+
+def _name(common_name: str, unit: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "shoal cluster")]
+    if unit:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attributes)
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def make_cluster_certificates(days: float = 365.0) -> ClusterPems:
+    """A fresh CA and a certificate per role, valid from an hour ago for ``days``."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=days)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("shoal cluster CA")
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )  # fmt: skip
+        .sign(ca_key, hashes.SHA256())
+    )
+    certs, keys = {}, {}
+    for role in ROLES:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(f"shoal {role}", f"shoal-{role}"))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        certs[role] = cert.public_bytes(serialization.Encoding.PEM).decode()
+        keys[role] = _pem_key(key)
+    return ClusterPems(ca_cert.public_bytes(serialization.Encoding.PEM).decode(), certs, keys)
