@@ -21,6 +21,7 @@ import psutil
 
 from shoal import loop as shared_loop
 from shoal.comm import Security
+from shoal.comm.security import child_environ
 from shoal.errors import ShoalTimeoutError
 from shoal.scheduler.server import Scheduler
 from shoal.worker.server import Worker
@@ -137,9 +138,7 @@ class LocalCluster:
             self.workers.append(worker)
 
     def _spawn_worker_processes(self) -> None:
-        env = dict(os.environ)
-        if self.security.token is not None:
-            env["SHOAL_TOKEN"] = self.security.token
+        env = {**os.environ, **child_environ(self.security, "worker")}
         for i in range(self.n_workers):
             cmd = [
                 sys.executable, "-m", "shoal", "worker", self.scheduler.address,

@@ -31,6 +31,8 @@ from typing import Any
 import psutil
 
 from shoal.comm import Comm, Security
+from shoal.comm.security import child_environ
+from shoal.comm.hostaddr import Bind
 from shoal.server import Server
 from shoal.worker.memory import parse_memory_limit
 
@@ -110,7 +112,11 @@ class Nanny(Server):
         *,
         security: Security | None = None,
         host: str = "127.0.0.1",
-        port: int = 0,
+        port: int | str = 0,
+        protocol: str | None = None,
+        interface: str | None = None,
+        listen_address: str | None = None,
+        contact_address: str | None = None,
         terminate_fraction: float | None = 0.95,
         death_timeout: float = 10.0,
         **spec: Any,
@@ -133,7 +139,7 @@ class Nanny(Server):
         self.terminate_fraction = terminate_fraction
         #: seconds a worker has to exit after SIGTERM before it gets SIGKILL
         self.death_timeout = death_timeout
-        self._listen_address = f"tcp://{host}:{port}"
+        self._bind = Bind(protocol, host, port, interface, listen_address, contact_address)
         self.process: asyncio.subprocess.Process | None = None
         #: the address of the current worker, once it said it is ready
         self.worker_address: str | None = None
@@ -148,7 +154,9 @@ class Nanny(Server):
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.listen(self._listen_address)
+        await self.listen_any(
+            self._bind.addresses(self.security.uses_tls), self._bind.contact_address
+        )
         self.status = "running"
         await self._start_worker()
         if self.terminate_fraction and self.spec.memory_limit:
@@ -182,10 +190,8 @@ class Nanny(Server):
         return cmd
 
     def _environ(self) -> dict[str, str]:
-        env = {**WORKER_ENVIRON, **os.environ}
-        if self.security.token is not None:
-            env["SHOAL_TOKEN"] = self.security.token
-        return env
+        # the worker gets our token and TLS material (its own certificate only)
+        return {**WORKER_ENVIRON, **os.environ, **child_environ(self.security, "worker")}
 
     async def _start_worker(self) -> None:
         """Spawn a worker and return once it has registered with the scheduler."""

@@ -24,6 +24,7 @@ from shoal.protocol import FrameLimits, Serialized, deserialize, serialize
 
 T = TypeVar("T")
 
+
 def _tls_material() -> dict[str, str]:
     """A throw-away CA and one certificate without a role (it may claim any)."""
     ca = trustme.CA()
@@ -42,6 +43,7 @@ SECURITY = Security(token=secrets.token_hex(32), **_tls_material())
 def with_token(token: str | None) -> Security:
     """SECURITY (its TLS material too) with another token, or none."""
     return dataclasses.replace(SECURITY, token=token)
+
 
 FAST = CommConfig(connect_timeout=5, handshake_timeout=5)
 

@@ -20,7 +20,7 @@ from typing import Any
 from shoal.comm.core import Comm
 from shoal.comm.security import Security, check_peer_role
 from shoal.config import CommConfig
-from shoal.errors import HandshakeError, ProtocolError
+from shoal.errors import ProtocolError
 from shoal.protocol import handshake as hs
 
 

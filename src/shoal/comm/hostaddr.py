@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from dataclasses import dataclass
 
 import psutil
 
@@ -48,10 +49,9 @@ def interface_address(name: str) -> str:
     """The IP address of the network interface ``name`` (IPv4 preferred)."""
     interfaces = psutil.net_if_addrs()
     if name not in interfaces:
-        raise ValueError(
-            f"no network interface {name!r} on this host (there are: {', '.join(sorted(interfaces))})"
-        )
-    by_family = {socket.AF_INET: [], socket.AF_INET6: []}  # type: dict[int, list[str]]
+        known = ", ".join(sorted(interfaces))
+        raise ValueError(f"no network interface {name!r} on this host (there are: {known})")
+    by_family: dict[int, list[str]] = {socket.AF_INET: [], socket.AF_INET6: []}
     for snic in interfaces[name]:
         if snic.family in by_family:
             by_family[snic.family].append(snic.address.split("%")[0])
@@ -81,7 +81,7 @@ def _first_non_loopback(family: int) -> str | None:
             if snic.family != family:
                 continue
             ip = ipaddress.ip_address(snic.address.split("%")[0])
-            if not (ip.is_loopback or ip.is_link_local and family == socket.AF_INET6):
+            if not (ip.is_loopback or (ip.is_link_local and family == socket.AF_INET6)):
                 return str(ip)
     return None
 
@@ -117,3 +117,22 @@ def listen_addresses(
 def default_protocol(uses_tls: bool) -> str:
     """``tls`` when TLS material is configured, else ``tcp``."""
     return "tls" if uses_tls else "tcp"
+
+
+@dataclass(frozen=True)
+class Bind:
+    """Where a server listens, and what it gives out as its address (the CLI's --host,
+    --port/--worker-port, --interface, --listen-address, --contact-address)."""
+
+    #: tcp, tls or inproc; None: tls when the Security has TLS material, else tcp
+    protocol: str | None = None
+    host: str = "127.0.0.1"
+    port: int | str | None = 0
+    interface: str | None = None
+    listen_address: str | None = None
+    contact_address: str | None = None
+
+    def addresses(self, uses_tls: bool) -> list[str]:
+        """The addresses to try in order (each port of a range)."""
+        protocol = self.protocol or default_protocol(uses_tls)
+        return listen_addresses(protocol, self.host, self.port, self.interface, self.listen_address)

@@ -178,6 +178,46 @@ def check_peer_role(peercert: Any, claimed: str, who: str) -> frozenset[str] | N
     return roles
 
 
+def role_refusal(peer_info: dict[str, Any], role: str) -> str | None:
+    """Why a peer may not act as ``role`` (e.g. register as a worker), or None if it may.
+
+    Only a TLS certificate with roles restricts this; the token alone allows every role.
+    """
+    cert_roles = peer_info.get("cert_roles")
+    if cert_roles is None:
+        return None
+    allowed = frozenset().union(*(ALLOWED_CLAIMS.get(r, ()) for r in cert_roles))
+    if role in allowed and peer_info.get("role") == role:
+        return None
+    return (
+        f"{peer_info.get('role', '?')} {peer_info.get('name', '')!r} may not act as a {role}: "
+        f"its certificate is for {', '.join(cert_roles) or 'no role'}"
+    )
+
+
+#: environment variables that carry a ``Security`` to a child process (``shoal worker``
+#: reads them; PEM texts travel as they are, like the token)
+TLS_ENVIRON = {
+    "tls_ca_file": "SHOAL_TLS_CA_FILE",
+    "tls_cert": "SHOAL_TLS_CERT",
+    "tls_key": "SHOAL_TLS_KEY",
+}
+
+
+def child_environ(security: Security, role: str) -> dict[str, str]:
+    """The variables that give a child process of ``role`` this security (token, its own
+    certificate, ``require_encryption``)."""
+    mine = security.for_role(role)
+    env = {"SHOAL_TOKEN": mine.token} if mine.token is not None else {}
+    for field_name, var in TLS_ENVIRON.items():
+        value = getattr(mine, field_name)
+        if value:
+            env[var] = value
+    if mine.require_encryption:
+        env["SHOAL_REQUIRE_ENCRYPTION"] = "1"
+    return env
+
+
 def warn_no_auth(what: str) -> None:
     """The loud warning for running without authentication."""
     logger.warning(

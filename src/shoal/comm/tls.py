@@ -25,10 +25,10 @@ import tempfile
 
 from shoal.comm.accept import Acceptor
 from shoal.comm.addressing import parse_host_port
-from shoal.comm.core import Comm
 from shoal.comm.security import Security
 from shoal.comm.tcp import TCPComm, TCPListener
 from shoal.errors import CommBrokenError
+
 
 def _is_pem(text: str) -> bool:
     return "-----BEGIN" in text

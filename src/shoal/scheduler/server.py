@@ -25,6 +25,8 @@ from shoal import discovery
 from shoal._types import Address, Key
 from shoal.comm import BatchedStream, Comm, Security
 from shoal.comm.core import DEFAULT_CONFIG
+from shoal.comm.hostaddr import Bind
+from shoal.comm.security import role_refusal
 from shoal.config import CommConfig, SchedulerConfig
 from shoal.http.records import ClusterCounters, TaskStream
 from shoal.logs import MemoryLogHandler
@@ -55,8 +57,11 @@ class Scheduler(Server):
         self,
         *,
         host: str = "127.0.0.1",
-        port: int = 8686,
-        protocol: str = "tcp",
+        port: int | str = 8786,
+        protocol: str | None = None,
+        interface: str | None = None,
+        listen_address: str | None = None,
+        contact_address: str | None = None,
         security: Security | None = None,
         scheduler_file: str | None = None,
         token_file: Path | None = None,
@@ -74,7 +79,7 @@ class Scheduler(Server):
             config=comm_config,
         )
         self.id = f"scheduler-{uuid.uuid4().hex[:12]}"
-        self._listen_address = f"{protocol}://{host}:{port}" if protocol == "tcp" else "inproc://"
+        self._bind = Bind(protocol, host, port, interface, listen_address, contact_address)
         self._scheduler_file = scheduler_file
         self._token_file = token_file
         self.state = SchedulerState(
@@ -94,7 +99,9 @@ class Scheduler(Server):
         self._route = self._routing_table()
 
     async def start(self) -> None:
-        await self.listen(self._listen_address)
+        await self.listen_any(
+            self._bind.addresses(self.security.uses_tls), self._bind.contact_address
+        )
         discovery.register_local(self.address, self.security)
         if self._scheduler_file:
             discovery.write_scheduler_file(self._scheduler_file, self.address, self._token_file)
@@ -245,8 +252,10 @@ class Scheduler(Server):
     # -- workers -------------------------------------------------------------------------------
     async def register_worker(self, comm: Comm, **info: Any) -> object:
         address = info["address"]
-        if address in self.worker_streams:
-            await comm.write({"status": "error", "text": f"worker {address} already registered"})
+        refusal = role_refusal(comm.peer_info, "worker")
+        if refusal or address in self.worker_streams:
+            text = refusal or f"worker {address} already registered"
+            await comm.write({"status": "error", "text": text})
             await comm.close()
             return self.TOOK_COMM
         await comm.write({"status": "OK", "time": time.time(), "id": self.id})

@@ -26,6 +26,7 @@ from typing import Any
 from shoal._types import Address, Key
 from shoal.comm import BatchedStream, Comm, Security, connect, get_address_host
 from shoal.comm.core import DEFAULT_CONFIG
+from shoal.comm.hostaddr import Bind
 from shoal.comm.rpc import ok_reply
 from shoal.config import CommConfig, WorkerConfig
 from shoal.errors import CommError, SerializationError
@@ -89,8 +90,11 @@ class Worker(Server):
         *,
         security: Security | None = None,
         host: str = "127.0.0.1",
-        port: int = 0,
-        protocol: str = "tcp",
+        port: int | str = 0,
+        protocol: str | None = None,
+        interface: str | None = None,
+        listen_address: str | None = None,
+        contact_address: str | None = None,
         data: MutableMapping[Key, Any] | Callable[[], MutableMapping[Key, Any]] | None = None,
         memory_limit: object = "auto",
         comm_config: CommConfig = DEFAULT_CONFIG,
@@ -110,7 +114,7 @@ class Worker(Server):
         self.scheduler_address = scheduler_address
         #: port of the HTTP service (/health, /metrics) on this worker's host; None: none
         self.http_port = http_port
-        self._listen_address = f"{protocol}://{host}:{port}" if protocol == "tcp" else "inproc://"
+        self._bind = Bind(protocol, host, port, interface, listen_address, contact_address)
         self._init_state()
         self.data: MutableMapping[Key, Any] = make_data(
             data, os.path.join(self.local_directory, "storage"), self.config
@@ -169,7 +173,9 @@ class Worker(Server):
         return _Scheduler(self.scheduler_address, self)
 
     async def start(self) -> None:
-        await self.listen(self._listen_address)
+        await self.listen_any(
+            self._bind.addresses(self.security.uses_tls), self._bind.contact_address
+        )
         cfg = self.config
         if not self.name:
             self.name = self.address
