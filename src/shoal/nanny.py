@@ -31,8 +31,8 @@ from typing import Any
 import psutil
 
 from shoal.comm import Comm, Security
-from shoal.comm.security import child_environ
 from shoal.comm.hostaddr import Bind
+from shoal.comm.security import child_environ
 from shoal.server import Server
 from shoal.worker.memory import parse_memory_limit
 
