@@ -16,6 +16,15 @@ from typing import Any
 import click
 
 from shoal import discovery
+from shoal.cli_options import (
+    NetOptions,
+    StartupOptions,
+    TlsOptions,
+    net_options,
+    pid_file,
+    startup_options,
+    tls_options,
+)
 from shoal.comm import Security
 from shoal.sizes import parse_bytes, parse_timedelta
 
@@ -36,8 +45,15 @@ def main() -> None:
 
 # -- scheduler ---------------------------------------------------------------------------------
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8686, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface, to serve other machines).",
+)
+@click.option(
+    "--port", default="8786", show_default=True, help='Port to listen on (or a range "a:b").'
+)
 @click.option(
     "--scheduler-file",
     type=click.Path(dir_okay=False),
@@ -57,15 +73,18 @@ def main() -> None:
 )
 @click.option(
     "--dashboard-address",
-    default=":8687",
+    default=":8787",
     show_default=True,
     help="Dashboard, JSON API and /metrics: [host]:port (no host: --host; port 0: any).",
 )
 @click.option("--dashboard/--no-dashboard", default=True, help="Serve the dashboard (HTTP).")
 @click.option("--log-level", default="info", show_default=True)
+@tls_options
+@net_options
+@startup_options
 def scheduler(
     host: str,
-    port: int,
+    port: str,
     scheduler_file: str | None,
     token_file: str | None,
     no_auth: bool,
@@ -73,22 +92,27 @@ def scheduler(
     dashboard_address: str,
     dashboard: bool,
     log_level: str,
+    tls: TlsOptions,
+    net: NetOptions,
+    startup: StartupOptions,
 ) -> None:
     """Start a scheduler."""
     _setup_logging(log_level)
     security, token_path = _scheduler_security(token_file, no_auth)
+    security = tls.apply(security)
     from shoal.scheduler.server import Scheduler
 
     server = Scheduler(
         host=host,
         port=port,
+        **net.bind(),
         security=security,
         scheduler_file=scheduler_file,
         token_file=token_path,
         worker_ttl=parse_timedelta(worker_ttl),
         dashboard_address=dashboard_address if dashboard else None,
     )
-    asyncio.run(_serve([server], announce="scheduler at %s"))
+    _run([server], "scheduler at %s", startup)
 
 
 def _scheduler_security(token_file: str | None, no_auth: bool) -> tuple[Security, Path | None]:
@@ -129,7 +153,13 @@ def _scheduler_security(token_file: str | None, no_auth: bool) -> tuple[Security
 @click.option(
     "--lifetime-restart", is_flag=True, help="After the lifetime, the nanny starts a fresh worker."
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--host",
+    default=None,
+    help="Address to listen on (default: this host's address facing the scheduler).",
+)
+@click.option("--worker-port", default="0", help='Worker port, or a range "a:b" (0: any).')
+@click.option("--nanny-port", default="0", help='Nanny port, or a range "a:b" (0: any).')
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--no-auth", is_flag=True, help="Connect without authentication. Unsafe.")
 @click.option(
@@ -140,6 +170,9 @@ def _scheduler_security(token_file: str | None, no_auth: bool) -> tuple[Security
 )
 @click.option("--nanny-address", default=None, hidden=True, help="Set by the nanny itself.")
 @click.option("--log-level", default="info", show_default=True)
+@tls_options
+@net_options
+@startup_options
 def worker(
     scheduler_address: str | None,
     scheduler_file: str | None,
@@ -152,16 +185,26 @@ def worker(
     lifetime: str | None,
     lifetime_stagger: str,
     lifetime_restart: bool,
-    host: str,
+    host: str | None,
+    worker_port: str,
+    nanny_port: str,
     token_file: str | None,
     no_auth: bool,
     nanny: bool,
     nanny_address: str | None,
     log_level: str,
+    tls: TlsOptions,
+    net: NetOptions,
+    startup: StartupOptions,
 ) -> None:
     """Start workers connected to the scheduler at SCHEDULER_ADDRESS."""
     _setup_logging(log_level)
     address, security = _worker_target(scheduler_address, scheduler_file, token_file, no_auth)
+    security = tls.apply(security)
+    if host is None:
+        from shoal.comm.hostaddr import host_facing
+
+        host = host_facing(address)
     names = [(f"{name}-{i}" if nworkers > 1 else name) if name else None for i in range(nworkers)]
     servers: list[Any]
     if nanny:
@@ -172,6 +215,12 @@ def worker(
                 address,
                 security=security,
                 host=host,
+                port=nanny_port,
+                interface=net.interface,
+                worker_port=worker_port,
+                listen_address=net.listen_address,
+                contact_address=net.contact_address,
+                preload=startup.preload,
                 nthreads=nthreads,
                 name=worker_name,
                 memory_limit=memory_limit,
@@ -184,7 +233,7 @@ def worker(
             )
             for worker_name in names
         ]
-        asyncio.run(_serve(servers, announce="nanny at %s"))
+        _run(servers, "nanny at %s", StartupOptions(startup.pid_file, ()))
         return
     from shoal.worker.server import Worker
 
@@ -193,6 +242,8 @@ def worker(
             address,
             security=security,
             host=host,
+            port=worker_port,
+            **net.bind(),
             nthreads=nthreads,
             name=worker_name,
             memory_limit=memory_limit,
@@ -205,7 +256,7 @@ def worker(
         )
         for worker_name in names
     ]
-    asyncio.run(_serve(servers, announce="worker at %s"))
+    _run(servers, "worker at %s", startup)
     code = max(server.exit_code for server in servers)
     if code:
         sys.exit(code)  # e.g. RESTART_EXIT_CODE: the nanny starts a successor
@@ -248,15 +299,35 @@ def parse_resources(text: str) -> dict[str, float]:
     return out
 
 
-async def _serve(servers: list[Any], announce: str) -> None:
+def _run(servers: list[Any], announce: str, startup: StartupOptions) -> None:
+    """Serve until stopped, with the pid file and preloads of ``startup``."""
+    from shoal.preload import PreloadError, import_preloads
+
+    try:
+        modules = import_preloads(startup.preload)
+    except PreloadError as exc:
+        raise click.UsageError(str(exc)) from None
+    with pid_file(startup.pid_file):
+        asyncio.run(_serve(servers, announce, modules))
+
+
+async def _serve(servers: list[Any], announce: str, preloads: list[Any]) -> None:
     """Start servers, run until SIGINT/SIGTERM or until all of them closed, then close them.
     (One closing, e.g. a retired worker's nanny, leaves the others running.)"""
+    from shoal.preload import run_setups, run_teardowns
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     for server in servers:
         await server.start()
+        try:
+            await run_setups(preloads, server)
+        except Exception as exc:
+            for started in servers:
+                await started.close()
+            raise click.ClickException(str(exc)) from None
         logger.info(announce, server.address)
         login = getattr(server, "dashboard_login_link", None)
         if login:  # like a notebook server: the one place the token is shown
@@ -265,6 +336,7 @@ async def _serve(servers: list[Any], announce: str) -> None:
     closed = asyncio.ensure_future(asyncio.gather(*(s.wait_closed() for s in servers)))
     await asyncio.wait([waiter, closed], return_when=asyncio.FIRST_COMPLETED)
     for server in servers:
+        await run_teardowns(preloads, server)
         await server.close()
     waiter.cancel()
 

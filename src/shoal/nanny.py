@@ -69,6 +69,13 @@ class WorkerSpec:
     lifetime_restart: bool = False
     host: str = "127.0.0.1"
     log_level: str = "warning"
+    #: a port or a range "9000:9010"
+    worker_port: str = "0"
+    interface: str | None = None
+    listen_address: str | None = None
+    contact_address: str | None = None
+    #: modules the worker imports at start (``shoal_setup(worker)``)
+    preload: tuple[str, ...] = ()
 
 
 #: exit code of a worker that retired at the end of its lifetime and wants a successor
@@ -115,15 +122,13 @@ class Nanny(Server):
         port: int | str = 0,
         protocol: str | None = None,
         interface: str | None = None,
-        listen_address: str | None = None,
-        contact_address: str | None = None,
         terminate_fraction: float | None = 0.95,
         death_timeout: float = 10.0,
         **spec: Any,
     ) -> None:
         nthreads = int(spec.get("nthreads", 1))
         spec["memory_limit"] = parse_memory_limit(spec.get("memory_limit", "auto"), nthreads)
-        self.spec = WorkerSpec(host=host, **spec)
+        self.spec = WorkerSpec(host=host, interface=interface, **spec)
         super().__init__(
             handlers={
                 "restart": self.restart,
@@ -139,7 +144,8 @@ class Nanny(Server):
         self.terminate_fraction = terminate_fraction
         #: seconds a worker has to exit after SIGTERM before it gets SIGKILL
         self.death_timeout = death_timeout
-        self._bind = Bind(protocol, host, port, interface, listen_address, contact_address)
+        # the nanny binds to the worker's host or NIC; listen/contact addresses are the worker's
+        self._bind = Bind(protocol, host, port, interface)
         self.process: asyncio.subprocess.Process | None = None
         #: the address of the current worker, once it said it is ready
         self.worker_address: str | None = None
@@ -180,9 +186,15 @@ class Nanny(Server):
             ("--resources", spec.resources),
             ("--local-directory", spec.local_directory),
             ("--lifetime", spec.lifetime),
+            ("--worker-port", spec.worker_port),
+            ("--interface", spec.interface),
+            ("--listen-address", spec.listen_address),
+            ("--contact-address", spec.contact_address),
         ):
             if value:
                 cmd += [option, value]
+        for module in spec.preload:
+            cmd += ["--preload", module]
         if spec.lifetime_restart:
             cmd.append("--lifetime-restart")
         if self.security.token is None:

@@ -136,3 +136,29 @@ class Bind:
         """The addresses to try in order (each port of a range)."""
         protocol = self.protocol or default_protocol(uses_tls)
         return listen_addresses(protocol, self.host, self.port, self.interface, self.listen_address)
+
+
+def host_facing(address: str) -> str:
+    """The local IP that routes to ``address``'s host (a loopback host: ``127.0.0.1``).
+
+    What a worker listens on by default: the interface facing its scheduler. Found with a
+    UDP socket "connected" to the scheduler, which sends nothing.
+    """
+    scheme, loc = parse_address(address)
+    if scheme == "inproc":
+        return "127.0.0.1"
+    host, port = parse_host_port(loc, default_port=9)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError:
+        return "127.0.0.1"
+    for family, kind, proto, _, sockaddr in infos:
+        if ipaddress.ip_address(str(sockaddr[0]).split("%")[0]).is_loopback:
+            return "::1" if family == socket.AF_INET6 else "127.0.0.1"
+        with socket.socket(family, kind, proto) as sock:
+            try:
+                sock.connect(sockaddr)  # UDP: picks the route, sends nothing
+            except OSError:
+                continue
+            return str(sock.getsockname()[0])
+    return "127.0.0.1"

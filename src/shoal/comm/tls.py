@@ -87,6 +87,27 @@ def ssl_context(security: Security, role: str, server_side: bool) -> ssl.SSLCont
     return ctx
 
 
+@functools.lru_cache(maxsize=16)
+def http_ssl_context(security: Security, role: str) -> ssl.SSLContext | None:
+    """HTTPS for the dashboard and /metrics of a TLS cluster (None without TLS): the role's
+    certificate, no client certificate asked for (browsers have none; the token guards
+    the pages)."""
+    if not security.uses_tls:
+        return None
+    cert, key = security.cert_and_key(role)
+    if not cert:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        _load_chain(ctx, cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            f"cannot load the TLS certificate of the {role} from {_describe(cert)}: {exc}"
+        ) from None
+    return ctx
+
+
 async def tls_listen(loc: str, acceptor: Acceptor) -> TCPListener:
     """Listen for TLS on ``host:port``; only peers with a certificate of our CA get in."""
     host, port = parse_host_port(loc, default_port=0)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from shoal.comm import get_address_host
+from shoal.comm.tls import http_ssl_context
 from shoal.http import live, views
 from shoal.http.auth import token_middleware
 from shoal.http.metrics import (
@@ -151,15 +152,17 @@ def _story(scheduler: Scheduler, request: web.Request) -> dict[str, Any]:
 
 async def start_scheduler_http(scheduler: Scheduler, address: str) -> HttpService:
     """Serve the scheduler's dashboard and API at ``address`` (``host:port``; port 0: any)."""
-    host, port = split_address(address, get_address_host(scheduler.address) or "127.0.0.1")
-    service = HttpService(host, port)
+    listening = scheduler.listeners[0].address if scheduler.listeners else scheduler.address
+    host, port = split_address(address, get_address_host(listening) or "127.0.0.1")
+    tls = http_ssl_context(scheduler.security, "scheduler")
+    service = HttpService(host, port, tls)
     try:
         await service.start(scheduler_app(scheduler, lambda: service.port, service.lag))
     except OSError as exc:
         if port == 0:
             raise
         logger.warning("dashboard port %d is taken (%s); using a free port instead", port, exc)
-        service = HttpService(host, 0)
+        service = HttpService(host, 0, tls)
         await service.start(scheduler_app(scheduler, lambda: service.port, service.lag))
     return service
 
@@ -190,7 +193,10 @@ async def start_worker_http(worker: Worker, port: int) -> HttpService | None:
     """Serve a worker's health and metrics on its host (None for in-memory workers)."""
     if not worker.address.startswith(("tcp://", "tls://")):
         return None
-    service = HttpService(get_address_host(worker.address), port)
+    listening = worker.listeners[0].address if worker.listeners else worker.address
+    service = HttpService(
+        get_address_host(listening), port, http_ssl_context(worker.security, "worker")
+    )
     await service.start(worker_app(worker, lambda: service.port, service.lag))
     return service
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 
 from aiohttp import web
 
@@ -69,8 +70,10 @@ class LoopLagMonitor:
 class HttpService:
     """Serves an aiohttp application on ``host:port`` (0: a free port) on the running loop."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self.host = host
+        #: serve HTTPS with this context (a tls:// cluster serves no plain HTTP port)
+        self.ssl_context = ssl_context
         #: the bound port once started (the requested one before)
         self.port = port
         self.lag = LoopLagMonitor()
@@ -85,7 +88,7 @@ class HttpService:
             app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context)
         try:
             await site.start()
         except OSError:
@@ -108,13 +111,14 @@ class HttpService:
 
     @property
     def url(self) -> str:
-        """``http://host:port`` (a wildcard host shows as this machine's name)."""
+        """``http(s)://host:port`` (a wildcard host shows as this machine's name)."""
         host = self.host
         if host in ("", "0.0.0.0", "::"):
             host = socket.gethostname()
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     def __repr__(self) -> str:
         state = "serving" if self._runner is not None else "stopped"
