@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from shoal import Client
@@ -17,7 +16,7 @@ from shoal.comm import Security, connect
 from shoal.config import CommConfig
 from shoal.errors import CommError, ShoalTimeoutError
 from tests.integration.conftest import free_port, stop_process, wait_for, wait_for_port
-from tests.integration.plain_probe import probe, refuses_plain
+from tests.integration.plain_probe import listening, probe, refuses_plain
 from tests.integration.tls_files import TlsFiles, write_tls_files
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -34,18 +33,6 @@ async def shoal_teardown(server):
 
 def shoal(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "shoal", *args])
-
-
-def listening_ports(pids: list[int]) -> set[tuple[str, int]]:
-    """Every TCP port the processes (and their children) listen on."""
-    found: set[tuple[str, int]] = set()
-    for pid in pids:
-        root = psutil.Process(pid)
-        for proc in [root, *root.children(recursive=True)]:
-            for conn in proc.net_connections(kind="tcp"):
-                if conn.status == psutil.CONN_LISTEN:
-                    found.add((conn.laddr.ip, conn.laddr.port))
-    return found
 
 
 def tls_security(files: TlsFiles, role: str) -> Security:
@@ -116,7 +103,7 @@ def test_a_tls_cluster_computes_and_every_port_refuses_plain_tcp(
     assert (tmp_path / "marks" / "Scheduler").read_text() == address
     assert (tmp_path / "marks" / "Worker").read_text() == worker_address
 
-    ports = listening_ports([p.pid for p in procs])
+    ports = listening([p.pid for p in procs])
     # scheduler, its dashboard, the nanny, the worker and the worker's /metrics
     assert len(ports) >= 5, ports
     assert ("127.0.0.1", port) in ports and ("127.0.0.1", worker_port) in ports
