@@ -131,3 +131,21 @@ def test_a_tls_cluster_computes_and_every_port_refuses_plain_tcp(
         assert time.monotonic() < deadline, "shoal_teardown did not run"
         time.sleep(0.05)
     assert not (tmp_path / "scheduler.pid").exists()
+
+
+def test_a_local_cluster_with_temporary_security_runs_over_tls() -> None:
+    """Security.temporary(): the worker processes get their certificate from the nanny
+    (environment), and plain tcp:// is refused."""
+    from shoal import LocalCluster
+
+    security = Security.temporary()
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, security=security, dashboard_address=None
+    ) as cluster:
+        assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
+        with Client(cluster, set_as_default=False) as client:
+            workers = client.scheduler_info()["workers"]
+            assert len(workers) == 2 and all(w.startswith("tls://") for w in workers)
+            assert client.submit(sum, [1, 2, 3]).result() == 6
+        with pytest.raises(ValueError, match="requires encryption"):
+            Client(cluster.scheduler_address.replace("tls://", "tcp://"), security=security)
