@@ -66,7 +66,7 @@ class _Settings:
 class Client:
     """Connect to a shoal cluster, submit work, and get results back.
 
-    ``address`` is a scheduler address (``"tcp://host:8686"``), a cluster object such as
+    ``address`` is a scheduler address (``"tcp://host:8786"``), a cluster object such as
     a ``LocalCluster``, or None: then a ``LocalCluster(**cluster_kwargs)`` is started on
     127.0.0.1 with a random token and closed with the client. The cluster token is found
     without help (the cluster's, one registered in this process, or the token file

@@ -3,7 +3,7 @@
 Rules of this file:
 
 * A bare ``host:port`` means ``tcp://host:port``.
-* IPv6 hosts are written in brackets (``tcp://[::1]:8686``) and returned without them.
+* IPv6 hosts are written in brackets (``tcp://[::1]:8786``) and returned without them.
 * Parsing only: nothing here resolves names or opens sockets.
 """
 
@@ -66,7 +66,7 @@ def unparse_host_port(host: str, port: int | None = None) -> str:
 
 
 def get_address_host(addr: str) -> str:
-    """The host of an address: ``"tcp://10.0.0.1:8686"`` -> ``"10.0.0.1"``.
+    """The host of an address: ``"tcp://10.0.0.1:8786"`` -> ``"10.0.0.1"``.
 
     For ``inproc://PID/N`` it is the process id: the "machine" an in-process peer lives on.
     """

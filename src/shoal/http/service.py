@@ -25,7 +25,7 @@ SHUTDOWN_TIMEOUT = 1.0
 
 
 def split_address(address: str, default_host: str) -> tuple[str, int]:
-    """``"127.0.0.1:8687"``, ``":8687"`` or ``"8687"`` -> (host, port); no host: default."""
+    """``"127.0.0.1:8787"``, ``":8787"`` or ``"8787"`` -> (host, port); no host: default."""
     text = address.strip()
     if text.startswith(("http://", "https://")):
         text = text.split("://", 1)[1]
