@@ -175,7 +175,8 @@ def test_no_client_certificate_is_refused(ca: trustme.CA) -> None:
 def test_plain_tcp_to_a_tls_port_is_refused(ca: trustme.CA) -> None:
     async def body(scheduler: Scheduler) -> None:
         plain = scheduler.address.replace("tls://", "tcp://")
-        await refused(plain, Security(token=TOKEN))
+        error = await refused(plain, Security(token=TOKEN))
+        assert "use its tls:// address" in str(error)
 
     with_scheduler(ca, body)
 

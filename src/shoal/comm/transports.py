@@ -79,7 +79,11 @@ async def connect(
             _connect(_CONNECTORS[scheme], loc, security, role, name, config), timeout
         )
     except asyncio.TimeoutError:
-        raise ShoalTimeoutError(f"timed out connecting to {address} after {timeout}s") from None
+        # a TLS server waits for a TLS hello, a plain client for the shoal hello: both wait
+        hint = " (if it serves TLS, use its tls:// address)" if scheme == "tcp" else ""
+        raise ShoalTimeoutError(
+            f"timed out connecting to {address} after {timeout}s{hint}"
+        ) from None
 
 
 async def _connect(
