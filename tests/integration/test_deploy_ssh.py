@@ -132,6 +132,11 @@ def _cmdline(p: psutil.Process) -> list[str]:
         return []
 
 
+#: remote workers start in the login directory: point them at this checkout, so the
+#: functions of this module (``tests.integration...``) import there, as a user's would
+REMOTE_PYTHON = f"env PYTHONPATH={Path(__file__).resolve().parents[2]} {sys.executable}"
+
+
 def test_ssh_cluster_runs_a_graph_and_scales(sshd: SshServer, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     with SSHCluster(
@@ -140,7 +145,7 @@ def test_ssh_cluster_runs_a_graph_and_scales(sshd: SshServer, tmp_path: Path) ->
         # per worker host: the first gets one thread, the second two
         worker_options=[{"nthreads": 1, "log_level": "warning"}, {"nthreads": 2}],
         scheduler_options={"log_level": "info"},
-        remote_python=sys.executable,
+        remote_python=REMOTE_PYTHON,
     ) as cluster:
         with Client(cluster) as client:
             info = client.scheduler_info()["workers"]
