@@ -6,6 +6,7 @@ started, so nothing is submitted.
 
 from __future__ import annotations
 
+import itertools
 import shlex
 import sys
 from pathlib import Path
@@ -48,7 +49,7 @@ def test_slurm_script_asks_for_the_job_and_runs_shoal_worker(tmp_path: Path) -> 
     assert lines.index("module load python") < lines.index("source env/bin/activate")
     command = shlex.split(lines[-1])
     assert command[:5] == [sys.executable, "-m", "shoal", "worker", "tcp://10.0.0.5:8786"]
-    flags = {a: b for a, b in zip(command, command[1:], strict=False) if a.startswith("--")}
+    flags = {a: b for a, b in itertools.pairwise(command) if a.startswith("--")}
     assert flags["--nthreads"] == "2"
     assert flags["--nworkers"] == "2"
     assert flags["--memory-limit"] == str(4 * 2**30)

@@ -89,9 +89,7 @@ def test_adapt_up_under_load_then_down_by_retirement_without_recomputing(
             client.gather(futures)
             # idle and holding little: back to the minimum, through retirement
             wait_until(lambda: len(cluster.jobs) == 1, 30, "adapt scaled down to 1")
-            wait_until(
-                lambda: len(client.scheduler_info()["workers"]) == 1, 30, "one worker left"
-            )
+            wait_until(lambda: len(client.scheduler_info()["workers"]) == 1, 30, "one worker left")
             assert client.gather(futures) == [k * 100 for k in keys]
             assert sorted(ledger_lines(ledger)) == sorted(keys), "a key was recomputed"
         adaptive.stop()

@@ -69,9 +69,7 @@ def sshd(tmp_path: Path) -> Iterator[SshServer]:
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
     port = free_port()
     known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_bytes(
-        f"[127.0.0.1]:{port} ".encode() + host_key.export_public_key()
-    )
+    known_hosts.write_bytes(f"[127.0.0.1]:{port} ".encode() + host_key.export_public_key())
     config = write_sshd_config(tmp_path, port)
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)])
     try:

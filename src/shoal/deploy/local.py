@@ -204,5 +204,5 @@ class LocalCluster(Cluster):
     def __repr__(self) -> str:
         return (
             f"LocalCluster({self.scheduler_address!r}, workers={len(self.jobs)}, "
-            f"threads={len(self.jobs) * self.threads_per_worker}, status={self.status})"
+            f"threads={len(self.jobs) * (self.threads_per_worker or 1)}, status={self.status})"
         )

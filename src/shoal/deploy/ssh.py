@@ -23,7 +23,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import asyncssh
+try:
+    import asyncssh
+except ImportError as exc:  # an optional extra
+    raise ImportError("SSHCluster needs asyncssh: pip install 'shoal[ssh]'") from exc
 
 from shoal.comm import Security
 from shoal.deploy.cluster import Cluster, Job
@@ -101,7 +104,9 @@ class RemoteProcess:
             if self.exited:
                 raise RuntimeError(self.describe_exit())
             if loop.time() > deadline:
-                raise TimeoutError(f"{self.argv[2:4]} on {self.host} named no address in {timeout}s")
+                raise TimeoutError(
+                    f"{self.argv[2:4]} on {self.host} named no address in {timeout}s"
+                )
             self._seen.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._seen.wait(), 0.5)
