@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -115,3 +115,42 @@ def test_a_failed_submission_names_the_job(slurm: str, tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match=r"submitting shoal-worker-0: sbatch .* exited"):
             cluster.scale(jobs=1)
         assert cluster.jobs == {}
+
+
+def slow_ledgered(key: str, ledger: str) -> str:
+    time.sleep(0.5)
+    return ledgered(key, ledger)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout}s"
+        time.sleep(0.2)
+
+
+def test_adapt_submits_jobs_for_work_and_cancels_them_when_idle(
+    slurm: str, tmp_path: Path
+) -> None:
+    job_name = f"shoal-adapt-{os.getpid()}"
+    ledger = tmp_path / "ledger"
+    with SLURMCluster(
+        cores=1, memory="1GiB", walltime="00:10:00", job_name=job_name,
+        shared_directory=str(tmp_path), scheduler_options={"host": "127.0.0.1"},
+    ) as cluster:  # fmt: skip
+        adaptive = cluster.adapt(
+            minimum=0, maximum=2, target_duration="1s", wait_count=2, interval="0.5s"
+        )
+        with Client(cluster) as client:
+            keys = [f"adapt-{i}" for i in range(12)]
+            futures = [client.submit(slow_ledgered, k, str(ledger), key=k) for k in keys]
+            wait_until(lambda: len(squeue(job_name)) == 2, 90, "adapt submitted two jobs")
+            assert client.gather(futures) == [k * 10 for k in keys]
+            wait_until(lambda: len(cluster.jobs) == 1, 60, "adapt retired down to one job")
+            assert client.gather(futures) == [k * 10 for k in keys]
+            assert sorted(ledger.read_text().split()) == sorted(keys), "a key was recomputed"
+            del futures
+            wait_until(lambda: not cluster.jobs, 60, "adapt cancelled the last job")
+            wait_until(lambda: not squeue(job_name), 60, "squeue empty")
+        adaptive.stop()
+        assert max(target for target, _ in adaptive.history) == 2

@@ -194,3 +194,39 @@ def test_remote_python_must_exist(sshd: SshServer) -> None:
             ["127.0.0.1", "127.0.0.1"], connect_options=sshd.connect_options,
             remote_python=missing,
         )  # fmt: skip
+
+
+def slow_ledgered(key: str, ledger: str) -> str:
+    time.sleep(0.5)
+    return ledgered(key, ledger)
+
+
+def test_ssh_cluster_adapts_up_and_down_without_recomputing(
+    sshd: SshServer, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    with SSHCluster(
+        ["127.0.0.1", "127.0.0.1", "127.0.0.1"],
+        connect_options=sshd.connect_options,
+        worker_options={"nthreads": 1},
+        remote_python=REMOTE_PYTHON,
+        n_workers=1,
+    ) as cluster:
+        adaptive = cluster.adapt(
+            minimum=1, maximum=2, target_duration="1s", wait_count=2, interval="0.5s"
+        )
+        with Client(cluster) as client:
+            keys = [f"slow-{i}" for i in range(12)]
+            futures = [client.submit(slow_ledgered, k, str(ledger), key=k) for k in keys]
+            deadline = time.monotonic() + 60
+            while len(cluster.jobs) < 2:
+                assert time.monotonic() < deadline, "adapt did not add a worker"
+                time.sleep(0.1)
+            assert client.gather(futures) == [k * 10 for k in keys]
+            deadline = time.monotonic() + 60
+            while len(cluster.jobs) > 1 or len(client.scheduler_info()["workers"]) > 1:
+                assert time.monotonic() < deadline, "adapt did not retire back to one worker"
+                time.sleep(0.1)
+            assert client.gather(futures) == [k * 10 for k in keys]
+            assert sorted(ledger.read_text().split()) == sorted(keys), "a key was recomputed"
+        adaptive.stop()
