@@ -129,9 +129,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.2)
 
 
-def test_adapt_submits_jobs_for_work_and_cancels_them_when_idle(
-    slurm: str, tmp_path: Path
-) -> None:
+def test_adapt_submits_jobs_for_work_and_cancels_them_when_idle(slurm: str, tmp_path: Path) -> None:
     job_name = f"shoal-adapt-{os.getpid()}"
     ledger = tmp_path / "ledger"
     with SLURMCluster(
