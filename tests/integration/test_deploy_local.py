@@ -62,6 +62,23 @@ def test_scale_processes_up_and_down_keeps_every_result(tmp_path: Path) -> None:
         assert set(cluster.get_logs()) == {"Scheduler", *cluster.jobs}
 
 
+async def _scale_asynchronously() -> list[str]:
+    async with LocalCluster(n_workers=1, processes=False, asynchronous=True) as cluster:
+        await cluster.scale(2)
+        await cluster.wait_for_workers(2, timeout=30)
+        async with Client(cluster, asynchronous=True) as client:
+            assert await client.submit(len, "abc") == 3
+        await cluster.scale(1)
+        return list(cluster.jobs)
+
+
+def test_an_asynchronous_cluster_scales_with_await() -> None:
+    import asyncio
+
+    [left] = asyncio.run(_scale_asynchronously())
+    assert left in {"local-0", "local-1"}
+
+
 def test_scale_by_cores_and_bad_requests() -> None:
     with LocalCluster(n_workers=0, threads_per_worker=2, processes=False) as cluster:
         assert cluster.jobs_for(cores=5) == 3

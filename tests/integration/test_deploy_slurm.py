@@ -31,6 +31,7 @@ def slurm() -> Iterator[str]:
     if missing:
         pytest.skip(f"slurm is not installed ({', '.join(missing)} missing): "
                     "apt-get install slurm-wlm munge")  # fmt: skip
+    was_running = _slurmctld_running()
     done = subprocess.run(
         ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=120, check=False
     )
@@ -42,10 +43,21 @@ def slurm() -> Iterator[str]:
     try:
         yield conf
     finally:
+        if not was_running:  # stop the daemons this fixture started (munged stays)
+            subprocess.run(["bash", str(SCRIPT), "stop"], timeout=60, check=False)
         if old is None:
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = old
+
+
+def _slurmctld_running() -> bool:
+    pid_file = Path(os.environ.get("SHOAL_SLURM_DIR", "/var/tmp/shoal-slurm")) / "slurmctld.pid"
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def squeue(job_prefix: str) -> list[str]:

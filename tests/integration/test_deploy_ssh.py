@@ -145,6 +145,8 @@ def test_ssh_cluster_runs_a_graph_and_scales(sshd: SshServer, tmp_path: Path) ->
         scheduler_options={"log_level": "info"},
         remote_python=REMOTE_PYTHON,
     ) as cluster:
+        assert cluster.dashboard_link is not None
+        assert cluster.dashboard_link.startswith("http://127.0.0.1:")
         with Client(cluster) as client:
             info = client.scheduler_info()["workers"]
             assert sorted(w["nthreads"] for w in info.values()) == [1, 2]

@@ -150,3 +150,12 @@ def test_no_bouncing(targets: list[int], wait_count: int) -> None:
                 assert below_in_a_row >= wait_count
             current = decision.scale_to
             below_in_a_row = 0
+
+
+def test_idle_only_skips_workers_running_tasks() -> None:
+    busy, idle = WorkerInfo("busy", "busy", 1), WorkerInfo("idle", "idle", 1)
+    held("data", 100, idle)  # idle holds unique data, busy holds none
+    ts = SchedulerTask("run-1", TaskPrefix("run"))
+    busy.processing[ts] = None
+    assert workers_to_close([busy, idle], 2) == ["busy", "idle"]
+    assert workers_to_close([busy, idle], 2, idle_only=True) == ["idle"]

@@ -100,5 +100,6 @@ class Adaptive:
         self.history = [*self.history[-999:], (target, decision.scale_to)]
         if decision.scale_to is not None:
             logger.info("adaptive: %d -> %d workers", current, decision.scale_to)
-            await cluster._scale(math.ceil(decision.scale_to / cluster.processes))
+            # down: only idle workers go (a running task would start again elsewhere)
+            await cluster._scale(math.ceil(decision.scale_to / cluster.processes), idle_only=True)
         return decision.scale_to

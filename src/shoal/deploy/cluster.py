@@ -187,14 +187,18 @@ class Cluster:
             raise ValueError(f"cannot scale to a negative size ({count} jobs)")
         return int(count)
 
-    async def _scale(self, n_jobs: int) -> None:
+    async def _scale(self, n_jobs: int, *, idle_only: bool = False) -> None:
+        """Start or stop jobs until there are ``n_jobs``. ``idle_only`` (adaptive): stop
+        only jobs whose workers run nothing, fewer if there are not enough."""
         if self._scale_lock is None:
             self._scale_lock = asyncio.Lock()
         async with self._scale_lock:
             if n_jobs > len(self.jobs):
                 await self._add_jobs(n_jobs - len(self.jobs))
             elif n_jobs < len(self.jobs):
-                await self._remove_jobs(len(self.jobs) - n_jobs, to_zero=n_jobs == 0)
+                await self._remove_jobs(
+                    len(self.jobs) - n_jobs, to_zero=n_jobs == 0, idle_only=idle_only
+                )
 
     async def _add_jobs(self, count: int) -> None:
         for _ in range(count):
@@ -203,14 +207,19 @@ class Cluster:
             await job.start()
             self.jobs[name] = job
 
-    async def _remove_jobs(self, count: int, *, to_zero: bool) -> None:
+    async def _remove_jobs(self, count: int, *, to_zero: bool, idle_only: bool) -> None:
         info = await self.scheduler_call("scheduler_info")
         by_job = self._workers_by_job(info["workers"])
-        ranking = await self.scheduler_call("workers_to_close", n=len(info["workers"]))
+        ranking = await self.scheduler_call(
+            "workers_to_close", n=len(info["workers"]), idle_only=idle_only
+        )
         order = {address: i for i, address in enumerate(ranking)}
+        candidates = [
+            job for job in self.jobs if not idle_only or all(a in order for a in by_job[job])
+        ]
         # jobs none of whose workers joined yet go first; then the cheapest to retire
         chosen = sorted(
-            self.jobs,
+            candidates,
             key=lambda job: max((order.get(a, -1) for a in by_job[job]), default=-2),
         )[:count]
         refused: list[str] = []

@@ -8,7 +8,8 @@ Rules of this file:
   ``target_duration`` seconds on the target's threads; held data must fit in the
   target's memory. Both are clamped to ``[minimum, maximum]``.
 * Which workers close first: the ones holding the fewest bytes that no other worker
-  has (their retirement copies the least), then the least busy.
+  has (their retirement copies the least), then the least busy; adaptive scaling closes
+  only idle ones.
 """
 
 from __future__ import annotations
@@ -98,13 +99,18 @@ def unique_bytes(ws: WorkerInfo) -> int:
     return sum(max(ts.nbytes, 0) for ts in ws.has_what if len(ts.who_has) == 1)
 
 
-def workers_to_close(workers: Iterable[WorkerInfo], n: int) -> list[Address]:
-    """The ``n`` workers to retire first: least unique data, then least busy, then
-    the latest address (a stable order for ties)."""
+def workers_to_close(
+    workers: Iterable[WorkerInfo], n: int, *, idle_only: bool = False
+) -> list[Address]:
+    """The ``n`` workers to retire first: least unique data, then least busy, then by
+    address (a stable order for ties). ``idle_only``: only workers running nothing (a
+    task running on a retiring worker starts again elsewhere: adaptive scaling must not
+    pay that)."""
     if n <= 0:
         return []
+    candidates = [ws for ws in workers if not (idle_only and ws.processing)]
     ranked = sorted(
-        workers,
+        candidates,
         key=lambda ws: (unique_bytes(ws), len(ws.processing), len(ws.has_what), ws.address),
     )
     return [ws.address for ws in ranked[:n]]

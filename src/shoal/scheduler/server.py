@@ -563,10 +563,12 @@ class Scheduler(Server):
         """Workers the current work needs (``scheduler.adaptive``; options as there)."""
         return adaptive.adaptive_target(adaptive.measure_load(self.state), **options)
 
-    def workers_to_close(self, comm: Comm | None = None, n: int = 0) -> list[Address]:
+    def workers_to_close(
+        self, comm: Comm | None = None, n: int = 0, idle_only: bool = False
+    ) -> list[Address]:
         """The ``n`` running workers whose retirement copies the least unique data."""
         running = [ws for ws in self.state.workers.values() if ws.status == "running"]
-        return adaptive.workers_to_close(running, n)
+        return adaptive.workers_to_close(running, n, idle_only=idle_only)
 
     def who_has(self, comm: Comm | None = None, keys: Iterable[Key] | None = None) -> Any:
         return self.state.who_has(list(keys) if keys is not None else None)
