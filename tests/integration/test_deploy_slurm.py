@@ -122,7 +122,7 @@ def _workers_leave(client: Client) -> bool:
 def test_a_failed_submission_names_the_job(slurm: str, tmp_path: Path) -> None:
     with SLURMCluster(
         cores=1, memory="1GiB", queue="no-such-partition", shared_directory=str(tmp_path),
-        scheduler_options={"host": "127.0.0.1"},
+        log_directory=str(tmp_path), scheduler_options={"host": "127.0.0.1"},
     ) as cluster:  # fmt: skip
         with pytest.raises(RuntimeError, match=r"submitting shoal-worker-0: sbatch .* exited"):
             cluster.scale(jobs=1)
@@ -146,7 +146,8 @@ def test_adapt_submits_jobs_for_work_and_cancels_them_when_idle(slurm: str, tmp_
     ledger = tmp_path / "ledger"
     with SLURMCluster(
         cores=1, memory="1GiB", walltime="00:10:00", job_name=job_name,
-        shared_directory=str(tmp_path), scheduler_options={"host": "127.0.0.1"},
+        shared_directory=str(tmp_path), log_directory=str(tmp_path),
+        scheduler_options={"host": "127.0.0.1"},
     ) as cluster:  # fmt: skip
         adaptive = cluster.adapt(
             minimum=0, maximum=2, target_duration="1s", wait_count=2, interval="0.5s"
