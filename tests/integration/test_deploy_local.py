@@ -44,7 +44,7 @@ def test_local_cluster_is_a_cluster_and_still_importable_from_shoal_cluster() ->
 
 def test_scale_processes_up_and_down_keeps_every_result(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
-    with LocalCluster(n_workers=1, threads_per_worker=1) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=1, threads_per_worker=1) as cluster, cluster.get_client() as client:
         cluster.scale(3)
         cluster.wait_for_workers(3, timeout=60)
         assert len(client.scheduler_info()["workers"]) == 3
