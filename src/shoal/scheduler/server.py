@@ -32,6 +32,7 @@ from shoal.http.records import ClusterCounters, TaskStream
 from shoal.logs import MemoryLogHandler
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, serialize
+from shoal.scheduler import adaptive
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
 from shoal.scheduler.state import SchedulerState
@@ -563,7 +564,20 @@ class Scheduler(Server):
             "worker_died": self.worker_died,
             "restart": self.restart,
             "retire_workers": self.retire_workers,
+            "adaptive_target": self.adaptive_target,
+            "workers_to_close": self.workers_to_close,
         }
+
+    def adaptive_target(self, comm: Comm | None = None, **options: Any) -> int:
+        """Workers the current work needs (``scheduler.adaptive``; options as there)."""
+        return adaptive.adaptive_target(adaptive.measure_load(self.state), **options)
+
+    def workers_to_close(
+        self, comm: Comm | None = None, n: int = 0, idle_only: bool = False
+    ) -> list[Address]:
+        """The ``n`` running workers whose retirement copies the least unique data."""
+        running = [ws for ws in self.state.workers.values() if ws.status == "running"]
+        return adaptive.workers_to_close(running, n, idle_only=idle_only)
 
     def who_has(self, comm: Comm | None = None, keys: Iterable[Key] | None = None) -> Any:
         return self.state.who_has(list(keys) if keys is not None else None)

@@ -1,0 +1,207 @@
+"""LocalCluster: a scheduler and workers on this machine, the embedded default.
+
+Rules of this file:
+
+* Worker processes are fresh interpreters running ``python -m shoal worker`` (never a
+  fork or a re-import of the user's ``__main__``), so a script that creates a cluster
+  at top level, without an ``if __name__ == "__main__"`` guard, works.
+* The scheduler runs in this process; each worker (a process under a nanny, or an
+  in-process ``Worker`` with ``processes=False``) is one job of the ``Cluster`` base, so
+  ``scale`` and ``adapt`` work as on every other cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import psutil
+
+from shoal.comm import Security
+from shoal.comm.security import child_environ
+from shoal.deploy.cluster import Cluster, Job
+from shoal.scheduler.server import Scheduler
+from shoal.worker.server import Worker
+
+
+def default_layout(
+    n_workers: int | None, threads_per_worker: int | None, processes: bool
+) -> tuple[int, int]:
+    """How many workers with how many threads, from what the user fixed and the cores."""
+    cores = psutil.cpu_count() or 1
+    if n_workers is None and threads_per_worker is None:
+        if not processes:
+            return 1, cores
+        n_workers = min(cores, 4)
+        return n_workers, max(1, cores // n_workers)
+    if n_workers is None:
+        assert threads_per_worker is not None
+        return max(1, cores // threads_per_worker), threads_per_worker
+    if threads_per_worker is None:
+        return n_workers, max(1, cores // max(n_workers, 1))
+    return n_workers, threads_per_worker
+
+
+class WorkerProcessJob(Job):
+    """``python -m shoal worker --nanny`` as a child process."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        super().__init__(name)
+        self.cmd = cmd
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, env=self.env)
+
+    def failure(self) -> str | None:
+        if self.proc is not None and self.proc.poll() is not None:
+            return f"the worker process exited with code {self.proc.returncode}"
+        return None
+
+    async def close(self) -> None:
+        if self.proc is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._stop)
+
+    def _stop(self) -> None:
+        """Give it 5 s to leave on its own (a retired or told worker does), then TERM,
+        then KILL."""
+        assert self.proc is not None
+        for action in (None, signal.SIGTERM, signal.SIGKILL):
+            if action is not None and self.proc.poll() is None:
+                self.proc.send_signal(action)
+            try:
+                self.proc.wait(timeout=5)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+class InProcessWorkerJob(Job):
+    """A ``Worker`` on this process's loop (``processes=False``)."""
+
+    def __init__(self, name: str, worker: Worker) -> None:
+        super().__init__(name)
+        self.worker = worker
+
+    async def start(self) -> None:
+        await self.worker.start()
+
+    async def close(self) -> None:
+        await self.worker.close()
+
+
+class LocalCluster(Cluster):
+    """A scheduler in this process and ``n_workers`` workers (processes or in-process)."""
+
+    job_prefix = "local"
+
+    def __init__(
+        self,
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+        processes: bool = True,
+        memory_limit: object = "auto",
+        *,
+        host: str = "127.0.0.1",
+        scheduler_port: int = 0,
+        resources: dict[str, float] | None = None,
+        security: Security | None = None,
+        asynchronous: bool = False,
+        worker_kwargs: dict[str, Any] | None = None,
+        scheduler_kwargs: dict[str, Any] | None = None,
+        dashboard_address: str | None = "127.0.0.1:0",
+    ) -> None:
+        super().__init__(
+            security=security if security is not None else Security.local(),
+            asynchronous=asynchronous,
+        )
+        self.n_workers, self.threads_per_worker = default_layout(
+            n_workers, threads_per_worker, processes
+        )
+        self.job_cores = self.threads_per_worker
+        self.use_processes = processes
+        self.memory_limit = memory_limit
+        self.host = host
+        self.resources = dict(resources or {})
+        self.worker_kwargs = dict(worker_kwargs or {})
+        self.scheduler = Scheduler(
+            host=host,
+            port=scheduler_port,
+            security=self.security,
+            dashboard_address=dashboard_address,
+            **(scheduler_kwargs or {}),
+        )
+        if not asynchronous:
+            self._sync(self._start())
+
+    @property
+    def scheduler_address(self) -> str:
+        return self.scheduler.address
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's address (None when started with ``dashboard_address=None``)."""
+        return self.scheduler.dashboard_link
+
+    @property
+    def dashboard_login_link(self) -> str | None:
+        """The dashboard's address with the cluster token, which logs a browser in."""
+        return self.scheduler.dashboard_login_link
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The in-process workers (``processes=False``), in start order."""
+        return [job.worker for job in self.jobs.values() if isinstance(job, InProcessWorkerJob)]
+
+    async def _start(self) -> None:
+        if self.status != "created":
+            return
+        self.status = "starting"
+        await self.scheduler.start()
+        await self._scale(self.n_workers)
+        await self._wait_for_workers(self.n_workers, timeout=60)
+        self.status = "running"
+
+    def new_job(self, name: str) -> Job:
+        if not self.use_processes:
+            worker = Worker(
+                self.scheduler.address,
+                security=self.security,
+                host=self.host,
+                nthreads=self.threads_per_worker,
+                name=name,
+                memory_limit=self.memory_limit,
+                resources=self.resources,
+                **self.worker_kwargs,
+            )
+            return InProcessWorkerJob(name, worker)
+        env = {**os.environ, **child_environ(self.security, "worker")}
+        cmd = [
+            sys.executable, "-m", "shoal", "worker", self.scheduler.address,
+            "--nanny", "--host", self.host,
+            "--nthreads", str(self.threads_per_worker),
+            "--memory-limit", str(self.memory_limit),
+            "--name", name, "--log-level", "warning",
+        ]  # fmt: skip
+        if self.security.token is None:
+            cmd.append("--no-auth")
+        if self.resources:
+            cmd += ["--resources", " ".join(f"{k}={v}" for k, v in self.resources.items())]
+        return WorkerProcessJob(name, cmd, env)
+
+    async def _close_scheduler(self) -> None:
+        for job in self.jobs.values():  # in-process workers leave before their scheduler
+            if isinstance(job, InProcessWorkerJob):
+                await job.close()
+        await self.scheduler.close()  # tells worker processes to close
+
+    def __repr__(self) -> str:
+        return (
+            f"LocalCluster({self.scheduler_address!r}, workers={len(self.jobs)}, "
+            f"threads={len(self.jobs) * (self.threads_per_worker or 1)}, status={self.status})"
+        )

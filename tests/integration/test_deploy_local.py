@@ -1,0 +1,122 @@
+"""LocalCluster as a ``Cluster``: scale up and down, adapt, with no unique key lost.
+
+Every task appends its key to a ledger file, so a recomputation would show as a key
+written twice.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from shoal import Client
+from shoal.cluster import LocalCluster as ReExported
+from shoal.deploy import Cluster, LocalCluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+def ledgered(key: str, ledger: str, seconds: float = 0.0) -> str:
+    time.sleep(seconds)
+    with open(ledger, "a") as f:
+        f.write(key + "\n")
+    return key * 100
+
+
+def ledger_lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def wait_until(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout}s")
+        time.sleep(0.05)
+
+
+def test_local_cluster_is_a_cluster_and_still_importable_from_shoal_cluster() -> None:
+    assert ReExported is LocalCluster
+    assert issubclass(LocalCluster, Cluster)
+
+
+def test_scale_processes_up_and_down_keeps_every_result(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    with LocalCluster(n_workers=1, threads_per_worker=1) as cluster, cluster.get_client() as client:
+        cluster.scale(3)
+        cluster.wait_for_workers(3, timeout=60)
+        assert len(client.scheduler_info()["workers"]) == 3
+        futures = [client.submit(ledgered, f"k{i}", str(ledger), key=f"k{i}") for i in range(12)]
+        client.gather(futures)
+        holders = {a for addrs in client.who_has(futures).values() for a in addrs}
+        assert len(holders) >= 2  # the data is spread: scaling down must move some
+
+        cluster.scale(1)
+        assert len(cluster.jobs) == 1
+        wait_until(lambda: len(client.scheduler_info()["workers"]) == 1, 30, "one worker left")
+        assert client.gather(futures) == [f"k{i}" * 100 for i in range(12)]
+        lines = ledger_lines(ledger)
+        assert sorted(lines) == sorted(f"k{i}" for i in range(12)), "a key was recomputed"
+        assert set(cluster.get_logs()) == {"Scheduler", *cluster.jobs}
+
+
+async def _scale_asynchronously() -> list[str]:
+    async with LocalCluster(n_workers=1, processes=False, asynchronous=True) as cluster:
+        await cluster.scale(2)
+        await cluster.wait_for_workers(2, timeout=30)
+        async with Client(cluster, asynchronous=True) as client:
+            assert await client.submit(len, "abc") == 3
+        await cluster.scale(1)
+        return list(cluster.jobs)
+
+
+def test_an_asynchronous_cluster_scales_with_await() -> None:
+    import asyncio
+
+    [left] = asyncio.run(_scale_asynchronously())
+    assert left in {"local-0", "local-1"}
+
+
+def test_scale_by_cores_and_bad_requests() -> None:
+    with LocalCluster(n_workers=0, threads_per_worker=2, processes=False) as cluster:
+        assert cluster.jobs_for(cores=5) == 3
+        with pytest.raises(TypeError, match="exactly one"):
+            cluster.scale(2, jobs=1)
+        with pytest.raises(ValueError, match="negative"):
+            cluster.scale(-1)
+        with pytest.raises(ValueError, match="memory"):
+            cluster.scale(memory="4GB")
+
+
+def test_adapt_up_under_load_then_down_by_retirement_without_recomputing(
+    tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "ledger"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster:
+        assert cluster.dashboard_link is not None
+        adaptive = cluster.adapt(
+            minimum=1, maximum=3, target_duration="0.4s", wait_count=3, interval="0.1s"
+        )
+        with Client(cluster) as client:
+            keys = [f"slow-{i}" for i in range(30)]
+            futures = [client.submit(ledgered, k, str(ledger), 0.1, key=k) for k in keys]
+            wait_until(lambda: len(cluster.jobs) == 3, 30, "adapt scaled up to 3")
+            client.gather(futures)
+            # idle and holding little: back to the minimum, through retirement
+            wait_until(lambda: len(cluster.jobs) == 1, 30, "adapt scaled down to 1")
+            wait_until(lambda: len(client.scheduler_info()["workers"]) == 1, 30, "one worker left")
+            assert client.gather(futures) == [k * 100 for k in keys]
+            assert sorted(ledger_lines(ledger)) == sorted(keys), "a key was recomputed"
+        adaptive.stop()
+        # no bouncing: every scale-down came after wait_count lower targets in a row
+        below = 0
+        size = 1
+        for target, scaled_to in adaptive.history:
+            below = below + 1 if target < size else 0
+            if scaled_to is not None:
+                if scaled_to < size:
+                    assert below >= 3, adaptive.history
+                size, below = scaled_to, 0
+        assert any(s is not None and s < 3 for _, s in adaptive.history)
