@@ -42,6 +42,7 @@ from shoal.worker.memory import parse_memory_limit
 from shoal.worker.monitor import MONITOR_INTERVAL, MemoryMonitor, MemoryThresholds
 from shoal.worker.spill import SpillBuffer, make_data, serialized_values, task_inputs
 from shoal.worker.state import WorkerState
+from shoal.worker.warm_imports import import_task_modules
 
 logger = logging.getLogger("shoal.worker")
 
@@ -97,6 +98,7 @@ class Worker(Server):
         http_port: int | None = 0,
         **config: Any,
     ) -> None:
+        import_task_modules()  # before any task thread: no import races (warm_imports)
         nthreads = int(config.get("nthreads", 1))
         config["memory_limit"] = parse_memory_limit(memory_limit, nthreads)
         self.config = WorkerConfig(**config)
