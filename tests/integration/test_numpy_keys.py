@@ -19,11 +19,13 @@ from shoal.cluster import LocalCluster
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as cluster:
-        with Client(cluster, timeout=30) as c:
-            yield c
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster, timeout=30) as c,
+    ):
+        yield c
 
 
 def test_vindex_computes(client: Client) -> None:

@@ -1,8 +1,9 @@
 """The default client as dask's scheduler: registered in ``dask.config``, and unregistered.
 
 While a shoal client is the process's default client, ``dask.config`` holds
-``scheduler=ShoalDaskScheduler(client)``, a callable that runs ``client.get`` (so ``x.compute()`` and ``dask.compute(x)`` run on shoal, and
-``dask.persist`` delegates to ``client.persist``) and asks for shuffles and rechunks by
+``scheduler=ShoalDaskScheduler(client)``, which calls ``client.get`` (so ``x.compute()``
+and ``dask.compute(x)`` run on shoal, and ``dask.persist`` delegates to ``client.persist``)
+and asks for shuffles and rechunks by
 tasks (the other methods need a single machine, or dask.distributed). When the last
 default client closes, the values that were there before come back.
 
@@ -29,6 +30,7 @@ SHOAL_DASK_CONFIG: dict[str, Any] = {
     "dataframe.shuffle.method": "tasks",
     "array.rechunk.method": "tasks",
 }
+
 
 class ShoalDaskScheduler:
     """dask's ``scheduler`` setting while a shoal client is the default: calls ``client.get``.

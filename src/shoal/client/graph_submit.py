@@ -106,7 +106,9 @@ def _prepare(
             blob = _serialize_node(key, node)
         deps = tuple(normalize_key(dep) for dep in node.dependencies)
         restrictions = restrictions_of(annotations)
-        cutter.add((normalize_key(key), blob, deps, (priority, generation, order[key]), None), restrictions)
+        cutter.add(
+            (normalize_key(key), blob, deps, (priority, generation, order[key]), None), restrictions
+        )
     prepared.batches, prepared.restrictions = cutter.finish()
     keys = [[row[0] for row in rows] for rows in prepared.batches]
     prepared.frontiers = frontiers(keys, {row[0]: row[2] for b in prepared.batches for row in b})

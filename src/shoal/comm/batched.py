@@ -178,9 +178,7 @@ class BatchedStream:
         handler = self.on_unencodable
         if handler is None:
             op = msg.get("op") if isinstance(msg, dict) else None
-            logger.error(
-                "a %r message to %s cannot be sent: %s", op, self.comm.peer_address, exc
-            )
+            logger.error("a %r message to %s cannot be sent: %s", op, self.comm.peer_address, exc)
             return
         try:
             handler(msg, exc)
