@@ -31,6 +31,8 @@ from typing import Any, NoReturn
 from shoal.comm.accept import Acceptor
 from shoal.comm.addressing import parse_host_port, unparse_address, unparse_host_port
 from shoal.comm.core import Comm, Listener, logger
+from shoal.comm.keepalive import set_keepalive as set_socket_keepalive
+from shoal.config import TCPKeepalive
 from shoal.errors import CommBrokenError, CommClosedError, CommError, ProtocolError
 from shoal.protocol.frames import HANDSHAKE_LIMITS, Buffer, FrameDecoder, FrameLimits, nbytes
 from shoal.protocol.frames import encode_frames as _encode
@@ -145,6 +147,11 @@ class TCPComm(Comm, asyncio.BufferedProtocol):
         self.peer_address = _sockaddr(transport.get_extra_info("peername"))
         if self._on_connect is not None:
             self._on_connect(self)
+
+    def set_keepalive(self, settings: TCPKeepalive) -> None:
+        sock = self._transport.get_extra_info("socket") if self._transport else None
+        if sock is not None:
+            set_socket_keepalive(sock, settings)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._error is not None:

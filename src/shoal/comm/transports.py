@@ -74,6 +74,7 @@ async def _connect(
     config: CommConfig,
 ) -> Comm:
     comm = await opener(loc)
+    comm.set_keepalive(config.keepalive)
     try:
         await client_handshake(comm, security=security, role=role, name=name, config=config)
     except ProtocolError as exc:

@@ -398,7 +398,11 @@ class Worker(Server):
         event: ev.WorkerEvent
         try:
             reply = await self.pool.call(
-                inst.worker, "get_data", keys=tuple(inst.keys), who=self.address
+                inst.worker,
+                "get_data",
+                keys=tuple(inst.keys),
+                who=self.address,
+                reply_timeout=self.comm_config.fetch_timeout,
             )
         except Exception as exc:  # any failure of that peer: it holds nothing we know of
             logger.info("fetch of %d keys from %s failed: %s", len(inst.keys), inst.worker, exc)
