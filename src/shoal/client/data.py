@@ -26,7 +26,7 @@ from typing import Any, Literal
 from shoal._types import Address, Key
 from shoal.client.core import ClientCore
 from shoal.client.future import Future
-from shoal.client.future_state import FutureState
+from shoal.client.future_state import ErrorInfo, FutureState
 from shoal.client.nested import pack, unpack
 from shoal.errors import CommError, FutureLostError, ShoalTimeoutError
 from shoal.protocol.serialize import Serialized, deserialize, serialize
@@ -117,6 +117,16 @@ def _plan(keys: Sequence[Key], who_has: dict[Key, Iterable[Address]]) -> dict[Ad
     return plan
 
 
+def _rebuilt(error: dict[str, Any]) -> BaseException:
+    info = ErrorInfo(
+        error.get("exception"),
+        error.get("traceback"),
+        str(error.get("exception_text", "")),
+        str(error.get("traceback_text", "")),
+    )
+    return info.rebuild()
+
+
 async def _fetch_round(
     core: ClientCore, plan: dict[Address, list[Key]], data: dict[Key, Any]
 ) -> None:
@@ -130,6 +140,8 @@ async def _fetch_round(
             return
         for key, blob in (reply.get("data") or {}).items():
             data[key] = deserialize(blob)
+        for error in (reply.get("unsendable") or {}).values():
+            raise _rebuilt(error)  # the value exists but cannot travel: say so, with why
 
     await asyncio.gather(*(one(w, ks) for w, ks in plan.items()))
 

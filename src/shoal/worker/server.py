@@ -30,6 +30,7 @@ from shoal.comm.rpc import ok_reply
 from shoal.config import CommConfig, WorkerConfig
 from shoal.errors import CommError, SerializationError
 from shoal.http.records import TransferLog
+from shoal.log_limit import RepeatLimiter
 from shoal.logs import MemoryLogHandler
 from shoal.nanny import RESTART_EXIT_CODE
 from shoal.protocol.messages import wire_safe
@@ -40,11 +41,14 @@ from shoal.worker import instructions as ins
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
 from shoal.worker.memory import parse_memory_limit
 from shoal.worker.monitor import MONITOR_INTERVAL, MemoryMonitor, MemoryThresholds
-from shoal.worker.spill import SpillBuffer, make_data, serialized_values, task_inputs
+from shoal.worker.spill import SpillBuffer, make_data, task_inputs
 from shoal.worker.state import WorkerState
+from shoal.worker.transfer import is_network_failure, unsendable_of, values_for_peer
 from shoal.worker.warm_imports import import_task_modules
 
 logger = logging.getLogger("shoal.worker")
+#: fetch failures can repeat many times a second: each distinct line once per interval
+_repeats = RepeatLimiter()
 
 #: seconds between two requests to retire while the scheduler refuses
 RETIRE_RETRY_DELAY = 1.0
@@ -404,15 +408,33 @@ class Worker(Server):
                 who=self.address,
                 reply_timeout=self.comm_config.fetch_timeout,
             )
-        except Exception as exc:  # any failure of that peer: it holds nothing we know of
-            logger.info("fetch of %d keys from %s failed: %s", len(inst.keys), inst.worker, exc)
-            event = ev.GatherDepNetworkFailed(
-                worker=inst.worker, requested=inst.keys, stimulus_id=stimulus_id, now=time.time()
-            )
+        except Exception as exc:  # classified: the network, or the values (worker.transfer)
+            event = self._gather_failed_event(inst, exc, stimulus_id)
         else:
             self._record_transfer(inst.worker, reply, start)
             event = self._gather_reply_event(inst, reply, stimulus_id)
         self._handle_events([event])
+
+    def _gather_failed_event(
+        self, inst: ins.GatherDep, exc: Exception, stimulus_id: str
+    ) -> ev.WorkerEvent:
+        if is_network_failure(exc):
+            _repeats.log(logger, logging.INFO, "fetch from %s failed: %s", inst.worker, exc)
+            return ev.GatherDepNetworkFailed(
+                worker=inst.worker, requested=inst.keys, stimulus_id=stimulus_id, now=time.time()
+            )
+        # the peer answered with an error about these values: asking again cannot help
+        _repeats.log(logger, logging.WARNING, "%s could not send values: %r", inst.worker, exc)
+        info = error_info(exc)
+        return ev.GatherDepSucceeded(
+            worker=inst.worker,
+            requested=inst.keys,
+            data={},
+            nbytes={},
+            unreadable=dict.fromkeys(inst.keys, info),
+            stimulus_id=stimulus_id,
+            now=time.time(),
+        )
 
     def _gather_reply_event(
         self, inst: ins.GatherDep, reply: Mapping[str, Any], stimulus_id: str
@@ -422,7 +444,7 @@ class Worker(Server):
                 worker=inst.worker, requested=inst.keys, stimulus_id=stimulus_id, now=time.time()
             )
         data: dict[Key, Any] = {}
-        unreadable: dict[Key, ev.ErrorInfo] = {}
+        unreadable: dict[Key, ev.ErrorInfo] = unsendable_of(reply)
         for key, blob in reply["data"].items():
             try:
                 data[key] = deserialize(blob)
@@ -550,10 +572,12 @@ class Worker(Server):
             return {"status": "busy"}
         self._in_connections += 1
         try:
-            data = await serialized_values(self.data, keys)
+            data, unsendable = await values_for_peer(self.data, keys)
             nbytes = {k: self.state.nbytes.get(k, 0) for k in data}
             self.transfer_log.sent(sum(nbytes.values()))
             reply = {"status": "OK", "data": data, "nbytes": nbytes}
+            if unsendable:
+                reply["unsendable"] = unsendable
             await self._reply(comm, ok_reply(reply))
             return self.REPLIED
         finally:
