@@ -16,8 +16,6 @@ import contextlib
 import logging
 import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping
@@ -39,6 +37,7 @@ from shoal.server import Server
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
+from shoal.worker.local_dir import LocalDirectory
 from shoal.worker.memory import parse_memory_limit
 from shoal.worker.monitor import MONITOR_INTERVAL, MemoryMonitor, MemoryThresholds
 from shoal.worker.spill import SpillBuffer, make_data, task_inputs
@@ -151,9 +150,9 @@ class Worker(Server):
         #: the process's exit code once closed (``RESTART_EXIT_CODE``: the nanny starts a
         #: successor after a ``lifetime_restart`` retirement)
         self.exit_code = 0
-        self.local_directory = tempfile.mkdtemp(
-            prefix="shoal-worker-", dir=cfg.local_directory or None
-        )
+        # locked with our pid; stale ones of dead workers beside it are removed first
+        self._local_dir = LocalDirectory(cfg.local_directory)
+        self.local_directory = self._local_dir.path
         self.state: WorkerState  # made in start(), once the address is known
         self.runner: TaskRunner
 
@@ -222,7 +221,13 @@ class Worker(Server):
     async def _tell_nanny(self) -> None:
         """Say to our nanny (if any) that we are up, with our address and pid."""
         if self.nanny:
-            await self.pool.call(self.nanny, "worker_ready", address=self.address, pid=os.getpid())
+            await self.pool.call(
+                self.nanny,
+                "worker_ready",
+                address=self.address,
+                pid=os.getpid(),
+                local_directory=self.local_directory,
+            )
 
     # -- observability (shoal.http, shoal.logs) ----------------------------------------------
     async def _start_http(self) -> None:
@@ -326,7 +331,7 @@ class Worker(Server):
         await super()._shutdown()
         if isinstance(self.data, SpillBuffer):  # stops its writer thread, removes its files
             await asyncio.to_thread(self.data.close)
-        shutil.rmtree(self.local_directory, ignore_errors=True)
+        self._local_dir.release()
 
     # -- events in, instructions out ---------------------------------------------------------
     def _handle_events(self, events: list[ev.WorkerEvent]) -> None:
