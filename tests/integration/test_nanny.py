@@ -326,7 +326,7 @@ def test_the_nanny_removes_a_killed_workers_directory(make_cluster: Any, tmp_pat
     cluster = make_cluster("--nthreads", "1", "--local-directory", str(parent))
     with cluster.client() as client:
         workers = cluster.note_workers(client)
-        victim, info = next(iter(workers.items()))
+        info = next(iter(workers.values()))
         directory = Path(info["local_directory"])
         assert directory.parent == parent and directory.exists()
         (directory / "storage").mkdir(exist_ok=True)
