@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shoal.client.refs import KeyTable
-from shoal.client.unsendable import fail_unsendable, keys_of
+from shoal.client.unsendable import failed_futures_of, keys_of
 from shoal.errors import SerializationError
 
 
@@ -26,7 +26,7 @@ def test_the_futures_of_an_unsendable_graph_err_naming_the_bad_key() -> None:
     bad = ("x", Unsendable())
     states = table.acquire_many(["good", bad], [None, None])
     msg = {"op": "update-graph", "tasks": [("good", None, ()), (bad, None, ())], "wanted": [bad]}
-    failed = fail_unsendable(table, msg, TypeError("Unsendable cannot go in a message"))
+    failed = failed_futures_of(table, msg, TypeError("Unsendable cannot go in a message"))
     assert failed == ["good", bad]
     for state in states:
         assert state.status == "error"
@@ -39,7 +39,7 @@ def test_a_done_future_is_left_alone() -> None:
     table = KeyTable()
     (state,) = table.acquire_many(["k"], [None])
     state.finish("int")
-    assert fail_unsendable(table, {"op": "x", "key": "k"}, TypeError("no")) == []
+    assert failed_futures_of(table, {"op": "x", "key": "k"}, TypeError("no")) == []
     assert state.status == "finished"
 
 
@@ -47,4 +47,4 @@ def test_unhashable_keys_do_not_break_the_handler() -> None:
     table = KeyTable()
     with pytest.raises(TypeError):
         hash(["a"])
-    assert fail_unsendable(table, {"op": "x", "keys": [["a"]]}, TypeError("no")) == []
+    assert failed_futures_of(table, {"op": "x", "keys": [["a"]]}, TypeError("no")) == []

@@ -68,7 +68,12 @@ def unsendable_error(msg: Any, exc: Exception) -> SerializationError:
     return SerializationError(text)
 
 
-def fail_unsendable(table: KeyTable, msg: Any, exc: Exception) -> list[Key]:
+def fail_unsendable(table: KeyTable, msg: Any, exc: Exception) -> None:
+    """Fail the futures of every key ``msg`` names (``BatchedStream.on_unencodable``)."""
+    failed_futures_of(table, msg, exc)
+
+
+def failed_futures_of(table: KeyTable, msg: Any, exc: Exception) -> list[Key]:
     """Fail the futures of every key ``msg`` names; returns the keys failed."""
     error = unsendable_error(msg, exc)
     failed = []

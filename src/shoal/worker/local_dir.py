@@ -115,7 +115,7 @@ def _locked_by_someone(lock_path: Path) -> bool:
 
 def remove_stale_directories(parent: str) -> list[str]:
     """Remove ``shoal-worker-*`` directories in ``parent`` whose owner is dead; their paths."""
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(parent))
     except OSError:
