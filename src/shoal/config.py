@@ -8,6 +8,21 @@ from shoal.protocol.frames import FrameLimits
 
 
 @dataclass(frozen=True, slots=True)
+class TCPKeepalive:
+    """How the kernel notices a dead peer on an idle or stuck TCP connection."""
+
+    #: seconds a connection is idle before the first keepalive probe
+    idle: float = 10.0
+    #: seconds between unanswered probes
+    interval: float = 5.0
+    #: unanswered probes before the connection is dropped
+    count: int = 3
+    #: seconds sent data may stay unacknowledged before the connection is dropped (Linux
+    #: ``TCP_USER_TIMEOUT``; 0: the kernel's default of about 15 minutes)
+    user_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class CommConfig:
     """How connections behave."""
 
@@ -21,6 +36,12 @@ class CommConfig:
     batch_interval: float = 0.0005
     #: most open connections a ConnectionPool keeps
     pool_limit: int = 512
+    #: seconds an rpc call waits for its reply (None: forever); calls may pass their own
+    call_timeout: float | None = 300.0
+    #: seconds one ``get_data`` fetch from a peer may take before it counts as failed
+    fetch_timeout: float = 120.0
+    #: TCP keepalive on every connection, both directions
+    keepalive: TCPKeepalive = field(default_factory=TCPKeepalive)
 
 
 @dataclass(frozen=True, slots=True)

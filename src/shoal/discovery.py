@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,25 @@ def unregister_local(address: str) -> None:
     _IN_PROCESS.pop(address, None)
 
 
+#: permission bits that let other users read or change a secret file
+_SHARED_BITS = stat.S_IRWXG | stat.S_IRWXO
+
+
+def check_private(path: str | Path) -> None:
+    """Refuse a secret file that other users can read or write (as ssh does for keys)."""
+    if os.name != "posix":
+        return
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & _SHARED_BITS:
+        raise PermissionError(
+            f"token file {str(path)!r} is accessible by other users (mode {mode:04o}); "
+            f"anyone who reads it can run code on this cluster. Fix it with: "
+            f"chmod 600 {str(path)!r}"
+        )
+
+
 def read_token_file(path: str | Path) -> str:
+    check_private(path)
     token = Path(path).read_text().strip()
     if not token:
         raise ValueError(f"token file {str(path)!r} is empty")
@@ -73,6 +92,8 @@ def write_scheduler_file(path: str | Path, address: str, token_path: Path | None
     }
     target = Path(path)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if os.name == "posix":
+        os.fchmod(fd, 0o600)  # the mode given to open applies only to a new file
     with os.fdopen(fd, "w") as f:
         json.dump(info, f)
 

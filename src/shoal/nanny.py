@@ -34,6 +34,7 @@ from shoal.comm import Comm, Security
 from shoal.comm.hostaddr import Bind
 from shoal.comm.security import child_environ
 from shoal.server import Server
+from shoal.worker.local_dir import remove_directory_of_dead_worker
 from shoal.worker.memory import parse_memory_limit
 
 logger = logging.getLogger("shoal.nanny")
@@ -220,11 +221,21 @@ class Nanny(Server):
         waiter.cancel()
         exited.cancel()
 
-    def _worker_ready(self, comm: Comm, address: str, pid: int) -> str:
+    def _worker_ready(
+        self, comm: Comm, address: str, pid: int, local_directory: str | None = None
+    ) -> str:
         if self.process is not None and pid == self.process.pid:
             self.worker_address = address
             self._ready.set()
+            if local_directory:
+                self.background(self._clean_up_after(self.process, local_directory), "cleanup")
         return "OK"
+
+    async def _clean_up_after(self, process: asyncio.subprocess.Process, directory: str) -> None:
+        """Once the worker process is gone, however it ended, remove its local directory
+        (a SIGKILLed worker cannot; its spilled data would stay on disk forever)."""
+        await process.wait()
+        await asyncio.to_thread(remove_directory_of_dead_worker, directory)
 
     async def _watch(self, process: asyncio.subprocess.Process) -> None:
         """Wait for the worker to exit; close on exit code 0, else report and restart."""

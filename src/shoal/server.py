@@ -36,6 +36,7 @@ from shoal.comm.security import Security
 from shoal.comm.transports import listen
 from shoal.config import CommConfig
 from shoal.errors import CommBrokenError, CommClosedError, CommError
+from shoal.fd_limit import raise_open_file_limit
 
 logger = logging.getLogger("shoal.server")
 
@@ -115,6 +116,7 @@ class Server:
         """Accept connections on ``address`` too (may be called more than once)."""
         if self.status in ("closing", "closed"):
             raise CommClosedError(f"{self!r} is closed; it cannot listen")
+        raise_open_file_limit()  # connections are file descriptors: take what we may
         listener = await listen(
             address,
             self.handle_comm,

@@ -69,6 +69,7 @@ class FakeTransport:
                 self.queue.extend((row[0], row[1]) for row in msg["tasks"])
 
     async def call(self, address: str, op: str, /, **kwargs: Any) -> Any:
+        kwargs.pop("reply_timeout", None)  # a deadline for the pool, not part of the rpc
         self.calls.append((address, op, kwargs))
         if address == SCHEDULER:
             return getattr(self, f"_scheduler_{op}")(**kwargs)

@@ -68,6 +68,7 @@ def test_resolve_an_address_with_a_registered_token() -> None:
 def test_resolve_a_scheduler_file(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("sekrit\n")
+    token_file.chmod(0o600)
     scheduler_file = tmp_path / "scheduler.json"
     scheduler_file.write_text(json.dumps({"address": "tcp://s:2", "token_file": str(token_file)}))
     target = asyncio.run(resolve(None, str(scheduler_file), None, {}))

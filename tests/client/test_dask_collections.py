@@ -68,7 +68,7 @@ def test_array_transpose_add_rechunk_matmul_slicing(client: Client, x: da.Array)
 def test_default_client_runs_compute_without_scheduler_argument(
     client: Client, x: da.Array
 ) -> None:
-    assert dask.config.get("scheduler") == client.get
+    assert dask.config.get("scheduler").__self__ is client
     assert dask.config.get("dataframe.shuffle.method") == "tasks"
     np.testing.assert_allclose(x.sum().compute(), x.sum().compute(scheduler="sync"))
 
@@ -205,10 +205,10 @@ def test_a_graph_sent_in_many_batches_computes_and_leaves_nothing_behind(
 def test_the_default_client_is_dask_scheduler_until_it_closes(cluster: LocalCluster) -> None:
     with dask.config.set(scheduler="threads"):
         with Client(cluster) as first:
-            assert dask.config.get("scheduler") == first.get
+            assert dask.config.get("scheduler").__self__ is first
             with Client(cluster) as second:
-                assert dask.config.get("scheduler") == second.get
-            assert dask.config.get("scheduler") == first.get
+                assert dask.config.get("scheduler").__self__ is second
+            assert dask.config.get("scheduler").__self__ is first
         assert dask.config.get("scheduler") == "threads"
 
 

@@ -140,6 +140,30 @@ def test_a_message_that_cannot_be_encoded_is_dropped_alone(
     assert any("cannot be sent" in r.getMessage() for r in caplog.records)
 
 
+def test_a_message_that_cannot_be_encoded_goes_to_its_handler(address: str) -> None:
+    unsendable: list[tuple[object, Exception]] = []
+
+    async def main() -> None:
+        async with comm_pair(address) as (client, server):
+            stream = BatchedStream(
+                client, on_unencodable=lambda msg, exc: unsendable.append((msg, exc))
+            )
+            bad = {"op": "bad", "key": ("x", object())}
+            stream.send({"op": "ok"}, bad)
+            assert await server.read() == ({"op": "ok"},)
+            stream.send(bad)
+            stream.flush_now()  # the synchronous path reports it too
+            stream.send("after")
+            assert await server.read() == ("after",)
+            await stream.close()
+
+    run(main())
+    assert [msg for msg, _ in unsendable] == [
+        {"op": "bad", "key": unsendable[0][0]["key"]},  # type: ignore[index]
+    ] * 2
+    assert all(isinstance(exc, TypeError) for _, exc in unsendable)
+
+
 def test_peer_going_away_ends_the_stream(address: str) -> None:
     async def main() -> None:
         async with comm_pair(address) as (client, server):

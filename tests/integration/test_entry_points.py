@@ -28,6 +28,7 @@ def shoal_cmd(*args: str) -> list[str]:
 def test_scheduler_file_connects_workers_and_clients(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("scheduler-file-token\n")
+    token_file.chmod(0o600)
     sched_file = tmp_path / "scheduler.json"
     procs = [
         subprocess.Popen(

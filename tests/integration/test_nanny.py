@@ -318,3 +318,21 @@ def test_retire_workers_under_load_loses_nothing(make_cluster: Any) -> None:
         assert client.gather(futures) == list(range(1, 301))
         assert list(cluster.note_workers(client)) == [keeper]
         assert all(list(h) == [keeper] for h in client.who_has(futures).values())
+
+
+def test_the_nanny_removes_a_killed_workers_directory(make_cluster: Any, tmp_path: Path) -> None:
+    parent = tmp_path / "workers"
+    parent.mkdir()
+    cluster = make_cluster("--nthreads", "1", "--local-directory", str(parent))
+    with cluster.client() as client:
+        workers = cluster.note_workers(client)
+        info = next(iter(workers.values()))
+        directory = Path(info["local_directory"])
+        assert directory.parent == parent and directory.exists()
+        (directory / "storage").mkdir(exist_ok=True)
+        (directory / "storage" / "spilled").write_bytes(b"x" * 100_000)
+        os.kill(int(info["pid"]), signal.SIGKILL)
+        wait_for(lambda: not directory.exists(), timeout=60)
+        wait_for(lambda: len(cluster.note_workers(client)) == 2, timeout=60)
+        dirs = sorted(p.name for p in parent.iterdir())
+        assert len(dirs) == 2 and directory.name not in dirs

@@ -187,8 +187,8 @@ LIMITS = FrameLimits(max_frames=8, max_frame_bytes=64 << 20, max_message_bytes=9
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (header(2**63), "frame of 9223372036854775808 bytes"),
-        (header(2**64 - 1), "frame of 18446744073709551615 bytes"),
+        (header(2**63), "the last frame of a frame set claims to continue"),
+        (header(2**64 - 1), "frame of 9223372036854775807 bytes"),  # bit 63: continues
         (header(count=0), "announces 0 frames"),
         (header(1, 2, 3, 4, 5, 6, 7, 8, 9), "announces 9 frames"),
         (header(count=2**63), "announces 9223372036854775808 frames"),

@@ -263,3 +263,15 @@ def test_replicas_are_fetched_announced_and_dropped_on_request() -> None:
     out = ws.handle_stimulus(freed("r"))
     assert kinds(out) == ["DeleteValue"]  # the scheduler asked: no release message
     assert ws.tasks == {}
+
+
+def test_values_a_peer_could_not_send_fail_their_dependents_and_are_not_fetched_again() -> None:
+    # what the shell reports when the peer answered get_data with an error about the values
+    ws = new_state(nthreads=2)
+    ws.handle_stimulus(assign("y1", deps={"a": [A]}), assign("y2", deps={"a": [A], "b": [A]}))
+    info = error_info("cannot pickle '_thread.lock' object")
+    out = ws.handle_stimulus(gathered(A, ["a", "b"], data={}, unreadable=dict.fromkeys("ab", info)))
+    assert sorted(m.key for m in of(out, TaskErredMsg)) == ["y1", "y2"]
+    assert not of(out, GatherDep) and not of(out, RequestRefreshWhoHasMsg)
+    assert ws.tasks["y1"].error is info and ws.tasks["y2"].error is info
+    assert ws.in_flight_workers == {} and ws.comm_bytes == 0

@@ -17,6 +17,7 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +28,7 @@ from shoal.client.future_state import ErrorInfo, FutureState
 from shoal.client.refs import KeyTable
 from shoal.client.tasks import TaskBatch
 from shoal.client.transport import Msg, Transport
+from shoal.client.unsendable import fail_unsendable
 from shoal.errors import CommClosedError, CommError
 
 logger = logging.getLogger("shoal.client")
@@ -63,6 +65,7 @@ class ClientCore:
 
         table.schedule_flush = schedule_flush
         table.on_released = self._send_releases
+        self.transport.on_unencodable = functools.partial(fail_unsendable, table)
         self.scheduler_reply = await self.transport.open(self.id, self.handle_batch, self.lost)
         self.status = "running"
 

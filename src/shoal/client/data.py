@@ -26,9 +26,9 @@ from typing import Any, Literal
 from shoal._types import Address, Key
 from shoal.client.core import ClientCore
 from shoal.client.future import Future
-from shoal.client.future_state import FutureState
+from shoal.client.future_state import ErrorInfo, FutureState
 from shoal.client.nested import pack, unpack
-from shoal.errors import CommError, FutureLostError
+from shoal.errors import CommError, FutureLostError, ShoalTimeoutError
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 logger = logging.getLogger("shoal.client")
@@ -117,19 +117,31 @@ def _plan(keys: Sequence[Key], who_has: dict[Key, Iterable[Address]]) -> dict[Ad
     return plan
 
 
+def _rebuilt(error: dict[str, Any]) -> BaseException:
+    info = ErrorInfo(
+        error.get("exception"),
+        error.get("traceback"),
+        str(error.get("exception_text", "")),
+        str(error.get("traceback_text", "")),
+    )
+    return info.rebuild()
+
+
 async def _fetch_round(
     core: ClientCore, plan: dict[Address, list[Key]], data: dict[Key, Any]
 ) -> None:
     async def one(worker: Address, keys: list[Key]) -> None:
         try:
             reply = await core.transport.call(worker, "get_data", keys=keys, who=core.id)
-        except CommError as exc:
+        except (CommError, ShoalTimeoutError) as exc:
             logger.info("client %s: get_data from %s failed: %s", core.id, worker, exc)
             return
         if not isinstance(reply, dict) or reply.get("status") == "busy":
             return
         for key, blob in (reply.get("data") or {}).items():
             data[key] = deserialize(blob)
+        for error in (reply.get("unsendable") or {}).values():
+            raise _rebuilt(error)  # the value exists but cannot travel: say so, with why
 
     await asyncio.gather(*(one(w, ks) for w, ks in plan.items()))
 
@@ -232,7 +244,9 @@ async def run(
     """Run ``function(*args, **kwargs)`` on each worker; results by worker address."""
     targets = await worker_addresses(core, workers)
     blobs = {"function": serialize(function), "args": serialize(args), "kwargs": serialize(kwargs)}
-    results = await asyncio.gather(*(core.transport.call(w, "run", **blobs) for w in targets))
+    # user code of any length: no reply deadline (a dead worker still breaks the comm)
+    calls = (core.transport.call(w, "run", reply_timeout=None, **blobs) for w in targets)
+    results = await asyncio.gather(*calls)
     return {
         w: deserialize(r) if isinstance(r, Serialized) else r
         for w, r in zip(targets, results, strict=True)

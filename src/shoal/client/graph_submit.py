@@ -33,6 +33,7 @@ from shoal.client.future_state import FutureState
 from shoal.client.tasks import _submission_order
 from shoal.errors import SerializationError
 from shoal.graph.dask import DaskGraph, frontiers, refer_to_futures, restrictions_of
+from shoal.graph.keys import normalize_key
 from shoal.protocol.serialize import OUT_OF_BAND_BYTES, Serialized, serialize
 
 #: most tasks in one ``update-graph`` message (the scheduler handles one in ~0.1 s)
@@ -93,7 +94,7 @@ def _prepare(
 ) -> PreparedGraph:
     order = graph.priorities()
     generation = next(_submission_order)
-    prepared = PreparedGraph(list(outputs))
+    prepared = PreparedGraph([normalize_key(key) for key in outputs])
     cutter = _Cutter()
     for key in sorted(graph.nodes, key=order.__getitem__):
         annotations = {**defaults, **graph.annotation(key)}
@@ -103,9 +104,11 @@ def _prepare(
         if _FUTURE_MARK in blob.header:  # a Future pickled as a plain argument: refer to it
             node = graph.nodes[key] = refer_to_futures(node)
             blob = _serialize_node(key, node)
-        deps = tuple(node.dependencies)
+        deps = tuple(normalize_key(dep) for dep in node.dependencies)
         restrictions = restrictions_of(annotations)
-        cutter.add((key, blob, deps, (priority, generation, order[key]), None), restrictions)
+        cutter.add(
+            (normalize_key(key), blob, deps, (priority, generation, order[key]), None), restrictions
+        )
     prepared.batches, prepared.restrictions = cutter.finish()
     keys = [[row[0] for row in rows] for rows in prepared.batches]
     prepared.frontiers = frontiers(keys, {row[0]: row[2] for b in prepared.batches for row in b})

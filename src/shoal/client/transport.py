@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from shoal.comm import BatchedStream, Comm, ConnectionPool, Security, connect, raise_remote
+from shoal.comm.batched import UnencodableHandler
 from shoal.config import CommConfig
 from shoal.errors import CommError, ProtocolError
 
@@ -34,6 +35,8 @@ class Transport(Protocol):
 
     #: where the scheduler listens
     scheduler_address: str
+    #: told of each message that cannot be encoded (the core fails its futures)
+    on_unencodable: UnencodableHandler | None
 
     async def open(
         self, client_id: str, on_batch: BatchHandler, on_lost: LostHandler
@@ -65,6 +68,7 @@ class CommTransport:
         self.name = name
         self.config = config
         self.pool = ConnectionPool(security=security, role="client", name=name, config=config)
+        self.on_unencodable: UnencodableHandler | None = None
         self._stream: BatchedStream | None = None
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
@@ -90,7 +94,9 @@ class CommTransport:
             if isinstance(reply, dict) and reply.get("status") == "error":
                 raise_remote(reply)
             raise ProtocolError(f"the scheduler refused the client: {reply!r:.200}")
-        self._stream = BatchedStream(comm, interval=self.config.batch_interval)
+        self._stream = BatchedStream(
+            comm, interval=self.config.batch_interval, on_unencodable=self.on_unencodable
+        )
         self._reader = asyncio.create_task(
             self._read(comm, on_batch, on_lost), name=f"client-stream {client_id}"
         )

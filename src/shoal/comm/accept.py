@@ -52,6 +52,7 @@ class Acceptor:
         if self.stopped:
             comm.abort()
             return
+        comm.set_keepalive(self.config.keepalive)
         task = asyncio.get_running_loop().create_task(self._serve(comm))
         self._handshaking[task] = comm
         self._tasks.add(task)

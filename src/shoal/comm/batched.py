@@ -8,14 +8,17 @@ Rules of this file:
   list) at most once per ``interval``; after an idle spell the first message goes out on
   the next loop turn, so a lone message is not delayed by the interval.
 * The receiver does ``batch = await comm.read()`` and gets a tuple of messages, in order.
-* A message that cannot be encoded is dropped with a logged error; the rest of its batch
-  still goes out. A broken comm ends the stream (logged); it is never silently reopened.
+* A message that cannot be encoded is never dropped silently: it is handed, with the error,
+  to ``on_unencodable`` (the client fails the futures it concerns; the default logs it),
+  and the rest of its batch still goes out. A broken comm ends the stream (logged); it is
+  never silently reopened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from shoal.comm.core import Comm
@@ -25,13 +28,23 @@ from shoal.protocol.messages import dumps
 
 logger = logging.getLogger("shoal.comm")
 
+#: told about each message that could not be encoded, with the reason
+UnencodableHandler = Callable[[Any, Exception], None]
+
 
 class BatchedStream:
     """Coalesces outgoing messages on ``comm`` into one write per ``interval`` seconds."""
 
-    def __init__(self, comm: Comm, interval: float = 0.002) -> None:
+    def __init__(
+        self,
+        comm: Comm,
+        interval: float = 0.002,
+        on_unencodable: UnencodableHandler | None = None,
+    ) -> None:
         self.comm = comm
         self.interval = interval
+        #: who hears of a message that cannot be encoded (None: it is logged as an error)
+        self.on_unencodable = on_unencodable
         #: messages waiting for the next flush, oldest first
         self._buffer: list[Any] = []
         #: what the flusher sleeps on; resolved by close(), and by send() if _wakes_on_send
@@ -146,7 +159,7 @@ class BatchedStream:
         """The frames of ``batch``, leaving out (and logging) messages that cannot go."""
         try:
             return dumps(batch)
-        except TypeError:
+        except (TypeError, ValueError, OverflowError):
             batch = self._encodable(batch)
             return dumps(batch) if batch else None
 
@@ -155,13 +168,22 @@ class BatchedStream:
         for msg in batch:
             try:
                 dumps(msg)
-            except TypeError as exc:
-                logger.error(
-                    "dropping a message to %s that cannot be sent: %s", self.comm.peer_address, exc
-                )
+            except (TypeError, ValueError, OverflowError) as exc:
+                self._report_unencodable(msg, exc)
             else:
                 keep.append(msg)
         return keep
+
+    def _report_unencodable(self, msg: Any, exc: Exception) -> None:
+        handler = self.on_unencodable
+        if handler is None:
+            op = msg.get("op") if isinstance(msg, dict) else None
+            logger.error("a %r message to %s cannot be sent: %s", op, self.comm.peer_address, exc)
+            return
+        try:
+            handler(msg, exc)
+        except Exception:
+            logger.exception("handling an unsendable message to %s failed", self.comm.peer_address)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

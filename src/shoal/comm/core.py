@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from shoal.config import CommConfig
+from shoal.config import CommConfig, TCPKeepalive
 from shoal.errors import CommBrokenError, ProtocolError
 from shoal.protocol.frames import Buffer, FrameLimits
 from shoal.protocol.messages import dumps, loads
@@ -98,6 +98,10 @@ class Comm(ABC):
     @abstractmethod
     def closed(self) -> bool:
         """True once closed by either side or broken."""
+
+    def set_keepalive(self, settings: TCPKeepalive) -> None:
+        """Have the kernel notice a dead peer (TCP only; other transports ignore it)."""
+        return None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

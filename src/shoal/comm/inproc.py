@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from shoal.comm.accept import Acceptor
 from shoal.comm.core import Comm, Listener
 from shoal.errors import CommBrokenError, CommClosedError, CommError, ProtocolError
-from shoal.protocol.frames import HANDSHAKE_LIMITS, Buffer, FrameLimits, nbytes
+from shoal.protocol.frames import HANDSHAKE_LIMITS, Buffer, FrameLimits, nbytes, pieces_of
 
 _counter = itertools.count(1)
 _listeners: dict[str, InprocListener] = {}
@@ -34,12 +34,12 @@ def _fresh_address() -> str:
 
 
 def _check_limits(frames: Sequence[memoryview], limits: FrameLimits) -> None:
-    if not frames or len(frames) > limits.max_frames:
-        raise ProtocolError(f"frame set of {len(frames)} frames (limit {limits.max_frames})")
+    # the same limits as on TCP, where a frame over max_frame_bytes travels in pieces
+    pieces = sum(pieces_of(frame.nbytes, limits.max_frame_bytes) for frame in frames)
+    if not frames or pieces > limits.max_frames:
+        raise ProtocolError(f"frame set of {pieces} frames (limit {limits.max_frames})")
     total = 0
     for frame in frames:
-        if frame.nbytes > limits.max_frame_bytes:
-            raise ProtocolError(f"frame of {frame.nbytes} bytes (limit {limits.max_frame_bytes})")
         total += frame.nbytes
     if total > limits.max_message_bytes:
         raise ProtocolError(f"frame set of {total} bytes (limit {limits.max_message_bytes})")

@@ -6,8 +6,10 @@ Rules of this file:
   back with ``reuse`` (closed ones are dropped then). Forgetting ``reuse`` leaks a slot.
 * At the limit, an idle comm to another address is closed to make room; if there is none,
   ``connect`` waits for a comm to come back, first come first served.
-* ``call`` is one rpc: a comm that saw an error or a cancellation mid-call is aborted, never
-  reused, since it may still carry half a conversation.
+* ``call`` is one rpc: a comm that saw an error, a cancellation or its deadline mid-call is
+  aborted, never reused, since it may still carry half a conversation.
+* Every call has a deadline: ``config.call_timeout`` unless the caller passes
+  ``reply_timeout`` (None: wait forever, for calls that run user code of any length).
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from shoal.comm.core import DEFAULT_CONFIG, Comm
-from shoal.comm.rpc import unwrap_reply
+from shoal.comm.rpc import exchange, unwrap_reply
 from shoal.comm.security import Security
 from shoal.comm.transports import connect
 from shoal.config import CommConfig
 from shoal.errors import CommClosedError
+
+#: ``reply_timeout`` not given: the pool's ``config.call_timeout`` applies
+_CONFIGURED: Any = object()
 
 
 class ConnectionPool:
@@ -86,14 +91,19 @@ class ConnectionPool:
             self._n_idle += 1
         self._wake_one()
 
-    async def call(self, address: str, op: str, /, **kwargs: Any) -> Any:
-        """One rpc: send ``{"op": op, **kwargs}``; return the result or raise the remote error."""
+    async def call(
+        self, address: str, op: str, /, *, reply_timeout: float | None = _CONFIGURED, **kwargs: Any
+    ) -> Any:
+        """One rpc: send ``{"op": op, **kwargs}``; return the result or raise the remote error.
+
+        No reply within ``reply_timeout`` seconds (default ``config.call_timeout``) raises
+        ``ShoalTimeoutError`` naming the peer and the op."""
+        timeout = self.config.call_timeout if reply_timeout is _CONFIGURED else reply_timeout
         comm = None if self._closed else self._take_idle(address)
         if comm is None:
             comm = await self.connect(address)
         try:
-            await comm.write({"op": op, **kwargs})
-            reply = await comm.read()
+            reply = await exchange(comm, {"op": op, **kwargs}, timeout)
         except BaseException:
             comm.abort()
             self.reuse(address, comm)

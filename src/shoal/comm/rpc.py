@@ -7,21 +7,45 @@ Rules of this file:
 
 * Building a reply never fails: whatever cannot be pickled is sent as ``None`` and the
   receiver falls back to ``RemoteError(type, text, traceback_text)``.
+* Every request waits for its reply within a deadline (``exchange``): a peer that accepts
+  and never answers raises ``ShoalTimeoutError`` naming the peer and the op.
 * Rebuilding one unpickles, so it happens only for authenticated peers and only when the
   caller allows it (``deserialize=False`` for parties that never unpickle: the scheduler).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import traceback
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import tblib
 
-from shoal.errors import ProtocolError, RemoteError, SerializationError
+from shoal.errors import ProtocolError, RemoteError, SerializationError, ShoalTimeoutError
 from shoal.protocol.serialize import Serialized, serialize
 from shoal.protocol.serialize import deserialize as _unpickle
+
+if TYPE_CHECKING:
+    from shoal.comm.core import Comm
+
+
+async def exchange(comm: Comm, msg: dict[str, Any], timeout: float | None) -> Any:
+    """Write the request ``msg`` and read its reply, both within ``timeout`` seconds."""
+    if timeout is None:
+        await comm.write(msg)
+        return await comm.read()
+    try:
+        return await asyncio.wait_for(_write_then_read(comm, msg), timeout)
+    except asyncio.TimeoutError:
+        raise ShoalTimeoutError(
+            f"{comm.peer_address} did not answer {msg.get('op')!r} within {timeout}s"
+        ) from None
+
+
+async def _write_then_read(comm: Comm, msg: dict[str, Any]) -> Any:
+    await comm.write(msg)
+    return await comm.read()
 
 
 def ok_reply(result: Any) -> dict[str, Any]:

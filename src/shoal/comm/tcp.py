@@ -31,8 +31,17 @@ from typing import Any, NoReturn
 from shoal.comm.accept import Acceptor
 from shoal.comm.addressing import parse_host_port, unparse_address, unparse_host_port
 from shoal.comm.core import Comm, Listener, logger
+from shoal.comm.keepalive import set_keepalive as set_socket_keepalive
+from shoal.config import TCPKeepalive
 from shoal.errors import CommBrokenError, CommClosedError, CommError, ProtocolError
-from shoal.protocol.frames import HANDSHAKE_LIMITS, Buffer, FrameDecoder, FrameLimits, nbytes
+from shoal.protocol.frames import (
+    HANDSHAKE_LIMITS,
+    MAX_FRAME_BYTES,
+    Buffer,
+    FrameDecoder,
+    FrameLimits,
+    nbytes,
+)
 from shoal.protocol.frames import encode_frames as _encode
 from shoal.protocol.messages import dumps, loads
 
@@ -134,6 +143,8 @@ class TCPComm(Comm, asyncio.BufferedProtocol):
         self._hs_buf = bytearray(_HS_HEADER + HANDSHAKE_LIMITS.max_message_bytes)
         self._hs_have = 0
         self._hs_need = _HS_HEADER
+        #: frames over this many bytes go out in pieces (frames.encode_frames)
+        self._split_bytes = MAX_FRAME_BYTES
 
     # -- asyncio protocol callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -150,6 +161,11 @@ class TCPComm(Comm, asyncio.BufferedProtocol):
         self.peer_certificate = transport.get_extra_info("peercert")
         if self._on_connect is not None:
             self._on_connect(self)
+
+    def set_keepalive(self, settings: TCPKeepalive) -> None:
+        sock = self._transport.get_extra_info("socket") if self._transport else None
+        if sock is not None:
+            set_socket_keepalive(sock, settings)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._error is not None:
@@ -285,13 +301,14 @@ class TCPComm(Comm, asyncio.BufferedProtocol):
             self._raise_error()
         outbox = self._outbox
         assert outbox is not None
-        buffers = _encode(frames)
+        buffers = _encode(frames, self._split_bytes)
         total = sum(map(nbytes, buffers))
         outbox.write(buffers, total)
         return total
 
     def authenticated(self, limits: FrameLimits) -> None:
         self._decoder.limits = limits
+        self._split_bytes = limits.max_frame_bytes  # we send pieces no larger than we accept
         self._handshaking = False
         self._hs_buf = bytearray()
         if self._read_paused and self._error is None:

@@ -95,6 +95,7 @@ async def _connect(
     config: CommConfig,
 ) -> Comm:
     comm = await opener(loc, security, role)
+    comm.set_keepalive(config.keepalive)
     try:
         await client_handshake(comm, security=security, role=role, name=name, config=config)
     except ProtocolError as exc:

@@ -1,7 +1,9 @@
-"""Task keys: naming new ones and splitting them into prefixes for grouping."""
+"""Task keys: naming new ones, normalizing what users give, and splitting them into
+prefixes for grouping."""
 
 from __future__ import annotations
 
+import operator
 import re
 import uuid
 from collections.abc import Callable
@@ -21,6 +23,29 @@ def key_split(key: object) -> str:
     if not isinstance(key, str):
         return "other"
     return _HEX_TAIL.sub("", key) or key
+
+
+def normalize_key(key: Any) -> Any:
+    """``key`` made of the builtin types a message carries: numpy integers (as dask.array's
+    ``vindex`` and ``diagonal`` put in keys) become ``int``, inside tuples too; subclasses
+    of ``str``, ``bytes`` and ``float`` become the builtin. Equal and hash-equal to
+    ``key``, so dask's own lookups by the original key still find it."""
+    typ = type(key)
+    if typ is str or typ is int or typ is float or typ is bytes:
+        return key
+    if typ is tuple:
+        return tuple(normalize_key(part) for part in key)
+    if isinstance(key, bool):
+        return bool(key)
+    if isinstance(key, str):
+        return str(key)
+    if isinstance(key, bytes):
+        return bytes(key)
+    if isinstance(key, float):
+        return float(key)
+    if hasattr(typ, "__index__"):  # numpy integers, and any other exact integer type
+        return operator.index(key)
+    return key
 
 
 def funcname(func: Callable[..., Any]) -> str:

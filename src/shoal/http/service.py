@@ -6,6 +6,8 @@ Rules of this file:
   stopped in its shutdown; it shares the event loop, never a thread of its own.
 * Port 0 means a free port, read back once bound (``port``, ``url``).
 * A ``LoopLagMonitor`` runs beside it: how late the loop wakes up is the loop-blocked signal.
+* Connections are capped and must send their headers in time (``shoal.http.guard``); the
+  cap leaves file descriptors for comm (``shoal.fd_limit``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ import ssl
 
 from aiohttp import web
 
+from shoal.fd_limit import http_connection_limit
+from shoal.http.guard import HEADER_TIMEOUT, ConnectionGuard, GuardedSite
+
 logger = logging.getLogger("shoal.http")
 
 #: seconds open connections (live streams) get to finish when the service stops
 SHUTDOWN_TIMEOUT = 1.0
+#: seconds an idle keep-alive connection stays open between requests
+KEEPALIVE_TIMEOUT = 15.0
 
 
 def split_address(address: str, default_host: str) -> tuple[str, int]:
@@ -70,10 +77,22 @@ class LoopLagMonitor:
 class HttpService:
     """Serves an aiohttp application on ``host:port`` (0: a free port) on the running loop."""
 
-    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: int | None = None,
+        header_timeout: float = HEADER_TIMEOUT,
+    ) -> None:
         self.host = host
         #: serve HTTPS with this context (a tls:// cluster serves no plain HTTP port)
         self.ssl_context = ssl_context
+        #: caps open connections and times out slow headers
+        self.guard = ConnectionGuard(
+            max_connections if max_connections is not None else http_connection_limit(),
+            header_timeout,
+        )
         #: the bound port once started (the requested one before)
         self.port = port
         self.lag = LoopLagMonitor()
@@ -85,10 +104,14 @@ class HttpService:
     async def start(self, app: web.Application) -> None:
         """Serve ``app``; ``port`` holds the bound port afterwards."""
         runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            keepalive_timeout=KEEPALIVE_TIMEOUT,
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context)
+        site = GuardedSite(runner, self.host, self.port, self.guard, self.ssl_context)
         try:
             await site.start()
         except OSError:

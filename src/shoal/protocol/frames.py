@@ -3,6 +3,11 @@
 Rules of this file:
 
 * A frame set is ``count`` (u64 LE), then ``count`` lengths (u64 LE each), then the frames.
+* A frame larger than ``max_frame_bytes`` travels as several pieces: every piece but the
+  last has bit 63 of its length set (``CONTINUES``). The decoder checks each piece
+  against the limit and hands the frame back whole, as one view of the payload (no copy,
+  since a frame set's pieces arrive back to back in one buffer). The sender splits at its
+  own limit, which is also what it accepts.
 * Every number read off the wire is checked against ``FrameLimits`` *before* anything is
   allocated for it, so a peer that claims 2**63 bytes costs us 16 bytes of parsing.
 * The decoder is sans-IO and speaks asyncio's ``BufferedProtocol`` shape
@@ -29,6 +34,12 @@ _DIRECT_READ_BYTES = 16 * 1024
 
 Buffer = bytes | bytearray | memoryview
 
+#: default limit on one piece of a frame on the wire (a larger frame is cut into pieces)
+MAX_FRAME_BYTES = 2**31
+#: set in a piece's length: the frame goes on in the next piece
+CONTINUES = 1 << 63
+_SIZE_MASK = CONTINUES - 1
+
 
 @dataclass(frozen=True, slots=True)
 class FrameLimits:
@@ -37,7 +48,7 @@ class FrameLimits:
     #: most frames in one frame set
     max_frames: int = 16_384
     #: most bytes in one frame
-    max_frame_bytes: int = 2**31
+    max_frame_bytes: int = MAX_FRAME_BYTES
     #: most bytes in all frames of one frame set together
     max_message_bytes: int = 2**33
 
@@ -51,11 +62,35 @@ def nbytes(frame: Buffer) -> int:
     return frame.nbytes if isinstance(frame, memoryview) else len(frame)
 
 
-def encode_frames(frames: Sequence[Buffer]) -> list[Buffer]:
-    """The wire form of a frame set: a header, then the frames themselves, not copied."""
-    lengths = [nbytes(f) for f in frames]
+def encode_frames(frames: Sequence[Buffer], max_frame_bytes: int = MAX_FRAME_BYTES) -> list[Buffer]:
+    """The wire form of a frame set: a header, then the frames themselves, not copied;
+    frames over ``max_frame_bytes`` are cut into pieces of at most that size."""
+    lengths: list[int] = []
+    pieces: list[Buffer] = []
+    for frame in frames:
+        size = nbytes(frame)
+        if size <= max_frame_bytes:
+            lengths.append(size)
+            pieces.append(frame)
+            continue
+        view = _byte_view(frame)
+        for start in range(0, size, max_frame_bytes):
+            piece = view[start : start + max_frame_bytes]
+            more = start + max_frame_bytes < size
+            lengths.append(piece.nbytes | CONTINUES if more else piece.nbytes)
+            pieces.append(piece)
     header = struct.pack(f"<{len(lengths) + 1}Q", len(lengths), *lengths)
-    return [header, *frames]
+    return [header, *pieces]
+
+
+def pieces_of(size: int, max_frame_bytes: int) -> int:
+    """How many pieces a frame of ``size`` bytes travels as."""
+    return max(1, -(-size // max_frame_bytes))
+
+
+def _byte_view(frame: Buffer) -> memoryview:
+    view = memoryview(frame)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
 class FrameDecoder:
@@ -178,9 +213,12 @@ class FrameDecoder:
         lengths = struct.unpack_from(f"<{count}Q", self._scratch, self._start + 8)
         total = 0
         for length in lengths:
-            if length > limits.max_frame_bytes:
-                self._fail(f"frame of {length} bytes (limit {limits.max_frame_bytes})")
-            total += length
+            size = length & _SIZE_MASK
+            if size > limits.max_frame_bytes:
+                self._fail(f"frame of {size} bytes (limit {limits.max_frame_bytes})")
+            total += size
+        if lengths[-1] & CONTINUES:
+            self._fail("the last frame of a frame set claims to continue")
         if total > limits.max_message_bytes:
             self._fail(f"frame set of {total} bytes (limit {limits.max_message_bytes})")
         try:
@@ -204,10 +242,12 @@ class FrameDecoder:
         assert payload is not None
         view = memoryview(payload)
         frames = []
-        offset = 0
+        start = end = 0
         for length in self._lengths:
-            frames.append(view[offset : offset + length])
-            offset += length
+            end += length & _SIZE_MASK
+            if not length & CONTINUES:  # a whole frame: its pieces, joined as one view
+                frames.append(view[start:end])
+                start = end
         self._ready.append(frames)
         self._payload = None
         self._lengths = ()

@@ -64,6 +64,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
 
 
 def sizeof(value: object) -> int:
+    # imported at worker start (shoal.worker.warm_imports), so this is a dict lookup
     from dask.sizeof import sizeof as dask_sizeof
 
     try:

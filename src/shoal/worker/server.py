@@ -16,8 +16,6 @@ import contextlib
 import logging
 import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping
@@ -31,6 +29,7 @@ from shoal.comm.rpc import ok_reply
 from shoal.config import CommConfig, WorkerConfig
 from shoal.errors import CommError, SerializationError
 from shoal.http.records import TransferLog
+from shoal.log_limit import RepeatLimiter
 from shoal.logs import MemoryLogHandler
 from shoal.nanny import RESTART_EXIT_CODE
 from shoal.protocol.messages import wire_safe
@@ -39,12 +38,17 @@ from shoal.server import Server
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
+from shoal.worker.local_dir import LocalDirectory
 from shoal.worker.memory import parse_memory_limit
 from shoal.worker.monitor import MONITOR_INTERVAL, MemoryMonitor, MemoryThresholds
-from shoal.worker.spill import SpillBuffer, make_data, serialized_values, task_inputs
+from shoal.worker.spill import SpillBuffer, make_data, task_inputs
 from shoal.worker.state import WorkerState
+from shoal.worker.transfer import is_network_failure, unsendable_of, values_for_peer
+from shoal.worker.warm_imports import import_task_modules
 
 logger = logging.getLogger("shoal.worker")
+#: fetch failures can repeat many times a second: each distinct line once per interval
+_repeats = RepeatLimiter()
 
 #: seconds between two requests to retire while the scheduler refuses
 RETIRE_RETRY_DELAY = 1.0
@@ -101,6 +105,7 @@ class Worker(Server):
         http_port: int | None = 0,
         **config: Any,
     ) -> None:
+        import_task_modules()  # before any task thread: no import races (warm_imports)
         nthreads = int(config.get("nthreads", 1))
         config["memory_limit"] = parse_memory_limit(memory_limit, nthreads)
         self.config = WorkerConfig(**config)
@@ -149,9 +154,9 @@ class Worker(Server):
         #: the process's exit code once closed (``RESTART_EXIT_CODE``: the nanny starts a
         #: successor after a ``lifetime_restart`` retirement)
         self.exit_code = 0
-        self.local_directory = tempfile.mkdtemp(
-            prefix="shoal-worker-", dir=cfg.local_directory or None
-        )
+        # locked with our pid; stale ones of dead workers beside it are removed first
+        self._local_dir = LocalDirectory(cfg.local_directory)
+        self.local_directory = self._local_dir.path
         self.state: WorkerState  # made in start(), once the address is known
         self.runner: TaskRunner
 
@@ -222,7 +227,13 @@ class Worker(Server):
     async def _tell_nanny(self) -> None:
         """Say to our nanny (if any) that we are up, with our address and pid."""
         if self.nanny:
-            await self.pool.call(self.nanny, "worker_ready", address=self.address, pid=os.getpid())
+            await self.pool.call(
+                self.nanny,
+                "worker_ready",
+                address=self.address,
+                pid=os.getpid(),
+                local_directory=self.local_directory,
+            )
 
     # -- observability (shoal.http, shoal.logs) ----------------------------------------------
     async def _start_http(self) -> None:
@@ -326,7 +337,7 @@ class Worker(Server):
         await super()._shutdown()
         if isinstance(self.data, SpillBuffer):  # stops its writer thread, removes its files
             await asyncio.to_thread(self.data.close)
-        shutil.rmtree(self.local_directory, ignore_errors=True)
+        self._local_dir.release()
 
     # -- events in, instructions out ---------------------------------------------------------
     def _handle_events(self, events: list[ev.WorkerEvent]) -> None:
@@ -402,17 +413,39 @@ class Worker(Server):
         event: ev.WorkerEvent
         try:
             reply = await self.pool.call(
-                inst.worker, "get_data", keys=tuple(inst.keys), who=self.address
+                inst.worker,
+                "get_data",
+                keys=tuple(inst.keys),
+                who=self.address,
+                reply_timeout=self.comm_config.fetch_timeout,
             )
-        except Exception as exc:  # any failure of that peer: it holds nothing we know of
-            logger.info("fetch of %d keys from %s failed: %s", len(inst.keys), inst.worker, exc)
-            event = ev.GatherDepNetworkFailed(
-                worker=inst.worker, requested=inst.keys, stimulus_id=stimulus_id, now=time.time()
-            )
+        except Exception as exc:  # classified: the network, or the values (worker.transfer)
+            event = self._gather_failed_event(inst, exc, stimulus_id)
         else:
             self._record_transfer(inst.worker, reply, start)
             event = self._gather_reply_event(inst, reply, stimulus_id)
         self._handle_events([event])
+
+    def _gather_failed_event(
+        self, inst: ins.GatherDep, exc: Exception, stimulus_id: str
+    ) -> ev.WorkerEvent:
+        if is_network_failure(exc):
+            _repeats.log(logger, logging.INFO, "fetch from %s failed: %s", inst.worker, exc)
+            return ev.GatherDepNetworkFailed(
+                worker=inst.worker, requested=inst.keys, stimulus_id=stimulus_id, now=time.time()
+            )
+        # the peer answered with an error about these values: asking again cannot help
+        _repeats.log(logger, logging.WARNING, "%s could not send values: %r", inst.worker, exc)
+        info = error_info(exc)
+        return ev.GatherDepSucceeded(
+            worker=inst.worker,
+            requested=inst.keys,
+            data={},
+            nbytes={},
+            unreadable=dict.fromkeys(inst.keys, info),
+            stimulus_id=stimulus_id,
+            now=time.time(),
+        )
 
     def _gather_reply_event(
         self, inst: ins.GatherDep, reply: Mapping[str, Any], stimulus_id: str
@@ -422,7 +455,7 @@ class Worker(Server):
                 worker=inst.worker, requested=inst.keys, stimulus_id=stimulus_id, now=time.time()
             )
         data: dict[Key, Any] = {}
-        unreadable: dict[Key, ev.ErrorInfo] = {}
+        unreadable: dict[Key, ev.ErrorInfo] = unsendable_of(reply)
         for key, blob in reply["data"].items():
             try:
                 data[key] = deserialize(blob)
@@ -550,10 +583,12 @@ class Worker(Server):
             return {"status": "busy"}
         self._in_connections += 1
         try:
-            data = await serialized_values(self.data, keys)
+            data, unsendable = await values_for_peer(self.data, keys)
             nbytes = {k: self.state.nbytes.get(k, 0) for k in data}
             self.transfer_log.sent(sum(nbytes.values()))
             reply = {"status": "OK", "data": data, "nbytes": nbytes}
+            if unsendable:
+                reply["unsendable"] = unsendable
             await self._reply(comm, ok_reply(reply))
             return self.REPLIED
         finally:
