@@ -31,12 +31,13 @@ from shoal.config import CommConfig, WorkerConfig
 from shoal.errors import CommError, SerializationError
 from shoal.http.records import TransferLog
 from shoal.logs import MemoryLogHandler
-from shoal.nanny import RESTART_EXIT_CODE
+from shoal.nanny import RESTART_EXIT_CODE, SCHEDULER_LOST_EXIT_CODE
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.server import Server
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
+from shoal.worker import reconnect
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
 from shoal.worker.memory import parse_memory_limit
 from shoal.worker.monitor import MONITOR_INTERVAL, MemoryMonitor, MemoryThresholds
@@ -49,6 +50,8 @@ logger = logging.getLogger("shoal.worker")
 RETIRE_RETRY_DELAY = 1.0
 #: seconds to wait before asking a busy peer again
 BUSY_RETRY_DELAY = 0.15
+#: seconds our nanny has to acknowledge that we close on request
+NANNY_CALL_TIMEOUT = 5.0
 
 
 class _FromState:
@@ -142,6 +145,9 @@ class Worker(Server):
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._closing_gracefully = False
+        #: the scheduler's id for our current registration (fences older ones); None
+        #: while not registered
+        self.incarnation: int | None = None
         #: the process's exit code once closed (``RESTART_EXIT_CODE``: the nanny starts a
         #: successor after a ``lifetime_restart`` retirement)
         self.exit_code = 0
@@ -186,7 +192,8 @@ class Worker(Server):
         )
         self._dispatch = self._instruction_table()
         await self._start_http()
-        await self._register()
+        if not await self._reach_scheduler():
+            raise CommError(f"worker {self.address}: no scheduler at {self.scheduler_address}")
         await self._tell_nanny()
         self.status = "running"
         self.periodic(self._heartbeat, cfg.heartbeat_interval, "heartbeat")
@@ -197,19 +204,53 @@ class Worker(Server):
             self.background(self._close_after(max(lifetime, 0.0)), "lifetime")
         logger.info("worker %s started with %d threads", self.address, cfg.nthreads)
 
-    async def _register(self) -> None:
-        comm = await connect(
+    async def _reach_scheduler(self) -> bool:
+        """Register, trying again with back-off until ``death_timeout``."""
+        address = await reconnect.reach_scheduler(
+            self._register,
             self.scheduler_address,
+            death_timeout=self.config.death_timeout,
+            scheduler_file=self.config.scheduler_file,
+            is_closing=lambda: self.status in ("closing", "closed"),
+        )
+        if address is not None:
+            self.scheduler_address = address
+        return address is not None
+
+    async def _rejoin(self) -> None:
+        """The scheduler's stream ended: keep data and running tasks, register again as
+        a new incarnation; past ``death_timeout`` close with a non-zero exit code."""
+        forgotten = reconnect.forgotten_on_rejoin(self.state)
+        if forgotten:
+            self._handle_events(
+                [ev.KeysFreed(keys=forgotten, stimulus_id="scheduler-lost", now=time.time())]
+            )
+        if await self._reach_scheduler():
+            logger.info("worker %s rejoined as incarnation %s", self.address, self.incarnation)
+            return
+        if self.status not in ("closing", "closed"):
+            logger.error("worker %s: scheduler gone past death_timeout; closing", self.address)
+            self.exit_code = SCHEDULER_LOST_EXIT_CODE
+            await self.close()
+
+    async def _register(self, address: str) -> None:
+        comm = await connect(
+            address,
             security=self.security,
             role="worker",
             name=self.name,
             config=self.comm_config,
         )
-        await comm.write(self._identity())
-        reply = await comm.read()
+        try:
+            await comm.write({**self._identity(), **reconnect.holdings_report(self.state)})
+            reply = await comm.read()
+        except BaseException:
+            comm.abort()
+            raise
         if not isinstance(reply, dict) or reply.get("status") != "OK":
             await comm.close()
-            raise CommError(f"scheduler {self.scheduler_address} refused worker: {reply!r}")
+            raise CommError(f"scheduler {address} refused worker: {reply!r}")
+        self.incarnation = reply.get("incarnation")
         self.batched_stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
         self.background(self._scheduler_stream(comm), "scheduler-stream")
 
@@ -217,6 +258,20 @@ class Worker(Server):
         """Say to our nanny (if any) that we are up, with our address and pid."""
         if self.nanny:
             await self.pool.call(self.nanny, "worker_ready", address=self.address, pid=os.getpid())
+
+    async def _tell_nanny_closing(self) -> None:
+        """Say to our nanny that this exit is on request (see the rules in nanny.py)."""
+        if not self.nanny:
+            return
+        try:
+            await asyncio.wait_for(
+                self.pool.call(
+                    self.nanny, "worker_closing", pid=os.getpid(), exit_code=self.exit_code
+                ),
+                NANNY_CALL_TIMEOUT,
+            )
+        except Exception as exc:  # it then restarts us: the safe side
+            logger.warning("worker %s could not tell its nanny it closes: %s", self.address, exc)
 
     # -- observability (shoal.http, shoal.logs) ----------------------------------------------
     async def _start_http(self) -> None:
@@ -268,8 +323,9 @@ class Worker(Server):
 
         await self.handle_stream(comm, handlers, on_batch_end=flush)
         if self.status not in ("closing", "closed"):
-            logger.info("worker %s lost its scheduler; closing", self.address)
-            self.background(self.close(), "close-after-scheduler-lost")
+            logger.warning("worker %s lost its scheduler; trying to rejoin", self.address)
+            self.incarnation = None
+            self.background(self._rejoin(), "rejoin-scheduler")
 
     async def _close_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -313,6 +369,7 @@ class Worker(Server):
             await stream.close()
         elif stream is not None:
             stream.abort()  # the scheduler closed it: end our flusher task too
+        await self._tell_nanny_closing()
         if self._client is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._client.close)
         if hasattr(self, "runner"):
