@@ -412,7 +412,8 @@ class SchedulerState(Recovery):
         self.workers[ev.address] = ws
         self._worker_changed(ws)
         recs.update(self._claim_reports(ws, ev.held))
-        recs.update(self._retry_unrunnable())
+        for ts, finish in self._retry_unrunnable().items():
+            recs.setdefault(ts, finish)  # a claim may have made it unneeded: keep that
         return recs
 
     def _retry_unrunnable(self) -> Recs:
