@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 
 from shoal import Client
 from shoal.comm import Security
-from shoal.errors import KilledWorker
+from shoal.errors import CancelledError, KilledWorker
 from tests.integration.conftest import free_port, stop_process, wait_for, wait_for_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -71,10 +72,8 @@ class Cluster:
 
     def stop(self) -> None:
         for proc in self.procs:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 self.seen_pids.update(c.pid for c in psutil.Process(proc.pid).children(True))
-            except psutil.NoSuchProcess:
-                pass
         for proc in reversed(self.procs):
             stop_process(proc)
 
@@ -170,56 +169,88 @@ def test_frozen_worker_past_ttl_rejoins_as_a_new_incarnation_and_keeps_its_nanny
         assert client.gather(client.map(inc, range(50))) == list(range(1, 51))
 
 
+def build_graph(client: Client, ledger: str, n: int = 2000) -> Any:
+    """``n`` leaves, ``n`` pairs of leaves (transfers between workers), a tree of sums:
+    about ``2n + n/10`` tasks. Every key is executed through ``logged``."""
+    leaves = [client.submit(logged, ledger, f"leaf-{i}", i, key=f"leaf-{i}") for i in range(n)]
+    mids = [
+        client.submit(logged, ledger, f"mid-{i}", leaves[i], leaves[(i * 7 + 1) % n],
+                      key=f"mid-{i}")
+        for i in range(n)
+    ]  # fmt: skip
+    level, depth = mids, 0
+    while len(level) > 1:
+        level = [
+            client.submit(logged, ledger, f"sum-{depth}-{j}", *level[j : j + 20],
+                          key=f"sum-{depth}-{j}")
+            for j in range(0, len(level), 20)
+        ]  # fmt: skip
+        depth += 1
+    return level[0]
+
+
+def expected_total(n: int = 2000) -> int:
+    leaves = [i + len(f"leaf-{i}") for i in range(n)]
+    mids = [leaves[i] + leaves[(i * 7 + 1) % n] + len(f"mid-{i}") for i in range(n)]
+    level, depth = mids, 0
+    while len(level) > 1:
+        level = [sum(level[j : j + 20]) + len(f"sum-{depth}-{j}") for j in range(0, len(level), 20)]
+        depth += 1
+    return level[0]
+
+
 @pytest.mark.parametrize("outage", [2.0, 20.0])
-def test_workers_survive_a_scheduler_restart_and_keep_their_results(
+def test_compute_survives_a_scheduler_restart_without_recomputing_held_keys(
     cluster: Cluster, tmp_path: Path, outage: float
 ) -> None:
-    """SIGKILL the scheduler with results on the workers, start a new one on the same port
-    after ``outage`` seconds: the workers rejoin and report what they hold; a client that
-    asks for the same keys again gets them without recomputation (the ledger says so)."""
+    """SIGKILL the scheduler half way through a ~4,100-task graph, start a new one on the
+    same port after ``outage`` seconds: workers rejoin and report what they hold, the
+    client reconnects and declares its keys again, and the result is right; the ledger
+    shows that no key was executed twice."""
     ledger = tmp_path / "ledger"
     ledger.mkdir()
     cluster.start_scheduler()
     nannies = cluster.start_workers(3, "--nthreads", "2", "--death-timeout", "60s")
-    n = 400
-
-    def graph(client: Client) -> list[Any]:
-        leaves = [client.submit(logged, str(ledger), f"leaf-{i}", i, key=f"leaf-{i}")
-                  for i in range(n)]  # fmt: skip
-        pairs = [client.submit(logged, str(ledger), f"pair-{i}", leaves[i], leaves[-1 - i],
-                               key=f"pair-{i}") for i in range(n // 2)]  # fmt: skip
-        return leaves + pairs
-
-    first = cluster.client(3)
-    futures = graph(first)
-    expected = first.gather(futures)
-    pids_before = {int(w["pid"]) for w in cluster.note(first).values()}
-    assert cluster.scheduler is not None
-    cluster.scheduler.kill()
-    cluster.scheduler.wait()
-    time.sleep(outage)
-    cluster.start_scheduler()
-    with cluster.client(3) as second:
-        workers = cluster.note(second)
-        assert {int(w["pid"]) for w in workers.values()} == pids_before  # same processes
-        assert second.scheduler_info()["reconnects"]["workers"] == 3
-        again = graph(second)
-        assert second.gather(again) == expected
+    with cluster.client(3) as client:
+        pids_before = {int(w["pid"]) for w in cluster.note(client).values()}
+        total = build_graph(client, str(ledger))
+        wait_for(lambda: sum(1 for _ in executions(ledger).elements()) >= 2000, timeout=120)
+        assert cluster.scheduler is not None
+        cluster.scheduler.kill()
+        cluster.scheduler.wait()
+        done_at_kill = sum(executions(ledger).values())
+        time.sleep(outage)
+        cluster.start_scheduler()
+        assert total.result(timeout=180) == expected_total()
+        info = client.scheduler_info()
+        assert {int(w["pid"]) for w in info["workers"].values()} == pids_before
+        assert info["reconnects"] == {"workers": 3, "clients": 1}
     counts = executions(ledger)
-    assert all(counts[key] == 1 for key in counts), counts.most_common(3)
+    assert done_at_kill < 4100 and sum(counts.values()) == len(counts)  # each key once
+    assert max(counts.values()) == 1, counts.most_common(3)
     assert nannies.poll() is None
-    first.close()
 
 
-def test_workers_exit_non_zero_when_the_scheduler_never_comes_back(cluster: Cluster) -> None:
+def test_workers_and_client_give_up_when_the_scheduler_never_comes_back(
+    cluster: Cluster,
+) -> None:
     cluster.start_scheduler()
     nannies = cluster.start_workers(2, "--death-timeout", "3s")
-    with cluster.client(2) as client:
+    client = Client(
+        cluster.address, security=Security(token=TOKEN), set_as_default=False,
+        reconnect_timeout=4,
+    )  # fmt: skip
+    with client:
+        wait_for(lambda: len(cluster.note(client)) == 2, timeout=60)
         assert client.submit(inc, 1).result(timeout=60) == 2
+        pending = client.submit(time.sleep, 8, key="never-done")
         assert cluster.scheduler is not None
         cluster.scheduler.kill()
         cluster.scheduler.wait()
         start = time.monotonic()
+        with pytest.raises(CancelledError, match=r"could not reconnect within 4\.0s"):
+            pending.result(timeout=60)
+        assert time.monotonic() - start >= 3.5  # it blocked across the outage first
         code = nannies.wait(timeout=60)
-        assert code != 0
-        assert time.monotonic() - start >= 2.5  # it kept trying until death_timeout
+        assert code != 0  # the workers exited non-zero after death_timeout; nannies too
+        assert time.monotonic() - start >= 2.5

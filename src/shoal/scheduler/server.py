@@ -99,6 +99,8 @@ class Scheduler(Server):
         self._incarnations = itertools.count(1)
         #: registrations of workers that came back holding results or running tasks
         self.worker_reconnects = 0
+        #: clients that came back after losing their connection (to us or to a predecessor)
+        self.client_reconnects = 0
 
     async def start(self) -> None:
         await self.listen(self._listen_address)
@@ -570,7 +572,11 @@ class Scheduler(Server):
             "cancel-keys": keys_event(ev.KeysCancelled),
             "retry": keys_event(ev.RetryRequested),
             "close-client": lambda **_: None,
+            "client-reconnected": self._client_reconnected,
         }
+
+    def _client_reconnected(self, **_: Any) -> None:
+        self.client_reconnects += 1
 
     # -- rpc ---------------------------------------------------------------------------------
     def _rpc_handlers(self) -> dict[str, Callable[..., Any]]:
@@ -633,7 +639,7 @@ class Scheduler(Server):
             "tasks": self.state.n_tasks_by_state(),
             "dashboard": self.dashboard_link,
             "events": list(self.events),
-            "reconnects": {"workers": self.worker_reconnects},
+            "reconnects": {"workers": self.worker_reconnects, "clients": self.client_reconnects},
             "fenced_events": self.state.fenced_events,
         }
 

@@ -27,7 +27,7 @@ from shoal.worker.state import WorkerState
 logger = logging.getLogger("shoal.worker")
 
 #: first and longest pause between two tries to reach the scheduler (seconds)
-RETRY_FIRST, RETRY_MAX = 0.1, 2.0
+RETRY_FIRST, RETRY_MAX = 0.1, 1.0
 #: task states a rejoining worker forgets: the scheduler assigns them again if needed
 FORGOTTEN_ON_REJOIN = frozenset({"waiting", "ready", "constrained", "fetch", "flight", "missing"})
 
