@@ -50,18 +50,25 @@ class SpecStore:
             self.prune(live())
 
     def needed(self, live: Iterable[Key]) -> list[Key]:
-        """``live`` keys and every key their rows depend on, transitively."""
+        """``live`` keys and every key their rows depend on, transitively; dependencies
+        come before their dependents (the order they were first sent in)."""
         seen: dict[Key, None] = {}
-        stack = list(live)
-        while stack:
-            key = stack.pop()
-            if key in seen:
-                continue
-            seen[key] = None
-            row = self.rows.get(key)
-            if row is not None:
-                stack.extend(row[2])
-        return list(seen)
+        order: list[Key] = []
+        for root in live:
+            stack: list[tuple[Key, bool]] = [(root, False)]
+            while stack:
+                key, expanded = stack.pop()
+                if expanded:
+                    order.append(key)
+                    continue
+                if key in seen:
+                    continue
+                seen[key] = None
+                stack.append((key, True))
+                row = self.rows.get(key)
+                if row is not None:
+                    stack.extend((dep, False) for dep in reversed(row[2]) if dep not in seen)
+        return order
 
     def prune(self, live: Iterable[Key]) -> None:
         keep = self.needed(live)
