@@ -145,6 +145,7 @@ class Worker(Server):
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._closing_gracefully = False
+        self._close_requested = False
         #: the scheduler's id for our current registration (fences older ones); None
         #: while not registered
         self.incarnation: int | None = None
@@ -211,7 +212,7 @@ class Worker(Server):
             self.scheduler_address,
             death_timeout=self.config.death_timeout,
             scheduler_file=self.config.scheduler_file,
-            is_closing=lambda: self.status in ("closing", "closed"),
+            is_closing=lambda: self._close_requested or self.status in ("closing", "closed"),
         )
         if address is not None:
             self.scheduler_address = address
@@ -322,7 +323,7 @@ class Worker(Server):
                 self._handle_events(batch)
 
         await self.handle_stream(comm, handlers, on_batch_end=flush)
-        if self.status not in ("closing", "closed"):
+        if self.status not in ("closing", "closed") and not self._close_requested:
             logger.warning("worker %s lost its scheduler; trying to rejoin", self.address)
             self.incarnation = None
             self.background(self._rejoin(), "rejoin-scheduler")
@@ -529,7 +530,7 @@ class Worker(Server):
 
         def close(reason: str = "", **_: Any) -> None:
             logger.info("scheduler asked worker %s to close: %s", self.address, reason)
-            self.background(self.close(), "close-on-request")
+            self._close_on_request()
 
         return {
             "compute-task": compute_task,
@@ -646,8 +647,14 @@ class Worker(Server):
         return list(self.data)
 
     async def close_handler(self, comm: Comm, reason: str = "") -> str:
-        self.background(self.close(), "close-on-request")
+        self._close_on_request()
         return "OK"
+
+    def _close_on_request(self) -> None:
+        # set now, not when the close task runs: the stream may end first, and a worker
+        # asked to close must not try to rejoin
+        self._close_requested = True
+        self.background(self.close(), "close-on-request")
 
     def get_client(self, **kwargs: Any) -> Any:
         """A client in this worker, connected to its scheduler (for tasks that submit tasks)."""
