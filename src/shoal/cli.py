@@ -169,6 +169,12 @@ def _scheduler_security(token_file: str | None, no_auth: bool) -> tuple[Security
     help="Supervise each worker with a nanny process that restarts it when it dies.",
 )
 @click.option("--nanny-address", default=None, hidden=True, help="Set by the nanny itself.")
+@click.option(
+    "--death-timeout",
+    default=None,
+    help='Keep trying to reach a lost scheduler this long (e.g. "60s"), then exit non-zero. '
+    "Default: for ever.",
+)
 @click.option("--log-level", default="info", show_default=True)
 @tls_options
 @net_options
@@ -192,6 +198,7 @@ def worker(
     no_auth: bool,
     nanny: bool,
     nanny_address: str | None,
+    death_timeout: str | None,
     log_level: str,
     tls: TlsOptions,
     net: NetOptions,
@@ -230,10 +237,14 @@ def worker(
                 lifetime_stagger=lifetime_stagger,
                 lifetime_restart=lifetime_restart,
                 log_level=log_level,
+                death_timeout=parse_timedelta(death_timeout) if death_timeout else None,
+                scheduler_file=scheduler_file,
             )
             for worker_name in names
         ]
         _run(servers, "nanny at %s", StartupOptions(startup.pid_file, ()))
+        if any(server.exit_code for server in servers):
+            sys.exit(1)  # a worker lost its scheduler for good
         return
     from shoal.worker.server import Worker
 
@@ -253,6 +264,8 @@ def worker(
             lifetime_stagger=parse_timedelta(lifetime_stagger),
             lifetime_restart=lifetime_restart,
             nanny=nanny_address,
+            death_timeout=parse_timedelta(death_timeout) if death_timeout else None,
+            scheduler_file=scheduler_file,
         )
         for worker_name in names
     ]

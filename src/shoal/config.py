@@ -80,6 +80,11 @@ class WorkerConfig:
     memory_pause_fraction: float | None = 0.8
     #: seconds between heartbeats to the scheduler
     heartbeat_interval: float = 0.5
+    #: seconds to keep trying to reach a lost (or not yet started) scheduler before
+    #: exiting with a non-zero code; None: for ever (dask's default)
+    death_timeout: float | None = None
+    #: scheduler file to read the scheduler's address from again before each try
+    scheduler_file: str | None = None
     #: run WorkerState.validate() after every event (tests)
     validate: bool = False
 
@@ -92,6 +97,9 @@ class SchedulerConfig:
     worker_ttl: float = 60.0
     #: deaths while running a task before it is erred with KilledWorker
     allowed_failures: int = 3
+    #: seconds results that workers report holding (after a scheduler restart) wait for a
+    #: client to declare them before they are freed
+    unclaimed_grace: float = 300.0
     #: the round trip that admission control keeps workers busy across (seconds)
     latency: float = 0.005
     #: run SchedulerState.validate() after every event (tests)

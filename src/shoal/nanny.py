@@ -7,11 +7,18 @@ Rules of this file:
   ``multiprocessing`` child, so tasks may start processes of their own.
 * The environment is set before spawning: allocators and BLAS libraries read it once,
   at start-up (``MALLOC_TRIM_THRESHOLD_`` gives freed memory back to the system).
-* Exit code 0 is the worker's own decision (the scheduler closed, its lifetime ended):
-  the nanny closes too. ``RESTART_EXIT_CODE`` is a worker that retired at the end of its
-  lifetime and asks for a fresh successor (``lifetime_restart``): started at once.
-  Anything else is a death: it is reported to the scheduler with
-  its reason and a new worker is started, after a growing pause if it keeps dying young.
+* A worker closes on request only through ``Worker.close`` (the scheduler's ``close``,
+  ``close_gracefully``, the end of its lifetime, a signal): on that path it first calls
+  this nanny's ``worker_closing`` rpc with its pid and exit code. Exit code 0 *with* that
+  call is the worker's own decision: the nanny closes too. Exit code 0 *without* it (a
+  task called ``os._exit(0)``) is a death like any other: the code alone never decides.
+* ``RESTART_EXIT_CODE`` is a worker that retired at the end of its lifetime and asks for
+  a fresh successor (``lifetime_restart``): started at once. ``SCHEDULER_LOST_EXIT_CODE``
+  is a worker that could not reach its scheduler within ``death_timeout``: the nanny
+  closes too, with a non-zero ``exit_code`` (restarting could not help).
+* Anything else is a death: it is reported to the scheduler with its reason and a new
+  worker is started. Only deaths before the worker registered ("dying at start") grow
+  the pause before the next start; a running worker that is killed is restarted at once.
 * Past ``terminate_fraction`` of ``memory_limit`` (RSS) the worker is stopped (SIGTERM,
   then SIGKILL) and restarted; the reason says so.
 * Closing the nanny stops its worker (SIGTERM, then SIGKILL): no orphans.
@@ -24,7 +31,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +54,6 @@ WORKER_ENVIRON = {
 }
 #: seconds between two looks at the worker's memory
 MEMORY_CHECK_INTERVAL = 0.1
-#: a worker that dies within this many seconds of its start "keeps dying at start"
-YOUNG_DEATH = 10.0
 #: seconds a worker stopped for memory has to exit after SIGTERM (memory is short: not long)
 MEMORY_KILL_GRACE = 2.0
 #: first and longest pause before restarting a worker that keeps dying young
@@ -81,6 +85,8 @@ class WorkerSpec:
 
 #: exit code of a worker that retired at the end of its lifetime and wants a successor
 RESTART_EXIT_CODE = 75
+#: exit code of a worker that could not reach its scheduler within ``death_timeout``
+SCHEDULER_LOST_EXIT_CODE = 76
 
 
 def death_reason(returncode: int) -> str:
@@ -124,7 +130,9 @@ class Nanny(Server):
         protocol: str | None = None,
         interface: str | None = None,
         terminate_fraction: float | None = 0.95,
-        death_timeout: float = 10.0,
+        kill_timeout: float = 10.0,
+        death_timeout: float | None = None,
+        scheduler_file: str | None = None,
         **spec: Any,
     ) -> None:
         nthreads = int(spec.get("nthreads", 1))
@@ -136,6 +144,7 @@ class Nanny(Server):
                 "kill": self.kill,
                 "terminate": self.terminate,
                 "worker_ready": self._worker_ready,
+                "worker_closing": self._worker_closing,
             },
             security=security if security is not None else Security(token=None),
             role="nanny",
@@ -144,14 +153,23 @@ class Nanny(Server):
         self.scheduler_address = scheduler_address
         self.terminate_fraction = terminate_fraction
         #: seconds a worker has to exit after SIGTERM before it gets SIGKILL
+        self.kill_timeout = kill_timeout
+        #: seconds the worker keeps trying to reach a lost scheduler (``--death-timeout``);
+        #: None: for ever, as in dask (then the nanny outlives any scheduler outage)
         self.death_timeout = death_timeout
         # the nanny binds to the worker's host or NIC; listen/contact addresses are the worker's
         self._bind = Bind(protocol, host, port, interface)
+        #: passed on to the worker, which reads the scheduler's address from it again
+        self.scheduler_file = scheduler_file
+        #: pid -> exit code, for workers that said they are closing on request
+        self._closing: dict[int, int] = {}
+        #: this process's exit code once closed (non-zero: the scheduler was lost)
+        self.exit_code = 0
         self.process: asyncio.subprocess.Process | None = None
         #: the address of the current worker, once it said it is ready
         self.worker_address: str | None = None
         self._ready = asyncio.Event()
-        #: deaths in a row within YOUNG_DEATH of a start (drives the back-off)
+        #: deaths in a row before the worker registered (drives the back-off)
         self._young_deaths = 0
         #: reasons of the deaths of our workers, newest last
         self.deaths: list[str] = []
@@ -198,6 +216,10 @@ class Nanny(Server):
             cmd += ["--preload", module]
         if spec.lifetime_restart:
             cmd.append("--lifetime-restart")
+        if self.death_timeout is not None:
+            cmd += ["--death-timeout", f"{self.death_timeout}s"]
+        if self.scheduler_file:
+            cmd += ["--scheduler-file", self.scheduler_file]
         if self.security.token is None:
             cmd.append("--no-auth")
         return cmd
@@ -237,13 +259,18 @@ class Nanny(Server):
         await process.wait()
         await asyncio.to_thread(remove_directory_of_dead_worker, directory)
 
+    def _worker_closing(self, comm: Comm, pid: int, exit_code: int = 0) -> str:
+        """The worker ``pid`` is closing on request and will exit with ``exit_code``."""
+        self._closing[int(pid)] = int(exit_code)
+        return "OK"
+
     async def _watch(self, process: asyncio.subprocess.Process) -> None:
-        """Wait for the worker to exit; close on exit code 0, else report and restart."""
-        started = time.monotonic()
+        """Wait for the worker to exit; close if it closed on request, else restart."""
         code = await process.wait()
+        announced = self._closing.pop(process.pid, None)
         if process is not self.process or self.status != "running":
             return  # stopped on purpose (restart, kill, close)
-        if code == 0:
+        if code == 0 and announced == 0:
             logger.info("worker pid %s closed; nanny %s closes too", process.pid, self.address)
             self.background(self.close(), "nanny-close")
             return
@@ -251,14 +278,22 @@ class Nanny(Server):
             logger.info("worker pid %s retired for a successor; restarting", process.pid)
             await self._start_worker()
             return
-        await self._died(death_reason(code), time.monotonic() - started)
+        if code == SCHEDULER_LOST_EXIT_CODE:
+            logger.warning("worker pid %s lost its scheduler for good; nanny closes", process.pid)
+            self.exit_code = 1
+            self.background(self.close(), "nanny-close")
+            return
+        reason = death_reason(code)
+        if code == 0:
+            reason += " without being asked to close"
+        await self._died(reason, registered=self.worker_address is not None)
 
-    async def _died(self, reason: str, lived: float) -> None:
+    async def _died(self, reason: str, registered: bool) -> None:
         address = self.worker_address
         self.deaths.append(reason)
         logger.warning("worker %s (nanny %s) died: %s", address, self.address, reason)
         await self._report(address, reason)
-        self._young_deaths = self._young_deaths + 1 if lived < YOUNG_DEATH else 0
+        self._young_deaths = 0 if registered else self._young_deaths + 1
         delay = restart_delay(self._young_deaths)
         if delay:
             logger.warning("worker keeps dying at start; restarting in %.1fs", delay)
@@ -307,12 +342,12 @@ class Nanny(Server):
     async def _stop_process(
         self, process: asyncio.subprocess.Process, grace: float | None = None
     ) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` (default ``death_timeout``); returns once
+        """SIGTERM, then SIGKILL after ``grace`` (default ``kill_timeout``); returns once
         it is gone."""
         if process.returncode is None:
             process.terminate()
             try:
-                await asyncio.wait_for(process.wait(), grace or self.death_timeout)
+                await asyncio.wait_for(process.wait(), grace or self.kill_timeout)
             except TimeoutError:
                 process.kill()
                 await process.wait()
@@ -348,4 +383,11 @@ class Nanny(Server):
         return f"<Nanny {self.address!r} worker pid {self.pid} status {self.status}>"
 
 
-__all__ = ["Nanny", "WorkerSpec", "death_reason", "restart_delay"]
+__all__ = [
+    "RESTART_EXIT_CODE",
+    "SCHEDULER_LOST_EXIT_CODE",
+    "Nanny",
+    "WorkerSpec",
+    "death_reason",
+    "restart_delay",
+]

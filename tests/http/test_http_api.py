@@ -268,6 +268,9 @@ def test_scheduler_metrics_match_the_cluster(workload: Workload) -> None:
     assert metric(table, "shoal_scheduler_workers_added_total") == 2
     assert metric(table, "shoal_scheduler_workers_removed_total") == 0
     assert metric(table, "shoal_scheduler_worker_restarts_total") == 0
+    assert metric(table, "shoal_scheduler_worker_reconnects_total") == 0
+    assert metric(table, "shoal_scheduler_client_reconnects_total") == 0
+    assert metric(table, "shoal_scheduler_fenced_events_total") == 0
     assert metric(table, "shoal_scheduler_event_loop_lag_seconds") >= 0
 
 

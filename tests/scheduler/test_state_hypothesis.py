@@ -70,6 +70,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.old_runs: list[tuple[str, str, int]] = []
         #: every key ever submitted or scattered
         self.keys: list[str] = []
+        #: workers that registered again: their current incarnation
+        self.incarnations: dict[str, int] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -133,6 +135,45 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.feed(
             WorkerLeft(stimulus_id=self.sid(), address=address, reason="test", expected=expected)
         )
+
+    @precondition(lambda self: self.running)
+    @rule(data=st.data())
+    def register_again(self, data: st.DataObject) -> None:
+        """A live worker registers again as a new incarnation (its stream dropped, or the
+        scheduler removed it), reporting held keys: known, unknown, or still to compute."""
+        address = data.draw(st.sampled_from(sorted(self.running)))
+        for key, run_id in self.running[address].items():
+            self.old_runs.append((address, key, run_id))
+        self.running[address] = {}
+        self.counter += 1
+        self.incarnations[address] = self.counter
+        held = (
+            data.draw(st.lists(st.sampled_from(self.keys), unique=True, max_size=4))
+            if self.keys
+            else []
+        )
+        self.feed(
+            WorkerJoined(
+                stimulus_id=self.sid(),
+                address=address,
+                name=address,
+                nthreads=2,
+                resources={"GPU": 1.0} if address == "w3" else {},
+                incarnation=self.incarnations[address],
+                held=tuple((key, 8) for key in held),
+            )
+        )
+
+    @precondition(lambda self: self.incarnations and self.old_runs)
+    @rule(data=st.data())
+    def fenced_report(self, data: st.DataObject) -> None:
+        """A report from an older incarnation changes nothing and instructs nothing."""
+        worker, key, run_id = data.draw(st.sampled_from(self.old_runs))
+        before = {k: ts.state for k, ts in self.s.tasks.items()}
+        out = self.s.handle_events(
+            [finished(self.sid(), worker, key, run_id, 8, incarnation=-1)]  # never current
+        )
+        assert out == [] and {k: ts.state for k, ts in self.s.tasks.items()} == before
 
     @precondition(lambda self: self.running)
     @rule(data=st.data(), status=st.sampled_from(["paused", "running", "closing_gracefully"]))
@@ -328,7 +369,9 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert ts.state in ("memory", "erred"), (cs.id, ts)
 
 
-def finished(sid: str, worker: str, key: str, run_id: int, nbytes: int) -> TaskFinished:
+def finished(
+    sid: str, worker: str, key: str, run_id: int, nbytes: int, incarnation: int | None = None
+) -> TaskFinished:
     return TaskFinished(
         stimulus_id=sid,
         worker=worker,
@@ -338,6 +381,7 @@ def finished(sid: str, worker: str, key: str, run_id: int, nbytes: int) -> TaskF
         type_name="int",
         start=0.0,
         stop=0.0001,
+        incarnation=incarnation,
     )
 
 

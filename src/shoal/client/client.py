@@ -61,6 +61,7 @@ class _Settings:
     timeout: float
     set_as_default: bool
     cluster_kwargs: dict[str, Any] = field(default_factory=dict)
+    reconnect_timeout: float = 60.0
 
 
 class Client:
@@ -87,6 +88,7 @@ class Client:
         timeout: float = 10,
         set_as_default: bool = True,
         name: str | None = None,
+        reconnect_timeout: float = 60.0,
         **cluster_kwargs: Any,
     ) -> None:
         self.id = f"Client-{uuid.uuid4().hex[:16]}"
@@ -97,6 +99,8 @@ class Client:
         self._settings = _Settings(
             address, scheduler_file, security, float(timeout), set_as_default, cluster_kwargs
         )
+        #: seconds to keep reconnecting to a lost scheduler (futures wait meanwhile); 0: off
+        self._settings.reconnect_timeout = float(reconnect_timeout)
         self._core: ClientCore | None = None
         self._target: Target | None = None
         self._info: dict[str, Any] | None = None
@@ -110,7 +114,7 @@ class Client:
     ) -> Client:
         """A client over a given transport (tests use a fake one); await it if asynchronous."""
         client = cls.__new__(cls)
-        cls.__init__(client, asynchronous=True, set_as_default=set_as_default)
+        cls.__init__(client, asynchronous=True, set_as_default=set_as_default, reconnect_timeout=0)
         client.asynchronous = asynchronous
         client._given_transport = transport
         if not asynchronous:
@@ -125,7 +129,7 @@ class Client:
         settings = self._settings
         try:
             transport = await self._transport()
-            core = ClientCore(transport, self.id)
+            core = ClientCore(transport, self.id, settings.reconnect_timeout)
             try:
                 await asyncio.wait_for(core.start(), settings.timeout)
             except TimeoutError as exc:

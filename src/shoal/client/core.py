@@ -10,8 +10,10 @@ Rules of this file:
 * Incoming batches are handled in one pass, with no allocation for a key nobody waits on.
 * A key is in the table while some ``Future`` holds it. Submitting a live key again with
   the same token reuses its state and sends nothing; with another token it is refused.
-* When the scheduler connection is lost, every pending future is cancelled with a
-  reason saying so: nothing waits forever.
+* When the scheduler connection is lost, the client reconnects for up to
+  ``reconnect_timeout`` seconds (``client/reconnect.py``): futures stay pending across
+  the outage and every live key is declared again. Past that (or with a timeout of 0),
+  every pending future is cancelled with a reason saying so: nothing waits forever.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shoal._types import Key
+from shoal.client import reconnect
 from shoal.client.future_state import ErrorInfo, FutureState
 from shoal.client.refs import KeyTable
 from shoal.client.tasks import TaskBatch
@@ -37,9 +40,17 @@ logger = logging.getLogger("shoal.client")
 class ClientCore:
     """The asynchronous heart of a ``Client``; see the rules at the top of this module."""
 
-    def __init__(self, transport: Transport, client_id: str) -> None:
+    def __init__(
+        self, transport: Transport, client_id: str, reconnect_timeout: float = 0.0
+    ) -> None:
         self.transport = transport
         self.id = client_id
+        #: seconds to keep trying to reach a lost scheduler (0: give up at once)
+        self.reconnect_timeout = reconnect_timeout
+        #: rows of every task sent, to declare live keys again after a reconnect
+        self.specs = reconnect.SpecStore()
+        #: times this client reconnected to its scheduler
+        self.reconnects = 0
         self.table = KeyTable()
         #: "created" -> "running" -> "closing" -> "closed"; "lost" if the scheduler went away
         self.status = "created"
@@ -75,6 +86,9 @@ class ClientCore:
             return
         was_running = self.status == "running"
         self.status = "closing"
+        task = getattr(self, "_reconnecting", None)
+        if task is not None:
+            task.cancel()
         if was_running:
             self.table.flush()
             self._send({"op": "close-client"})
@@ -89,8 +103,46 @@ class ClientCore:
         if self.status != "running":
             return
         logger.warning("client %s lost its scheduler connection: %s", self.id, reason)
+        if self.reconnect_timeout > 0 and self.loop is not None:
+            self.status = "reconnecting"
+            self._reconnecting = self.loop.create_task(self._reconnect(reason))
+            return
         self.status = "lost"
         self._cancel_all(f"lost the connection to the scheduler ({reason})")
+
+    async def _reconnect(self, reason: str) -> None:
+        """Reach the scheduler again; declare every live key again (see the rules)."""
+        old_id = self.scheduler_reply.get("id")
+
+        async def attempt() -> dict[str, Any]:
+            return await self.transport.open(self.id, self.handle_batch, self.lost)
+
+        reply = await reconnect.retry_until(attempt, self.reconnect_timeout)
+        if self.status != "reconnecting":
+            return  # closed meanwhile
+        if reply is None:
+            self.status = "lost"
+            self._cancel_all(
+                f"lost the connection to the scheduler ({reason}) and could not reconnect "
+                f"within {self.reconnect_timeout}s"
+            )
+            return
+        self.scheduler_reply = reply
+        if reply.get("id") != old_id:  # a new scheduler: let rejoining workers report first
+            await reconnect.settle(self._count_workers)
+        self.table.flush()
+        live = list(self.table.states)
+        self.specs.prune(live)
+        self.status = "running"
+        self.reconnects += 1
+        self._send({"op": "client-reconnected"})
+        if live:
+            self._send(self.specs.redeclare(live))
+        logger.warning("client %s reconnected; declared %d keys again", self.id, len(live))
+
+    async def _count_workers(self) -> int:
+        nthreads = await self.transport.call(self.transport.scheduler_address, "nthreads")
+        return len(nthreads)
 
     def _cancel_all(self, reason: str) -> None:
         for state in self.table.clear():
@@ -102,6 +154,9 @@ class ClientCore:
             raise CommClosedError(f"client {self.id} is {self.status}, not running")
 
     def _send(self, *msgs: Msg) -> None:
+        for msg in msgs:
+            if msg.get("op") == "update-graph":
+                self.specs.record(msg, lambda: list(self.table.states))
         try:
             self.transport.send(*msgs)
         except CommError as exc:  # the stream ended; lost() reports it

@@ -76,6 +76,9 @@ class CommTransport:
     async def open(
         self, client_id: str, on_batch: BatchHandler, on_lost: LostHandler
     ) -> dict[str, Any]:
+        if self._stream is not None:  # reconnecting: the old stream ended
+            self._stream.abort()
+            self._stream = None
         comm = await connect(
             self.scheduler_address,
             security=self.security,

@@ -113,6 +113,19 @@ class SchedulerCollector:
             "Workers that joined under the name of a worker that had left.",
             counters.restarts,
         )
+        yield _counter(
+            f"{p}_worker_reconnects",
+            "Workers that registered again holding results (after an outage).",
+            s.worker_reconnects,
+        )
+        yield _counter(
+            f"{p}_client_reconnects", "Clients that came back after an outage.", s.client_reconnects
+        )
+        yield _counter(
+            f"{p}_fenced_events",
+            "Messages ignored: from an old worker incarnation or a removed worker.",
+            s.state.fenced_events,
+        )
 
     def _workers(self) -> Iterator[Metric]:
         p = "shoal_scheduler"

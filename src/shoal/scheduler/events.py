@@ -115,7 +115,21 @@ class DataScattered(SchedulerEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FromWorker(SchedulerEvent):
+    """An event that came on ``worker``'s stream. ``incarnation`` is the registration that
+    stream belongs to (None: not checked); the state ignores an event from any other
+    incarnation than the worker's current one, or from a worker it removed (fencing)."""
+
+    worker: Address
+    incarnation: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerJoined(SchedulerEvent):
+    """A worker registered. ``incarnation`` identifies this registration (the shell hands
+    out a new one each time); ``held`` is what it already holds (``(key, nbytes)``, e.g.
+    after the scheduler restarted) and ``running`` the keys it is running."""
+
     address: Address
     name: str
     nthreads: int
@@ -123,6 +137,9 @@ class WorkerJoined(SchedulerEvent):
     resources: Mapping[str, float] = field(default_factory=dict)
     nanny: Address | None = None
     services: Mapping[str, int] = field(default_factory=dict)
+    incarnation: int = 0
+    held: tuple[tuple[Key, int], ...] = ()
+    running: tuple[Key, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,13 +149,14 @@ class WorkerLeft(SchedulerEvent):
     address: Address
     reason: str
     expected: bool = False
+    #: the registration that left (None: whichever is current)
+    incarnation: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerStatusChanged(SchedulerEvent):
+class WorkerStatusChanged(FromWorker):
     """``status`` is "running", "paused" or "closing_gracefully"."""
 
-    worker: Address
     status: str
 
 
@@ -151,15 +169,13 @@ class RetirementRequested(SchedulerEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskStarted(SchedulerEvent):
-    worker: Address
+class TaskStarted(FromWorker):
     key: Key
     run_id: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskFinished(SchedulerEvent):
-    worker: Address
+class TaskFinished(FromWorker):
     key: Key
     run_id: int
     nbytes: int
@@ -169,8 +185,7 @@ class TaskFinished(SchedulerEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskErred(SchedulerEvent):
-    worker: Address
+class TaskErred(FromWorker):
     key: Key
     run_id: int
     exception: object
@@ -180,56 +195,57 @@ class TaskErred(SchedulerEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskSeceded(SchedulerEvent):
+class TaskSeceded(FromWorker):
     """The task left its thread (``secede()``): it no longer occupies one."""
 
-    worker: Address
     key: Key
     run_id: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskRejoined(SchedulerEvent):
+class TaskRejoined(FromWorker):
     """The seceded task called ``rejoin()`` and got a thread again: it occupies one."""
 
-    worker: Address
     key: Key
     run_id: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerReleasedKey(SchedulerEvent):
-    worker: Address
+class WorkerReleasedKey(FromWorker):
     key: Key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerAddedKeys(SchedulerEvent):
-    worker: Address
+class WorkerAddedKeys(FromWorker):
     keys: tuple[Key, ...]
     nbytes: Mapping[Key, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StealResponded(SchedulerEvent):
+class StealResponded(FromWorker):
     """The worker's answer to a steal request: the task's state there before the request
     (``waiting``, ``ready`` or ``constrained``: it gave the task up; None: unknown there)."""
 
-    worker: Address
     key: Key
     state: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DataMissing(SchedulerEvent):
+class DataMissing(FromWorker):
     """``worker`` asked ``errant_worker`` for ``key`` and it was not there."""
 
-    worker: Address
     key: Key
     errant_worker: Address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WhoHasRefreshRequested(SchedulerEvent):
-    worker: Address
+class WhoHasRefreshRequested(FromWorker):
     keys: tuple[Key, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnclaimedExpired(SchedulerEvent):
+    """Results that workers reported holding but no client asked for since ``before`` (the
+    shell's clock) are freed on those workers."""
+
+    before: float

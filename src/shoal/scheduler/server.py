@@ -13,6 +13,7 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -49,6 +50,8 @@ HEARTBEATS_KEPT = 1024
 EVENTS_KEPT = 1000
 #: seconds a supervised worker's lost stream waits for its nanny to say why it died
 NANNY_REPORT_GRACE = 2.0
+#: seconds between two looks for reported results that no client declared in time
+UNCLAIMED_CHECK_INTERVAL = 5.0
 
 
 class Scheduler(Server):
@@ -98,6 +101,12 @@ class Scheduler(Server):
         self._pending: list[ev.SchedulerEvent] = []
         self._flush_scheduled = False
         self._route = self._routing_table()
+        #: a new id for every worker registration (fencing: see state_recovery.py)
+        self._incarnations = itertools.count(1)
+        #: registrations of workers that came back holding results or running tasks
+        self.worker_reconnects = 0
+        #: clients that came back after losing their connection (to us or to a predecessor)
+        self.client_reconnects = 0
 
     async def start(self) -> None:
         await self.listen_any(
@@ -107,6 +116,7 @@ class Scheduler(Server):
         if self._scheduler_file:
             discovery.write_scheduler_file(self._scheduler_file, self.address, self._token_file)
         self.periodic(self._check_worker_ttl, min(1.0, self.config.worker_ttl / 4), "worker-ttl")
+        self.periodic(self._expire_unclaimed, UNCLAIMED_CHECK_INTERVAL, "unclaimed")
         logger.info("scheduler at %s", self.address)
         await self._start_http()
 
@@ -259,7 +269,9 @@ class Scheduler(Server):
             await comm.write({"status": "error", "text": text})
             await comm.close()
             return self.TOOK_COMM
-        await comm.write({"status": "OK", "time": time.time(), "id": self.id})
+        incarnation = next(self._incarnations)
+        reply = {"status": "OK", "time": time.time(), "id": self.id, "incarnation": incarnation}
+        await comm.write(reply)
         stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
         self.worker_streams[address] = stream
         self.worker_extra[address] = {
@@ -267,7 +279,12 @@ class Scheduler(Server):
             "metrics": {},
             "pid": info.get("pid"),
             "local_directory": info.get("local_directory"),
+            "incarnation": incarnation,
         }
+        held = tuple((key, int(n)) for key, n in info.get("held") or ())
+        running = tuple(info.get("running") or ())
+        if held or running:
+            self.worker_reconnects += 1
         self.feed(
             ev.WorkerJoined(
                 address=address,
@@ -277,38 +294,44 @@ class Scheduler(Server):
                 resources=dict(info.get("resources") or {}),
                 nanny=info.get("nanny"),
                 services=dict(info.get("services") or {}),
-                stimulus_id=f"worker-joined-{address}",
+                incarnation=incarnation,
+                held=held,
+                running=running,
+                stimulus_id=f"worker-joined-{address}-{incarnation}",
                 now=time.time(),
             )
         )
         self.counters.worker_joined(str(info.get("name") or address))
         logger.info("worker %s joined (%s threads)", address, info["nthreads"])
-        await self._serve_worker_stream(address, comm)
+        await self._serve_worker_stream(address, incarnation, comm)
         return self.TOOK_COMM
 
-    async def _serve_worker_stream(self, address: Address, comm: Comm) -> None:
+    async def _serve_worker_stream(self, address: Address, incarnation: int, comm: Comm) -> None:
         extra = self.worker_extra[address]
 
         def batch_end() -> None:
             extra["last_seen"] = time.monotonic()
 
+        handlers = self._worker_stream_handlers(address, incarnation)
         try:
-            await self.handle_stream(comm, self._worker_stream_handlers(address), batch_end)
+            await self.handle_stream(comm, handlers, batch_end)
         finally:
-            self._stream_lost(address)
+            self._stream_lost(address, incarnation)
 
-    def _stream_lost(self, address: Address) -> None:
+    def _stream_lost(self, address: Address, incarnation: int | None = None) -> None:
         """Remove the worker; a supervised one after its nanny said why it died (or soon)."""
         known = self.state.workers.get(address)
         supervised = known is not None and known.nanny is not None
         closing = self.status in ("closing", "closed")
         if not supervised or address in self._leaving_gracefully or closing:
-            self._remove_worker(address, "stream closed")
+            self._remove_worker(address, "stream closed", incarnation)
             return
         # the nanny's worker_died usually arrives within milliseconds: then its reason
         # (signal, exit code, memory) is what KilledWorker reports
         loop = asyncio.get_running_loop()
-        loop.call_later(NANNY_REPORT_GRACE, self._remove_worker, address, "stream closed")
+        loop.call_later(
+            NANNY_REPORT_GRACE, self._remove_worker, address, "stream closed", incarnation
+        )
 
     def worker_died(
         self, comm: Comm | None, address: Address | None, nanny: Address, reason: str
@@ -323,7 +346,12 @@ class Scheduler(Server):
             self._remove_worker(address, reason)
         return "OK"
 
-    def _remove_worker(self, address: Address, reason: str) -> None:
+    def _remove_worker(self, address: Address, reason: str, incarnation: int | None = None) -> None:
+        """Remove the worker at ``address`` (only if it is still ``incarnation``, if given:
+        a late call about an older registration leaves a newer one alone)."""
+        current = self.worker_extra.get(address, {}).get("incarnation")
+        if incarnation is not None and current != incarnation:
+            return
         stream = self.worker_streams.pop(address, None)
         if stream is None or self.status == "closed":
             return
@@ -338,6 +366,7 @@ class Scheduler(Server):
                 address=address,
                 reason=reason,
                 expected=expected,
+                incarnation=current,
                 stimulus_id=f"worker-left-{address}-{time.time()}",
                 now=time.time(),
             )
@@ -412,7 +441,14 @@ class Scheduler(Server):
                 )
                 self._remove_worker(address, "heartbeat timeout")
 
-    def _worker_stream_handlers(self, worker: Address) -> dict[str, Callable[..., None]]:
+    def _expire_unclaimed(self) -> None:
+        if self.state.unclaimed:
+            before = time.time() - self.config.unclaimed_grace
+            self.feed(ev.UnclaimedExpired(before=before, stimulus_id=f"unclaimed-{time.time()}"))
+
+    def _worker_stream_handlers(
+        self, worker: Address, incarnation: int | None = None
+    ) -> dict[str, Callable[..., None]]:
         feed = self.feed
 
         def simple(
@@ -423,6 +459,7 @@ class Scheduler(Server):
                 feed(
                     event_type(
                         worker=worker,
+                        incarnation=incarnation,
                         stimulus_id=stimulus_id or msg.get("op", ""),
                         now=time.time(),
                         **kwargs,
@@ -545,7 +582,11 @@ class Scheduler(Server):
             "cancel-keys": keys_event(ev.KeysCancelled),
             "retry": keys_event(ev.RetryRequested),
             "close-client": lambda **_: None,
+            "client-reconnected": self._client_reconnected,
         }
+
+    def _client_reconnected(self, **_: Any) -> None:
+        self.client_reconnects += 1
 
     # -- rpc ---------------------------------------------------------------------------------
     def _rpc_handlers(self) -> dict[str, Callable[..., Any]]:
@@ -621,6 +662,8 @@ class Scheduler(Server):
             "tasks": self.state.n_tasks_by_state(),
             "dashboard": self.dashboard_link,
             "events": list(self.events),
+            "reconnects": {"workers": self.worker_reconnects, "clients": self.client_reconnects},
+            "fenced_events": self.state.fenced_events,
         }
 
     def update_data(

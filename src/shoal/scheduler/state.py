@@ -73,6 +73,7 @@ from shoal.scheduler.events import (
     TaskRejoined,
     TaskSeceded,
     TaskStarted,
+    UnclaimedExpired,
     WhoHasRefreshRequested,
     WorkerAddedKeys,
     WorkerJoined,
@@ -93,13 +94,14 @@ from shoal.scheduler.instructions import (
 )
 from shoal.scheduler.policy import restriction_sig
 from shoal.scheduler.state_records import ClientInfo, SchedulerTask, WorkerInfo
-from shoal.scheduler.state_transitions import Failure, Recs, TransitionEngine
+from shoal.scheduler.state_recovery import Recovery
+from shoal.scheduler.state_transitions import Failure, Recs
 from shoal.scheduler.state_validate import validate_state
 
 __all__ = ["ClientInfo", "SchedulerState", "SchedulerTask", "WorkerInfo"]
 
 
-class SchedulerState(TransitionEngine):
+class SchedulerState(Recovery):
     """The scheduler's whole state; feed it events, carry out the instructions it returns."""
 
     def __init__(
@@ -122,6 +124,7 @@ class SchedulerState(TransitionEngine):
         #: workers being retired (status "closing_gracefully"): each gets ``CloseWorker``
         #: once it runs nothing and every key it holds has a copy elsewhere
         self.retiring: dict[WorkerInfo, None] = {}
+        self._init_recovery()
 
     # -- entry point ------------------------------------------------------------------------
 
@@ -132,6 +135,8 @@ class SchedulerState(TransitionEngine):
         try:
             for event in events:
                 self._stimulus_id, self._now = event.stimulus_id, event.now
+                if self._fenced(event):
+                    continue
                 handler = _HANDLERS.get(type(event))
                 if handler is None:
                     raise TypeError(f"not a scheduler event: {event!r}")
@@ -258,6 +263,8 @@ class SchedulerState(TransitionEngine):
                 self._tell_lost(cs.id, key)
             elif key not in refused:
                 self._want(cs, ts, recs)
+        if self.unclaimed:
+            recs.update(self._recover_unclaimed(touched))
         for ts in touched:
             if ts.state == "released" and not ts.dependents and not ts.who_wants:
                 recs.setdefault(ts, "forgotten")
@@ -383,8 +390,14 @@ class SchedulerState(TransitionEngine):
     # -- workers ----------------------------------------------------------------------------
 
     def _on_worker_joined(self, ev: WorkerJoined) -> Recs:
-        if ev.address in self.workers:
+        old = self.workers.get(ev.address)
+        if old is not None and old.incarnation == ev.incarnation:
             return {}
+        recs: Recs = {}
+        if old is not None:  # registered again before its old stream was seen to close
+            recs.update(self._on_worker_left(WorkerLeft(
+                address=ev.address, reason="registered again", stimulus_id=ev.stimulus_id
+            )))  # fmt: skip
         ws = WorkerInfo(
             address=ev.address,
             name=ev.name,
@@ -393,10 +406,15 @@ class SchedulerState(TransitionEngine):
             resources=dict(ev.resources),
             nanny=ev.nanny,
             services=dict(ev.services),
+            incarnation=ev.incarnation,
+            reported_running=frozenset(ev.running),
         )
         self.workers[ev.address] = ws
         self._worker_changed(ws)
-        return self._retry_unrunnable()
+        recs.update(self._claim_reports(ws, ev.held))
+        for ts, finish in self._retry_unrunnable().items():
+            recs.setdefault(ts, finish)  # a claim may have made it unneeded: keep that
+        return recs
 
     def _retry_unrunnable(self) -> Recs:
         return dict.fromkeys(self.unrunnable, "processing")
@@ -470,9 +488,11 @@ class SchedulerState(TransitionEngine):
                 )
 
     def _on_worker_left(self, ev: WorkerLeft) -> Recs:
-        ws = self.workers.pop(ev.address, None)
-        if ws is None:
-            return {}
+        ws = self.workers.get(ev.address)
+        if ws is None or ev.incarnation not in (None, ws.incarnation):
+            return {}  # gone already, or an older incarnation's stream closing late
+        del self.workers[ev.address]
+        self._forget_unclaimed_of(ws)
         self._worker_changed(ws)
         recs = self._orphaned_queue()
         suspects = {} if ev.expected else self._suspects(ws)
@@ -539,6 +559,8 @@ class SchedulerState(TransitionEngine):
             if ws not in ts.who_has:
                 self._add_replica(ts, ws)
             return {}
+        if ev.key in ws.reported_running:  # it ran this before it (re)registered
+            return self._claim(ws, ev.key, ev.nbytes)
         self._emit(FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=(ev.key,)))
         return {}
 
@@ -636,4 +658,5 @@ _HANDLERS: dict[type[SchedulerEvent], _Handler] = {
     DataMissing: SchedulerState._on_data_missing,
     WhoHasRefreshRequested: SchedulerState._on_who_has_refresh_requested,
     StealResponded: SchedulerState._on_steal_responded,
+    UnclaimedExpired: SchedulerState._on_unclaimed_expired,
 }

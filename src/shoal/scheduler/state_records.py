@@ -151,6 +151,10 @@ class WorkerInfo:
     long_running: dict[SchedulerTask, None] = field(default_factory=dict)
     #: total ``nbytes`` of ``has_what``
     nbytes: int = 0
+    #: the registration this record belongs to (the shell hands out a new one each time)
+    incarnation: int = 0
+    #: keys it said it was running when it registered: their results are claims too
+    reported_running: frozenset[object] = frozenset()
     #: its latest entry in the fill index; -1 when not indexed (not running, or gone)
     fill_seq: int = -1
 

@@ -31,12 +31,13 @@ from shoal.errors import CommError, SerializationError
 from shoal.http.records import TransferLog
 from shoal.log_limit import RepeatLimiter
 from shoal.logs import MemoryLogHandler
-from shoal.nanny import RESTART_EXIT_CODE
+from shoal.nanny import RESTART_EXIT_CODE, SCHEDULER_LOST_EXIT_CODE
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.server import Server
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
+from shoal.worker import reconnect
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
 from shoal.worker.local_dir import LocalDirectory
 from shoal.worker.memory import parse_memory_limit
@@ -54,6 +55,8 @@ _repeats = RepeatLimiter()
 RETIRE_RETRY_DELAY = 1.0
 #: seconds to wait before asking a busy peer again
 BUSY_RETRY_DELAY = 0.15
+#: seconds our nanny has to acknowledge that we close on request
+NANNY_CALL_TIMEOUT = 5.0
 
 
 class _FromState:
@@ -151,6 +154,10 @@ class Worker(Server):
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._closing_gracefully = False
+        self._close_requested = False
+        #: the scheduler's id for our current registration (fences older ones); None
+        #: while not registered
+        self.incarnation: int | None = None
         #: the process's exit code once closed (``RESTART_EXIT_CODE``: the nanny starts a
         #: successor after a ``lifetime_restart`` retirement)
         self.exit_code = 0
@@ -197,7 +204,8 @@ class Worker(Server):
         )
         self._dispatch = self._instruction_table()
         await self._start_http()
-        await self._register()
+        if not await self._reach_scheduler():
+            raise CommError(f"worker {self.address}: no scheduler at {self.scheduler_address}")
         await self._tell_nanny()
         self.status = "running"
         self.periodic(self._heartbeat, cfg.heartbeat_interval, "heartbeat")
@@ -208,19 +216,53 @@ class Worker(Server):
             self.background(self._close_after(max(lifetime, 0.0)), "lifetime")
         logger.info("worker %s started with %d threads", self.address, cfg.nthreads)
 
-    async def _register(self) -> None:
-        comm = await connect(
+    async def _reach_scheduler(self) -> bool:
+        """Register, trying again with back-off until ``death_timeout``."""
+        address = await reconnect.reach_scheduler(
+            self._register,
             self.scheduler_address,
+            death_timeout=self.config.death_timeout,
+            scheduler_file=self.config.scheduler_file,
+            is_closing=lambda: self._close_requested or self.status in ("closing", "closed"),
+        )
+        if address is not None:
+            self.scheduler_address = address
+        return address is not None
+
+    async def _rejoin(self) -> None:
+        """The scheduler's stream ended: keep data and running tasks, register again as
+        a new incarnation; past ``death_timeout`` close with a non-zero exit code."""
+        forgotten = reconnect.forgotten_on_rejoin(self.state)
+        if forgotten:
+            self._handle_events(
+                [ev.KeysFreed(keys=forgotten, stimulus_id="scheduler-lost", now=time.time())]
+            )
+        if await self._reach_scheduler():
+            logger.info("worker %s rejoined as incarnation %s", self.address, self.incarnation)
+            return
+        if self.status not in ("closing", "closed"):
+            logger.error("worker %s: scheduler gone past death_timeout; closing", self.address)
+            self.exit_code = SCHEDULER_LOST_EXIT_CODE
+            await self.close()
+
+    async def _register(self, address: str) -> None:
+        comm = await connect(
+            address,
             security=self.security,
             role="worker",
             name=self.name,
             config=self.comm_config,
         )
-        await comm.write(self._identity())
-        reply = await comm.read()
+        try:
+            await comm.write({**self._identity(), **reconnect.holdings_report(self.state)})
+            reply = await comm.read()
+        except BaseException:
+            comm.abort()
+            raise
         if not isinstance(reply, dict) or reply.get("status") != "OK":
             await comm.close()
-            raise CommError(f"scheduler {self.scheduler_address} refused worker: {reply!r}")
+            raise CommError(f"scheduler {address} refused worker: {reply!r}")
+        self.incarnation = reply.get("incarnation")
         self.batched_stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
         self.background(self._scheduler_stream(comm), "scheduler-stream")
 
@@ -234,6 +276,20 @@ class Worker(Server):
                 pid=os.getpid(),
                 local_directory=self.local_directory,
             )
+
+    async def _tell_nanny_closing(self) -> None:
+        """Say to our nanny that this exit is on request (see the rules in nanny.py)."""
+        if not self.nanny:
+            return
+        try:
+            await asyncio.wait_for(
+                self.pool.call(
+                    self.nanny, "worker_closing", pid=os.getpid(), exit_code=self.exit_code
+                ),
+                NANNY_CALL_TIMEOUT,
+            )
+        except Exception as exc:  # it then restarts us: the safe side
+            logger.warning("worker %s could not tell its nanny it closes: %s", self.address, exc)
 
     # -- observability (shoal.http, shoal.logs) ----------------------------------------------
     async def _start_http(self) -> None:
@@ -284,9 +340,10 @@ class Worker(Server):
                 self._handle_events(batch)
 
         await self.handle_stream(comm, handlers, on_batch_end=flush)
-        if self.status not in ("closing", "closed"):
-            logger.info("worker %s lost its scheduler; closing", self.address)
-            self.background(self.close(), "close-after-scheduler-lost")
+        if self.status not in ("closing", "closed") and not self._close_requested:
+            logger.warning("worker %s lost its scheduler; trying to rejoin", self.address)
+            self.incarnation = None
+            self.background(self._rejoin(), "rejoin-scheduler")
 
     async def _close_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -330,6 +387,7 @@ class Worker(Server):
             await stream.close()
         elif stream is not None:
             stream.abort()  # the scheduler closed it: end our flusher task too
+        await self._tell_nanny_closing()
         if self._client is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._client.close)
         if hasattr(self, "runner"):
@@ -511,7 +569,7 @@ class Worker(Server):
 
         def close(reason: str = "", **_: Any) -> None:
             logger.info("scheduler asked worker %s to close: %s", self.address, reason)
-            self.background(self.close(), "close-on-request")
+            self._close_on_request()
 
         return {
             "compute-task": compute_task,
@@ -630,8 +688,14 @@ class Worker(Server):
         return list(self.data)
 
     async def close_handler(self, comm: Comm, reason: str = "") -> str:
-        self.background(self.close(), "close-on-request")
+        self._close_on_request()
         return "OK"
+
+    def _close_on_request(self) -> None:
+        # set now, not when the close task runs: the stream may end first, and a worker
+        # asked to close must not try to rejoin
+        self._close_requested = True
+        self.background(self.close(), "close-on-request")
 
     def get_client(self, **kwargs: Any) -> Any:
         """A client in this worker, connected to its scheduler (for tasks that submit tasks)."""

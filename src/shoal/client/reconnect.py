@@ -1,0 +1,131 @@
+"""What a client needs to ask again after its scheduler connection was lost.
+
+Rules of this file:
+
+* ``SpecStore`` keeps every ``update-graph`` row the client sent (key, run spec, deps,
+  priority, token) and its restrictions, so that after a scheduler restart the client can
+  declare again every key it still holds a future for, with the rows those keys need.
+  It is pruned to what live keys need whenever it grows past twice what they need.
+* A key with no row (scattered data, a future made from a key) is declared with no run
+  spec: the scheduler finds it on a worker that reported it, or says it is lost.
+* Re-declaring never computes what a worker still holds: the scheduler finishes such keys
+  from the workers' reports (see ``scheduler/state_recovery.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from shoal._types import Key
+
+#: first and longest pause between two tries to reach the scheduler again (seconds)
+RETRY_FIRST, RETRY_MAX = 0.1, 1.0
+#: after reconnecting to a new scheduler, wait until its worker count has been stable
+#: this long (workers that rejoin report what they hold), but at most SETTLE_MAX
+SETTLE_STABLE, SETTLE_MAX = 3.0, 10.0
+#: rows kept before pruning, beyond twice what live keys need
+PRUNE_SLACK = 1000
+
+
+class SpecStore:
+    """The rows and restrictions of every task this client sent, by key."""
+
+    def __init__(self) -> None:
+        self.rows: dict[Key, Any] = {}
+        self.restrictions: dict[Key, Any] = {}
+        self._needed_at_last_prune = 0
+
+    def record(self, msg: dict[str, Any], live: Callable[[], Iterable[Key]]) -> None:
+        """Keep the rows of an ``update-graph`` message about to be sent."""
+        restrictions = msg.get("restrictions") or {}
+        for row in msg.get("tasks") or ():
+            key = row[0]
+            self.rows[key] = row
+            if key in restrictions:
+                self.restrictions[key] = restrictions[key]
+        if len(self.rows) > 2 * self._needed_at_last_prune + PRUNE_SLACK:
+            self.prune(live())
+
+    def needed(self, live: Iterable[Key]) -> list[Key]:
+        """``live`` keys and every key their rows depend on, transitively; dependencies
+        come before their dependents (the order they were first sent in)."""
+        seen: dict[Key, None] = {}
+        order: list[Key] = []
+        for root in live:
+            stack: list[tuple[Key, bool]] = [(root, False)]
+            while stack:
+                key, expanded = stack.pop()
+                if expanded:
+                    order.append(key)
+                    continue
+                if key in seen:
+                    continue
+                seen[key] = None
+                stack.append((key, True))
+                row = self.rows.get(key)
+                if row is not None:
+                    stack.extend((dep, False) for dep in reversed(row[2]) if dep not in seen)
+        return order
+
+    def prune(self, live: Iterable[Key]) -> None:
+        keep = self.needed(live)
+        self.rows = {k: self.rows[k] for k in keep if k in self.rows}
+        self.restrictions = {k: v for k, v in self.restrictions.items() if k in self.rows}
+        self._needed_at_last_prune = len(self.rows)
+
+    def redeclare(self, live: Iterable[Key]) -> dict[str, Any]:
+        """One ``update-graph`` message declaring ``live`` keys again, with their rows."""
+        wanted = list(live)
+        keys = self.needed(wanted)
+        rows = [self.rows.get(key) or (key, None, (), (), None) for key in keys]
+        restrictions = {k: self.restrictions[k] for k in keys if k in self.restrictions}
+        return {
+            "op": "update-graph",
+            "tasks": rows,
+            "restrictions": restrictions,
+            "wanted": wanted,
+            "stimulus_id": f"client-reconnect-{time.time()}",
+        }
+
+
+async def retry_until(
+    attempt: Callable[[], Awaitable[dict[str, Any]]], timeout: float
+) -> dict[str, Any] | None:
+    """Call ``attempt`` with growing pauses until it succeeds (its reply) or ``timeout``
+    seconds have passed (None)."""
+    deadline = time.monotonic() + timeout
+    delay = RETRY_FIRST
+    while True:
+        try:
+            return await attempt()
+        except Exception:  # CommError, OSError, TimeoutError: the scheduler is not back yet
+            pass
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        await asyncio.sleep(min(delay, left))
+        delay = min(delay * 2, RETRY_MAX)
+
+
+async def settle(count_workers: Callable[[], Awaitable[int]]) -> None:
+    """Wait until the scheduler's worker count has not changed for ``SETTLE_STABLE`` s (at
+    most ``SETTLE_MAX`` s): rejoining workers report their results before we re-declare."""
+    start = time.monotonic()
+    last, since = -1, start
+    while time.monotonic() - start < SETTLE_MAX:
+        try:
+            count = await count_workers()
+        except Exception:  # gone again: the caller's stream will say so
+            return
+        now = time.monotonic()
+        if count != last:
+            last, since = count, now
+        elif count > 0 and now - since >= SETTLE_STABLE:
+            return
+        await asyncio.sleep(0.1)
+
+
+__all__ = ["SpecStore", "retry_until", "settle"]
