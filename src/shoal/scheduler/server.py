@@ -32,6 +32,7 @@ from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, serialize
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
+from shoal.scheduler.coordination_server import Coordination
 from shoal.scheduler.state import SchedulerState
 from shoal.server import Server
 
@@ -66,6 +67,8 @@ class Scheduler(Server):
     ) -> None:
         self.config = SchedulerConfig(**config)
         self._init_observability(dashboard_address)
+        #: locks, semaphores, events, queues, variables, datasets (shoal.scheduler.coordination)
+        self.coordination = Coordination(self)
         super().__init__(
             handlers=self._rpc_handlers(),
             security=security if security is not None else Security.local(),
@@ -92,6 +95,7 @@ class Scheduler(Server):
         self._pending: list[ev.SchedulerEvent] = []
         self._flush_scheduled = False
         self._route = self._routing_table()
+        self.coordination.attach()
 
     async def start(self) -> None:
         await self.listen(self._listen_address)
@@ -99,6 +103,7 @@ class Scheduler(Server):
         if self._scheduler_file:
             discovery.write_scheduler_file(self._scheduler_file, self.address, self._token_file)
         self.periodic(self._check_worker_ttl, min(1.0, self.config.worker_ttl / 4), "worker-ttl")
+        self.coordination.start()
         logger.info("scheduler at %s", self.address)
         await self._start_http()
 
@@ -489,6 +494,7 @@ class Scheduler(Server):
             await self.handle_stream(comm, self._client_stream_handlers(client))
         finally:
             self.client_streams.pop(client, None)
+            self.coordination.client_gone(client)
             self.feed(
                 ev.ClientDisconnected(
                     client=client, stimulus_id=f"client-gone-{client}", now=time.time()
@@ -554,6 +560,7 @@ class Scheduler(Server):
             "worker_died": self.worker_died,
             "restart": self.restart,
             "retire_workers": self.retire_workers,
+            **self.coordination.rpc_handlers(),
         }
 
     def who_has(self, comm: Comm | None = None, keys: Iterable[Key] | None = None) -> Any:
