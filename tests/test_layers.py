@@ -53,6 +53,7 @@ SCHEDULER_STATE = (
     "shoal.scheduler.events",
     "shoal.scheduler.instructions",
     "shoal.scheduler.policy",
+    "shoal.scheduler.coordination",
 )
 PURE_LAYERS = (
     PureLayer(

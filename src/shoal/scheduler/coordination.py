@@ -19,11 +19,11 @@ Rules of this file:
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-Key = Hashable
+from shoal._types import Key
 
 
 @dataclass(frozen=True, slots=True)

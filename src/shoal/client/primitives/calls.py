@@ -53,9 +53,9 @@ def dask_futures_of(value: Any) -> list[Future]:
     """Futures in ``value``: in lists, tuples, sets and dicts, and in dask collections."""
     found = futures_of(value)
     try:
-        import dask
+        from dask.base import is_dask_collection
 
-        if dask.is_dask_collection(value):
+        if is_dask_collection(value):
             graph = value.__dask_graph__()
             found += [v for v in graph.values() if isinstance(v, Future)]
     except Exception:  # not a collection we can look into: its plain futures are enough
@@ -84,7 +84,7 @@ async def call(client: Client, op: str, wait: float = 0.0, **kwargs: Any) -> Any
 
 
 async def until(
-    attempt: Callable[[float | None], Awaitable[T | None]], timeout: float | None
+    attempt: Callable[[float], Awaitable[T | None]], timeout: float | None
 ) -> T | None:
     """``await attempt(wait)`` until it gives a result or ``timeout`` passed (None: never)."""
     deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
