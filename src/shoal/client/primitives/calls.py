@@ -83,9 +83,7 @@ async def call(client: Client, op: str, wait: float = 0.0, **kwargs: Any) -> Any
     return await asyncio.wait_for(coro, wait + CALL_MARGIN)
 
 
-async def until(
-    attempt: Callable[[float], Awaitable[T | None]], timeout: float | None
-) -> T | None:
+async def until(attempt: Callable[[float], Awaitable[T | None]], timeout: float | None) -> T | None:
     """``await attempt(wait)`` until it gives a result or ``timeout`` passed (None: never)."""
     deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
     while True:

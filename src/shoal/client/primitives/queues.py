@@ -78,7 +78,13 @@ class Queue:
 
         async def attempt(wait: float) -> list[Any] | None:
             got: list[Any] | None = await calls.call(
-                client, "queue_get", wait, name=self.name, requester=client.id, timeout=wait, batch=n
+                client,
+                "queue_get",
+                wait,
+                name=self.name,
+                requester=client.id,
+                timeout=wait,
+                batch=n,
             )
             return got
 
