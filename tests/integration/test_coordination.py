@@ -282,3 +282,24 @@ def test_map_makes_one_actor_per_item(cluster: CliCluster) -> None:
         counters = client.gather(client.map(Counter, [0, 100], actors=True))
         assert [c.increment().result(10) for c in counters] == [1, 101]
         assert [c.increment().result(10) for c in counters] == [2, 102]
+
+
+# -- Reschedule ---------------------------------------------------------------------------------
+
+
+def reschedule_once(path: str) -> int:
+    """Raise ``Reschedule`` on the first two runs; the third returns how many runs there were."""
+    from shoal import Reschedule
+
+    runs = len(Path(path).read_text().splitlines()) + 1 if Path(path).exists() else 1
+    with open(path, "a") as f:
+        f.write("run\n")
+    if runs < 3:
+        raise Reschedule()
+    return runs
+
+
+def test_reschedule_puts_the_task_back(cluster: CliCluster, tmp_path: Path) -> None:
+    with connect(cluster) as client:
+        # no retries allowed: Reschedule is not a failure
+        assert client.submit(reschedule_once, str(tmp_path / "runs"), retries=0).result(60) == 3

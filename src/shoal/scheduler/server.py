@@ -451,6 +451,7 @@ class Scheduler(Server):
                 "traceback",
                 "exception_text",
                 "traceback_text",
+                "reschedule",
             ),
             "release-worker-data": simple(ev.WorkerReleasedKey, "key"),
             "add-keys": simple(ev.WorkerAddedKeys, "keys", "nbytes"),

@@ -552,6 +552,8 @@ class SchedulerState(TransitionEngine):
             return {}
         if ts.run_id != ev.run_id:
             return {}
+        if ev.reschedule:
+            return self._transition(ts, "waiting")
         if ts.retries > 0:
             ts.retries -= 1
             return self._transition(ts, "waiting")
