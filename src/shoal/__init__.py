@@ -47,6 +47,8 @@ _PUBLIC = {
     "Scheduler": "shoal.scheduler.server",
     "Worker": "shoal.worker.server",
     "Nanny": "shoal.nanny",
+    "print": "shoal.client.remote_output",
+    "warn": "shoal.client.remote_output",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

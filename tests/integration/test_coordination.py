@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -303,3 +305,29 @@ def test_reschedule_puts_the_task_back(cluster: CliCluster, tmp_path: Path) -> N
     with connect(cluster) as client:
         # no retries allowed: Reschedule is not a failure
         assert client.submit(reschedule_once, str(tmp_path / "runs"), retries=0).result(60) == 3
+
+
+# -- print and warn from tasks ------------------------------------------------------------------
+
+
+def chatty(i: int) -> int:
+    import shoal
+
+    shoal.print("hello from task", i, sep="-")
+    shoal.print("to stderr", i, file=sys.stderr)
+    shoal.warn(f"careful {i}", RuntimeWarning)
+    return i
+
+
+def test_print_and_warn_in_a_task_show_in_the_client(
+    cluster: CliCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """capsys sees only this process's sys.stdout: what the client printed, not the worker."""
+    with connect(cluster) as client, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert client.submit(chatty, 7).result(30) == 7
+        wait_for(lambda: any("careful 7" in str(w.message) for w in caught), timeout=10)
+        out, err = capsys.readouterr()
+    assert "hello from task-7\n" in out
+    assert "to stderr 7\n" in err
+    assert [w.category for w in caught if "careful 7" in str(w.message)] == [RuntimeWarning]

@@ -71,6 +71,7 @@ class Coordination:
             "list_datasets": self.list_datasets,
             "unpublish_dataset": self.unpublish_dataset,
             "fire_and_forget": self.fire_and_forget,
+            "forward_output": self.forward_output,
         }
 
     def attach(self) -> None:
@@ -272,6 +273,15 @@ class Coordination:
 
     def unpublish_dataset(self, comm: Comm | None, name: str) -> None:
         self._apply(self.state.unpublish(name))
+
+    # -- output of tasks (shoal.print, shoal.warn) -------------------------------------------------
+    def forward_output(self, comm: Comm | None, kind: str, text: str, **fields: Any) -> None:
+        """Send a task's printed text or warning to every client, unread."""
+        msg = {"op": "output", "kind": str(kind), "text": str(text)}
+        msg.update({k: str(v) for k, v in fields.items() if k in ("stream", "category")})
+        for stream in list(self.scheduler.client_streams.values()):
+            if not stream.closed:
+                stream.send(msg)
 
     # -- fire and forget --------------------------------------------------------------------------
     def fire_and_forget(self, comm: Comm | None, keys: list[Key]) -> None:
