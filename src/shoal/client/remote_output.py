@@ -35,7 +35,7 @@ def _forward(kind: str, **fields: Any) -> None:
     client._run(calls.call(client, "forward_output", kind=kind, **fields))
 
 
-def print(*args: Any, **kwargs: Any) -> None:  # noqa: A001 - dask's name, on purpose
+def print(*args: Any, **kwargs: Any) -> None:
     """``print``, and inside a task also printed by every client of the cluster."""
     builtins.print(*args, **kwargs)
     if not _in_task():
