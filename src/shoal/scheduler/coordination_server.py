@@ -6,8 +6,9 @@ Rules of this file:
 * Every decision is ``CoordinationState``'s; this shell waits, wakes and keeps keys alive.
 * Values arrive and leave as ``Serialized``; nothing here unpickles them.
 * Keys of futures inside stored values are wanted by the pseudo-client
-  ``COORDINATION_CLIENT`` while something refers to them. A value handed to a client is
-  first wanted by that client, then released here, so its keys never lapse in between.
+  ``COORDINATION_CLIENT`` while something refers to them. The keys of a value handed to
+  a reader stay wanted by ``HANDOFF_CLIENT`` for ``HANDOFF_GRACE`` seconds, until the
+  reader's own want (on its stream) has surely arrived.
 * A blocked call waits for a change of its name, then asks the state again; one call
   waits at most ``MAX_WAIT`` seconds (the client asks again until its own deadline).
 """
@@ -24,7 +25,7 @@ from shoal._types import Key
 from shoal.comm import Comm
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
-from shoal.scheduler.coordination import CoordinationState, HoldChange, Stored
+from shoal.scheduler.coordination import CoordinationState, HoldChange, KeyHolds, Stored
 
 if TYPE_CHECKING:
     from shoal.scheduler.server import Scheduler
@@ -39,6 +40,13 @@ FIRE_AND_FORGET_CLIENT = "fire-and-forget"
 MAX_WAIT = 10.0
 #: how often leases that were not refreshed are dropped
 LEASE_CHECK_INTERVAL = 0.25
+#: the pseudo-client that keeps keys just read from a primitive wanted a little longer
+HANDOFF_CLIENT = "shoal-handoff"
+#: seconds a key read from a primitive stays wanted here after the read
+HANDOFF_GRACE = 5.0
+#: how long a stored future's key may take to arrive (its client's stream carries it,
+#: flushed before the call, but another connection may be read first)
+KEY_ARRIVAL_WAIT = 5.0
 
 
 class Coordination:
@@ -49,6 +57,8 @@ class Coordination:
         self.state = CoordinationState()
         #: name -> event set (then dropped) when something about that name changes
         self._changed: dict[str, asyncio.Event] = {}
+        #: keys just handed to a reader, wanted by ``HANDOFF_CLIENT`` for a while
+        self._handoffs = KeyHolds()
 
     def rpc_handlers(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -113,11 +123,7 @@ class Coordination:
         feed = self.scheduler.feed
         given = tuple(given)
         if handed_to is not None and given:
-            feed(
-                ev.KeysDesired(
-                    client=handed_to, keys=given, now=now, stimulus_id=f"coordination-handoff-{now}"
-                )
-            )
+            self._hand_off(given)
         if change.held:
             feed(
                 ev.KeysDesired(
@@ -137,6 +143,38 @@ class Coordination:
                 )
             )
         self.scheduler.flush()
+
+    def _hand_off(self, keys: tuple[Key, ...]) -> None:
+        """Keep ``keys`` wanted for ``HANDOFF_GRACE`` seconds by ``HANDOFF_CLIENT``: the
+        reader's own want comes on its stream, maybe after a release of an older future
+        for the same key sent just before; this bridges the two."""
+        change = self._handoffs.hold(keys)
+        now = time.time()
+        if change.held:
+            self.scheduler.feed(ev.KeysDesired(client=HANDOFF_CLIENT, keys=change.held,
+                                               now=now, stimulus_id=f"handoff-{now}"))  # fmt: skip
+        loop = asyncio.get_running_loop()
+        loop.call_later(HANDOFF_GRACE, self._handoff_over, keys)
+
+    def _handoff_over(self, keys: tuple[Key, ...]) -> None:
+        change = self._handoffs.drop(keys)
+        if change.released and self.scheduler.status == "running":
+            now = time.time()
+            self.scheduler.feed(ev.KeysReleased(client=HANDOFF_CLIENT, keys=change.released,
+                                                now=now, stimulus_id=f"handoff-over-{now}"))  # fmt: skip
+
+    async def _known(self, keys: Iterable[Key]) -> None:
+        """Wait (briefly, bounded) until the scheduler knows ``keys``; then go on anyway:
+        an unknown key is held as lost, and its future says so when read."""
+        tasks = self.scheduler.state.tasks
+        missing = [k for k in keys if k not in tasks]
+        if not missing:
+            return
+        self.scheduler.flush()  # its submission may sit in the queue of this loop turn
+        deadline = time.monotonic() + KEY_ARRIVAL_WAIT
+        while any(k not in tasks for k in missing) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+            self.scheduler.flush()
 
     def client_gone(self, client: str) -> None:
         """A client's stream closed: the leases it held are free."""
@@ -200,6 +238,7 @@ class Coordination:
         timeout: float | None = None,
     ) -> bool:
         item = Stored(value, tuple(keys))
+        await self._known(item.keys)
 
         def attempt() -> HoldChange | None:
             done, change = self.state.try_put(name, item)
@@ -235,7 +274,8 @@ class Coordination:
         return self.state.qsize(name)
 
     # -- variables --------------------------------------------------------------------------------
-    def variable_set(self, comm: Comm | None, name: str, value: Any, keys: list[Key]) -> None:
+    async def variable_set(self, comm: Comm | None, name: str, value: Any, keys: list[Key]) -> None:
+        await self._known(keys)
         self._apply(self.state.set_variable(name, Stored(value, tuple(keys))))
         self._notify(name)
 
@@ -252,9 +292,10 @@ class Coordination:
         self._apply(self.state.delete_variable(name))
 
     # -- datasets ---------------------------------------------------------------------------------
-    def publish_dataset(
+    async def publish_dataset(
         self, comm: Comm | None, datasets: dict[str, list[Any]], override: bool = False
     ) -> None:
+        await self._known([k for _value, keys in datasets.values() for k in keys])
         taken = [n for n in datasets if n in self.state.datasets]
         if taken and not override:
             raise KeyError(f"datasets already published: {taken} (pass override=True)")
@@ -284,7 +325,8 @@ class Coordination:
                 stream.send(msg)
 
     # -- fire and forget --------------------------------------------------------------------------
-    def fire_and_forget(self, comm: Comm | None, keys: list[Key]) -> None:
+    async def fire_and_forget(self, comm: Comm | None, keys: list[Key]) -> None:
+        await self._known(keys)
         now = time.time()
         self.scheduler.feed(
             ev.KeysDesired(

@@ -75,12 +75,26 @@ def unpack_value(client: Client, packed: Serialized) -> Any:
 
 
 async def call(client: Client, op: str, wait: float = 0.0, **kwargs: Any) -> Any:
-    """One rpc to the scheduler on ``client``'s loop; it may wait ``wait`` seconds there."""
+    """One rpc to the scheduler on ``client``'s loop; it may wait ``wait`` seconds there.
+
+    The client's stream is flushed first, so tasks just submitted (whose futures may be
+    in ``kwargs``) reach the scheduler ahead of this call."""
     import asyncio
 
     core = client._running_core()
+    stream = getattr(core.transport, "_stream", None)
+    if stream is not None:
+        stream.flush_now()
     coro = core.transport.call(core.transport.scheduler_address, op, **kwargs)
     return await asyncio.wait_for(coro, wait + CALL_MARGIN)
+
+
+async def call_keeping(client: Client, op: str, keep: Any, **kwargs: Any) -> Any:
+    """``call``, holding ``keep`` (the futures sent) until the scheduler holds their keys:
+    an asynchronous caller's own references may be gone before the coroutine runs."""
+    result = await call(client, op, **kwargs)
+    del keep
+    return result
 
 
 async def until(attempt: Callable[[float], Awaitable[T | None]], timeout: float | None) -> T | None:

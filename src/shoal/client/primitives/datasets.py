@@ -41,7 +41,10 @@ class DatasetsMixin:
             named[name] = args[0]
         packed = {n: list(calls.pack_value(value)) for n, value in named.items()}
         return calls.run(
-            client, calls.call(client, "publish_dataset", datasets=packed, override=override)
+            client,
+            calls.call_keeping(
+                client, "publish_dataset", named, datasets=packed, override=override
+            ),
         )
 
     def get_dataset(self, name: str, default: Any = _NO_DEFAULT, **_dask_only: Any) -> Any:
@@ -114,7 +117,7 @@ def fire_and_forget(obj: Any) -> None:
     for future in futures:
         by_client.setdefault(id(future.client), (future.client, []))[1].append(future.key)
     for client, keys in by_client.values():
-        coro = calls.call(client, "fire_and_forget", keys=keys)
+        coro = calls.call_keeping(client, "fire_and_forget", futures, keys=keys)
         if client.asynchronous:
             import asyncio
 

@@ -50,11 +50,12 @@ class Queue:
     def put(self, value: Any, timeout: float | None = None, **_dask_only: Any) -> Any:
         client = self.client
         packed, keys = calls.pack_value(value)
-        return calls.run(client, self._put(client, packed, keys, timeout))
+        return calls.run(client, self._put(client, packed, keys, timeout, value))
 
     async def _put(
-        self, client: Client, packed: Any, keys: list[Any], timeout: float | None
+        self, client: Client, packed: Any, keys: list[Any], timeout: float | None, keep: Any
     ) -> None:
+        """``keep``: the value itself, so its futures live until the scheduler holds them."""
         await self._create(client)
 
         async def attempt(wait: float) -> bool | None:
@@ -63,7 +64,9 @@ class Queue:
             )
             return True if done else None
 
-        if await calls.until(attempt, timeout) is None:
+        done = await calls.until(attempt, timeout)
+        del keep
+        if done is None:
             raise ShoalTimeoutError(f"queue {self.name!r} stayed full for {timeout} s")
 
     def get(
@@ -126,7 +129,10 @@ class Variable:
         client = self.client
         packed, keys = calls.pack_value(value)
         return calls.run(
-            client, calls.call(client, "variable_set", name=self.name, value=packed, keys=keys)
+            client,
+            calls.call_keeping(
+                client, "variable_set", value, name=self.name, value=packed, keys=keys
+            ),
         )
 
     def get(self, timeout: float | None = None, **_dask_only: Any) -> Any:
