@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from shoal import Client, Event, Lock, LocalCluster, Queue, Semaphore, Variable
+from shoal import Client, Event, LocalCluster, Lock, Queue, Semaphore, Variable
 
 
 class Counter:

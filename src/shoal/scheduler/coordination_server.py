@@ -151,8 +151,11 @@ class Coordination:
         change = self._handoffs.hold(keys)
         now = time.time()
         if change.held:
-            self.scheduler.feed(ev.KeysDesired(client=HANDOFF_CLIENT, keys=change.held,
-                                               now=now, stimulus_id=f"handoff-{now}"))  # fmt: skip
+            self.scheduler.feed(
+                ev.KeysDesired(
+                    client=HANDOFF_CLIENT, keys=change.held, now=now, stimulus_id=f"handoff-{now}"
+                )
+            )
         loop = asyncio.get_running_loop()
         loop.call_later(HANDOFF_GRACE, self._handoff_over, keys)
 
@@ -160,8 +163,14 @@ class Coordination:
         change = self._handoffs.drop(keys)
         if change.released and self.scheduler.status == "running":
             now = time.time()
-            self.scheduler.feed(ev.KeysReleased(client=HANDOFF_CLIENT, keys=change.released,
-                                                now=now, stimulus_id=f"handoff-over-{now}"))  # fmt: skip
+            self.scheduler.feed(
+                ev.KeysReleased(
+                    client=HANDOFF_CLIENT,
+                    keys=change.released,
+                    now=now,
+                    stimulus_id=f"handoff-over-{now}",
+                )
+            )
 
     async def _known(self, keys: Iterable[Key]) -> None:
         """Wait (briefly, bounded) until the scheduler knows ``keys``; then go on anyway:
