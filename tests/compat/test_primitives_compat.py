@@ -128,6 +128,24 @@ def test_semaphore(both: Callable[[Program], Any]) -> None:
     assert both(program) == [True, True, False, 2, 1, 1, 0]
 
 
+def test_multilock(both: Callable[[Program], Any]) -> None:
+    """MultiLocks against each other (dask's MultiLock does not see its Lock; shoal's does)."""
+
+    def program(engine: ModuleType, client: Any) -> Any:
+        a, b = unique("a"), unique("b")
+        both_locks = engine.MultiLock([a, b])
+        out = [both_locks.acquire(timeout=1), engine.MultiLock([b]).acquire(timeout=0.2)]
+        both_locks.release()
+        single = engine.MultiLock([b])
+        out.append(single.acquire(timeout=1))
+        out.append(engine.MultiLock([a, b]).acquire(timeout=0.2))
+        single.release()
+        out.append(engine.MultiLock([a, b]).acquire(timeout=1))
+        return out
+
+    assert both(program) == [True, False, True, False, True]
+
+
 def wait_for_event(engine: ModuleType, name: str) -> bool:
     return bool(engine.Event(name).wait(10))
 

@@ -279,6 +279,21 @@ def test_actor_calls_go_to_its_worker(cluster: CliCluster) -> None:
         assert counter.n == 117
 
 
+def actors_here() -> int:
+    return len(get_worker().actors)
+
+
+def test_actor_goes_when_its_last_reference_does(cluster: CliCluster) -> None:
+    with connect(cluster) as client:
+        future = client.submit(Counter, 1, actor=True)
+        counter = future.result(30)
+        del future  # the proxy alone keeps the actor
+        assert counter.increment().result(10) == 2
+        assert sum(client.run(actors_here).values()) == 1
+        del counter
+        wait_for(lambda: sum(client.run(actors_here).values()) == 0, timeout=30)
+
+
 def test_map_makes_one_actor_per_item(cluster: CliCluster) -> None:
     with connect(cluster) as client:
         counters = client.gather(client.map(Counter, [0, 100], actors=True))
