@@ -54,6 +54,7 @@ SCHEDULER_STATE = (
     "shoal.scheduler.instructions",
     "shoal.scheduler.policy",
     "shoal.scheduler.adaptive",
+    "shoal.scheduler.coordination",
 )
 PURE_LAYERS = (
     PureLayer(

@@ -31,6 +31,27 @@ _PUBLIC = {
     "secede": "shoal.worker.context",
     "rejoin": "shoal.worker.context",
     "worker_client": "shoal.worker.context",
+    "default_client": "shoal.client.default",
+    "futures_of": "shoal.client.nested",
+    "fire_and_forget": "shoal.client.primitives",
+    "Lock": "shoal.client.primitives",
+    "MultiLock": "shoal.client.primitives",
+    "Semaphore": "shoal.client.primitives",
+    "Event": "shoal.client.primitives",
+    "Queue": "shoal.client.primitives",
+    "Variable": "shoal.client.primitives",
+    "Actor": "shoal.client.actor",
+    "ActorFuture": "shoal.client.actor",
+    "Reschedule": "shoal.errors",
+    "KilledWorker": "shoal.errors",
+    "CancelledError": "shoal.errors",
+    # dask's TimeoutError is the builtin one; every shoal timeout is one too
+    "TimeoutError": "builtins",
+    "Scheduler": "shoal.scheduler.server",
+    "Worker": "shoal.worker.server",
+    "Nanny": "shoal.nanny",
+    "print": "shoal.client.remote_output",
+    "warn": "shoal.client.remote_output",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

@@ -11,18 +11,28 @@
     ├── ShoalTimeoutError (+ TimeoutError)   a deadline passed
     ├── InvalidTransition              a state machine was asked for an illegal move (a bug)
     ├── TaskError                      about a user task, seen from the client
-    │   ├── CancelledError             the future was cancelled or its key released
+    │   ├── CancelledError (+ FuturesCancelledError)   the future was cancelled or its
+    │   │                              key released (``except concurrent.futures.
+    │   │                              CancelledError`` catches it, as dask's)
     │   ├── KilledWorker               the task was running on too many workers that died
     │   └── FutureLostError            the key's data was lost and cannot be recomputed
     ├── SerializationError             a user object could not be (de)serialized
+    ├── Reschedule                     raised by a task: put it back to be scheduled again
     └── RemoteError                    a remote handler failed with an exception we could not
                                        rebuild locally (its type and traceback text are kept)
+
+``TimeoutError`` and ``FuturesCancelledError`` above are the builtin ``TimeoutError`` and
+``concurrent.futures.CancelledError``: dask.distributed's ``TimeoutError`` and
+``CancelledError`` are those same classes, so ``except`` clauses written for dask catch
+shoal's errors too (neither is ``asyncio.CancelledError``, in dask as here).
 
 A user task's own exception is re-raised in the caller with its original type and the
 remote traceback attached; it is never wrapped in one of these.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import CancelledError as FuturesCancelledError
 
 
 class ShoalError(Exception):
@@ -72,7 +82,7 @@ class TaskError(ShoalError):
     """About a user task, as the client sees it."""
 
 
-class CancelledError(TaskError):
+class CancelledError(TaskError, FuturesCancelledError):
     """The future was cancelled, or its key released, before it finished."""
 
 
@@ -99,6 +109,10 @@ class FutureLostError(TaskError):
 
 class SerializationError(ShoalError):
     """A user object could not be serialized or deserialized."""
+
+
+class Reschedule(ShoalError):
+    """Raised inside a task: the task is put back and scheduled again (maybe elsewhere)."""
 
 
 class RemoteError(ShoalError):

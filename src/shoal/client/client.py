@@ -29,12 +29,14 @@ from shoal import loop as shared_loop
 from shoal._types import Address, Key
 from shoal.client import collections as dask_collections
 from shoal.client import data
+from shoal.client.actor import actor_map, actor_submission
 from shoal.client.connect import Target, close_cluster, resolve
 from shoal.client.core import ClientCore
 from shoal.client.default import set_default_client, unset_default_client
 from shoal.client.future import Future
 from shoal.client.future_state import FutureState
 from shoal.client.nested import futures_of
+from shoal.client.primitives.datasets import DatasetsMixin
 from shoal.client.refs import KeyTable
 from shoal.client.scatter_input import ScatterInput
 from shoal.client.story import gather_story
@@ -64,7 +66,7 @@ class _Settings:
     reconnect_timeout: float = 60.0
 
 
-class Client:
+class Client(DatasetsMixin):
     """Connect to a shoal cluster, submit work, and get results back.
 
     ``address`` is a scheduler address (``"tcp://host:8786"``), a cluster object such as
@@ -287,6 +289,7 @@ class Client:
         retries: int | None = 0,
         priority: float = 0,
         resources: Mapping[str, float] | None = None,
+        actor: bool = False,
         **kwargs: Any,
     ) -> Future:
         """Run ``func(*args, **kwargs)`` on a worker; a ``Future`` for its result.
@@ -299,7 +302,12 @@ class Client:
         names), loosely if ``allow_other_workers``; ``retries`` reruns it on failure;
         higher ``priority`` runs first; ``resources`` such as ``{"GPU": 1}`` are held
         while it runs. An argument that cannot be pickled raises ``SerializationError``.
+        ``actor=True``: ``func`` is a class; the object lives on one worker and the
+        future's result is an ``Actor`` proxy (``shoal.client.actor``).
         """
+        if actor:
+            func, args, key = actor_submission(func, args, key)
+            pure = False
         options = TaskOptions.make(workers, allow_other_workers, retries, priority, resources)
         batch = build_submit(func, args, kwargs, key=key, pure=pure, options=options)
         [state] = self._on_loop(self._running_core().submit, batch)
@@ -316,14 +324,19 @@ class Client:
         retries: int | None = 0,
         priority: float = 0,
         resources: Mapping[str, float] | None = None,
+        actors: bool = False,
         **kwargs: Any,
     ) -> list[Future]:
         """``submit`` for each tuple of items of ``iterables``; a list of futures.
 
         The function is pickled once and all tasks go to the scheduler in one message.
         ``key`` is a prefix for the keys, or a list with one key per task; the other
-        options are those of ``submit``, applied to every task.
+        options are those of ``submit``, applied to every task; ``actors=True`` makes
+        one actor per task.
         """
+        if actors:
+            func, iterables, key = actor_map(func, iterables, key)
+            pure = False
         options = TaskOptions.make(workers, allow_other_workers, retries, priority, resources)
         batch = build_map(func, iterables, kwargs, key=key, pure=pure, options=options)
         if not batch.keys:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shoal._types import Key
-from shoal.client import reconnect
+from shoal.client import reconnect, remote_output
 from shoal.client.future_state import ErrorInfo, FutureState
 from shoal.client.refs import KeyTable
 from shoal.client.tasks import TaskBatch
@@ -62,6 +62,7 @@ class ClientCore:
             "task-erred": self._task_erred,
             "cancelled-keys": self._cancelled_keys,
             "task-retried": self._task_retried,
+            "output": remote_output.show,  # shoal.print / shoal.warn in a task
         }
 
     # -- life ------------------------------------------------------------------------------------

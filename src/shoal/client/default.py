@@ -9,6 +9,8 @@ as the default with ``set_default_client`` (the worker does so for ``get_client(
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from shoal.client.dask_config import use_as_dask_scheduler
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
 _lock = threading.Lock()
 #: the clients made default, most recent last (a closed default falls back to the previous)
 _defaults: list[Client] = []
+#: ``.client``: where futures unpickled on this thread bind (``rebinding_to``)
+_rebinding = threading.local()
 
 
 def set_default_client(client: Client | None) -> None:
@@ -55,5 +59,18 @@ def default_client() -> Client:
 
 
 def get_client() -> Client:
-    """The client to use here: the default client of this process."""
-    return default_client()
+    """The client to use here: the one futures are being bound to (``rebinding_to``) on
+    this thread, else the default client of this process."""
+    client: Client | None = getattr(_rebinding, "client", None)
+    return client if client is not None else default_client()
+
+
+@contextmanager
+def rebinding_to(client: Client) -> Iterator[None]:
+    """Within the block, futures unpickled on this thread belong to ``client``."""
+    previous = getattr(_rebinding, "client", None)
+    _rebinding.client = client
+    try:
+        yield
+    finally:
+        _rebinding.client = previous

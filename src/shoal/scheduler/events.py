@@ -192,6 +192,8 @@ class TaskErred(FromWorker):
     traceback: object
     exception_text: str
     traceback_text: str
+    #: the task raised ``Reschedule``: put it back, do not count it as a failure
+    reschedule: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -36,6 +36,7 @@ from shoal.protocol.serialize import Serialized, serialize
 from shoal.scheduler import adaptive
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
+from shoal.scheduler.coordination_server import Coordination
 from shoal.scheduler.state import SchedulerState
 from shoal.server import Server
 
@@ -75,6 +76,8 @@ class Scheduler(Server):
     ) -> None:
         self.config = SchedulerConfig(**config)
         self._init_observability(dashboard_address)
+        #: locks, semaphores, events, queues, variables, datasets (shoal.scheduler.coordination)
+        self.coordination = Coordination(self)
         super().__init__(
             handlers=self._rpc_handlers(),
             security=security if security is not None else Security.local(),
@@ -107,6 +110,7 @@ class Scheduler(Server):
         self.worker_reconnects = 0
         #: clients that came back after losing their connection (to us or to a predecessor)
         self.client_reconnects = 0
+        self.coordination.attach()
 
     async def start(self) -> None:
         await self.listen_any(
@@ -117,6 +121,7 @@ class Scheduler(Server):
             discovery.write_scheduler_file(self._scheduler_file, self.address, self._token_file)
         self.periodic(self._check_worker_ttl, min(1.0, self.config.worker_ttl / 4), "worker-ttl")
         self.periodic(self._expire_unclaimed, UNCLAIMED_CHECK_INTERVAL, "unclaimed")
+        self.coordination.start()
         logger.info("scheduler at %s", self.address)
         await self._start_http()
 
@@ -493,6 +498,7 @@ class Scheduler(Server):
                 "traceback",
                 "exception_text",
                 "traceback_text",
+                "reschedule",
             ),
             "release-worker-data": simple(ev.WorkerReleasedKey, "key"),
             "add-keys": simple(ev.WorkerAddedKeys, "keys", "nbytes"),
@@ -536,6 +542,7 @@ class Scheduler(Server):
             await self.handle_stream(comm, self._client_stream_handlers(client))
         finally:
             self.client_streams.pop(client, None)
+            self.coordination.client_gone(client)
             self.feed(
                 ev.ClientDisconnected(
                     client=client, stimulus_id=f"client-gone-{client}", now=time.time()
@@ -607,6 +614,7 @@ class Scheduler(Server):
             "retire_workers": self.retire_workers,
             "adaptive_target": self.adaptive_target,
             "workers_to_close": self.workers_to_close,
+            **self.coordination.rpc_handlers(),
         }
 
     def adaptive_target(self, comm: Comm | None = None, **options: Any) -> int:

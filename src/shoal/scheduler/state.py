@@ -574,6 +574,8 @@ class SchedulerState(Recovery):
             return {}
         if ts.run_id != ev.run_id:
             return {}
+        if ev.reschedule:
+            return self._transition(ts, "waiting")
         if ts.retries > 0:
             ts.retries -= 1
             return self._transition(ts, "waiting")

@@ -28,6 +28,8 @@ class ErrorInfo:
     traceback: object
     exception_text: str
     traceback_text: str
+    #: the task raised ``Reschedule``: the scheduler schedules it again (not an error)
+    reschedule: bool = False
 
 
 # -- from the scheduler ------------------------------------------------------------------

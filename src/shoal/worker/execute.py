@@ -29,7 +29,7 @@ from typing import Any
 import tblib
 
 from shoal._types import Key
-from shoal.errors import RemoteError
+from shoal.errors import RemoteError, Reschedule
 from shoal.graph.spec import run_spec
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.worker.events import ErrorInfo, ExecuteFailed, ExecuteSucceeded, WorkerEvent
@@ -56,6 +56,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
     except Exception:
         traceback = None
     return ErrorInfo(
+        reschedule=isinstance(exc, Reschedule),
         exception=exception,
         traceback=traceback,
         exception_text=exception_text,

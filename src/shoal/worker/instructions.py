@@ -102,6 +102,8 @@ class TaskErredMsg(SendToScheduler):
     traceback: object
     exception_text: str
     traceback_text: str
+    #: the task raised ``Reschedule``
+    reschedule: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

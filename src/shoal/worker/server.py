@@ -38,6 +38,7 @@ from shoal.server import Server
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
 from shoal.worker import reconnect
+from shoal.worker.actors import actor_handlers, drop_actor, shutdown_actors
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
 from shoal.worker.local_dir import LocalDirectory
 from shoal.worker.memory import parse_memory_limit
@@ -153,6 +154,8 @@ class Worker(Server):
         self.transfer_log = TransferLog()
         self._client: Any = None
         self._client_lock = threading.Lock()
+        #: actors living here (``shoal.worker.actors``): key -> the object, never spilled
+        self.actors: dict[Key, Any] = {}
         self._closing_gracefully = False
         self._close_requested = False
         #: the scheduler's id for our current registration (fences older ones); None
@@ -392,6 +395,7 @@ class Worker(Server):
             await asyncio.get_running_loop().run_in_executor(None, self._client.close)
         if hasattr(self, "runner"):
             self.runner.shutdown()
+        shutdown_actors(self)
         await super()._shutdown()
         if isinstance(self.data, SpillBuffer):  # stops its writer thread, removes its files
             await asyncio.to_thread(self.data.close)
@@ -456,6 +460,7 @@ class Worker(Server):
     def _delete(self, inst: ins.DeleteValue) -> None:
         with contextlib.suppress(KeyError):  # not pop(): that would read a spilled value back
             del self.data[inst.key]
+        drop_actor(self, inst.key)
 
     def _start_gather(self, inst: ins.GatherDep) -> None:
         self.background(self._gather_dep(inst), f"gather-dep-{inst.worker}")
@@ -630,6 +635,7 @@ class Worker(Server):
             "get_logs": self.get_logs,
             "keys": self.keys,
             "close": self.close_handler,
+            **actor_handlers(self),
         }
 
     async def get_data(self, comm: Comm, keys: tuple[Key, ...], who: str | None = None) -> Any:

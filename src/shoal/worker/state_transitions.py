@@ -233,6 +233,7 @@ def _enter_error(ws: WorkerState, task: WorkerTask, payload: object) -> None:
             traceback=error.traceback,
             exception_text=error.exception_text,
             traceback_text=error.traceback_text,
+            reschedule=error.reschedule,
             stimulus_id=ws._sid,
         )
         ws._emit(msg, task.key)

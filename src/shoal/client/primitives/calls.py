@@ -1,0 +1,114 @@
+"""What every primitive needs: the client to use, values as opaque bytes plus the keys of
+the futures in them, and scheduler calls that wait (each one bounded on the scheduler).
+
+Rules of this file:
+
+* A primitive made without ``client=`` uses the worker's client inside a task and the
+  default client elsewhere, found when first used (so primitives pickle by name).
+* A value read back is unpickled with its futures bound to the client that read it.
+* A wait is a sequence of scheduler-side waits, each at most ``MAX_WAIT`` seconds, until
+  the caller's deadline: no polling, and nothing waits without a bound per call.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from shoal.client.default import get_client, rebinding_to
+from shoal.client.future import Future
+from shoal.client.nested import futures_of
+from shoal.protocol.serialize import Serialized, deserialize, serialize
+
+if TYPE_CHECKING:
+    from shoal.client.client import Client
+
+T = TypeVar("T")
+
+#: the longest one call waits on the scheduler (its own bound is shorter: it answers first)
+MAX_WAIT = 10.0
+#: extra seconds a call may take beyond its wait before the client gives up on it
+CALL_MARGIN = 30.0
+
+
+def resolve_client(client: Client | None) -> Client:
+    """``client``, or the worker's client inside a task, or the default client."""
+    if client is not None:
+        return client
+    from shoal.worker.execute import thread_state
+
+    worker = getattr(thread_state, "worker", None)
+    if worker is not None:
+        return worker.get_client()  # type: ignore[no-any-return]
+    return get_client()
+
+
+def new_name(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4().hex}"
+
+
+def dask_futures_of(value: Any) -> list[Future]:
+    """Futures in ``value``: in lists, tuples, sets and dicts, and in dask collections."""
+    found = futures_of(value)
+    try:
+        from dask.base import is_dask_collection
+
+        if is_dask_collection(value):
+            graph = value.__dask_graph__()
+            found += [v for v in graph.values() if isinstance(v, Future)]
+    except Exception:  # not a collection we can look into: its plain futures are enough
+        pass
+    return list({f.key: f for f in found}.values())
+
+
+def pack_value(value: Any) -> tuple[Serialized, list[Hashable]]:
+    """``value`` pickled (its futures pickle as keys) and the keys of its futures."""
+    return serialize(value), [f.key for f in dask_futures_of(value)]
+
+
+def unpack_value(client: Client, packed: Serialized) -> Any:
+    """The value, its futures bound to ``client``."""
+    with rebinding_to(client):
+        return deserialize(packed)
+
+
+async def call(client: Client, op: str, wait: float = 0.0, **kwargs: Any) -> Any:
+    """One rpc to the scheduler on ``client``'s loop; it may wait ``wait`` seconds there.
+
+    The client's stream is flushed first, so tasks just submitted (whose futures may be
+    in ``kwargs``) reach the scheduler ahead of this call."""
+    import asyncio
+
+    core = client._running_core()
+    stream = getattr(core.transport, "_stream", None)
+    if stream is not None:
+        stream.flush_now()
+    coro = core.transport.call(core.transport.scheduler_address, op, **kwargs)
+    return await asyncio.wait_for(coro, wait + CALL_MARGIN)
+
+
+async def call_keeping(client: Client, op: str, keep: Any, **kwargs: Any) -> Any:
+    """``call``, holding ``keep`` (the futures sent) until the scheduler holds their keys:
+    an asynchronous caller's own references may be gone before the coroutine runs."""
+    result = await call(client, op, **kwargs)
+    del keep
+    return result
+
+
+async def until(attempt: Callable[[float], Awaitable[T | None]], timeout: float | None) -> T | None:
+    """``await attempt(wait)`` until it gives a result or ``timeout`` passed (None: never)."""
+    deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
+    while True:
+        wait = MAX_WAIT if deadline is None else min(MAX_WAIT, deadline - time.monotonic())
+        result = await attempt(max(0.0, wait))
+        if result is not None:
+            return result
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+
+
+def run(client: Client, coro: Awaitable[T]) -> Any:
+    """The result (synchronous client) or an awaitable (asynchronous client)."""
+    return client._run(coro)  # type: ignore[arg-type]

@@ -1,0 +1,366 @@
+"""The scheduler's rpc shell around ``CoordinationState``: locks, semaphores, events,
+queues, variables, published datasets and ``fire_and_forget``.
+
+Rules of this file:
+
+* Every decision is ``CoordinationState``'s; this shell waits, wakes and keeps keys alive.
+* Values arrive and leave as ``Serialized``; nothing here unpickles them.
+* Keys of futures inside stored values are wanted by the pseudo-client
+  ``COORDINATION_CLIENT`` while something refers to them. The keys of a value handed to
+  a reader stay wanted by ``HANDOFF_CLIENT`` for ``HANDOFF_GRACE`` seconds, until the
+  reader's own want (on its stream) has surely arrived.
+* A blocked call waits for a change of its name, then asks the state again; one call
+  waits at most ``MAX_WAIT`` seconds (the client asks again until its own deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from shoal._types import Key
+from shoal.comm import Comm
+from shoal.scheduler import events as ev
+from shoal.scheduler import instructions as ins
+from shoal.scheduler.coordination import CoordinationState, HoldChange, KeyHolds, Stored
+
+if TYPE_CHECKING:
+    from shoal.scheduler.server import Scheduler
+
+T = TypeVar("T")
+
+#: the pseudo-client that wants keys referred to by stored values
+COORDINATION_CLIENT = "shoal-coordination"
+#: the pseudo-client that wants ``fire_and_forget`` keys until they finish
+FIRE_AND_FORGET_CLIENT = "fire-and-forget"
+#: longest one blocked rpc waits on the scheduler before answering "not yet"
+MAX_WAIT = 10.0
+#: how often leases that were not refreshed are dropped
+LEASE_CHECK_INTERVAL = 0.25
+#: the pseudo-client that keeps keys just read from a primitive wanted a little longer
+HANDOFF_CLIENT = "shoal-handoff"
+#: seconds a key read from a primitive stays wanted here after the read
+HANDOFF_GRACE = 5.0
+#: how long a stored future's key may take to arrive (its client's stream carries it,
+#: flushed before the call, but another connection may be read first)
+KEY_ARRIVAL_WAIT = 5.0
+
+
+class Coordination:
+    """Holds the primitives of one scheduler and answers their rpcs."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.state = CoordinationState()
+        #: name -> event set (then dropped) when something about that name changes
+        self._changed: dict[str, asyncio.Event] = {}
+        #: keys just handed to a reader, wanted by ``HANDOFF_CLIENT`` for a while
+        self._handoffs = KeyHolds()
+
+    def rpc_handlers(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "semaphore_acquire": self.semaphore_acquire,
+            "semaphore_release": self.semaphore_release,
+            "semaphore_refresh": self.semaphore_refresh,
+            "semaphore_count": self.semaphore_count,
+            "event_set": self.event_set,
+            "event_clear": self.event_clear,
+            "event_wait": self.event_wait,
+            "queue_create": self.queue_create,
+            "queue_put": self.queue_put,
+            "queue_get": self.queue_get,
+            "queue_qsize": self.queue_qsize,
+            "variable_set": self.variable_set,
+            "variable_get": self.variable_get,
+            "variable_delete": self.variable_delete,
+            "publish_dataset": self.publish_dataset,
+            "get_dataset": self.get_dataset,
+            "list_datasets": self.list_datasets,
+            "unpublish_dataset": self.unpublish_dataset,
+            "fire_and_forget": self.fire_and_forget,
+            "forward_output": self.forward_output,
+        }
+
+    def attach(self) -> None:
+        """Release fire-and-forget keys once they are done (wraps the scheduler's routes)."""
+        route = self.scheduler._route
+        for kind in (ins.KeyInMemory, ins.KeyErred):
+            route[kind] = self._releasing_fire_and_forget(route[kind])
+
+    def start(self) -> None:
+        """Start dropping leases that were not refreshed in time (on the running loop)."""
+        self.scheduler.periodic(self.expire_leases, LEASE_CHECK_INTERVAL, "lease-expiry")
+
+    # -- waiting ------------------------------------------------------------------------------
+    def _notify(self, *names: str) -> None:
+        for name in names:
+            event = self._changed.pop(name, None)
+            if event is not None:
+                event.set()
+
+    async def _until(self, name: str, attempt: Callable[[], T | None], timeout: Any) -> T | None:
+        """``attempt()`` until it gives a result, waking on changes of ``name``; None once
+        ``timeout`` (at most ``MAX_WAIT``) passed."""
+        wait = MAX_WAIT if timeout is None else max(0.0, min(float(timeout), MAX_WAIT))
+        deadline = time.monotonic() + wait
+        while True:
+            result = attempt()
+            remaining = deadline - time.monotonic()
+            if result is not None or remaining <= 0 or self.scheduler.status != "running":
+                return result
+            changed = self._changed.setdefault(name, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
+    # -- keys kept alive ------------------------------------------------------------------------
+    def _apply(
+        self, change: HoldChange, handed_to: str | None = None, given: Iterable[Key] = ()
+    ) -> None:
+        now = time.time()
+        feed = self.scheduler.feed
+        given = tuple(given)
+        if handed_to is not None and given:
+            self._hand_off(given)
+        if change.held:
+            feed(
+                ev.KeysDesired(
+                    client=COORDINATION_CLIENT,
+                    keys=change.held,
+                    now=now,
+                    stimulus_id=f"coordination-hold-{now}",
+                )
+            )
+        if change.released:
+            feed(
+                ev.KeysReleased(
+                    client=COORDINATION_CLIENT,
+                    keys=change.released,
+                    now=now,
+                    stimulus_id=f"coordination-release-{now}",
+                )
+            )
+        self.scheduler.flush()
+
+    def _hand_off(self, keys: tuple[Key, ...]) -> None:
+        """Keep ``keys`` wanted for ``HANDOFF_GRACE`` seconds by ``HANDOFF_CLIENT``: the
+        reader's own want comes on its stream, maybe after a release of an older future
+        for the same key sent just before; this bridges the two."""
+        change = self._handoffs.hold(keys)
+        now = time.time()
+        if change.held:
+            self.scheduler.feed(
+                ev.KeysDesired(
+                    client=HANDOFF_CLIENT, keys=change.held, now=now, stimulus_id=f"handoff-{now}"
+                )
+            )
+        loop = asyncio.get_running_loop()
+        loop.call_later(HANDOFF_GRACE, self._handoff_over, keys)
+
+    def _handoff_over(self, keys: tuple[Key, ...]) -> None:
+        change = self._handoffs.drop(keys)
+        if change.released and self.scheduler.status == "running":
+            now = time.time()
+            self.scheduler.feed(
+                ev.KeysReleased(
+                    client=HANDOFF_CLIENT,
+                    keys=change.released,
+                    now=now,
+                    stimulus_id=f"handoff-over-{now}",
+                )
+            )
+
+    async def _known(self, keys: Iterable[Key]) -> None:
+        """Wait (briefly, bounded) until the scheduler knows ``keys``; then go on anyway:
+        an unknown key is held as lost, and its future says so when read."""
+        tasks = self.scheduler.state.tasks
+        missing = [k for k in keys if k not in tasks]
+        if not missing:
+            return
+        self.scheduler.flush()  # its submission may sit in the queue of this loop turn
+        deadline = time.monotonic() + KEY_ARRIVAL_WAIT
+        while any(k not in tasks for k in missing) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+            self.scheduler.flush()
+
+    def client_gone(self, client: str) -> None:
+        """A client's stream closed: the leases it held are free."""
+        self._notify(*self.state.release_owner(client))
+
+    # -- semaphores and locks -----------------------------------------------------------------
+    async def semaphore_acquire(
+        self,
+        comm: Comm | None,
+        name: str,
+        lease_id: str,
+        owner: str,
+        max_leases: int = 1,
+        lease_timeout: float = 30.0,
+        timeout: float | None = None,
+    ) -> bool:
+        self.state.semaphore(name, int(max_leases), float(lease_timeout))
+
+        def attempt() -> bool | None:
+            return self.state.try_acquire(name, lease_id, owner, time.monotonic()) or None
+
+        return bool(await self._until(name, attempt, timeout))
+
+    def semaphore_release(self, comm: Comm | None, name: str, lease_id: str) -> bool:
+        released = self.state.release(name, lease_id)
+        self._notify(name)
+        return released
+
+    def semaphore_refresh(self, comm: Comm | None, leases: list[list[str]]) -> list[list[str]]:
+        """Extend leases; the (name, lease id) pairs no longer held come back."""
+        lost = self.state.refresh([(n, lease) for n, lease in leases], time.monotonic())
+        return [list(pair) for pair in lost]
+
+    def semaphore_count(self, comm: Comm | None, name: str) -> int:
+        return self.state.n_leases(name)
+
+    def expire_leases(self) -> None:
+        self._notify(*self.state.expire(time.monotonic()))
+
+    # -- events -----------------------------------------------------------------------------------
+    def event_set(self, comm: Comm | None, name: str) -> None:
+        self.state.set_event(name)
+        self._notify(name)
+
+    def event_clear(self, comm: Comm | None, name: str) -> None:
+        self.state.clear_event(name)
+
+    async def event_wait(self, comm: Comm | None, name: str, timeout: float | None = None) -> bool:
+        return bool(await self._until(name, lambda: self.state.is_set(name) or None, timeout))
+
+    # -- queues -----------------------------------------------------------------------------------
+    def queue_create(self, comm: Comm | None, name: str, maxsize: int = 0) -> None:
+        self.state.queue(name, int(maxsize))
+
+    async def queue_put(
+        self,
+        comm: Comm | None,
+        name: str,
+        value: Any,
+        keys: list[Key],
+        timeout: float | None = None,
+    ) -> bool:
+        item = Stored(value, tuple(keys))
+        await self._known(item.keys)
+
+        def attempt() -> HoldChange | None:
+            done, change = self.state.try_put(name, item)
+            return change if done else None
+
+        change = await self._until(name, attempt, timeout)
+        if change is None:
+            return False
+        self._apply(change)
+        self._notify(name)
+        return True
+
+    async def queue_get(
+        self,
+        comm: Comm | None,
+        name: str,
+        requester: str,
+        timeout: float | None = None,
+        batch: int | None = None,
+    ) -> list[list[Any]] | None:
+        """``[[value, keys], ...]``, or None if nothing came within the timeout."""
+        return await self._until(name, lambda: self._take(name, batch, requester), timeout)
+
+    def _take(self, name: str, batch: int | None, requester: str) -> list[list[Any]] | None:
+        items, change = self.state.try_get(name, batch)
+        if items is None:
+            return None
+        self._apply(change, requester, [k for item in items for k in item.keys])
+        self._notify(name)  # a put waiting for room
+        return [[item.value, list(item.keys)] for item in items]
+
+    def queue_qsize(self, comm: Comm | None, name: str) -> int:
+        return self.state.qsize(name)
+
+    # -- variables --------------------------------------------------------------------------------
+    async def variable_set(self, comm: Comm | None, name: str, value: Any, keys: list[Key]) -> None:
+        await self._known(keys)
+        self._apply(self.state.set_variable(name, Stored(value, tuple(keys))))
+        self._notify(name)
+
+    async def variable_get(
+        self, comm: Comm | None, name: str, requester: str, timeout: float | None = None
+    ) -> list[Any] | None:
+        item = await self._until(name, lambda: self.state.variables.get(name), timeout)
+        if item is None:
+            return None
+        self._apply(HoldChange(), requester, item.keys)
+        return [item.value, list(item.keys)]
+
+    def variable_delete(self, comm: Comm | None, name: str) -> None:
+        self._apply(self.state.delete_variable(name))
+
+    # -- datasets ---------------------------------------------------------------------------------
+    async def publish_dataset(
+        self, comm: Comm | None, datasets: dict[str, list[Any]], override: bool = False
+    ) -> None:
+        await self._known([k for _value, keys in datasets.values() for k in keys])
+        taken = [n for n in datasets if n in self.state.datasets]
+        if taken and not override:
+            raise KeyError(f"datasets already published: {taken} (pass override=True)")
+        for name, (value, keys) in datasets.items():
+            self._apply(self.state.publish(name, Stored(value, tuple(keys)), override=True))
+
+    def get_dataset(self, comm: Comm | None, name: str, requester: str) -> list[Any] | None:
+        item = self.state.datasets.get(name)
+        if item is None:
+            return None
+        self._apply(HoldChange(), requester, item.keys)
+        return [item.value, list(item.keys)]
+
+    def list_datasets(self, comm: Comm | None = None) -> list[str]:
+        return list(self.state.datasets)
+
+    def unpublish_dataset(self, comm: Comm | None, name: str) -> None:
+        self._apply(self.state.unpublish(name))
+
+    # -- output of tasks (shoal.print, shoal.warn) -------------------------------------------------
+    def forward_output(self, comm: Comm | None, kind: str, text: str, **fields: Any) -> None:
+        """Send a task's printed text or warning to every client, unread."""
+        msg = {"op": "output", "kind": str(kind), "text": str(text)}
+        msg.update({k: str(v) for k, v in fields.items() if k in ("stream", "category")})
+        for stream in list(self.scheduler.client_streams.values()):
+            if not stream.closed:
+                stream.send(msg)
+
+    # -- fire and forget --------------------------------------------------------------------------
+    async def fire_and_forget(self, comm: Comm | None, keys: list[Key]) -> None:
+        await self._known(keys)
+        now = time.time()
+        self.scheduler.feed(
+            ev.KeysDesired(
+                client=FIRE_AND_FORGET_CLIENT,
+                keys=tuple(keys),
+                now=now,
+                stimulus_id=f"fire-and-forget-{now}",
+            )
+        )
+        self.scheduler.flush()
+
+    def _releasing_fire_and_forget(
+        self, route: Callable[[Any], tuple[Any, dict[str, Any]]]
+    ) -> Callable[[Any], tuple[Any, dict[str, Any]]]:
+        def routed(inst: Any) -> tuple[Any, dict[str, Any]]:
+            if inst.client == FIRE_AND_FORGET_CLIENT:  # done: nobody waits for it any more
+                now = time.time()
+                self.scheduler.feed(
+                    ev.KeysReleased(
+                        client=FIRE_AND_FORGET_CLIENT,
+                        keys=(inst.key,),
+                        now=now,
+                        stimulus_id=f"forgotten-{now}",
+                    )
+                )
+            return route(inst)
+
+        return routed
