@@ -147,3 +147,25 @@ def pick_worker(
 def holds_inputs(ts: SchedulerTask, ws: WorkerInfo) -> bool:
     """Whether ``ws`` already holds at least one of ``ts``'s inputs."""
     return any(ws in dep.who_has for dep in ts.dependencies)
+
+
+def surplus_replicas(ts: SchedulerTask) -> list[WorkerInfo]:
+    """The copies of ``ts`` worth freeing (dask's ``ReduceReplicas``, without the daemon).
+
+    A holder *needs* its copy while a task processing there depends on ``ts``. Every such
+    copy stays, plus one more: the newest of the other copies (it was made because a task
+    wanted it there; more are likely to follow). Holders that are not running (retiring)
+    neither count nor lose theirs: retirement copies their keys away on its own terms.
+    Cost: the holders' processing tasks, bounded by the cluster's capacity, not the graph.
+    """
+    holders = [ws for ws in ts.who_has if ws.status != "closing_gracefully"]
+    if len(holders) <= 1:
+        return []
+    idle = [ws for ws in holders if not _runs_dependent_of(ws, ts)]
+    return idle[:-1]  # who_has keeps arrival order: the newest idle copy stays
+
+
+def _runs_dependent_of(ws: WorkerInfo, ts: SchedulerTask) -> bool:
+    if len(ts.waiters) < len(ws.processing):
+        return any(dts.processing_on is ws for dts in ts.waiters)
+    return any(ts in dts.dependencies for dts in ws.processing)
