@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from shoal.scheduler.policy import (
     DEFAULT_DURATION,
     MAX_TASKS_PER_THREAD,
+    REPLICA_SCAN_LIMIT,
     capacity,
     fill,
     has_room,
@@ -216,11 +217,23 @@ def test_a_copy_a_running_task_needs_is_never_surplus() -> None:
     ts = _holding("x", w1, w2, w3)
     _running_dependent_of(ts, w3, "y")
     assert surplus_replicas(ts) == [w1]  # w3 needs it, w2 is the spare
-    for n in range(5):  # many waiters: the holders' processing tasks are scanned instead
-        queued = SchedulerTask(f"q{n}", TaskPrefix("q"))
-        ts.waiters[queued] = None
     _running_dependent_of(ts, w2, "z")
     assert surplus_replicas(ts) == []  # w2, w3 need it; w1 is the spare
+
+
+def test_nothing_is_surplus_while_a_dependent_may_be_fetching_it() -> None:
+    w1, w2, w3 = (WorkerInfo(f"w{i}", f"w{i}", 1) for i in (1, 2, 3))
+    ts = _holding("x", w1, w2)
+    _running_dependent_of(ts, w3, "y")  # w3 holds no copy: it is fetching one
+    assert surplus_replicas(ts) == []
+
+
+def test_a_key_many_tasks_still_wait_for_keeps_its_copies() -> None:
+    w1, w2 = (WorkerInfo(f"w{i}", f"w{i}", 1) for i in (1, 2))
+    ts = _holding("x", w1, w2)
+    for n in range(REPLICA_SCAN_LIMIT + 1):
+        ts.waiters[SchedulerTask(f"q{n}", TaskPrefix("q"))] = None
+    assert surplus_replicas(ts) == []
 
 
 def test_retiring_holders_neither_count_nor_lose_their_copy() -> None:
