@@ -1,10 +1,13 @@
 """shoal beside dask.distributed, same workloads, same machine, one run.
 
-Usage: python benchmarks/compare.py [--repeat 3] [--only map,chain,tree,transfer,array,shuffle]
+Usage: python benchmarks/compare.py [--repeat 3]
+       [--only map,chain,tree,transfer,reuse,roundtrip,small,array,shuffle]
 
 Each system gets its own local cluster of 2 worker processes x 1 thread. Each workload
-runs ``repeat`` times after one warm-up; the best time counts. The last column is
-dask time / shoal time: above 1 means shoal is faster.
+runs ``repeat`` times after one warm-up; the best time counts. ``floor`` is the same work
+done without a distributed system, measured in the same run (``floors.py``: a process
+pool for tasks, a raw loopback socket for bytes). The ratio columns are times:
+shoal/dask below 1 means shoal is faster; shoal/floor is how far from the floor it is.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import gc
 import time
 from collections.abc import Callable
 from typing import Any
+
+from floors import measure_floors
 
 
 def noop(x: Any) -> Any:
@@ -71,6 +76,39 @@ def workload_transfer(client: Any) -> None:
     workload_transfer.elapsed = time.perf_counter() - start  # type: ignore[attr-defined]
 
 
+def workload_reuse(client: Any) -> None:
+    """40 MB held by worker A; 20 tasks in a row on worker B, each using it."""
+    workers = sorted(client.scheduler_info()["workers"])
+    source = client.submit(make_array, 40 * 2**20, workers=[workers[0]], pure=False)
+    client.gather(source)
+    start = time.perf_counter()
+    for _ in range(20):
+        client.submit(array_nbytes, source, workers=[workers[1]], pure=False).result()
+    workload_reuse.elapsed = time.perf_counter() - start  # type: ignore[attr-defined]
+
+
+def workload_roundtrip(client: Any) -> None:
+    """One ``submit(f, x).result()``: the best of 50 in a row."""
+    best = float("inf")
+    for i in range(50):
+        start = time.perf_counter()
+        client.submit(inc, i, pure=False).result()
+        best = min(best, time.perf_counter() - start)
+    workload_roundtrip.elapsed = best  # type: ignore[attr-defined]
+
+
+def workload_small_array(client: Any) -> None:
+    """A 13-task dask.array ``compute``: the best of 20 in a row."""
+    from floors import small_array
+
+    best = float("inf")
+    for _ in range(20):
+        start = time.perf_counter()
+        assert client.compute(small_array()).result() == 32
+        best = min(best, time.perf_counter() - start)
+    workload_small_array.elapsed = best  # type: ignore[attr-defined]
+
+
 def frame_partition(i: int) -> Any:
     import numpy as np
     import pandas as pd
@@ -103,6 +141,9 @@ WORKLOADS: dict[str, Callable[[Any], None]] = {
     "chain 1,000": workload_chain,
     "tree 8,192 leaves": workload_tree,
     "200 MB peer transfer": workload_transfer,
+    "reuse 40 MB x 20": workload_reuse,
+    "submit().result()": workload_roundtrip,
+    "13-task dask.array": workload_small_array,
     "array (x + x.T) 8000^2": workload_array_sum,
     "set_index 40 x 100,000": workload_shuffle,
 }
@@ -111,6 +152,9 @@ SHORT = {
     "chain": "chain 1,000",
     "tree": "tree 8,192 leaves",
     "transfer": "200 MB peer transfer",
+    "reuse": "reuse 40 MB x 20",
+    "roundtrip": "submit().result()",
+    "small": "13-task dask.array",
     "array": "array (x + x.T) 8000^2",
     "shuffle": "set_index 40 x 100,000",
 }
@@ -124,8 +168,7 @@ def measure(client: Any, workload: Callable[[Any], None], repeat: int) -> float:
         start = time.perf_counter()
         workload(client)
         elapsed = time.perf_counter() - start
-        if workload is workload_transfer:
-            elapsed = workload_transfer.elapsed  # type: ignore[attr-defined]
+        elapsed = getattr(workload, "elapsed", elapsed)  # a workload that times itself
         best = min(best, elapsed)
     return best
 
@@ -156,14 +199,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default="", help="comma list of: " + ",".join(SHORT))
+    parser.add_argument("--no-dask", action="store_true", help="shoal and floors only")
     args = parser.parse_args()
     names = [SHORT[n] for n in args.only.split(",") if n] or list(WORKLOADS)
     shoal_times = run_shoal(names, args.repeat)
-    dask_times = run_dask(names, args.repeat)
-    print(f"{'workload':<24}{'shoal':>12}{'dask':>12}{'dask/shoal':>12}")
+    dask_times = run_dask(names, args.repeat) if not args.no_dask else {}
+    floor_times = measure_floors(names, args.repeat)
+    head = ("workload", "shoal", "dask", "floor", "shoal/dask", "shoal/floor")
+    print(f"{head[0]:<24}" + "".join(f"{h:>12}" for h in head[1:]))
     for name in names:
-        s, d = shoal_times[name], dask_times[name]
-        print(f"{name:<24}{s * 1000:>10.1f}ms{d * 1000:>10.1f}ms{d / s:>11.2f}x")
+        s, d, f = shoal_times[name], dask_times.get(name), floor_times.get(name)
+        cells = [_ms(s), _ms(d), _ms(f), _ratio(s, d), _ratio(s, f)]
+        print(f"{name:<24}" + "".join(f"{c:>12}" for c in cells))
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.2f}ms"
+
+
+def _ratio(a: float, b: float | None) -> str:
+    return "-" if not b else f"{a / b:.2f}"
 
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shoal.scheduler.policy import (
     DEFAULT_DURATION,
     MAX_TASKS_PER_THREAD,
+    REPLICA_SCAN_LIMIT,
     capacity,
     fill,
     has_room,
@@ -19,6 +22,7 @@ from shoal.scheduler.policy import (
     placement_cost,
     restriction_sig,
     satisfies,
+    surplus_replicas,
     valid_workers,
 )
 from shoal.scheduler.state_records import SchedulerTask, TaskPrefix, WorkerInfo
@@ -173,3 +177,93 @@ def test_pick_worker_weighs_queued_work_against_transfers() -> None:
     fast = TaskPrefix("fast")
     fast.duration = 0.0001
     assert pick_worker(needing(x, prefix=fast), [w1, w2], random.Random(0)) is w1
+
+
+# -- surplus replicas ---------------------------------------------------------------------
+
+
+def _holding(key: str, *workers: WorkerInfo) -> SchedulerTask:
+    ts = SchedulerTask(key, TaskPrefix(key))
+    ts.state = "memory"
+    for ws in workers:
+        ts.who_has[ws] = None
+        ws.has_what[ts] = None
+    return ts
+
+
+def _running_dependent_of(ts: SchedulerTask, ws: WorkerInfo, key: str) -> SchedulerTask:
+    dts = SchedulerTask(key, TaskPrefix(key))
+    dts.state = "processing"
+    dts.processing_on = ws
+    dts.dependencies[ts] = None
+    ts.dependents[dts] = None
+    ts.waiters[dts] = None
+    ws.processing[dts] = None
+    return dts
+
+
+def test_one_copy_is_never_surplus() -> None:
+    w1 = WorkerInfo("w1", "w1", 1)
+    assert surplus_replicas(_holding("x", w1)) == []
+
+
+def test_idle_copies_are_surplus_but_the_newest() -> None:
+    w1, w2, w3 = (WorkerInfo(f"w{i}", f"w{i}", 1) for i in (1, 2, 3))
+    assert surplus_replicas(_holding("x", w1, w2, w3)) == [w1, w2]
+
+
+def test_a_copy_a_running_task_needs_is_never_surplus() -> None:
+    w1, w2, w3 = (WorkerInfo(f"w{i}", f"w{i}", 1) for i in (1, 2, 3))
+    ts = _holding("x", w1, w2, w3)
+    _running_dependent_of(ts, w3, "y")
+    assert surplus_replicas(ts) == [w1]  # w3 needs it, w2 is the spare
+    _running_dependent_of(ts, w2, "z")
+    assert surplus_replicas(ts) == []  # w2, w3 need it; w1 is the spare
+
+
+def test_nothing_is_surplus_while_a_dependent_may_be_fetching_it() -> None:
+    w1, w2, w3 = (WorkerInfo(f"w{i}", f"w{i}", 1) for i in (1, 2, 3))
+    ts = _holding("x", w1, w2)
+    _running_dependent_of(ts, w3, "y")  # w3 holds no copy: it is fetching one
+    assert surplus_replicas(ts) == []
+
+
+def test_a_key_many_tasks_still_wait_for_keeps_its_copies() -> None:
+    w1, w2 = (WorkerInfo(f"w{i}", f"w{i}", 1) for i in (1, 2))
+    ts = _holding("x", w1, w2)
+    for n in range(REPLICA_SCAN_LIMIT + 1):
+        ts.waiters[SchedulerTask(f"q{n}", TaskPrefix("q"))] = None
+    assert surplus_replicas(ts) == []
+
+
+def test_retiring_holders_neither_count_nor_lose_their_copy() -> None:
+    w1, w2 = (WorkerInfo(f"w{i}", f"w{i}", 1) for i in (1, 2))
+    w1.status = "closing_gracefully"
+    assert surplus_replicas(_holding("x", w1, w2)) == []
+
+
+@given(
+    holders=st.integers(1, 6),
+    needing=st.sets(st.integers(0, 5)),
+    retiring=st.sets(st.integers(0, 5)),
+)
+def test_surplus_keeps_every_needed_copy_and_one_more(
+    holders: int, needing: set[int], retiring: set[int]
+) -> None:
+    workers = [WorkerInfo(f"w{i}", f"w{i}", 1) for i in range(holders)]
+    for i in retiring & set(range(holders)):
+        workers[i].status = "closing_gracefully"
+    ts = _holding("x", *workers)
+    for i in needing & set(range(holders)):
+        _running_dependent_of(ts, workers[i], f"d{i}")
+    surplus = surplus_replicas(ts)
+    active = [ws for ws in workers if ws.status == "running"]
+    need = [ws for ws in active if ws.processing]
+    idle = [ws for ws in active if not ws.processing]
+    kept = [ws for ws in active if ws not in surplus]
+    assert all(ws in active for ws in surplus)  # retiring holders are left alone
+    if len(active) <= 1:
+        assert surplus == []
+    else:  # every copy a running task needs, plus exactly one idle one (if any is idle)
+        assert kept == [ws for ws in active if ws in need or ws is (idle or [None])[-1]]
+        assert len(kept) == len(need) + (1 if idle else 0)

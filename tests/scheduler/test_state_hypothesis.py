@@ -88,10 +88,23 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert inst.worker in self.running, inst
                 self.running[inst.worker][str(inst.key)] = inst.run_id
             elif isinstance(inst, FreeKeys) and inst.worker in self.running:
+                self.check_copy_freed_only_when_surplus(inst)
                 for key in inst.keys:
                     run_id = self.running[inst.worker].pop(str(key), None)
                     if run_id is not None:
                         self.old_runs.append((inst.worker, str(key), run_id))
+
+    def check_copy_freed_only_when_surplus(self, inst: FreeKeys) -> None:
+        """A copy freed while its key stays in memory was surplus: no task running on that
+        worker needs it, and another copy remains."""
+        ws = self.s.workers[inst.worker]
+        for key in inst.keys:
+            ts = self.s.tasks.get(key)
+            if ts is None or ts.state != "memory" or ws in ts.who_has:
+                continue
+            assert ts.who_has, key
+            if ws.status == "running" and ts.processing_on is None:
+                assert not any(ts in dts.dependencies for dts in ws.processing), (key, ws)
 
     def fresh_key(self, prefix: str) -> str:
         self.counter += 1

@@ -33,6 +33,7 @@ from shoal.worker.events import (
     GatherDepNetworkFailed,
     GatherDepSucceeded,
     KeysFreed,
+    MemoryPressureDetected,
     MissingRefreshDue,
     ReplicasRequested,
     StealRequested,
@@ -177,6 +178,7 @@ class WorkerStateMachine(RuleBasedStateMachine):
             self.held_here.update(inst.keys)
         elif isinstance(inst, ReleaseWorkerDataMsg):
             self.held_here.discard(inst.key)
+            self.replicas.discard(inst.key)  # a copy dropped under memory pressure
         elif isinstance(inst, RequestRefreshWhoHasMsg):
             self.refresh_requested.update(inst.keys)
 
@@ -260,6 +262,16 @@ class WorkerStateMachine(RuleBasedStateMachine):
             **self.sid("replicate"),  # type: ignore[arg-type]
         )
         self.send(event)
+
+    @rule(nbytes=st.integers(1, 200))
+    def memory_pressure(self, nbytes: int) -> None:
+        replicas = {k for k in self.ws.replicas if not self.ws.tasks[k].dependents}
+        out = self.send(MemoryPressureDetected(nbytes=nbytes, **self.sid("memory")))  # type: ignore[arg-type]
+        dropped = {inst.key for inst in out if isinstance(inst, DeleteValue)}
+        assert dropped <= replicas, "memory pressure dropped something that is not a copy"
+        assert dropped or not replicas, "memory pressure dropped no copy though some could go"
+        for key in dropped:
+            assert key not in self.assigned and key not in self.ws.tasks
 
     @precondition(lambda self: bool(self.refresh_requested))
     @rule(truthful=st.booleans())

@@ -35,6 +35,9 @@ MAX_TASKS_PER_THREAD = 64
 #: already live on the worker that has room
 LOCALITY_WINDOW = 4
 
+#: a key awaited by more tasks than this keeps all its copies (and is not scanned)
+REPLICA_SCAN_LIMIT = 256
+
 #: what a task's restrictions are, as one hashable value: (worker addresses or names,
 #: sorted resource requirements); ``None`` for an unrestricted task
 RestrictionSig: TypeAlias = "tuple[frozenset[str], tuple[tuple[str, float], ...]] | None"
@@ -147,3 +150,28 @@ def pick_worker(
 def holds_inputs(ts: SchedulerTask, ws: WorkerInfo) -> bool:
     """Whether ``ws`` already holds at least one of ``ts``'s inputs."""
     return any(ws in dep.who_has for dep in ts.dependencies)
+
+
+def surplus_replicas(ts: SchedulerTask) -> list[WorkerInfo]:
+    """The copies of ``ts`` worth freeing (dask's ``ReduceReplicas``, without the daemon).
+
+    A holder *needs* its copy while a task processing there depends on ``ts``. Every such
+    copy stays, plus one more: the newest of the other copies (it was made because a task
+    wanted it there; more are likely to follow). Nothing goes while a dependent processes
+    on a worker without a copy (it may be fetching one from any holder right now), nor
+    while more than ``REPLICA_SCAN_LIMIT`` dependents wait (a hot key: copies pay off).
+    Holders that are not running (retiring) neither count nor lose theirs: retirement
+    copies their keys away on its own terms.
+    """
+    holders = [ws for ws in ts.who_has if ws.status != "closing_gracefully"]
+    if len(holders) <= 1 or len(ts.waiters) > REPLICA_SCAN_LIMIT:
+        return []
+    needing: set[WorkerInfo] = set()
+    for dts in ts.waiters:
+        ws = dts.processing_on
+        if ws is not None:
+            if ws not in ts.who_has:
+                return []  # a transfer of ts may be under way from any holder
+            needing.add(ws)
+    idle = [ws for ws in holders if ws not in needing]
+    return idle[:-1]  # who_has keeps arrival order: the newest idle copy stays

@@ -143,6 +143,8 @@ class SchedulerState(Recovery):
                 self._transitions(handler(self, event))
                 if self._room_opened:
                     self._fill_from_queue()
+                if self._replica_review:
+                    self._reduce_replicas()
                 if self.retiring:
                     self._close_retired()
                 if self.validate_after_each_event:

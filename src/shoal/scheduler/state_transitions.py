@@ -32,6 +32,7 @@ from shoal.scheduler.policy import (
     key_split,
     pick_worker,
     satisfies,
+    surplus_replicas,
     valid_workers,
 )
 from shoal.scheduler.state_records import (
@@ -100,6 +101,8 @@ class TransitionEngine:
         self._ready_seq = itertools.count()
         #: something may have made room on a worker: hand out queued tasks
         self._room_opened = False
+        #: tasks with several copies that may have become surplus (see ``_reduce_replicas``)
+        self._replica_review: dict[SchedulerTask, None] = {}
         #: the stimulus being handled, and the instructions it produced so far
         self._stimulus_id: StimulusId = ""
         self._now = 0.0
@@ -225,6 +228,22 @@ class TransitionEngine:
         ts.who_has[ws] = None
         ws.has_what[ts] = None
         ws.nbytes += max(ts.nbytes, 0)
+
+    def _reduce_replicas(self) -> None:
+        """Free the surplus copies of the tasks under review (``policy.surplus_replicas``),
+        one FreeKeys per worker. Runs after an event's placements, so a task just sent to
+        a holder counts as needing its copy there."""
+        review, self._replica_review = self._replica_review, {}
+        freed: dict[WorkerInfo, list[Key]] = {}
+        for ts in review:
+            if ts.state != "memory":
+                continue
+            for ws in surplus_replicas(ts):
+                del ts.who_has[ws], ws.has_what[ts]
+                ws.nbytes -= max(ts.nbytes, 0)
+                freed.setdefault(ws, []).append(ts.key)
+        for ws, keys in freed.items():
+            self._free(ws, tuple(keys))
 
     def _drop_replicas(self, ts: SchedulerTask) -> None:
         """Forget every copy of ``ts`` and tell its holders to drop it."""
@@ -494,6 +513,8 @@ class TransitionEngine:
         for dep in ts.dependencies:
             if ts in dep.waiters:
                 del dep.waiters[ts]
+                if len(dep.who_has) > 1:
+                    self._replica_review[dep] = None
                 self._maybe_release(dep, recs)
         if not needed(ts):
             recs[ts] = "released"

@@ -180,6 +180,14 @@ class WorkerUnpaused(WorkerEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryPressureDetected(WorkerEvent):
+    """Process memory is over the spill threshold by ``nbytes``: drop replicas (copies the
+    scheduler knows exist elsewhere) before any unique data is spilled."""
+
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DataReceived(WorkerEvent):
     """A client put these values here directly (scatter): they are in memory now."""
 

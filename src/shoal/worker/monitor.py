@@ -145,8 +145,11 @@ class MemoryMonitor:
         self._check_scheduled = self.thresholds.monitored
         return self._check_scheduled
 
-    def check(self, now: float) -> bool | None:
-        """Measure and act; True to pause, False to resume, None for no change."""
+    def check(self, now: float, drop_replicas: Callable[[int], int] | None = None) -> bool | None:
+        """Measure and act; True to pause, False to resume, None for no change.
+
+        ``drop_replicas(nbytes)`` frees copies held elsewhere and says how many bytes it
+        freed; only what it could not free is spilled."""
         self._check_scheduled = False
         self.rss = self._measure()
         buffer = self._buffer
@@ -156,8 +159,11 @@ class MemoryMonitor:
             spillable=buffer.spillable_weight if buffer else 0,
         )
         decision = decide(self.thresholds, reading)
-        if decision.evict and buffer is not None:
-            buffer.evict(decision.evict)
+        evict = decision.evict
+        if evict and drop_replicas is not None:
+            evict -= drop_replicas(evict)
+        if evict > 0 and buffer is not None:
+            buffer.evict(evict)
         if decision.unmanaged_high:
             self._unmanaged_high(now, buffer)
         return self._pause_change(decision.paused, now)

@@ -201,6 +201,7 @@ class Worker(Server):
             total_out_connections=cfg.total_out_connections,
             total_comm_nbytes=cfg.total_comm_nbytes,
             validate=cfg.validate,
+            memory_target=self.memory_monitor.thresholds.target,
         )
         self.runner = TaskRunner(
             cfg.nthreads, asyncio.get_running_loop(), self._handle_events, self
@@ -598,7 +599,7 @@ class Worker(Server):
 
     def _check_memory(self) -> None:
         """The memory monitor's tick: spill past the spill fraction, pause past the pause one."""
-        change = self.memory_monitor.check(time.monotonic())
+        change = self.memory_monitor.check(time.monotonic(), self._drop_replicas)
         if change is None or self.status in ("closing", "closed"):
             return
         stimulus_id = f"memory-{'pause' if change else 'resume'}-{time.time()}"
@@ -610,6 +611,13 @@ class Worker(Server):
             status = "paused" if change else "running"
             stream.send({"op": "worker-status-change", "status": status})
         self._handle_events([event])
+
+    def _drop_replicas(self, nbytes: int) -> int:
+        """Memory is high: drop copies held elsewhere first; the bytes that freed."""
+        before = self.state.managed_nbytes
+        event = ev.MemoryPressureDetected(nbytes=nbytes, stimulus_id=f"memory-high-{time.time()}")
+        self._handle_events([event])
+        return before - self.state.managed_nbytes
 
     def metrics(self) -> dict[str, Any]:
         return {

@@ -38,6 +38,15 @@
 #                         holder, else missing (+ RequestRefreshWhoHasMsg)
 #   cancelled          -> the outcome is dropped: released, forgotten
 #
+# Replicas: a key that arrives here without being assigned (fetched as an input, or
+# computed as one) is announced with AddKeysMsg and becomes a ``replica``: the scheduler
+# owns its lifetime from then on. It stays after its dependents here finish, so the next
+# task here that needs it does not fetch it again, and goes when the scheduler frees it
+# (KeysFreed: the key is released, or the copy is surplus). Under memory pressure
+# (``MemoryPressureDetected``, or a store past ``memory_target``) replicas with no
+# dependent here are dropped oldest first, with ReleaseWorkerDataMsg, before anything
+# unique is spilled.
+#
 # Every Execute carries a run id, stored as ``exec_run_id`` while the thread runs; a
 # completion is accepted only if it carries that id (a resumed task reports the
 # scheduler's newer ``run_id``). Anything else is stale and dropped without a change.
@@ -82,6 +91,7 @@ from shoal.worker.events import (
     GatherDepNetworkFailed,
     GatherDepSucceeded,
     KeysFreed,
+    MemoryPressureDetected,
     MissingRefreshDue,
     ReplicasRequested,
     StealRequested,
@@ -105,6 +115,7 @@ from shoal.worker.instructions import (
     TaskStartedMsg,
     WorkerInstruction,
 )
+from shoal.worker.state_replicas import drop_replicas
 from shoal.worker.state_task import KeyHeap, Priority, WorkerTask
 from shoal.worker.state_transitions import (
     RUNNING_STATES,
@@ -145,6 +156,7 @@ class WorkerState:
         gather_nbytes_limit: int = 50 * 2**20,
         validate: bool = False,
         log_length: int = 100_000,
+        memory_target: int | None = None,
     ) -> None:
         #: this worker's address (never a holder in ``who_has``)
         self.address = address
@@ -170,6 +182,9 @@ class WorkerState:
         self.executed_count = 0
         #: memory is high: start no task, no transfer
         self.paused = False
+        #: managed bytes past which replicas are dropped before a new value is stored
+        #: (the spill buffer's target; None: never)
+        self.memory_target = memory_target
         self._init_queues()
         self._init_scratch()
 
@@ -206,6 +221,11 @@ class WorkerState:
         self.busy_workers: set[Address] = set()
         #: size of each key in memory
         self.nbytes: dict[Key, int] = {}
+        #: sum of ``nbytes``
+        self.managed_nbytes = 0
+        #: keys in memory only as copies the scheduler knows of (``replica`` and not
+        #: ``assigned``), oldest first: the first to go under memory pressure
+        self.replicas: dict[Key, None] = {}
         #: number of tasks per state (forgotten ones are not counted)
         self._state_counts: dict[str, int] = dict.fromkeys(TASK_STATES, 0)
 
@@ -351,6 +371,7 @@ class WorkerState:
         task = self._ensure_task(ev.key)
         task.run_id = ev.run_id
         task.assigned = True
+        self.replicas.pop(task.key, None)  # computed (or kept) here at its request now
         state = task.state
         if state == "memory":
             report_memory(self, task)
@@ -425,6 +446,8 @@ class WorkerState:
             elif state == "memory":
                 task.reported = True
                 self._add_keys[key] = task.fetch_nbytes()
+                if not task.assigned:
+                    self.replicas[key] = None
 
     def _on_data_received(self, ev: DataReceived) -> None:
         # the client that scattered the data tells the scheduler itself: a report from here
@@ -445,6 +468,7 @@ class WorkerState:
             task = self.tasks.get(key)
             if task is not None:
                 task.assigned = task.replica = task.reported = False
+                self.replicas.pop(key, None)
                 self._unwanted.append(task)
 
     def _on_steal_requested(self, ev: StealRequested) -> None:
@@ -614,6 +638,9 @@ class WorkerState:
 
     def _on_unpaused(self, ev: WorkerUnpaused) -> None:
         self.paused = False
+
+    def _on_memory_pressure(self, ev: MemoryPressureDetected) -> None:
+        drop_replicas(self, ev.nbytes)
 
     # -- who holds what ---------------------------------------------------------------------
 
@@ -789,6 +816,8 @@ def _event_record(event: WorkerEvent) -> tuple[Any, ...]:
         subject = frozenset(event.who_has)
     elif isinstance(event, BusyWorkerRetryDue):
         detail = event.worker
+    elif isinstance(event, MemoryPressureDetected):
+        detail = event.nbytes
     return ("stimulus", type(event).__name__, subject, detail, event.stimulus_id, event.now)
 
 
@@ -820,4 +849,5 @@ WorkerState._HANDLERS = {
     BusyWorkerRetryDue: WorkerState._on_busy_retry_due,
     WorkerPaused: WorkerState._on_paused,
     WorkerUnpaused: WorkerState._on_unpaused,
+    MemoryPressureDetected: WorkerState._on_memory_pressure,
 }

@@ -30,6 +30,7 @@ from shoal.worker.instructions import (
     TaskRejoinedMsg,
     TaskStartedMsg,
 )
+from shoal.worker.state_replicas import make_room
 from shoal.worker.state_task import KeyHeap, WorkerTask
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ def _exit_flight(ws: WorkerState, task: WorkerTask) -> None:
 
 def _exit_memory(ws: WorkerState, task: WorkerTask) -> None:
     key = task.key
-    del ws.nbytes[key]
+    ws.managed_nbytes -= ws.nbytes.pop(key)
+    ws.replicas.pop(key, None)
     ws._emit(DeleteValue(key=key, stimulus_id=ws._sid), key)
     if task.reported:
         task.reported = False
@@ -189,7 +191,10 @@ def _enter_memory(ws: WorkerState, task: WorkerTask, payload: object) -> None:
     key = task.key
     _release_inputs(ws, task)
     nbytes = task.fetch_nbytes()
+    if ws.memory_target is not None and ws.replicas:
+        make_room(ws, nbytes, keep=task)  # drop copies before the store spills unique data
     ws.nbytes[key] = nbytes
+    ws.managed_nbytes += nbytes
     ws._emit(StoreValue(key=key, value=payload, stimulus_id=ws._sid), key)
     report_memory(ws, task)
     for dependent in task.dependents:
@@ -216,7 +221,9 @@ def report_memory(ws: WorkerState, task: WorkerTask) -> None:
             stimulus_id=ws._sid,
         )
         ws._emit(msg, task.key)
-    else:
+    else:  # a copy: the scheduler owns its lifetime from now on (see "Replicas")
+        task.replica = True
+        ws.replicas[task.key] = None
         ws._add_keys[task.key] = task.fetch_nbytes()
 
 

@@ -140,6 +140,9 @@ class _Checker:
         self.same(set(ws.data_needed), by_state["fetch"], "data_needed")
         self.same(ws.missing, by_state["missing"], "missing")
         self.same(set(ws.nbytes), by_state["memory"], "nbytes")
+        self.check(ws.managed_nbytes == sum(ws.nbytes.values()), None, "managed_nbytes")
+        copies = {k for k in by_state["memory"] if ws.tasks[k].replica and not ws.tasks[k].assigned}
+        self.same(set(ws.replicas), copies, "replicas")
         for worker, heap in ws.pending_data_per_worker.items():
             self.check(len(heap) > 0, worker, "empty pending heap kept")
             for key in heap:
