@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from shoal._types import Key
-from shoal.scheduler.policy import key_split
+from shoal.graph.keys import key_split
 
 if TYPE_CHECKING:
     from shoal.scheduler.server import Scheduler

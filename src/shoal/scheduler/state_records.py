@@ -32,7 +32,7 @@ class TaskPrefix:
     __slots__ = ("duration", "n_measured", "name")
 
     def __init__(self, name: str) -> None:
-        #: the prefix, as ``policy.key_split`` gives it
+        #: the prefix, as ``graph.keys.key_split`` gives it
         self.name = name
         #: exponential average of measured compute times (seconds); a default until measured
         self.duration = DEFAULT_DURATION
