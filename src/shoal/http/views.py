@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 #: task states shown as "waiting" in a progress bar (not yet handed to a worker)
 WAITING_STATES = frozenset({"released", "waiting", "queued", "no-worker"})
-#: how progress groups the scheduler's task states
-PROGRESS_GROUPS = ("waiting", "processing", "memory", "erred")
 #: running keys listed per worker, at most
 MAX_RUNNING_SHOWN = 8
 
