@@ -65,7 +65,8 @@ PURE_LAYERS = (
     ),
     PureLayer("graph", ("shoal.graph",), ("shoal.graph", "shoal.protocol"), frozenset({"dask"})),
     PureLayer("worker state", WORKER_STATE, WORKER_STATE),
-    PureLayer("scheduler state", SCHEDULER_STATE, SCHEDULER_STATE),
+    # task groups are named by the one key_split (graph.keys), with dask's semantics
+    PureLayer("scheduler state", SCHEDULER_STATE, (*SCHEDULER_STATE, "shoal.graph.keys")),
 )
 #: the base class every server shell shares; not a server of its own
 SHARED_SERVER_BASE = "shoal.server"

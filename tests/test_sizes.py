@@ -322,3 +322,29 @@ def test_parse_timedelta_generated(parts: list[tuple[int, str, str]], separator:
     text = separator.join(f"{n}{space}{unit}" for n, unit, space in parts)
     expected = sum(n * _TIME_UNITS[unit] for n, unit, _ in parts)
     assert math.isclose(parse_timedelta(text), expected, rel_tol=1e-9, abs_tol=1e-15)
+
+
+def test_why_shoal_keeps_its_own_parsers() -> None:
+    """DESIGN asks for dask's utilities where they fit. For these inputs they do not, so
+    shoal keeps its parsers; if dask ever handles them all, this test says so."""
+    import dask.utils
+
+    # a negative size: dask accepts it, shoal refuses it
+    assert dask.utils.parse_bytes("-5GB") == -5_000_000_000
+    with pytest.raises(ValueError, match="-5GB"):
+        parse_bytes("-5GB")
+    # an overflowing size: dask raises OverflowError, not the ValueError callers catch
+    with pytest.raises(OverflowError):
+        dask.utils.parse_bytes("1e999999999")
+    with pytest.raises(ValueError, match="1e999999999"):
+        parse_bytes("1e999999999")
+    # what format_time prints: dask cannot read it back, shoal can
+    assert dask.utils.format_time(3725) == "62m 5s"
+    with pytest.raises(ValueError):
+        dask.utils.parse_timedelta("62m 5s")
+    assert parse_timedelta("62m 5s") == 3725.0
+    # a bad unit: dask raises KeyError
+    with pytest.raises(KeyError):
+        dask.utils.parse_timedelta("5 fortnights")
+    with pytest.raises(ValueError, match="fortnights"):
+        parse_timedelta("5 fortnights")

@@ -37,5 +37,3 @@ SchedulerTaskStateName = Literal[
     "erred",
     "forgotten",
 ]
-
-WorkerStatus = Literal["init", "running", "paused", "closing_gracefully", "closing", "closed"]

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shoal.graph.keys import key_split
 from shoal.scheduler.policy import (
     DEFAULT_DURATION,
     MAX_TASKS_PER_THREAD,
@@ -16,7 +17,6 @@ from shoal.scheduler.policy import (
     fill,
     has_room,
     holds_inputs,
-    key_split,
     missing_bytes,
     pick_worker,
     placement_cost,
@@ -57,23 +57,6 @@ def busy(ws: WorkerInfo, n: int) -> None:
     """Give ``ws`` ``n`` processing tasks in all."""
     while len(ws.processing) < n:
         ws.processing[SchedulerTask(f"busy-{len(ws.processing)}", TaskPrefix("busy"))] = None
-
-
-@pytest.mark.parametrize(
-    ("key", "prefix"),
-    [
-        ("inc-abc123", "inc"),
-        ("inc-deadbeef", "inc"),
-        ("sum-aggregate-1f2e", "sum-aggregate"),
-        ("x", "x"),
-        (("x", 0), "x"),
-        ((("getitem-1a2b", 3), 1), "getitem"),
-        ("('rechunk-merge-f00d', 0)", "rechunk-merge"),
-        ((), "tuple"),
-    ],
-)
-def test_key_split(key: str | tuple[object, ...], prefix: str) -> None:
-    assert key_split(key) == prefix
 
 
 @pytest.mark.parametrize(

@@ -217,8 +217,3 @@ async def _send_paced(core: ClientCore, messages: list[dict[str, Any]]) -> None:
             await asyncio.sleep(pause)
             core.check_running()
         core._send(msg)
-
-
-def count_rows(prepared: PreparedGraph) -> int:
-    """How many tasks the prepared graph holds (for logs and tests)."""
-    return sum(len(rows) for rows in prepared.batches)

@@ -42,16 +42,6 @@ class DaskGraph:
         deps: frozenset[Key] = self.nodes[key].dependencies
         return deps
 
-    def external_keys(self) -> set[Key]:
-        """Dependencies that no node of the graph defines (futures, persisted keys)."""
-        nodes = self.nodes
-        return {d for node in nodes.values() for d in node.dependencies if d not in nodes}
-
-    def ordered_keys(self) -> list[Key]:
-        """Every key of the graph, dependencies first, in ``dask.order`` order."""
-        priorities = self.priorities()
-        return sorted(self.nodes, key=priorities.__getitem__)
-
     def priorities(self) -> dict[Key, int]:
         """``dask.order``'s rank of each key: lower runs first."""
         if not self.nodes:

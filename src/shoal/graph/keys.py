@@ -1,28 +1,26 @@
-"""Task keys: naming new ones, normalizing what users give, and splitting them into
-prefixes for grouping."""
+"""Task keys: splitting them into prefixes for grouping, normalizing what users give,
+naming submitted calls.
+
+One ``key_split`` serves the whole package (scheduler task groups, the dashboard, the
+client's reprs), with dask's semantics so that shoal groups keys exactly as dask does:
+``"inc-3"`` -> ``"inc"``, ``"('x-abc', 0, 1)"`` -> ``"x"``, ``("x-1", 0)`` -> ``"x"``.
+"""
 
 from __future__ import annotations
 
 import operator
-import re
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from shoal._types import Key
-
-_HEX_TAIL = re.compile(r"-[0-9a-f]{8,}$")
+from dask.utils import key_split as _dask_key_split
 
 
 def key_split(key: object) -> str:
-    """The human name of a key's group: ``"inc-1f3a..."`` -> ``"inc"``, ``("x", 0)`` -> ``"x"``."""
-    if isinstance(key, tuple) and key:
-        key = key[0]
-    if isinstance(key, bytes):
-        key = key.decode(errors="replace")
-    if not isinstance(key, str):
-        return "other"
-    return _HEX_TAIL.sub("", key) or key
+    """The human name of a key's group (dask's ``key_split``, cached by dask)."""
+    if isinstance(key, tuple):
+        # dask indexes ``key[0]`` unguarded; a malformed empty key must not raise here
+        return key_split(key[0]) if key else "tuple"
+    return str(_dask_key_split(key))
 
 
 def normalize_key(key: Any) -> Any:
@@ -54,16 +52,3 @@ def funcname(func: Callable[..., Any]) -> str:
         func = func.func
     name = getattr(func, "__name__", None) or type(func).__name__
     return "lambda" if name == "<lambda>" else name
-
-
-def new_key(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], pure: bool
-) -> Key:
-    """A key for a submitted call: deterministic when ``pure``, unique otherwise."""
-    if pure:
-        from dask.base import tokenize
-
-        token = tokenize(func, args, kwargs)
-    else:
-        token = uuid.uuid4().hex
-    return f"{funcname(func)}-{token}"

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from shoal.graph.keys import key_split
 from shoal.http import views
-from shoal.scheduler.policy import key_split
 
 if TYPE_CHECKING:
     from shoal.scheduler.server import Scheduler

@@ -55,8 +55,6 @@ class LoopLagMonitor:
         self.last = 0.0
         #: the largest lag since ``take_maximum`` was last called
         self.maximum = 0.0
-        #: measurements taken
-        self.ticks = 0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -66,7 +64,6 @@ class LoopLagMonitor:
             lag = max(loop.time() - start - self.interval, 0.0)
             self.last = lag
             self.maximum = max(self.maximum, lag)
-            self.ticks += 1
 
     def take_maximum(self) -> float:
         """The largest lag since the previous call; starts a new window."""

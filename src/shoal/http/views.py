@@ -19,15 +19,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from shoal._types import Key
-from shoal.scheduler.policy import key_split
+from shoal.graph.keys import key_split
 
 if TYPE_CHECKING:
     from shoal.scheduler.server import Scheduler
 
 #: task states shown as "waiting" in a progress bar (not yet handed to a worker)
 WAITING_STATES = frozenset({"released", "waiting", "queued", "no-worker"})
-#: how progress groups the scheduler's task states
-PROGRESS_GROUPS = ("waiting", "processing", "memory", "erred")
 #: running keys listed per worker, at most
 MAX_RUNNING_SHOWN = 8
 

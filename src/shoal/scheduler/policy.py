@@ -20,8 +20,6 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, TypeAlias
 
-from shoal._types import Key
-
 if TYPE_CHECKING:
     from shoal.scheduler.state_records import SchedulerTask, WorkerInfo
 
@@ -41,29 +39,6 @@ REPLICA_SCAN_LIMIT = 256
 #: what a task's restrictions are, as one hashable value: (worker addresses or names,
 #: sorted resource requirements); ``None`` for an unrestricted task
 RestrictionSig: TypeAlias = "tuple[frozenset[str], tuple[tuple[str, float], ...]] | None"
-
-
-def key_split(key: Key) -> str:
-    """The prefix of a key: ``"inc-abc123"`` → ``"inc"``, ``("x", 0)`` → ``"x"``.
-
-    Words after the first are kept while they are alphabetic and do not look like an
-    8-character hex token: ``"sum-aggregate-1f2e"`` → ``"sum-aggregate"``.
-    """
-    if isinstance(key, tuple):
-        return key_split(key[0]) if key else "tuple"  # type: ignore[arg-type]
-    if not isinstance(key, str):
-        return type(key).__name__
-    words = key.split("-")
-    result = words[0].strip("_'()\" ") or key
-    for word in words[1:]:
-        if not word.isalpha() or _looks_hex(word):
-            break
-        result += "-" + word
-    return result
-
-
-def _looks_hex(word: str) -> bool:
-    return len(word) == 8 and all(c in "0123456789abcdef" for c in word)
 
 
 def restriction_sig(workers: Iterable[str], resources: Mapping[str, float]) -> RestrictionSig:

@@ -289,7 +289,6 @@ class SchedulerState(Recovery):
         ts.run_spec, ts.token, ts.retries = nt.run_spec, nt.token, nt.retries
         ts.priority = tuple(nt.priority)
         ts.resource_restrictions = dict(nt.resources)
-        ts.worker_restrictions = frozenset(nt.workers)
         ts.allow_other_workers = nt.allow_other_workers
         ts.restriction_sig = restriction_sig(nt.workers, nt.resources)
         ts.annotations = nt.annotations

@@ -32,7 +32,7 @@ class TaskPrefix:
     __slots__ = ("duration", "n_measured", "name")
 
     def __init__(self, name: str) -> None:
-        #: the prefix, as ``policy.key_split`` gives it
+        #: the prefix, as ``graph.keys.key_split`` gives it
         self.name = name
         #: exponential average of measured compute times (seconds); a default until measured
         self.duration = DEFAULT_DURATION
@@ -103,8 +103,6 @@ class SchedulerTask:
     suspicious: int = 0
     #: abstract resources held while running, e.g. {"GPU": 1}
     resource_restrictions: Mapping[str, float] = field(default_factory=dict)
-    #: addresses or names of the workers it may run on (empty: any)
-    worker_restrictions: frozenset[str] = frozenset()
     #: run elsewhere when no running worker satisfies the restrictions
     allow_other_workers: bool = False
     #: the two restrictions above as one hashable value (None: unrestricted)

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, TypeAlias
 
 from shoal._types import Address, Key, SchedulerTaskStateName, StimulusId
 from shoal.errors import FutureLostError, InvalidTransition
+from shoal.graph.keys import key_split
 from shoal.scheduler.instructions import (
     ComputeTask,
     FreeKeys,
@@ -29,7 +30,6 @@ from shoal.scheduler.policy import (
     fill,
     has_room,
     holds_inputs,
-    key_split,
     pick_worker,
     satisfies,
     surplus_replicas,
