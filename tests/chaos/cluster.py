@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -82,6 +83,9 @@ class ChaosCluster:
     scheduler: subprocess.Popen[bytes] | None = None
     nodes: list[Node] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
+    #: soft RLIMIT_NOFILE of every process started (None: inherited). 1,024 is the usual
+    #: default soft limit; shoal must cope with it (raise it, keep fds for comm)
+    nofile_soft: int | None = None
 
     def __post_init__(self) -> None:
         self.ledger = self.root / "ledger"
@@ -108,8 +112,17 @@ class ChaosCluster:
         self.logs.append(log)
         with open(log, "ab") as out:
             return subprocess.Popen(
-                argv, cwd=self.root, env=self._environ(), stdout=out, stderr=subprocess.STDOUT
+                argv,
+                cwd=self.root,
+                env=self._environ(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=self._limit_fds if self.nofile_soft else None,
             )
+
+    def _limit_fds(self) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile_soft or 1024, hard))
 
     def start_scheduler(self, *extra: str) -> None:
         argv = [
@@ -124,7 +137,9 @@ class ChaosCluster:
     def _scheduler_file_ready(self) -> bool:
         assert self.scheduler is not None
         if self.scheduler.poll() is not None:
-            raise AssertionError(f"scheduler exited with {self.scheduler.returncode}: {self.tail()}")
+            raise AssertionError(
+                f"scheduler exited with {self.scheduler.returncode}: {self.tail()}"
+            )
         try:
             return bool(json.loads(self.scheduler_file.read_text()).get("address"))
         except (OSError, ValueError):
@@ -176,9 +191,9 @@ class ChaosCluster:
         found = []
         for process in psutil.process_iter():
             with contextlib.suppress(psutil.Error):
-                if process.pid != os.getpid() and process.environ().get(RUN_MARKER) == self.marker:
-                    if process.status() != psutil.STATUS_ZOMBIE:
-                        found.append(process)
+                mine = process.environ().get(RUN_MARKER) == self.marker
+                if mine and process.pid != os.getpid() and process.status() != "zombie":
+                    found.append(process)
         return found
 
     def close(self) -> dict[str, list[str]]:

@@ -80,7 +80,9 @@ def random_dag(seed: int, n_tasks: int, width: int = 400, max_inputs: int = 3) -
             deps.append(())
             continue
         prev_start = (layer - 1) * width
-        picks = {rng.randrange(prev_start, prev_start + width) for _ in range(rng.randint(1, max_inputs))}
+        picks = {
+            rng.randrange(prev_start, prev_start + width) for _ in range(rng.randint(1, max_inputs))
+        }
         if layer >= 2 and rng.random() < 0.1:
             picks.add(rng.randrange(0, prev_start))
         deps.append(tuple(sorted(picks)))

@@ -106,6 +106,10 @@ class NetLab:
                 failed.append(name)
         self.made.clear()
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
-            failed += [line.split()[0] for line in listed.stdout.splitlines() if line.startswith(self.tag)]
+            listed = subprocess.run(
+                ["ip", "netns", "list"], capture_output=True, text=True, timeout=30
+            )
+            failed += [
+                line.split()[0] for line in listed.stdout.splitlines() if line.startswith(self.tag)
+            ]
         return sorted(set(failed))

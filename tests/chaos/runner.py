@@ -10,7 +10,8 @@ Rules of this file:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,23 @@ def run_dag(
     )
     assert not result.missing, f"{scenario}: never executed: {result.missing}"
     return result
+
+
+@contextmanager
+def figures_on_failure(scenario: str, ledger_dir: Path, faults: dict[str, Any]) -> Iterator[None]:
+    """If the block fails, print the figures so far (a failed run is a figure too)."""
+    start = time.monotonic()
+    try:
+        yield
+    except BaseException as exc:
+        figures = " ".join(f"{k}={v}" for k, v in faults.items())
+        print(
+            f"CHAOS {scenario} FAILED after {time.monotonic() - start:.1f}s: "
+            f"executions={sum(ledger.executions(ledger_dir).values())} {figures} "
+            f"error={type(exc).__name__}: {str(exc)[:300]}",
+            flush=True,
+        )
+        raise
 
 
 def report(result: RunResult, seed: int) -> None:

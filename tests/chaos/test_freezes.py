@@ -50,7 +50,9 @@ def freeze_once(
     return action
 
 
-def test_short_freeze_needs_no_recomputation(make_cluster: Any, baseline: Any, small_dag: Dag) -> None:
+def test_short_freeze_needs_no_recomputation(
+    make_cluster: Any, baseline: Any, small_dag: Dag
+) -> None:
     """SIGSTOP 2 s, well within the TTL: the worker keeps its place and its data; every
     task runs exactly once."""
     baseline(small_dag)
@@ -59,7 +61,9 @@ def test_short_freeze_needs_no_recomputation(make_cluster: Any, baseline: Any, s
     stats: dict[str, Any] = {"removed": False}
     with connect(cluster, 4) as client:
         with FaultThread(freeze_once(cluster, client, small_dag, 2.0, stats)) as fault:
-            result = run_dag(client, small_dag, cluster.ledger, "freeze-2s", timeout=300, tick=fault.check)
+            result = run_dag(
+                client, small_dag, cluster.ledger, "freeze-2s", timeout=300, tick=fault.check
+            )
         fault.check()
         result.faults = stats
         report(result, small_dag.seed)
@@ -68,7 +72,9 @@ def test_short_freeze_needs_no_recomputation(make_cluster: Any, baseline: Any, s
         assert result.executions == result.n_tasks, result.line(None)
 
 
-def test_freeze_past_ttl_rejoins_as_new_incarnation(make_cluster: Any, baseline: Any, small_dag: Dag) -> None:
+def test_freeze_past_ttl_rejoins_as_new_incarnation(
+    make_cluster: Any, baseline: Any, small_dag: Dag
+) -> None:
     """SIGSTOP past the TTL: the scheduler removes the worker and recomputes its data;
     after SIGCONT the same process comes back and rejoins, so 4 workers serve again."""
     baseline(small_dag)
@@ -77,7 +83,9 @@ def test_freeze_past_ttl_rejoins_as_new_incarnation(make_cluster: Any, baseline:
     stats: dict[str, Any] = {"removed": False}
     with connect(cluster, 4) as client:
         with FaultThread(freeze_once(cluster, client, small_dag, TTL * 2.5, stats)) as fault:
-            result = run_dag(client, small_dag, cluster.ledger, "freeze-ttl", timeout=300, tick=fault.check)
+            result = run_dag(
+                client, small_dag, cluster.ledger, "freeze-ttl", timeout=300, tick=fault.check
+            )
         fault.check()
         result.faults = stats
         report(result, small_dag.seed)

@@ -12,7 +12,7 @@ import pytest
 from tests.chaos.conftest import SEED, SOAK, connect
 from tests.chaos.dag import Dag
 from tests.chaos.faults import FaultThread, after, kill_storm
-from tests.chaos.runner import report, run_dag
+from tests.chaos.runner import figures_on_failure, report, run_dag
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900 if SOAK else 420)]
 
@@ -39,11 +39,13 @@ def test_k1_sigkill_storm_on_workers(make_cluster: Any, baseline: Any, k1_dag: D
     stats: dict[str, int] = {"kills": 0}
     with connect(cluster, 4) as client:
         storm = FaultThread(kill_storm(cluster, random.Random(SEED), interval, stats))
-        with storm:
+        with figures_on_failure("K1", cluster.ledger, stats), storm:
             result = run_dag(client, k1_dag, cluster.ledger, "K1", timeout=360, tick=storm.check)
     result.faults = {**stats, "interval": f"{interval[0]:.1f}-{interval[1]:.1f}s"}
     report(result, k1_dag.seed)
-    assert stats["kills"] >= MIN_KILLS, f"only {stats['kills']} kills hit the DAG: {result.line(None)}"
+    assert stats["kills"] >= MIN_KILLS, (
+        f"only {stats['kills']} kills hit the DAG: {result.line(None)}"
+    )
     assert result.executions <= 3 * result.n_tasks, result.line(fault_free_wall)
 
 
@@ -68,7 +70,10 @@ def test_node_loss_three_times(make_cluster: Any, baseline: Any, small_dag: Dag)
 
     with connect(cluster, 4) as client:
         start = time.monotonic()
-        with FaultThread(lose_nodes) as faults:
+        with (
+            figures_on_failure("node-loss", cluster.ledger, stats),
+            FaultThread(lose_nodes) as faults,
+        ):
             result = run_dag(
                 client, small_dag, cluster.ledger, "node-loss", timeout=300, tick=faults.check
             )

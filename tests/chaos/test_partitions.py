@@ -71,7 +71,10 @@ def partitioned_run(
     try:
         line_bytes = len("chaos-0000\n")
         wait_until(
-            lambda: driver.poll() is not None or ledger.size(cluster.ledger) > dag.n_tasks * line_bytes / 5,
+            lambda: (
+                driver.poll() is not None
+                or ledger.size(cluster.ledger) > dag.n_tasks * line_bytes / 5
+            ),
             120,
             "a fifth of the DAG to run",
         )
@@ -94,7 +97,9 @@ def partitioned_run(
     result.faults = {"partition": f"{seconds}s {direction} {host}-x-{'+'.join(peers)}", "ttl": TTL}
     report(result, dag.seed)
     assert result.executions <= 3 * result.n_tasks, result.line(None)
-    assert "rejoin_error" not in report_, f"{name}: the cluster did not heal: {report_['rejoin_error']}"
+    assert "rejoin_error" not in report_, (
+        f"{name}: the cluster did not heal: {report_['rejoin_error']}"
+    )
     in_flight = report_["in_flight"]
     assert isinstance(in_flight, dict), f"{name}: workers did not answer: {in_flight}"
     stuck = {w: s["in_flight"] for w, s in in_flight.items() if s["in_flight"]}
@@ -104,21 +109,46 @@ def partitioned_run(
 
 def test_short_partition(lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag) -> None:
     """Half the TTL: nobody is removed, the run finishes, the answer is right."""
-    partitioned_run(lab, lab_cluster, small_dag, "partition-short", ("w0", ["sched", "w1", "client"], "both"), TTL / 2)
+    partitioned_run(
+        lab,
+        lab_cluster,
+        small_dag,
+        "partition-short",
+        ("w0", ["sched", "w1", "client"], "both"),
+        TTL / 2,
+    )
 
 
-def test_partition_longer_than_ttl(lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag) -> None:
+def test_partition_longer_than_ttl(
+    lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag
+) -> None:
     """w0 cut off from everyone past the TTL: its work is recomputed on w1, and after the
     heal w0's workers come back (new incarnations) and the cluster has 4 workers again."""
-    partitioned_run(lab, lab_cluster, small_dag, "partition-ttl", ("w0", ["sched", "w1", "client"], "both"), TTL * 2.5)
+    partitioned_run(
+        lab,
+        lab_cluster,
+        small_dag,
+        "partition-ttl",
+        ("w0", ["sched", "w1", "client"], "both"),
+        TTL * 2.5,
+    )
 
 
 def test_one_way_partition(lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag) -> None:
     """w0 hears everyone but nothing it sends gets out, past the TTL."""
-    partitioned_run(lab, lab_cluster, small_dag, "partition-one-way", ("w0", ["sched", "w1", "client"], "out"), TTL * 2.5)
+    partitioned_run(
+        lab,
+        lab_cluster,
+        small_dag,
+        "partition-one-way",
+        ("w0", ["sched", "w1", "client"], "out"),
+        TTL * 2.5,
+    )
 
 
-def test_worker_to_worker_partition(lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag) -> None:
+def test_worker_to_worker_partition(
+    lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag
+) -> None:
     """w0 and w1 cannot reach each other, both reach the scheduler: fetches between them
     fail or wait, no task stays in flight, the run finishes right."""
     partitioned_run(lab, lab_cluster, small_dag, "partition-w2w", ("w0", ["w1"], "both"), 12.0)

@@ -71,7 +71,9 @@ class Watchdog:
         tasks = sorted(info["tasks"].items()) if isinstance(info, dict) else None
         return (sum(f.done() for f in futures), ledger.size(self.ledger_dir), tasks)
 
-    def wait(self, futures: list[Any], timeout: float, tick: Callable[[], None] | None = None) -> None:
+    def wait(
+        self, futures: list[Any], timeout: float, tick: Callable[[], None] | None = None
+    ) -> None:
         """Return once every future is done; raise ``Stuck`` with a dump if nothing moves
         for ``stall`` seconds, or ``timeout`` passes. ``tick`` runs each poll (checks)."""
         start = last_move = time.monotonic()
