@@ -15,7 +15,7 @@ from tests.chaos import abuse
 from tests.chaos.conftest import SEED, SOAK, connect
 from tests.chaos.dag import random_dag
 from tests.chaos.faults import FaultThread
-from tests.chaos.runner import report, run_dag
+from tests.chaos.runner import figures_on_failure, report, run_dag
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900 if SOAK else 300)]
 IDLE = 1_100
@@ -75,7 +75,10 @@ def test_protocol_abuse_while_computing(make_cluster: Any, tmp_path: Any) -> Non
         idle = {name: abuse.IdleConnections(port, IDLE) for name, port in ports.items()}
         stats = {"payloads": 0, "slowloris": 0, "slowloris_closed": 0}
         try:
-            with FaultThread(hostile(ports, canary, random.Random(SEED), stats)) as fault:
+            with (
+                figures_on_failure("abuse", cluster.ledger, stats),
+                FaultThread(hostile(ports, canary, random.Random(SEED), stats)) as fault,
+            ):
                 result = run_dag(
                     client, dag, cluster.ledger, "abuse", timeout=240, tick=fault.check
                 )

@@ -13,7 +13,7 @@ from tests.chaos.cluster import ChaosCluster, wait_until
 from tests.chaos.conftest import SOAK, connect
 from tests.chaos.dag import Dag
 from tests.chaos.faults import FaultThread, frozen
-from tests.chaos.runner import report, run_dag
+from tests.chaos.runner import figures_on_failure, report, run_dag
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900 if SOAK else 300)]
 TTL = 4.0
@@ -60,7 +60,10 @@ def test_short_freeze_needs_no_recomputation(
     cluster.start_node(4)
     stats: dict[str, Any] = {"removed": False}
     with connect(cluster, 4) as client:
-        with FaultThread(freeze_once(cluster, client, small_dag, 2.0, stats)) as fault:
+        with (
+            figures_on_failure("freeze-2s", cluster.ledger, stats),
+            FaultThread(freeze_once(cluster, client, small_dag, 2.0, stats)) as fault,
+        ):
             result = run_dag(
                 client, small_dag, cluster.ledger, "freeze-2s", timeout=300, tick=fault.check
             )
@@ -82,7 +85,10 @@ def test_freeze_past_ttl_rejoins_as_new_incarnation(
     cluster.start_node(4)
     stats: dict[str, Any] = {"removed": False}
     with connect(cluster, 4) as client:
-        with FaultThread(freeze_once(cluster, client, small_dag, TTL * 2.5, stats)) as fault:
+        with (
+            figures_on_failure("freeze-ttl", cluster.ledger, stats),
+            FaultThread(freeze_once(cluster, client, small_dag, TTL * 2.5, stats)) as fault,
+        ):
             result = run_dag(
                 client, small_dag, cluster.ledger, "freeze-ttl", timeout=300, tick=fault.check
             )
