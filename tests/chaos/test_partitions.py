@@ -107,8 +107,11 @@ def partitioned_run(
     return report_
 
 
-def test_short_partition(lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag) -> None:
+def test_short_partition(
+    lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag, baseline: Any
+) -> None:
     """Half the TTL: nobody is removed, the run finishes, the answer is right."""
+    baseline(small_dag)  # the fault-free wall time the figures compare against
     partitioned_run(
         lab,
         lab_cluster,
@@ -120,10 +123,11 @@ def test_short_partition(lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag
 
 
 def test_partition_longer_than_ttl(
-    lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag
+    lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag, baseline: Any
 ) -> None:
     """w0 cut off from everyone past the TTL: its work is recomputed on w1, and after the
     heal w0's workers come back (new incarnations) and the cluster has 4 workers again."""
+    baseline(small_dag)  # the fault-free wall time the figures compare against
     partitioned_run(
         lab,
         lab_cluster,
@@ -134,8 +138,11 @@ def test_partition_longer_than_ttl(
     )
 
 
-def test_one_way_partition(lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag) -> None:
+def test_one_way_partition(
+    lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag, baseline: Any
+) -> None:
     """w0 hears everyone but nothing it sends gets out, past the TTL."""
+    baseline(small_dag)  # the fault-free wall time the figures compare against
     partitioned_run(
         lab,
         lab_cluster,
@@ -147,7 +154,7 @@ def test_one_way_partition(lab: netns.NetLab, lab_cluster: ChaosCluster, small_d
 
 
 def test_worker_to_worker_partition(
-    lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag
+    lab: netns.NetLab, lab_cluster: ChaosCluster, small_dag: Dag, baseline: Any
 ) -> None:
     """w0 and w1 cannot reach each other, both reach the scheduler: fetches between them
     fail or wait, no task stays in flight, the run finishes right."""
