@@ -158,4 +158,5 @@ def test_worker_to_worker_partition(
 ) -> None:
     """w0 and w1 cannot reach each other, both reach the scheduler: fetches between them
     fail or wait, no task stays in flight, the run finishes right."""
+    baseline(small_dag)  # the fault-free wall time the figures compare against
     partitioned_run(lab, lab_cluster, small_dag, "partition-w2w", ("w0", ["w1"], "both"), 12.0)
