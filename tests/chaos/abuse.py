@@ -16,6 +16,7 @@ import pickle
 import random
 import socket
 import struct
+import threading
 import time
 from typing import Any
 
@@ -75,22 +76,30 @@ def send_and_close(port: int, payload: bytes, linger: float = 0.2) -> None:
             s.recv(65536)
 
 
-def random_bytes(port: int, rng: random.Random, count: int) -> None:
-    for _ in range(count):
+def random_bytes(port: int, rng: random.Random, count: int, stop: threading.Event) -> int:
+    """Up to ``count`` connections of random bytes; how many were sent."""
+    sent = 0
+    while sent < count and not stop.is_set():
         send_and_close(port, rng.randbytes(rng.randint(1, 65536)), linger=0.05)
+        sent += 1
+    return sent
 
 
-def slowloris(port: int, payload: bytes, connections: int, seconds: float) -> int:
-    """``connections`` peers each dribbling ``payload`` a byte at a time for ``seconds``;
-    how many the server closed on them before the end."""
+def slowloris(
+    port: int, payload: bytes, connections: int, seconds: float, stop: threading.Event
+) -> int:
+    """``connections`` peers each dribbling ``payload`` a byte at a time for ``seconds``
+    (or until ``stop``); how many the server closed on them before the end."""
     socks = []
     for _ in range(connections):
+        if stop.is_set():
+            break
         with contextlib.suppress(OSError):
-            socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=1))
     closed = 0
     deadline = time.monotonic() + seconds
     i = 0
-    while time.monotonic() < deadline and socks:
+    while time.monotonic() < deadline and socks and not stop.is_set():
         for s in list(socks):
             try:
                 s.send(payload[i % len(payload) : i % len(payload) + 1])

@@ -28,12 +28,11 @@ def port_of(address: str) -> int:
 
 
 def hostile(ports: dict[str, int], canary: str, rng: random.Random, stats: dict[str, int]) -> Any:
+    """Rounds of abuse on every port until stopped (bounded: a few rounds)."""
+
     def action(stop: threading.Event) -> None:
-        rounds = 20 if SOAK else 3
-        for _ in range(rounds):
+        for _ in range(20 if SOAK else 3):
             for name, port in ports.items():
-                if stop.is_set():
-                    return
                 http = name == "dashboard"
                 payloads = (
                     abuse.http_payloads(canary)
@@ -41,16 +40,17 @@ def hostile(ports: dict[str, int], canary: str, rng: random.Random, stats: dict[
                     else abuse.canary_payloads(canary) + abuse.length_lies()
                 )
                 for payload in payloads:
+                    if stop.is_set():
+                        return
                     abuse.send_and_close(port, payload)
                     stats["payloads"] += 1
-                abuse.random_bytes(port, rng, 20)
-                stats["payloads"] += 20
+                stats["payloads"] += abuse.random_bytes(port, rng, 20, stop)
                 dribble = (
                     b"GET / HTTP/1.1\r\nHost: x\r\nX-a: "
                     if http
                     else abuse.U64.pack(1) + abuse.U64.pack(64)
                 )
-                stats["slowloris_closed"] += abuse.slowloris(port, dribble, 50, 5.0)
+                stats["slowloris_closed"] += abuse.slowloris(port, dribble, 50, 5.0, stop)
                 stats["slowloris"] += 50
 
     return action
