@@ -76,3 +76,32 @@ def test_a_retiring_worker_that_leaves_is_forgotten() -> None:
     handle(s, retire("w1"))
     out = handle(s, leave("w1", expected=True))
     assert of_type(out, CloseWorker) == [] and s.retiring == {}
+
+
+def test_workers_retired_together_never_copy_onto_each_other() -> None:
+    """Two workers retired by one request: their unique keys go to the third worker only,
+    so both close once those copies arrive (none is moved twice, none is lost)."""
+    s = new_state()
+    handle(s, join("w1"))
+    (cx,) = computes(handle(s, submit([task("x")], ["x"])))
+    handle(s, finished(cx, nbytes=8))
+    handle(s, join("w2"))
+    (cy,) = computes(handle(s, submit([task("y", workers=("w2",))], ["y"])))
+    assert (cx.worker, cy.worker) == ("w1", "w2")
+    handle(s, finished(cy, nbytes=8))
+    handle(s, join("w3"))
+    # w3 holds the most bytes, so "least loaded first" alone would pick w2 for x
+    (cz,) = computes(handle(s, submit([task("z", workers=("w3",))], ["z"])))
+    handle(s, finished(cz, nbytes=10**6))
+    both = frozenset({"w1", "w2"})
+    out = handle(
+        s,
+        RetirementRequested(stimulus_id=sid("retire"), worker="w1", also_retiring=both - {"w1"}),
+        RetirementRequested(stimulus_id=sid("retire"), worker="w2", also_retiring=both - {"w2"}),
+    )
+    assert {a.worker for a in of_type(out, AcquireReplicas)} == {"w3"}
+    copied = {key for a in of_type(out, AcquireReplicas) for key in a.who_has}
+    assert copied == {"x", "y"} and of_type(out, CloseWorker) == []
+    out = handle(s, WorkerAddedKeys(stimulus_id=sid(), worker="w3", keys=tuple(sorted(copied))))
+    assert sorted(c.worker for c in of_type(out, CloseWorker)) == ["w1", "w2"]
+    assert s.retiring == {}

@@ -166,6 +166,9 @@ class RetirementRequested(SchedulerEvent):
     holds copied to another running worker, then ``CloseWorker``."""
 
     worker: Address
+    #: the other workers retired by the same request: never targets of ``worker``'s copies
+    #: (a copy onto a worker that retires next would have to move again, or be lost)
+    also_retiring: frozenset[Address] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -416,7 +416,8 @@ class Scheduler(Server):
         addresses = list(dict.fromkeys(workers))
         for address in addresses:
             self.feed(ev.RetirementRequested(
-                worker=address, stimulus_id=f"retire-{address}-{time.time()}", now=time.time()
+                worker=address, also_retiring=frozenset(addresses) - {address},
+                stimulus_id=f"retire-{address}-{time.time()}", now=time.time(),
             ))  # fmt: skip
         self.flush()
         refused = [a for a in addresses if a not in self.state.workers or self._kept(a)]

@@ -445,7 +445,11 @@ class SchedulerState(Recovery):
         if ws is None or ws in self.retiring:
             return {}
         unique = [ts for ts in ws.has_what if len(ts.who_has) == 1]
-        targets = [w for w in self.workers.values() if w is not ws and w.status == "running"]
+        targets = [
+            w
+            for w in self.workers.values()
+            if w is not ws and w.status == "running" and w.address not in ev.also_retiring
+        ]
         if unique and not targets:
             return {}
         self.retiring[ws] = None
