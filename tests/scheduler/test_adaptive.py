@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shoal.graph.keys import key_split
 from shoal.scheduler.adaptive import (
     Load,
     adaptive_target,
@@ -16,7 +17,6 @@ from shoal.scheduler.adaptive import (
     unique_bytes,
     workers_to_close,
 )
-from shoal.scheduler.policy import key_split
 from shoal.scheduler.state_records import SchedulerTask, TaskPrefix, WorkerInfo
 
 from .helpers import join, new_state, submit, task
