@@ -6,6 +6,7 @@ The only place in shoal that reads environment variables.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -39,8 +40,31 @@ def _setup_logging(level: str) -> None:
 
 @click.group()
 @click.version_option(package_name="shoal")
-def main() -> None:
+@click.option(
+    "--environ-from-stdin",
+    is_flag=True,
+    hidden=True,
+    help="Read SHOAL_* variables (token, TLS material) as one JSON line from stdin, so "
+    "that secrets never appear on a command line (SSHCluster starts processes so).",
+)
+def main(environ_from_stdin: bool) -> None:
     """shoal: a fast, safe-by-default distributed task-execution system."""
+    if environ_from_stdin:  # before the subcommand parses: its envvar options see these
+        os.environ.update(read_secret_environ(sys.stdin.readline()))
+
+
+def read_secret_environ(line: str) -> dict[str, str]:
+    """The ``SHOAL_*`` string variables in one JSON object; anything else is refused."""
+    try:
+        values = json.loads(line) if line.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"--environ-from-stdin: not a JSON line: {exc}") from None
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and k.startswith("SHOAL_") and isinstance(v, str)
+        for k, v in values.items()
+    ):
+        raise click.UsageError("--environ-from-stdin takes an object of SHOAL_* strings")
+    return values
 
 
 # -- scheduler ---------------------------------------------------------------------------------

@@ -145,8 +145,16 @@ def test_ssh_cluster_runs_a_graph_and_scales(sshd: SshServer, tmp_path: Path) ->
         scheduler_options={"log_level": "info"},
         remote_python=REMOTE_PYTHON,
     ) as cluster:
+        # TLS by default: a per-cluster CA and certificates made in memory
+        assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
         assert cluster.dashboard_link is not None
-        assert cluster.dashboard_link.startswith("http://127.0.0.1:")
+        assert cluster.dashboard_link.startswith("https://127.0.0.1:")
+        sshd_pid = int((tmp_path / "sshd.pid").read_text())
+        token = cluster.security.token
+        assert token is not None
+        for proc in shoal_processes_under(sshd_pid):  # secrets came over stdin, not argv
+            cmdline = " ".join(_cmdline(proc))
+            assert token not in cmdline and "PRIVATE KEY" not in cmdline, cmdline
         with Client(cluster) as client:
             info = client.scheduler_info()["workers"]
             assert sorted(w["nthreads"] for w in info.values()) == [1, 2]
@@ -167,8 +175,7 @@ def test_ssh_cluster_runs_a_graph_and_scales(sshd: SshServer, tmp_path: Path) ->
             assert client.gather(leaves) == [f"leaf-{i}" * 10 for i in range(8)]
             assert sorted(ledger.read_text().split()) == sorted(f"leaf-{i}" for i in range(8))
         logs = cluster.get_logs()
-        assert "scheduler at tcp://127.0.0.1:" in logs["Scheduler"]
-        sshd_pid = int((tmp_path / "sshd.pid").read_text())
+        assert "scheduler at tls://127.0.0.1:" in logs["Scheduler"]
         assert shoal_processes_under(sshd_pid), "the remote shoal processes run under sshd"
     deadline = time.monotonic() + 30
     while shoal_processes_under(sshd_pid):

@@ -5,10 +5,11 @@ Rules of this file:
 * Every remote process is started over asyncssh as ``exec python -m shoal ...`` after
   the shell printed its pid, so closing can signal exactly that process (TERM, then KILL
   after a deadline) whatever the sshd supports.
-* The cluster token travels on the process's stdin (``read -r SHOAL_TOKEN``), never on a
-  command line another user could see in ``ps``.
-* With TLS files in ``security`` the remote commands get ``--tls-ca-file --tls-cert
-  --tls-key`` (the files must exist at those paths on the hosts).
+* The cluster is TLS by default: ``Security.temporary()`` makes a CA and a certificate per
+  role in memory. The token and the role's TLS material travel on the process's stdin as
+  one JSON line (``shoal --environ-from-stdin``), never on a command line another user
+  could see in ``ps``, and never in a file on the hosts. TLS material given as file
+  paths travels as those paths (the files must then exist on the hosts).
 * Every wait (connect, start, address, stop) has a deadline and names the host.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import re
 import shlex
 import sys
@@ -29,8 +31,8 @@ except ImportError as exc:  # an optional extra
     raise ImportError("SSHCluster needs asyncssh: pip install 'shoal[ssh]'") from exc
 
 from shoal.comm import Security
+from shoal.comm.security import child_environ
 from shoal.deploy.cluster import Cluster, Job
-from shoal.deploy.jobqueue import tls_arguments
 
 #: seconds to wait for a remote process to print its pid and address, and to stop
 START_TIMEOUT = 60.0
@@ -67,12 +69,13 @@ class RemoteProcess:
         self._reader: asyncio.Task[None] | None = None
         self._seen = asyncio.Event()
 
-    async def start(self, token: str | None) -> None:
-        command = 'read -r SHOAL_TOKEN; export SHOAL_TOKEN; echo "shoal-pid $$" >&2; exec '
+    async def start(self, environ: Mapping[str, str]) -> None:
+        """Start it with ``environ`` (secrets: token, TLS material) handed over stdin."""
+        command = 'echo "shoal-pid $$" >&2; exec '
         self.process = await self.conn.create_process(
             command + shlex.join(self.argv), stderr=asyncssh.STDOUT
         )
-        self.process.stdin.write((token or "") + "\n")
+        self.process.stdin.write(json.dumps(dict(environ)) + "\n")
         self._reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
@@ -143,15 +146,14 @@ class SSHWorkerJob(Job):
         conn = await cluster.connection(self.host_index)
         host = cluster.hosts[self.host_index]
         argv = [
-            *cluster.python_for(self.host_index), "-m", "shoal", "worker",
-            cluster.scheduler_address, "--nanny", "--host", host, "--name", self.name,
+            *cluster.python_for(self.host_index), "-m", "shoal", "--environ-from-stdin",
+            "worker", cluster.scheduler_address, "--nanny", "--host", host, "--name", self.name,
             *cli_flags(cluster.options_for_worker(self.host_index)),
-            *tls_arguments(cluster.security),
         ]  # fmt: skip
         if cluster.security.token is None:
             argv.append("--no-auth")
         self.remote = RemoteProcess(conn, host, argv)
-        await self.remote.start(cluster.security.token)
+        await self.remote.start(child_environ(cluster.security, "worker"))
 
     def failure(self) -> str | None:
         if self.remote is not None and self.remote.exited:
@@ -190,7 +192,7 @@ class SSHCluster(Cluster):
         asynchronous: bool = False,
     ) -> None:
         super().__init__(
-            security=security if security is not None else Security.local(),
+            security=security if security is not None else Security.temporary(),
             asynchronous=asynchronous,
         )
         if len(hosts) < 2:
@@ -254,12 +256,12 @@ class SSHCluster(Cluster):
         self.status = "starting"
         try:
             conn = await self.connection(0)
-            argv = [*self.python_for(0), "-m", "shoal", "scheduler", "--host", self.hosts[0],
-                    *cli_flags(self.scheduler_options), *tls_arguments(self.security)]  # fmt: skip
+            argv = [*self.python_for(0), "-m", "shoal", "--environ-from-stdin", "scheduler",
+                    "--host", self.hosts[0], *cli_flags(self.scheduler_options)]  # fmt: skip
             if self.security.token is None:
                 argv.append("--no-auth")
             self.scheduler = RemoteProcess(conn, self.hosts[0], argv)
-            await self.scheduler.start(self.security.token)
+            await self.scheduler.start(child_environ(self.security, "scheduler"))
             self._address = await self.scheduler.wait_for_address()
             await self._learn_dashboard()
             await self._scale(self.jobs_for(self._initial_workers))
