@@ -126,12 +126,6 @@ def _cli_options(command: str) -> set[str]:
     return names
 
 
-CLI_HAS_TLS = "--tls-cert" in _cli_options("worker")
-
-
-@pytest.mark.xfail(
-    not CLI_HAS_TLS, strict=True, reason="--tls-* flags come with the TLS branch (issue 13)"
-)
 @pytest.mark.parametrize(("deployment", "command"), [("shoal-scheduler", "scheduler"),
                                                      ("shoal-worker", "worker")])  # fmt: skip
 def test_every_flag_is_one_the_cli_knows(deployment: str, command: str) -> None:
