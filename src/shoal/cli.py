@@ -62,6 +62,16 @@ def main() -> None:
     help="Dashboard, JSON API and /metrics: [host]:port (no host: --host; port 0: any).",
 )
 @click.option("--dashboard/--no-dashboard", default=True, help="Serve the dashboard (HTTP).")
+@click.option(
+    "--preload",
+    multiple=True,
+    help="Import this module at start and call its shoal_setup(scheduler) (repeatable).",
+)
+@click.option(
+    "--allow-client-code",
+    is_flag=True,
+    help="Let clients run code in the scheduler (run_on_scheduler, SchedulerPlugin). Unsafe.",
+)
 @click.option("--log-level", default="info", show_default=True)
 def scheduler(
     host: str,
@@ -72,6 +82,8 @@ def scheduler(
     worker_ttl: str,
     dashboard_address: str,
     dashboard: bool,
+    preload: tuple[str, ...],
+    allow_client_code: bool,
     log_level: str,
 ) -> None:
     """Start a scheduler."""
@@ -87,6 +99,8 @@ def scheduler(
         token_file=token_path,
         worker_ttl=parse_timedelta(worker_ttl),
         dashboard_address=dashboard_address if dashboard else None,
+        preload=preload,
+        allow_client_code=allow_client_code,
     )
     asyncio.run(_serve([server], announce="scheduler at %s"))
 

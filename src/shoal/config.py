@@ -71,6 +71,10 @@ class SchedulerConfig:
     worker_ttl: float = 60.0
     #: deaths while running a task before it is erred with KilledWorker
     allowed_failures: int = 3
+    #: run code sent by clients (run_on_scheduler, SchedulerPlugin): off, it is unsafe
+    allow_client_code: bool = False
+    #: modules imported at start; their ``shoal_setup(scheduler)`` is called
+    preload: tuple[str, ...] = ()
     #: the round trip that admission control keeps workers busy across (seconds)
     latency: float = 0.005
     #: run SchedulerState.validate() after every event (tests)

@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 
 from shoal.comm import Comm, Security
+from shoal.nanny_plugins import NannyExtras
 from shoal.server import Server
 from shoal.worker.memory import parse_memory_limit
 
@@ -145,6 +146,11 @@ class Nanny(Server):
         #: how many worker processes were started
         self.starts = 0
         self._watcher: asyncio.Task[Any] | None = None
+        #: variables added to the worker's environment (the ``Environ`` plugin)
+        self.extra_environ: dict[str, str] = {}
+        #: NannyPlugins and ``Client.run(nanny=True)`` (shoal.nanny_plugins)
+        self.extras = NannyExtras(self)
+        self.handlers.update(self.extras.handlers())
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -182,7 +188,7 @@ class Nanny(Server):
         return cmd
 
     def _environ(self) -> dict[str, str]:
-        env = {**WORKER_ENVIRON, **os.environ}
+        env = {**WORKER_ENVIRON, **os.environ, **self.extra_environ}
         if self.security.token is not None:
             env["SHOAL_TOKEN"] = self.security.token
         return env

@@ -13,11 +13,12 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, serialize
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
+from shoal.scheduler.extras import SchedulerExtras, dask_info_fields, preload
 from shoal.scheduler.state import SchedulerState
 from shoal.server import Server
 
@@ -74,6 +76,9 @@ class Scheduler(Server):
             config=comm_config,
         )
         self.id = f"scheduler-{uuid.uuid4().hex[:12]}"
+        #: plugins, events, metadata, the client-code gate (shoal.scheduler.extras)
+        self.extras = SchedulerExtras(self, self.config.allow_client_code)
+        self.handlers.update(self.extras.handlers())
         self._listen_address = f"{protocol}://{host}:{port}" if protocol == "tcp" else "inproc://"
         self._scheduler_file = scheduler_file
         self._token_file = token_file
@@ -95,6 +100,9 @@ class Scheduler(Server):
 
     async def start(self) -> None:
         await self.listen(self._listen_address)
+        for setup in preload(self, self.config.preload):
+            if inspect.isawaitable(setup):
+                await setup
         discovery.register_local(self.address, self.security)
         if self._scheduler_file:
             discovery.write_scheduler_file(self._scheduler_file, self.address, self._token_file)
@@ -135,6 +143,10 @@ class Scheduler(Server):
         token = self.security.token
         return f"{link}?token={token}" if link is not None and token is not None else link
 
+    def add_plugin(self, plugin: Any, name: str | None = None) -> Awaitable[None]:
+        """Add a ``SchedulerPlugin`` (from a ``--preload`` module): await the result."""
+        return self.extras.add_plugin(plugin, name)
+
     def get_logs(self, comm: Comm | None = None, n: int | None = None) -> list[Any]:
         """This scheduler's latest log records: (time, level, component, message)."""
         return [list(record) for record in self.log_handler.tail(n)]
@@ -143,6 +155,7 @@ class Scheduler(Server):
         if self.http is not None:
             await self.http.stop()
         self.log_handler.detach()
+        await self.extras.close()
         for stream in list(self.worker_streams.values()):
             if not stream.closed:  # a worker may be leaving at this very moment
                 stream.send({"op": "close", "reason": "scheduler closing"})
@@ -249,7 +262,8 @@ class Scheduler(Server):
             await comm.write({"status": "error", "text": f"worker {address} already registered"})
             await comm.close()
             return self.TOOK_COMM
-        await comm.write({"status": "OK", "time": time.time(), "id": self.id})
+        reply = {"status": "OK", "time": time.time(), "id": self.id}
+        await comm.write({**reply, **self.extras.registration_reply()})
         stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
         self.worker_streams[address] = stream
         self.worker_extra[address] = {
@@ -591,6 +605,7 @@ class Scheduler(Server):
                 "heartbeats": list(extra.get("heartbeats", ())),
             }
         return {
+            **dask_info_fields(workers, self.worker_extra, self.extras.started),
             "type": "Scheduler",
             "id": self.id,
             "address": self.address,

@@ -37,6 +37,7 @@ from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.server import Server
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
+from shoal.worker.extras import WorkerExtras
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
 from shoal.worker.memory import parse_memory_limit
 from shoal.worker.monitor import MONITOR_INTERVAL, MemoryMonitor, MemoryThresholds
@@ -116,6 +117,9 @@ class Worker(Server):
             data, os.path.join(self.local_directory, "storage"), self.config
         )
         self.memory_monitor = MemoryMonitor(MemoryThresholds.from_config(self.config), self.data)
+        #: plugins, run with dask's options, call stacks, profiles (shoal.worker.extras)
+        self.extras = WorkerExtras(self)
+        self.handlers.update(self.extras.handlers())
 
     def _init_state(self) -> None:
         cfg = self.config
@@ -187,6 +191,7 @@ class Worker(Server):
         self._dispatch = self._instruction_table()
         await self._start_http()
         await self._register()
+        await self.extras.setup_registered(self._plugins_at_registration)
         await self._tell_nanny()
         self.status = "running"
         self.periodic(self._heartbeat, cfg.heartbeat_interval, "heartbeat")
@@ -210,6 +215,7 @@ class Worker(Server):
         if not isinstance(reply, dict) or reply.get("status") != "OK":
             await comm.close()
             raise CommError(f"scheduler {self.scheduler_address} refused worker: {reply!r}")
+        self._plugins_at_registration = dict(reply.get("worker_plugins") or {})
         self.batched_stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
         self.background(self._scheduler_stream(comm), "scheduler-stream")
 
@@ -306,6 +312,7 @@ class Worker(Server):
     async def _shutdown(self) -> None:
         """Say goodbye to the scheduler, stop the threads, then close like any server."""
         await self._stop_http()
+        await self.extras.teardown_all()
         stream = self.batched_stream
         if stream is not None and not stream.closed:
             reason = "graceful" if self._closing_gracefully else "worker-close"
