@@ -27,9 +27,8 @@ from typing import Any, Literal, TypeVar
 
 from shoal._types import Address, Key
 from shoal.client import collections as dask_collections
-from shoal.client import signatures
+from shoal.client import data, signatures
 from shoal.client.admin import ClientAdmin
-from shoal.client import data
 from shoal.client.connect import Target, close_cluster, resolve
 from shoal.client.core import ClientCore
 from shoal.client.default import set_default_client, unset_default_client

@@ -232,6 +232,7 @@ class SchedulerExtras:
                         "worker": worker,
                         "status": "OK",
                         "nbytes": nbytes,
+                        "nkeys": nkeys,
                         "startstops": [
                             {"action": "transfer", "start": begin, "stop": end, "source": sender}
                         ],

@@ -37,8 +37,8 @@ from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.server import Server
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
-from shoal.worker.extras import WorkerExtras
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
+from shoal.worker.extras import WorkerExtras
 from shoal.worker.memory import parse_memory_limit
 from shoal.worker.monitor import MONITOR_INTERVAL, MemoryMonitor, MemoryThresholds
 from shoal.worker.spill import SpillBuffer, make_data, serialized_values, task_inputs
