@@ -6,6 +6,7 @@ The only place in shoal that reads environment variables.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -202,6 +203,10 @@ def worker(
         return
     from shoal.worker.server import Worker
 
+    # worker options a LocalCluster (through the nanny) passes on: flags win over them
+    extra = _worker_options_from_environ()
+    for key in ("local_directory", "lifetime", "lifetime_stagger", "lifetime_restart"):
+        extra.pop(key, None)
     servers = [
         Worker(
             address,
@@ -216,6 +221,7 @@ def worker(
             lifetime_stagger=parse_timedelta(lifetime_stagger),
             lifetime_restart=lifetime_restart,
             nanny=nanny_address,
+            **extra,
         )
         for worker_name in names
     ]
@@ -223,6 +229,21 @@ def worker(
     code = max(server.exit_code for server in servers)
     if code:
         sys.exit(code)  # e.g. RESTART_EXIT_CODE: the nanny starts a successor
+
+
+def _worker_options_from_environ() -> dict[str, Any]:
+    from shoal.cluster_options import WORKER_OPTIONS_ENV
+
+    text = os.environ.get(WORKER_OPTIONS_ENV)
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"${WORKER_OPTIONS_ENV} is not JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise click.UsageError(f"${WORKER_OPTIONS_ENV} must be a JSON object")
+    return options
 
 
 def _worker_target(

@@ -20,9 +20,19 @@ from typing import Any
 import psutil
 
 from shoal import loop as shared_loop
+from shoal.cluster_options import (
+    NO_OPS,
+    REFUSED,
+    WORKER_OPTIONS_ENV,
+    check_cluster_kwargs,
+    check_worker_kwargs,
+    log_level_name,
+    process_arguments,
+)
 from shoal.comm import Security
 from shoal.errors import ShoalTimeoutError
 from shoal.scheduler.server import Scheduler
+from shoal.sizes import parse_timedelta
 from shoal.worker.server import Worker
 
 logger = logging.getLogger("shoal.cluster")
@@ -47,16 +57,25 @@ def default_layout(
 
 
 class LocalCluster:
-    """A scheduler in this process and ``n_workers`` workers (processes or in-process)."""
+    """A scheduler in this process and ``n_workers`` workers (processes or in-process).
+
+    dask's keywords are accepted: worker options (``local_directory``,
+    ``memory_target_fraction``, ``lifetime``... given as keywords or in ``worker_kwargs``)
+    reach every worker, processes or not; ``silence_logs`` sets the worker processes' log
+    level; ``worker_class`` is a ``Worker`` subclass for in-process workers; the rest is
+    described in ``shoal.cluster_options`` (no-ops with their reasons, and refusals).
+    """
 
     def __init__(
         self,
         n_workers: int | None = None,
         threads_per_worker: int | None = None,
-        processes: bool = True,
+        processes: bool | None = True,
         memory_limit: object = "auto",
         *,
-        host: str = "127.0.0.1",
+        name: str | None = None,
+        host: str | None = None,
+        ip: str | None = None,
         scheduler_port: int = 0,
         resources: dict[str, float] | None = None,
         security: Security | None = None,
@@ -64,16 +83,47 @@ class LocalCluster:
         worker_kwargs: dict[str, Any] | None = None,
         scheduler_kwargs: dict[str, Any] | None = None,
         dashboard_address: str | None = "127.0.0.1:0",
+        silence_logs: Any = logging.WARNING,
+        protocol: str | None = None,
+        worker_class: type | None = None,
+        start: bool | None = None,
+        **kwargs: Any,
     ) -> None:
+        processes = True if processes is None else processes
+        check_cluster_kwargs(kwargs)
+        worker_options = {k: v for k, v in kwargs.items() if k not in NO_OPS and k not in REFUSED}
+        worker_options.update(worker_kwargs or {})
+        check_worker_kwargs(worker_options)
+        if protocol not in (None, "tcp", "tcp://"):
+            raise NotImplementedError(f"LocalCluster(protocol={protocol!r}): only tcp")
+        if start is False:
+            raise NotImplementedError("LocalCluster(start=False): a LocalCluster starts at once")
+        if (
+            worker_class is not None
+            and processes
+            and worker_class.__name__
+            not in (
+                "Worker",
+                "Nanny",
+            )
+        ):
+            raise NotImplementedError(
+                "LocalCluster(worker_class=...) with processes=True: worker processes run "
+                "shoal's Worker under a Nanny; use processes=False for a Worker subclass"
+            )
+        self.name = name
+        self.worker_class = worker_class
+        self.silence_logs = silence_logs
         self.n_workers, self.threads_per_worker = default_layout(
             n_workers, threads_per_worker, processes
         )
         self.processes = processes
-        self.memory_limit = memory_limit
-        self.host = host
+        self.memory_limit = worker_options.pop("memory_limit", memory_limit)
+        self.host = host or ip or "127.0.0.1"
+        host = self.host
         self.security = security if security is not None else Security.local()
         self.resources = dict(resources or {})
-        self.worker_kwargs = dict(worker_kwargs or {})
+        self.worker_kwargs = worker_options
         self.scheduler = Scheduler(
             host=host,
             port=scheduler_port,
@@ -122,8 +172,15 @@ class LocalCluster:
         self.status = "running"
 
     async def _start_inprocess_workers(self) -> None:
+        worker_class = self.worker_class or Worker
+        if worker_class.__name__ == "Nanny":
+            worker_class = Worker  # in-process workers have no nanny
+        options = dict(self.worker_kwargs)
+        for name in ("lifetime", "lifetime_stagger"):
+            if isinstance(options.get(name), str):
+                options[name] = parse_timedelta(options[name])
         for i in range(self.n_workers):
-            worker = Worker(
+            worker = worker_class(
                 self.scheduler.address,
                 security=self.security,
                 host=self.host,
@@ -131,7 +188,7 @@ class LocalCluster:
                 name=str(i),
                 memory_limit=self.memory_limit,
                 resources=self.resources,
-                **self.worker_kwargs,
+                **options,
             )
             await worker.start()
             self.workers.append(worker)
@@ -140,13 +197,16 @@ class LocalCluster:
         env = dict(os.environ)
         if self.security.token is not None:
             env["SHOAL_TOKEN"] = self.security.token
+        flags, options = process_arguments(self.worker_kwargs)
+        if options is not None:
+            env[WORKER_OPTIONS_ENV] = options
         for i in range(self.n_workers):
             cmd = [
                 sys.executable, "-m", "shoal", "worker", self.scheduler.address,
                 "--nanny", "--host", self.host,
                 "--nthreads", str(self.threads_per_worker),
                 "--memory-limit", str(self.memory_limit),
-                "--name", str(i), "--log-level", "warning",
+                "--name", str(i), "--log-level", log_level_name(self.silence_logs), *flags,
             ]  # fmt: skip
             if self.security.token is None:
                 cmd.append("--no-auth")

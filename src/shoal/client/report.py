@@ -36,7 +36,7 @@ class ReportData:
     total_threads: int = 0
 
 
-class performance_report:  # noqa: N801 - dask's name
+class performance_report:
     """``with performance_report(filename="report.html"): ...`` (also ``async with``)."""
 
     def __init__(
@@ -202,7 +202,7 @@ def _walk(node: dict[str, Any], totals: dict[str, list[Any]]) -> None:
         _walk(child, totals)
 
 
-class get_task_stream:  # noqa: N801 - dask's name
+class get_task_stream:
     """``with get_task_stream() as ts: ...``; then ``ts.data`` lists the tasks (dask's
     task-stream records) that ran inside the block."""
 
