@@ -54,7 +54,9 @@ def main() -> None:
 )
 @click.option("--no-auth", is_flag=True, help="Accept unauthenticated peers. Unsafe.")
 @click.option(
-    "--worker-ttl", default="60s", show_default=True, help="Remove a worker silent for this long."
+    "--worker-ttl",
+    default=None,
+    help="Remove a worker silent for this long (default: shoal.scheduler.worker-ttl, 60s).",
 )
 @click.option(
     "--dashboard-address",
@@ -80,7 +82,7 @@ def scheduler(
     scheduler_file: str | None,
     token_file: str | None,
     no_auth: bool,
-    worker_ttl: str,
+    worker_ttl: str | None,
     dashboard_address: str,
     dashboard: bool,
     preload: tuple[str, ...],
@@ -98,7 +100,7 @@ def scheduler(
         security=security,
         scheduler_file=scheduler_file,
         token_file=token_path,
-        worker_ttl=parse_timedelta(worker_ttl),
+        worker_ttl=parse_timedelta(worker_ttl) if worker_ttl else None,
         dashboard_address=dashboard_address if dashboard else None,
         preload=preload,
         allow_client_code=allow_client_code,

@@ -44,6 +44,7 @@ from shoal.comm import Security
 from shoal.config import CommConfig
 from shoal.errors import CommClosedError, ShoalTimeoutError
 from shoal.loop import run_sync
+from shoal.settings import client_settings
 from shoal.sizes import format_bytes
 
 logger = logging.getLogger("shoal.client")
@@ -84,7 +85,7 @@ class Client(ClientAdmin):
         scheduler_file: str | None = None,
         security: Security | None = None,
         asynchronous: bool = False,
-        timeout: float = 10,
+        timeout: float | None = None,
         set_as_default: bool = True,
         name: str | None = None,
         **cluster_kwargs: Any,
@@ -94,6 +95,8 @@ class Client(ClientAdmin):
         self.asynchronous = asynchronous
         #: "created" -> "connecting" -> "running" -> "closing" -> "closed"
         self.status = "created"
+        if timeout is None:  # shoal.client.connect-timeout in dask.config (10s)
+            timeout = client_settings()["timeout"]
         self._settings = _Settings(
             address, scheduler_file, security, float(timeout), set_as_default, cluster_kwargs
         )

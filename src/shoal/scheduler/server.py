@@ -36,6 +36,7 @@ from shoal.scheduler import instructions as ins
 from shoal.scheduler.extras import SchedulerExtras, dask_info_fields, preload
 from shoal.scheduler.state import SchedulerState
 from shoal.server import Server
+from shoal.settings import scheduler_settings, with_settings
 
 if TYPE_CHECKING:
     from shoal.http.service import HttpService
@@ -66,7 +67,7 @@ class Scheduler(Server):
         dashboard_address: str | None = None,
         **config: Any,
     ) -> None:
-        self.config = SchedulerConfig(**config)
+        self.config = SchedulerConfig(**with_settings(scheduler_settings(), config))
         self._init_observability(dashboard_address)
         super().__init__(
             handlers=self._rpc_handlers(),

@@ -34,6 +34,7 @@ from shoal.logs import MemoryLogHandler
 from shoal.nanny import RESTART_EXIT_CODE
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, deserialize, serialize
+from shoal.settings import with_settings, worker_settings
 from shoal.server import Server
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
@@ -100,7 +101,7 @@ class Worker(Server):
     ) -> None:
         nthreads = int(config.get("nthreads", 1))
         config["memory_limit"] = parse_memory_limit(memory_limit, nthreads)
-        self.config = WorkerConfig(**config)
+        self.config = WorkerConfig(**with_settings(worker_settings(), config))
         super().__init__(
             handlers=self._rpc_handlers(),
             security=security if security is not None else Security(token=None),
