@@ -361,6 +361,66 @@ class ClientAdmin:
             raise KeyError(keys[0] if len(keys) == 1 else keys)
         return default
 
+    def subscribe_topic(self, topic: str, handler: Callable[[Any], Any]) -> Any:
+        """Call ``handler((time, msg))`` on this client's loop for each event logged to
+        ``topic`` from now on (by any client, or by tasks through ``log_event``)."""
+        core = self._running_core()
+        core.topic_handlers[topic] = handler
+        return self._ask_scheduler("subscribe_topic", topic=topic, client=core.id)
+
+    def unsubscribe_topic(self, topic: str) -> Any:
+        """Stop calling the handler of ``topic``."""
+        core = self._running_core()
+        core.topic_handlers.pop(topic, None)
+        return self._ask_scheduler("unsubscribe_topic", topic=topic, client=core.id)
+
+    def replicate(
+        self, futures: Any, n: int | None = None, workers: Any = None, branching_factor: int = 2
+    ) -> Any:
+        """Copy the futures' data to ``n`` workers (of ``workers``; all by default) and
+        return once they hold it. ``branching_factor`` has no effect: every new copy is
+        fetched from the holders directly."""
+        keys = [f.key for f in futures_of(futures)]
+        targets = [workers] if isinstance(workers, str) else workers
+        return self._run(self._replicate(keys, n, None if targets is None else list(targets)))
+
+    async def _replicate(self, keys: list[Any], n: int | None, workers: Any) -> None:
+        core = self._running_core()
+        wanted = None if workers is None else await data.worker_addresses(core, workers)
+        await core.transport.call(
+            core.transport.scheduler_address, "replicate", keys=keys, n=n, workers=wanted
+        )
+
+    def unregister_scheduler_plugin(self, name: str) -> Any:
+        """Remove a scheduler plugin (needs ``--allow-client-code``, like adding one)."""
+        return self._ask_scheduler("unregister_scheduler_plugin", name=name)
+
+    def futures_of(self, futures: Any) -> list[Any]:
+        """The futures inside ``futures`` (nested lists, dicts, dask collections)."""
+        return futures_of(futures)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop this client's core runs on."""
+        return self._running_core().loop if self.status == "running" else None
+
+    def sync(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        asynchronous: bool | None = None,
+        callback_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call the coroutine function ``func(*args, **kwargs)`` on the client's loop: its
+        result on a synchronous client, the awaitable on an asynchronous one."""
+        coro = func(*args, **kwargs)
+        if self.asynchronous if asynchronous is None else asynchronous:
+            return coro
+        loop = self._running_core().loop
+        assert loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(callback_timeout)
+
     # -- default client, executor, files ---------------------------------------------------
     @contextlib.contextmanager
     def as_current(self) -> Generator[Any, None, None]:

@@ -160,6 +160,10 @@ class Client(ClientAdmin):
         config = CommConfig(connect_timeout=s.timeout)
         return CommTransport(self._target.address, self._target.security, self.name, config)
 
+    def start(self, **kwargs: Any) -> Any:
+        """Connect (an asynchronous client: await it); a started client is left as is."""
+        return self._start() if self.asynchronous else self
+
     def __await__(self) -> Generator[Any, None, Client]:
         return self._start().__await__()
 

@@ -49,7 +49,10 @@ class ClientCore:
             "task-erred": self._task_erred,
             "cancelled-keys": self._cancelled_keys,
             "task-retried": self._task_retried,
+            "event": self._event,
         }
+        #: ``Client.subscribe_topic``: topic -> handler of ``(time, msg)``
+        self.topic_handlers: dict[str, Callable[[Any], Any]] = {}
 
     # -- life ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -139,6 +142,17 @@ class ClientCore:
             state = self.table.states.get(key)
             if state is not None and state.status != "cancelled":
                 state.cancel(reason)
+
+    def _event(self, msg: Msg) -> None:
+        handler = self.topic_handlers.get(msg["topic"])
+        if handler is None:
+            return
+        try:
+            result = handler(tuple(msg["event"]))
+            if asyncio.iscoroutine(result):
+                asyncio.ensure_future(result)
+        except Exception:
+            logger.exception("client %s: the handler of topic %r failed", self.id, msg["topic"])
 
     def _task_retried(self, msg: Msg) -> None:
         state = self.table.states.get(msg["key"])

@@ -60,6 +60,8 @@ class SchedulerExtras:
             lambda: deque(maxlen=EVENTS_PER_TOPIC)
         )
         self.metadata: dict[str, Any] = {}
+        #: topic -> ids of the clients that subscribed to it
+        self.subscribers: defaultdict[str, set[str]] = defaultdict(set)
         #: when the scheduler started (``scheduler_info()["started"]``)
         self.started = time.time()
 
@@ -79,6 +81,10 @@ class SchedulerExtras:
             "nbytes": self.nbytes,
             "get_task_stream": self.get_task_stream,
             "versions": self.versions,
+            "replicate": self.replicate,
+            "unregister_scheduler_plugin": self.unregister_scheduler_plugin,
+            "subscribe_topic": self.subscribe_topic,
+            "unsubscribe_topic": self.unsubscribe_topic,
         }
 
     def registration_reply(self) -> dict[str, Any]:
@@ -155,6 +161,14 @@ class SchedulerExtras:
             result = await result
         return serialize(result)
 
+    async def unregister_scheduler_plugin(self, comm: Any, name: str) -> str:
+        self._check_client_code("unregister_scheduler_plugin")
+        plugin = self.plugins.pop(name, None)
+        if plugin is None:
+            raise ValueError(f"no scheduler plugin named {name!r}")
+        await call_hook(plugin, "close")
+        return "OK"
+
     async def close(self) -> None:
         for name, plugin in list(self.plugins.items()):
             try:
@@ -167,6 +181,18 @@ class SchedulerExtras:
         now = time.time()
         for name in [topic] if isinstance(topic, str) else topic:
             self.events[name].append((now, msg))
+            for client in list(self.subscribers.get(name, ())):
+                stream = self.scheduler.client_streams.get(client)
+                if stream is None or stream.closed:
+                    self.subscribers[name].discard(client)
+                else:
+                    stream.send({"op": "event", "topic": name, "event": [now, msg]})
+
+    def subscribe_topic(self, comm: Any, topic: str, client: str) -> None:
+        self.subscribers[topic].add(client)
+
+    def unsubscribe_topic(self, comm: Any, topic: str, client: str) -> None:
+        self.subscribers[topic].discard(client)
 
     def get_events(self, comm: Any, topic: str | None = None) -> Any:
         if topic is not None:
@@ -240,10 +266,60 @@ class SchedulerExtras:
                 )
         return records[-count:] if count else records
 
+    async def replicate(
+        self,
+        comm: Any,
+        keys: list[Key],
+        n: int | None = None,
+        workers: list[Address] | None = None,
+        timeout: float = 60.0,
+    ) -> dict[Key, int]:
+        """Copy each key to ``n`` of ``workers`` (all running ones by default); returns
+        the number of copies each key has on them once done."""
+        state = self.scheduler.state
+        pool = [
+            w
+            for w in (workers if workers is not None else list(state.workers))
+            if w in state.workers and state.workers[w].status == "running"
+        ]
+        if not pool:
+            raise ValueError(f"replicate: none of {workers} is a running worker")
+        want = min(n if n is not None else len(pool), len(pool))
+        for key in keys:
+            ts = state.tasks.get(key)
+            if ts is None or ts.state != "memory":
+                raise ValueError(f"replicate: key {key!r} is not in memory")
+            holders = [ws.address for ws in ts.who_has]
+            lacking = sorted((w for w in pool if w not in holders), key=_load(state))
+            for address in lacking[: max(want - (len(pool) - len(lacking)), 0)]:
+                self.scheduler.worker_streams[address].send(
+                    {
+                        "op": "acquire-replicas",
+                        "who_has": {key: holders},
+                        "nbytes": {key: max(ts.nbytes, 0)},
+                        "stimulus_id": f"replicate-{time.time()}",
+                    }
+                )
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = {k: _copies(state, k, pool) for k in keys}
+            if all(c >= want for c in counts.values()) or time.monotonic() > deadline:
+                return counts
+            await asyncio.sleep(0.02)
+
     def versions(self, comm: Any) -> dict[str, Any]:
         from shoal.versions import get_versions
 
         return get_versions()
+
+
+def _load(state: Any) -> Callable[[Address], int]:
+    return lambda address: int(state.workers[address].nbytes)
+
+
+def _copies(state: Any, key: Key, pool: list[Address]) -> int:
+    ts = state.tasks.get(key)
+    return 0 if ts is None else sum(ws.address in pool for ws in ts.who_has)
 
 
 def _prefix(key: Key) -> str:
