@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from shoal import loop as shared_loop
+from shoal.cluster_api import ClusterApi
 from shoal.cluster_options import (
     NO_OPS,
     REFUSED,
@@ -56,7 +57,7 @@ def default_layout(
     return n_workers, threads_per_worker
 
 
-class LocalCluster:
+class LocalCluster(ClusterApi):
     """A scheduler in this process and ``n_workers`` workers (processes or in-process).
 
     dask's keywords are accepted: worker options (``local_directory``,

@@ -74,7 +74,8 @@ class ClientAdmin:
     _running_core: Callable[[], ClientCore]
     _run: Callable[..., Any]
     _ask_scheduler: Callable[..., Any]
-    asynchronous: bool
+    #: set per client in ``Client.__init__``
+    asynchronous: bool = False
     status: str
 
     # -- plugins and code ------------------------------------------------------------------
