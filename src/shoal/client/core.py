@@ -53,6 +53,7 @@ class ClientCore:
         }
         #: ``Client.subscribe_topic``: topic -> handler of ``(time, msg)``
         self.topic_handlers: dict[str, Callable[[Any], Any]] = {}
+        self._handler_tasks: set[asyncio.Future[Any]] = set()
 
     # -- life ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -150,7 +151,9 @@ class ClientCore:
         try:
             result = handler(tuple(msg["event"]))
             if asyncio.iscoroutine(result):
-                asyncio.ensure_future(result)
+                task = asyncio.ensure_future(result)
+                self._handler_tasks.add(task)  # kept until done, so it is not collected
+                task.add_done_callback(self._handler_tasks.discard)
         except Exception:
             logger.exception("client %s: the handler of topic %r failed", self.id, msg["topic"])
 

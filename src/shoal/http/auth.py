@@ -4,9 +4,10 @@ Rules of this file:
 
 * ``/health`` is open and says nothing but ``ok``. Every other path needs the token, unless
   the cluster runs without authentication (``token=None``).
-* Four ways to show the token (the fourth: the 401 page's form, which POSTs it): an ``Authorization: Bearer <token>`` header (scrapers,
-  scripts); a session cookie; or a login link ``...?token=<token>`` that sets the cookie
-  and redirects to the same address without the token (browsers), like a notebook server.
+* Four ways to show the token: an ``Authorization: Bearer <token>`` header (scrapers,
+  scripts); a session cookie; a login link ``...?token=<token>`` that sets the cookie
+  and redirects to the same address without the token (browsers), like a notebook
+  server; or the form of the 401 page, which POSTs the token and is answered the same.
 * The cookie holds an HMAC of the token, never the token; its name carries the port,
   because browsers share cookies between ports of one host.
 * Every comparison is constant-time. The token never appears in a response or a log line.

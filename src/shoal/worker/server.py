@@ -34,8 +34,8 @@ from shoal.logs import MemoryLogHandler
 from shoal.nanny import RESTART_EXIT_CODE
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, deserialize, serialize
-from shoal.settings import with_settings, worker_settings
 from shoal.server import Server
+from shoal.settings import with_settings, worker_settings
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
