@@ -427,6 +427,7 @@ class ClientAdmin:
     def as_current(self) -> Generator[Any, None, None]:
         """Make this client the default one inside the ``with`` block."""
         from shoal.client import default
+        from shoal.client.dask_config import use_as_dask_scheduler
 
         with default._lock:
             before = list(default._defaults)
@@ -436,7 +437,7 @@ class ClientAdmin:
         finally:
             with default._lock:
                 default._defaults[:] = before
-            default.use_as_dask_scheduler(before[-1] if before else None)
+            use_as_dask_scheduler(before[-1] if before else None)
 
     @classmethod
     def current(cls, allow_global: bool = True) -> Any:

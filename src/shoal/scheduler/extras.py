@@ -240,7 +240,7 @@ class SchedulerExtras:
     ) -> list[dict[str, Any]]:
         stream = self.scheduler.task_stream
         spans = list(stream.tasks)
-        records = [
+        records: list[dict[str, Any]] = [
             {
                 "key": key,
                 "worker": worker,
