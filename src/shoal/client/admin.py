@@ -340,8 +340,10 @@ class ClientAdmin:
             core.transport.scheduler_address, "get_events", topic=topic
         )
         if topic is not None:
-            return tuple(tuple(e) for e in reply)
-        return {name: tuple(tuple(e) for e in events) for name, events in reply.items()}
+            return tuple((t, _lists(msg)) for t, msg in reply)
+        return {
+            name: tuple((t, _lists(msg)) for t, msg in events) for name, events in reply.items()
+        }
 
     def set_metadata(self, key: str | list[str], value: Any) -> Any:
         """Store ``value`` (msgpack data) in the scheduler under ``key`` (a list: a path)."""
@@ -357,7 +359,7 @@ class ClientAdmin:
             core.transport.scheduler_address, "get_metadata", keys=keys
         )
         if reply["found"]:
-            return reply["value"]
+            return _lists(reply["value"])
         if default is _NO_DEFAULT:
             raise KeyError(keys[0] if len(keys) == 1 else keys)
         return default
@@ -516,6 +518,15 @@ def _checked(replies: dict[Address, Any], name: str) -> dict[Address, Any]:
         detail = "; ".join(f"{w}: {text}" for w, text in sorted(failed.items()))
         raise PluginSetupError(f"plugin {name!r} failed on {len(failed)} worker(s): {detail}")
     return replies
+
+
+def _lists(value: Any) -> Any:
+    """msgpack data as dask gives it back: sequences as lists (the wire makes tuples)."""
+    if isinstance(value, tuple | list):
+        return [_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
 
 
 def _path(key: str | list[str] | tuple[str, ...]) -> list[str]:
