@@ -327,15 +327,23 @@ def _prefix(key: Key) -> str:
     return str(name).rsplit("-", 1)[0]
 
 
-def preload(scheduler: Scheduler, modules: Iterable[str]) -> list[Any]:
-    """Import each module; the setup coroutines/results of its ``shoal_setup(scheduler)``
-    (or ``dask_setup``) to await. An import error names the module."""
-    results = []
+def import_preloads(modules: Iterable[str]) -> list[Any]:
+    """Import each ``--preload`` module (before the scheduler listens: an import error,
+    naming the module, then leaves nothing open)."""
+    out = []
     for name in modules:
         try:
-            module = importlib.import_module(name)
+            out.append(importlib.import_module(name))
         except ImportError as exc:
             raise ImportError(f"--preload {name}: cannot import it: {exc}") from exc
+    return out
+
+
+def preload_setups(scheduler: Scheduler, modules: Iterable[Any]) -> list[Any]:
+    """The results of each module's ``shoal_setup(scheduler)`` (or ``dask_setup``): await
+    the awaitable ones."""
+    results = []
+    for module in modules:
         setup = getattr(module, "shoal_setup", None) or getattr(module, "dask_setup", None)
         if setup is not None:
             results.append(setup(scheduler))

@@ -33,7 +33,12 @@ from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, serialize
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
-from shoal.scheduler.extras import SchedulerExtras, dask_info_fields, preload
+from shoal.scheduler.extras import (
+    SchedulerExtras,
+    dask_info_fields,
+    import_preloads,
+    preload_setups,
+)
 from shoal.scheduler.state import SchedulerState
 from shoal.server import Server
 from shoal.settings import scheduler_settings, with_settings
@@ -100,8 +105,9 @@ class Scheduler(Server):
         self._route = self._routing_table()
 
     async def start(self) -> None:
+        preloaded = import_preloads(self.config.preload)
         await self.listen(self._listen_address)
-        for setup in preload(self, self.config.preload):
+        for setup in preload_setups(self, preloaded):
             if inspect.isawaitable(setup):
                 await setup
         discovery.register_local(self.address, self.security)
