@@ -143,7 +143,7 @@ def test_pip_install_a_local_wheel_offline(client: Client, tmp_path: Path) -> No
     assert (target / "shoal_tiny_pkg" / "__init__.py").exists()
     answers = client.run(import_from, str(target), "shoal_tiny_pkg")
     assert list(answers.values()) == ["installed offline"]
-    with pytest.raises(RuntimeError, match="pip install .*failed"):
+    with pytest.raises(RuntimeError, match=r"pip install .*failed"):
         client.register_plugin(
             PipInstall([str(tmp_path / "missing.whl")], pip_options=["--no-index"])
         )
