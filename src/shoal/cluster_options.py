@@ -15,6 +15,7 @@ Rules of this file:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 from typing import Any
@@ -58,8 +59,12 @@ def check_cluster_kwargs(kwargs: dict[str, Any]) -> None:
             raise NotImplementedError(f"LocalCluster({name}=...): {reason}")
 
 
-def check_worker_kwargs(kwargs: dict[str, Any]) -> None:
-    unknown = sorted(set(kwargs) - _WORKER_FIELDS - {"memory_limit"})
+def check_worker_kwargs(kwargs: dict[str, Any], constructor: Any = None) -> None:
+    """Refuse keywords neither ``WorkerConfig`` nor the worker's constructor takes."""
+    known = set(_WORKER_FIELDS) | {"memory_limit"}
+    if constructor is not None:
+        known |= set(inspect.signature(constructor).parameters) - {"self", "config"}
+    unknown = sorted(set(kwargs) - known)
     if unknown:
         raise TypeError(
             f"LocalCluster got unknown worker options {unknown}; "
@@ -81,6 +86,14 @@ def process_arguments(kwargs: dict[str, Any]) -> tuple[list[str], str | None]:
                 flags.append("--lifetime-restart")
         else:
             rest[name] = value
+    for name, value in rest.items():
+        try:
+            json.dumps(value)
+        except TypeError:
+            raise TypeError(
+                f"LocalCluster({name}=...): a {type(value).__name__} cannot be sent to worker "
+                "processes; use processes=False to give it to in-process workers"
+            ) from None
     return flags, json.dumps(rest) if rest else None
 
 
