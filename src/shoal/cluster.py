@@ -94,7 +94,7 @@ class LocalCluster(ClusterApi):
         check_cluster_kwargs(kwargs)
         worker_options = {k: v for k, v in kwargs.items() if k not in NO_OPS and k not in REFUSED}
         worker_options.update(worker_kwargs or {})
-        check_worker_kwargs(worker_options, (worker_class or Worker).__init__)
+        check_worker_kwargs(worker_options, worker_class or Worker)
         if protocol not in (None, "tcp", "tcp://"):
             raise NotImplementedError(f"LocalCluster(protocol={protocol!r}): only tcp")
         if start is False:
