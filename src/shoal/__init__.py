@@ -52,6 +52,16 @@ _PUBLIC = {
     "Nanny": "shoal.nanny",
     "print": "shoal.client.remote_output",
     "warn": "shoal.client.remote_output",
+    # plugins and reports (issue 15, items 4-5)
+    "performance_report": "shoal.client.report",
+    "get_task_stream": "shoal.client.report",
+    "WorkerPlugin": "shoal.plugins",
+    "SchedulerPlugin": "shoal.plugins",
+    "NannyPlugin": "shoal.plugins",
+    "UploadFile": "shoal.plugins",
+    "UploadDirectory": "shoal.plugins",
+    "PipInstall": "shoal.plugins",
+    "Environ": "shoal.plugins",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

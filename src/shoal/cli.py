@@ -93,7 +93,9 @@ def read_secret_environ(line: str) -> dict[str, str]:
 )
 @click.option("--no-auth", is_flag=True, help="Accept unauthenticated peers. Unsafe.")
 @click.option(
-    "--worker-ttl", default="60s", show_default=True, help="Remove a worker silent for this long."
+    "--worker-ttl",
+    default=None,
+    help="Remove a worker silent for this long (default: shoal.scheduler.worker-ttl, 60s).",
 )
 @click.option(
     "--dashboard-address",
@@ -102,6 +104,11 @@ def read_secret_environ(line: str) -> dict[str, str]:
     help="Dashboard, JSON API and /metrics: [host]:port (no host: --host; port 0: any).",
 )
 @click.option("--dashboard/--no-dashboard", default=True, help="Serve the dashboard (HTTP).")
+@click.option(
+    "--allow-client-code",
+    is_flag=True,
+    help="Let clients run code in the scheduler (run_on_scheduler, SchedulerPlugin). Unsafe.",
+)
 @click.option("--log-level", default="info", show_default=True)
 @tls_options
 @net_options
@@ -112,9 +119,10 @@ def scheduler(
     scheduler_file: str | None,
     token_file: str | None,
     no_auth: bool,
-    worker_ttl: str,
+    worker_ttl: str | None,
     dashboard_address: str,
     dashboard: bool,
+    allow_client_code: bool,
     log_level: str,
     tls: TlsOptions,
     net: NetOptions,
@@ -133,8 +141,9 @@ def scheduler(
         security=security,
         scheduler_file=scheduler_file,
         token_file=token_path,
-        worker_ttl=parse_timedelta(worker_ttl),
+        worker_ttl=parse_timedelta(worker_ttl) if worker_ttl else None,
         dashboard_address=dashboard_address if dashboard else None,
+        allow_client_code=allow_client_code,
     )
     _run([server], "scheduler at %s", startup)
 
@@ -272,6 +281,10 @@ def worker(
         return
     from shoal.worker.server import Worker
 
+    # worker options a LocalCluster (through the nanny) passes on: flags win over them
+    extra = _worker_options_from_environ()
+    for key in ("local_directory", "lifetime", "lifetime_stagger", "lifetime_restart"):
+        extra.pop(key, None)
     servers = [
         Worker(
             address,
@@ -290,6 +303,7 @@ def worker(
             nanny=nanny_address,
             death_timeout=parse_timedelta(death_timeout) if death_timeout else None,
             scheduler_file=scheduler_file,
+            **extra,
         )
         for worker_name in names
     ]
@@ -297,6 +311,21 @@ def worker(
     code = max(server.exit_code for server in servers)
     if code:
         sys.exit(code)  # e.g. RESTART_EXIT_CODE: the nanny starts a successor
+
+
+def _worker_options_from_environ() -> dict[str, Any]:
+    from shoal.cluster_options import WORKER_OPTIONS_ENV
+
+    text = os.environ.get(WORKER_OPTIONS_ENV)
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"${WORKER_OPTIONS_ENV} is not JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise click.UsageError(f"${WORKER_OPTIONS_ENV} must be a JSON object")
+    return options
 
 
 def _worker_target(

@@ -100,6 +100,10 @@ class SchedulerConfig:
     #: seconds results that workers report holding (after a scheduler restart) wait for a
     #: client to declare them before they are freed
     unclaimed_grace: float = 300.0
+    #: run code sent by clients (run_on_scheduler, SchedulerPlugin): off, it is unsafe
+    allow_client_code: bool = False
+    #: modules imported at start; their ``shoal_setup(scheduler)`` is called
+    preload: tuple[str, ...] = ()
     #: the round trip that admission control keeps workers busy across (seconds)
     latency: float = 0.005
     #: run SchedulerState.validate() after every event (tests)

@@ -39,6 +39,7 @@ import psutil
 from shoal.comm import Comm, Security
 from shoal.comm.hostaddr import Bind
 from shoal.comm.security import child_environ
+from shoal.nanny_plugins import NannyExtras
 from shoal.server import Server
 from shoal.worker.local_dir import remove_directory_of_dead_worker
 from shoal.worker.memory import parse_memory_limit
@@ -176,6 +177,11 @@ class Nanny(Server):
         #: how many worker processes were started
         self.starts = 0
         self._watcher: asyncio.Task[Any] | None = None
+        #: variables added to the worker's environment (the ``Environ`` plugin)
+        self.extra_environ: dict[str, str] = {}
+        #: NannyPlugins and ``Client.run(nanny=True)`` (shoal.nanny_plugins)
+        self.extras = NannyExtras(self)
+        self.handlers.update(self.extras.handlers())
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -225,8 +231,14 @@ class Nanny(Server):
         return cmd
 
     def _environ(self) -> dict[str, str]:
-        # the worker gets our token and TLS material (its own certificate only)
-        return {**WORKER_ENVIRON, **os.environ, **child_environ(self.security, "worker")}
+        # the worker gets our token and TLS material (its own certificate only), and the
+        # variables nanny plugins (``Environ``) set
+        return {
+            **WORKER_ENVIRON,
+            **os.environ,
+            **self.extra_environ,
+            **child_environ(self.security, "worker"),
+        }
 
     async def _start_worker(self) -> None:
         """Spawn a worker and return once it has registered with the scheduler."""

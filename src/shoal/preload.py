@@ -59,7 +59,8 @@ async def _call(hook: Any, server: Any) -> None:
 async def run_setups(modules: list[ModuleType], server: Any) -> None:
     """Call each module's ``shoal_setup(server)``, in order."""
     for module in modules:
-        hook = getattr(module, "shoal_setup", None)
+        # dask's preload modules name their hook dask_setup: they work unchanged
+        hook = getattr(module, "shoal_setup", None) or getattr(module, "dask_setup", None)
         if hook is None:
             continue
         try:
@@ -74,7 +75,7 @@ async def run_setups(modules: list[ModuleType], server: Any) -> None:
 async def run_teardowns(modules: list[ModuleType], server: Any) -> None:
     """Call each module's ``shoal_teardown(server)`` (if it has one), in reverse order."""
     for module in reversed(modules):
-        hook = getattr(module, "shoal_teardown", None)
+        hook = getattr(module, "shoal_teardown", None) or getattr(module, "dask_teardown", None)
         if hook is None:
             continue
         try:

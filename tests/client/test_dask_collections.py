@@ -218,8 +218,7 @@ def test_asynchronous_client_computes_and_persists(cluster: LocalCluster) -> Non
 
     async def main() -> None:
         async with Client(cluster.scheduler_address, asynchronous=True, set_as_default=False) as c:
-            future = await c.compute(total)
-            assert await future == 400
+            assert await c.compute(total) == 400  # as in dask: awaiting gives the value
             persisted = await c.persist(x)
             assert all(isinstance(v, Future) for v in dict(persisted.__dask_graph__()).values())
             assert await c.get(total.__dask_graph__(), [total.__dask_keys__()]) == [[400]]

@@ -72,3 +72,18 @@ def base_of(link: str) -> str:
     """``http://host:port`` of a dashboard link."""
     where = urlsplit(link)
     return f"{where.scheme}://{where.netloc}"
+
+
+def post_form(base: str, path: str, fields: dict[str, str]) -> Reply:
+    """POST an HTML form (``application/x-www-form-urlencoded``) to ``base + path``."""
+    from urllib.parse import urlencode
+
+    where = urlsplit(base)
+    conn = http.client.HTTPConnection(where.hostname or "", where.port, timeout=30)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    try:
+        conn.request("POST", path, body=urlencode(fields), headers=headers)
+        response = conn.getresponse()
+        return Reply(response.status, response.headers, response.read())
+    finally:
+        conn.close()

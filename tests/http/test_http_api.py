@@ -18,7 +18,7 @@ from shoal.client import Client, Future, wait
 from shoal.cluster import LocalCluster
 from shoal.http.auth import cookie_name
 from shoal.worker.server import Worker
-from tests.http.helpers import base_of, first_event, get, wait_until
+from tests.http.helpers import base_of, first_event, get, post_form, wait_until
 
 
 def inc(x: int) -> int:
@@ -300,7 +300,22 @@ def test_client_reports_the_dashboard_link(workload: Workload) -> None:
     w = workload
     link = w.cluster.dashboard_link
     assert link is not None and link.startswith("http://127.0.0.1:") and link.endswith("/status")
-    assert w.client.dashboard_link == link
+    assert w.token not in link
+    # a cluster this process started: the client's link (and repr) logs the user in
+    login = w.cluster.dashboard_login_link
+    assert login == f"{link}?token={w.token}"
+    assert w.client.dashboard_link == login
     assert w.client.scheduler_info()["dashboard"] == link
-    assert f"dashboard: {link}" in repr(w.client)
-    assert w.token not in repr(w.client) and w.token not in link
+    assert f"dashboard: {login}" in repr(w.client)
+    # a cluster known only by its address stays bare: its 401 page asks for the token
+    with Client(w.cluster.scheduler_address, set_as_default=False) as remote:
+        assert remote.dashboard_link == link
+        assert w.token not in repr(remote)
+    base = base_of(link)
+    page = get(base, "/status")
+    assert page.status == 401 and 'name="token"' in page.text and w.token not in page.text
+    logged_in = post_form(base, "/status", {"token": w.token})
+    assert logged_in.status == 303 and logged_in.headers["Location"] == "/status"
+    cookie = logged_in.headers["Set-Cookie"].split(";", 1)[0]
+    assert get(base, "/status", cookie=cookie).status == 200
+    assert post_form(base, "/status", {"token": "wrong"}).status == 401

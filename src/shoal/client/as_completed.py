@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, Literal, NamedTuple
 
@@ -29,30 +30,44 @@ class as_completed:
     its exception when its turn comes, unless ``raise_errors=False`` (the exception is
     yielded as the result). More futures can join with ``add`` or ``update`` while
     iterating; iteration ends when every future added so far has been yielded.
+    ``timeout`` (seconds, for the whole iteration) raises ``TimeoutError`` when futures
+    are still pending then. ``batches()``/``next_batch()`` yield what is ready at once;
+    ``has_ready()`` says whether something is; ``clear()`` forgets every future.
+    ``loop`` is accepted for dask's signature and has no effect.
     """
 
     def __init__(
         self,
-        futures: Iterable[Future] = (),
+        futures: Iterable[Future] | None = (),
+        loop: Any = None,
         with_results: bool = False,
         raise_errors: bool = True,
+        *,
+        timeout: float | None = None,
     ) -> None:
         self.with_results = with_results
         self.raise_errors = raise_errors
+        self._deadline = None if timeout is None else time.monotonic() + float(timeout)
+        self._timeout = timeout
+        #: bumped by clear(): listeners of older generations are ignored
+        self._generation = 0
         self._done: queue.SimpleQueue[Future] = queue.SimpleQueue()
         self._lock = threading.Lock()
         #: futures added and not yet yielded
         self._remaining = 0
         #: set by listeners when a coroutine waits (see _wait_async); with its loop
         self._async_wakeup: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
-        self.update(futures)
+        self.update(futures or ())
 
     def add(self, future: Future) -> None:
         """Also yield ``future`` once it completes."""
         with self._lock:
             self._remaining += 1
+            generation = self._generation
 
         def listener(_: FutureState) -> None:
+            if generation != self._generation:
+                return
             self._done.put(future)
             wakeup = self._async_wakeup
             if wakeup is not None:
@@ -72,6 +87,46 @@ class as_completed:
     def is_empty(self) -> bool:
         return self._remaining == 0
 
+    def has_ready(self) -> bool:
+        """Whether a completed future is waiting to be yielded."""
+        return not self._done.empty()
+
+    def clear(self) -> None:
+        """Forget every future added: iteration ends (later completions are ignored)."""
+        with self._lock:
+            self._generation += 1
+            self._remaining = 0
+            while not self._done.empty():
+                self._done.get_nowait()
+
+    def next(self) -> Any:
+        """The next completed future (``with_results``: the pair)."""
+        return self.__next__()
+
+    def next_batch(self, block: bool = True) -> list[Any]:
+        """Every future completed by now (at least one, waiting for it, if ``block``)."""
+        batch = []
+        if block and self._remaining:
+            batch.append(self.__next__())
+        while self._remaining and self.has_ready():
+            batch.append(self.__next__())
+        return batch
+
+    def batches(self) -> Iterator[list[Any]]:
+        """Lists of futures, each what completed since the last one."""
+        while self._remaining:
+            yield self.next_batch(block=True)
+
+    def _left(self) -> float | None:
+        if self._deadline is None:
+            return None
+        return max(self._deadline - time.monotonic(), 0.0)
+
+    def _timed_out(self) -> ShoalTimeoutError:
+        return ShoalTimeoutError(
+            f"as_completed: {self._remaining} futures were not done after {self._timeout}s"
+        )
+
     def _take(self, future: Future) -> Any:
         with self._lock:
             self._remaining -= 1
@@ -84,7 +139,11 @@ class as_completed:
     def __next__(self) -> Any:
         if self._remaining == 0:
             raise StopIteration
-        future = self._take(self._done.get())
+        try:
+            done = self._done.get(timeout=self._left())
+        except queue.Empty:
+            raise self._timed_out() from None
+        future = self._take(done)
         if not self.with_results:
             return future
         return future, self._result_of(future)
@@ -122,7 +181,10 @@ class as_completed:
             try:
                 return self._done.get_nowait()
             except queue.Empty:
-                await event.wait()
+                try:
+                    await asyncio.wait_for(event.wait(), self._left())
+                except TimeoutError:
+                    raise self._timed_out() from None
 
 
 class DoneAndNotDoneFutures(NamedTuple):

@@ -25,11 +25,11 @@ from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, S
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from shoal import loop as shared_loop
 from shoal._types import Address, Key
 from shoal.client import collections as dask_collections
-from shoal.client import data
+from shoal.client import data, signatures
 from shoal.client.actor import actor_map, actor_submission
+from shoal.client.admin import ClientAdmin
 from shoal.client.connect import Target, close_cluster, resolve
 from shoal.client.core import ClientCore
 from shoal.client.default import set_default_client, unset_default_client
@@ -46,6 +46,7 @@ from shoal.comm import Security
 from shoal.config import CommConfig
 from shoal.errors import CommClosedError, ShoalTimeoutError
 from shoal.loop import run_sync
+from shoal.settings import client_settings
 from shoal.sizes import format_bytes
 
 logger = logging.getLogger("shoal.client")
@@ -66,7 +67,7 @@ class _Settings:
     reconnect_timeout: float = 60.0
 
 
-class Client(DatasetsMixin):
+class Client(ClientAdmin, DatasetsMixin):
     """Connect to a shoal cluster, submit work, and get results back.
 
     ``address`` is a scheduler address (``"tcp://host:8786"``), a cluster object such as
@@ -87,7 +88,7 @@ class Client(DatasetsMixin):
         scheduler_file: str | None = None,
         security: Security | None = None,
         asynchronous: bool = False,
-        timeout: float = 10,
+        timeout: float | None = None,
         set_as_default: bool = True,
         name: str | None = None,
         reconnect_timeout: float = 60.0,
@@ -98,6 +99,8 @@ class Client(DatasetsMixin):
         self.asynchronous = asynchronous
         #: "created" -> "connecting" -> "running" -> "closing" -> "closed"
         self.status = "created"
+        if timeout is None:  # shoal.client.connect-timeout in dask.config (10s)
+            timeout = client_settings()["timeout"]
         self._settings = _Settings(
             address, scheduler_file, security, float(timeout), set_as_default, cluster_kwargs
         )
@@ -147,6 +150,8 @@ class Client(DatasetsMixin):
             raise
         self._core = core
         self.status = "running"
+        with contextlib.suppress(Exception):  # only for the repr: it must not fail a start
+            await asyncio.wait_for(self._scheduler_info(), settings.timeout)
         if settings.set_as_default:
             set_default_client(self)
         if not self.asynchronous:
@@ -160,6 +165,10 @@ class Client(DatasetsMixin):
         self._target = await resolve(s.address, s.scheduler_file, s.security, s.cluster_kwargs)
         config = CommConfig(connect_timeout=s.timeout)
         return CommTransport(self._target.address, self._target.security, self.name, config)
+
+    def start(self, **kwargs: Any) -> Any:
+        """Connect (an asynchronous client: await it); a started client is left as is."""
+        return self._start() if self.asynchronous else self
 
     def __await__(self) -> Generator[Any, None, Client]:
         return self._start().__await__()
@@ -283,13 +292,15 @@ class Client(DatasetsMixin):
         func: Callable[..., Any],
         *args: Any,
         key: Key | None = None,
-        pure: bool = True,
         workers: str | Iterable[str] | None = None,
-        allow_other_workers: bool = False,
+        resources: Mapping[str, float] | None = None,
         retries: int | None = 0,
         priority: float = 0,
-        resources: Mapping[str, float] | None = None,
+        fifo_timeout: Any = signatures.FIFO_TIMEOUT,
+        allow_other_workers: bool = False,
         actor: bool = False,
+        actors: bool = False,
+        pure: bool = True,
         **kwargs: Any,
     ) -> Future:
         """Run ``func(*args, **kwargs)`` on a worker; a ``Future`` for its result.
@@ -302,10 +313,11 @@ class Client(DatasetsMixin):
         names), loosely if ``allow_other_workers``; ``retries`` reruns it on failure;
         higher ``priority`` runs first; ``resources`` such as ``{"GPU": 1}`` are held
         while it runs. An argument that cannot be pickled raises ``SerializationError``.
-        ``actor=True``: ``func`` is a class; the object lives on one worker and the
-        future's result is an ``Actor`` proxy (``shoal.client.actor``).
+        ``actor=True`` (or ``actors=True``): ``func`` is a class; the object lives on one
+        worker and the future's result is an ``Actor`` proxy (``shoal.client.actor``).
+        ``fifo_timeout`` is accepted and has no effect (see ``shoal.client.signatures``).
         """
-        if actor:
+        if actor or actors:
             func, args, key = actor_submission(func, args, key)
             pure = False
         options = TaskOptions.make(workers, allow_other_workers, retries, priority, resources)
@@ -318,23 +330,27 @@ class Client(DatasetsMixin):
         func: Callable[..., Any],
         *iterables: Iterable[Any],
         key: str | Sequence[Key] | None = None,
-        pure: bool = True,
         workers: str | Iterable[str] | None = None,
-        allow_other_workers: bool = False,
         retries: int | None = 0,
-        priority: float = 0,
         resources: Mapping[str, float] | None = None,
+        priority: float = 0,
+        allow_other_workers: bool = False,
+        fifo_timeout: Any = signatures.FIFO_TIMEOUT,
+        actor: bool = False,
         actors: bool = False,
+        pure: bool = True,
+        batch_size: int | None = None,
         **kwargs: Any,
     ) -> list[Future]:
         """``submit`` for each tuple of items of ``iterables``; a list of futures.
 
         The function is pickled once and all tasks go to the scheduler in one message.
         ``key`` is a prefix for the keys, or a list with one key per task; the other
-        options are those of ``submit``, applied to every task; ``actors=True`` makes
-        one actor per task.
+        options are those of ``submit``, applied to every task; ``actors=True`` (or
+        ``actor=True``) makes one actor per task. ``batch_size`` is accepted and has no
+        effect: every task already goes in one message.
         """
-        if actors:
+        if actor or actors:
             func, iterables, key = actor_map(func, iterables, key)
             pure = False
         options = TaskOptions.make(workers, allow_other_workers, retries, priority, resources)
@@ -344,8 +360,16 @@ class Client(DatasetsMixin):
         states = self._on_loop(self._running_core().submit, batch)
         return [Future._adopt(state, self) for state in states]
 
-    def cancel(self, futures: Any, force: bool = False) -> Any:
-        """Cancel the futures in ``futures`` (``force``: even if other clients want them)."""
+    def cancel(
+        self,
+        futures: Any,
+        asynchronous: bool | None = None,
+        force: bool = False,
+        reason: str | None = None,
+        msg: str | None = None,
+    ) -> Any:
+        """Cancel the futures in ``futures`` (``force``: even if other clients want them).
+        ``reason``/``msg`` are accepted; the futures' reason stays "cancelled by the client"."""
         keys = [f.key for f in futures_of(futures)]
         if keys:
             self._on_loop(self._running_core().cancel, keys, force)
@@ -366,46 +390,103 @@ class Client(DatasetsMixin):
         ``workers``, ``resources``, ``allow_other_workers`` (``dask.annotate`` wins)."""
         return dask_collections.get(self, dsk, keys, **kwargs)
 
-    def compute(self, collections: Any, optimize_graph: bool = True, **kwargs: Any) -> Any:
+    def compute(
+        self,
+        collections: Any,
+        sync: bool = False,
+        optimize_graph: bool = True,
+        workers: str | Iterable[str] | None = None,
+        allow_other_workers: bool = False,
+        resources: Mapping[str, float] | None = None,
+        retries: int | None = 0,
+        priority: float = 0,
+        fifo_timeout: Any = signatures.FIFO_TIMEOUT,
+        actors: Any = None,
+        traverse: bool = True,
+        **kwargs: Any,
+    ) -> Any:
         """Start computing dask collections; a ``Future`` per collection (a list for a list).
 
-        Options as for ``get``."""
-        return dask_collections.compute(self, collections, optimize_graph, **kwargs)
+        ``sync=True`` returns the values instead. On an asynchronous client the result is
+        awaited: ``await client.compute(x)`` gives the value, as in dask. Options as for
+        ``get``; ``fifo_timeout`` has no effect; other keywords are dask optimizer options."""
+        signatures.refuse_collection_actors(actors)
+        options = dict(
+            workers=workers,
+            allow_other_workers=allow_other_workers,
+            resources=resources,
+            retries=retries,
+            priority=priority,
+        )
+        result = dask_collections.compute(self, collections, optimize_graph, **options)
+        return signatures.compute_result(self, result, sync)
 
-    def persist(self, collections: Any, optimize_graph: bool = True, **kwargs: Any) -> Any:
+    def persist(
+        self,
+        collections: Any,
+        optimize_graph: bool = True,
+        workers: str | Iterable[str] | None = None,
+        allow_other_workers: bool | None = None,
+        resources: Mapping[str, float] | None = None,
+        retries: int | None = None,
+        priority: float = 0,
+        fifo_timeout: Any = signatures.FIFO_TIMEOUT,
+        actors: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         """Start computing dask collections; the same collections, backed by futures.
 
         ``dask.persist`` delegates here when this client is the scheduler. Options as for
-        ``get``."""
-        return dask_collections.persist(self, collections, optimize_graph, **kwargs)
+        ``get``; ``fifo_timeout`` has no effect; other keywords are dask optimizer options."""
+        signatures.refuse_collection_actors(actors)
+        options = dict(
+            workers=workers,
+            allow_other_workers=allow_other_workers,
+            resources=resources,
+            retries=retries,
+            priority=priority,
+        )
+        return dask_collections.persist(self, collections, optimize_graph, **options)
 
     # -- data ------------------------------------------------------------------------------------
-    def gather(self, futures: Any, errors: Literal["raise", "skip"] = "raise") -> Any:
+    def gather(
+        self,
+        futures: Any,
+        errors: Literal["raise", "skip"] = "raise",
+        direct: bool | None = None,
+        asynchronous: bool | None = None,
+    ) -> Any:
         """``futures`` (a future, or lists, tuples, sets and dicts of them) with values.
 
-        Values come straight from the workers holding them. A failed task raises its
-        exception (``errors="raise"``) or is left out (``errors="skip"``).
+        Values come straight from the workers holding them (``direct`` has no effect: it
+        is always direct). A failed task raises its exception (``errors="raise"``) or is
+        left out (``errors="skip"``). ``asynchronous=True`` returns an awaitable.
         """
-        return self._run(data.gather(self._running_core(), futures, errors))
+        coro = data.gather(self._running_core(), futures, errors)
+        return coro if asynchronous and self.asynchronous else self._run(coro)
 
     def scatter(
         self,
         data: Any,
         workers: str | Iterable[str] | None = None,
         broadcast: bool = False,
+        direct: bool | None = None,
         hash: bool = True,
+        timeout: Any = None,
+        asynchronous: bool | None = None,
     ) -> Any:
         """Put local data on workers; futures in the same shape (an object, list or dict).
 
         A dict's keys become the keys; otherwise keys are the type name and a hash of the
         value (``hash=False``: a random suffix). Values go round-robin to ``workers`` (all
-        by default), or to each of them with ``broadcast=True``.
+        by default), or to each of them with ``broadcast=True``. ``direct`` has no effect
+        (data always goes straight to workers); ``timeout`` (seconds) bounds the call.
         """
         scattered = ScatterInput.make(data, hash)  # pickled here, off the loop
         targets = [workers] if isinstance(workers, str) else workers
-        return self._run(
-            self._scatter(scattered, None if targets is None else list(targets), broadcast)
-        )
+        coro = self._scatter(scattered, None if targets is None else list(targets), broadcast)
+        seconds = signatures.seconds_or_none(timeout)
+        return self._run(coro if seconds is None else asyncio.wait_for(coro, seconds))
 
     async def _scatter(
         self, scattered: ScatterInput, workers: list[str] | None, broadcast: bool
@@ -421,13 +502,18 @@ class Client(DatasetsMixin):
         function: Callable[..., Any],
         *args: Any,
         workers: str | Iterable[str] | None = None,
+        wait: bool = True,
+        nanny: bool = False,
+        on_error: Literal["raise", "return", "ignore"] = "raise",
         **kwargs: Any,
     ) -> Any:
         """Run ``function(*args, **kwargs)`` on every worker (or ``workers``), now, outside
-        the task graph; ``{worker address: result}``. A failure raises its exception."""
-        targets = [workers] if isinstance(workers, str) else workers
-        wanted = None if targets is None else list(targets)
-        return self._run(data.run(self._running_core(), function, args, kwargs, wanted))
+        the task graph; ``{worker address: result}``. A function with a ``dask_worker``
+        parameter gets the worker; an ``async def`` one is awaited on the worker's loop.
+        ``wait=False`` returns None at once; ``nanny=True`` runs it in the nannies; a
+        failure raises (``on_error="raise"``), is returned as the value ("return") or
+        is left out ("ignore")."""
+        return self._run_with_options(function, args, kwargs, workers, wait, nanny, on_error)
 
     # -- questions for the scheduler ---------------------------------------------------------------
     def _ask_scheduler(self, op: str, **kwargs: Any) -> Any:
@@ -448,22 +534,36 @@ class Client(DatasetsMixin):
         """``{worker address: number of threads}``."""
         return self._ask_scheduler("nthreads")
 
-    def restart(self, timeout: float = 120.0) -> Any:
+    def restart(self, timeout: Any = 120.0, wait_for_workers: bool = True) -> Any:
         """Restart every worker through its nanny and clear the cluster's tasks; pending
-        futures raise ``CancelledError`` saying the cluster was restarted."""
-        return self._run(self._restart(timeout))
+        futures raise ``CancelledError`` saying the cluster was restarted. With
+        ``wait_for_workers`` (the default) it returns once as many workers are back."""
+        return self._run(self._restart(signatures.seconds(timeout, 120.0), wait_for_workers))
 
-    async def _restart(self, timeout: float) -> dict[str, int]:
+    async def _restart(self, timeout: float, wait_for_workers: bool) -> dict[str, int]:
         core = self._running_core()
+        before = len((await self._scheduler_info())["workers"])
         call = core.transport.call(core.transport.scheduler_address, "restart")
         result: dict[str, int] = await asyncio.wait_for(call, timeout)
+        if wait_for_workers:
+            await self._wait_for_workers(before, timeout)
         return result
 
-    def retire_workers(self, workers: Iterable[str], timeout: float = 120.0) -> Any:
+    def retire_workers(
+        self,
+        workers: Iterable[str] | None = None,
+        close_workers: bool = True,
+        timeout: float = 120.0,
+        **kwargs: Any,
+    ) -> Any:
         """Retire ``workers`` (addresses) gracefully: they get no new tasks, every result
         only they hold is copied to another worker, then they close (with their nannies).
         Returns ``{"retired": [...], "refused": [...]}`` once they are gone; a worker is
-        refused when it is unknown or no other running worker could keep its data."""
+        refused when it is unknown or no other running worker could keep its data.
+        ``close_workers=False`` is refused: a retired shoal worker always closes."""
+        if workers is None or not close_workers or kwargs:
+            signatures.refuse_retire_options(workers, close_workers, kwargs)
+        assert workers is not None
         return self._run(self._retire_workers(list(workers), timeout))
 
     async def _retire_workers(self, workers: list[str], timeout: float) -> dict[str, list[str]]:
@@ -507,11 +607,16 @@ class Client(DatasetsMixin):
 
     @property
     def dashboard_link(self) -> str | None:
-        """The dashboard's address, as the scheduler reports it (None: no dashboard).
+        """The dashboard's address (None: no dashboard).
 
-        The link has no token in it; a browser logs in once with the login link the
-        scheduler printed (``cluster.dashboard_login_link`` for a ``LocalCluster``).
+        For a cluster started in this process (``Client()``, a ``LocalCluster``) the link
+        carries the token, so opening it logs the browser in, as a notebook server's
+        start-up link does. For a remote cluster it stays bare: the page it opens asks
+        for the token.
         """
+        login = getattr(self.cluster, "dashboard_login_link", None)
+        if isinstance(login, str):
+            return login
         core = self._core
         link = core.scheduler_reply.get("dashboard") if core is not None else None
         return link if isinstance(link, str) else getattr(self.cluster, "dashboard_link", None)
@@ -545,9 +650,7 @@ class Client(DatasetsMixin):
         address = self.scheduler_address
         if self.status != "running":
             return f"<Client: {address!r} {self.status}>"
-        if not self.asynchronous and not shared_loop.in_loop_thread():
-            with contextlib.suppress(Exception):  # a repr must not fail: show what we knew
-                run_sync(self._scheduler_info(), timeout=2)
+        # no network here: what the last scheduler_info() (or connecting) told us
         workers = (self._info or {}).get("workers", {})
         threads = sum(int(w.get("nthreads") or 0) for w in workers.values())
         memory = sum(int(w.get("memory_limit") or 0) for w in workers.values())

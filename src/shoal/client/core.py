@@ -63,7 +63,11 @@ class ClientCore:
             "cancelled-keys": self._cancelled_keys,
             "task-retried": self._task_retried,
             "output": remote_output.show,  # shoal.print / shoal.warn in a task
+            "event": self._event,
         }
+        #: ``Client.subscribe_topic``: topic -> handler of ``(time, msg)``
+        self.topic_handlers: dict[str, Callable[[Any], Any]] = {}
+        self._handler_tasks: set[asyncio.Future[Any]] = set()
 
     # -- life ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -198,6 +202,19 @@ class ClientCore:
             state = self.table.states.get(key)
             if state is not None and state.status != "cancelled":
                 state.cancel(reason)
+
+    def _event(self, msg: Msg) -> None:
+        handler = self.topic_handlers.get(msg["topic"])
+        if handler is None:
+            return
+        try:
+            result = handler(tuple(msg["event"]))
+            if asyncio.iscoroutine(result):
+                task = asyncio.ensure_future(result)
+                self._handler_tasks.add(task)  # kept until done, so it is not collected
+                task.add_done_callback(self._handler_tasks.discard)
+        except Exception:
+            logger.exception("client %s: the handler of topic %r failed", self.id, msg["topic"])
 
     def _task_retried(self, msg: Msg) -> None:
         state = self.table.states.get(msg["key"])

@@ -13,6 +13,7 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -21,10 +22,21 @@ from typing import Any
 
 import psutil
 
+from shoal import loop as shared_loop
+from shoal.cluster_options import (
+    NO_OPS,
+    REFUSED,
+    WORKER_OPTIONS_ENV,
+    check_cluster_kwargs,
+    check_worker_kwargs,
+    log_level_name,
+    process_arguments,
+)
 from shoal.comm import Security
 from shoal.comm.security import child_environ
 from shoal.deploy.cluster import Cluster, Job
 from shoal.scheduler.server import Scheduler
+from shoal.sizes import parse_timedelta
 from shoal.worker.server import Worker
 
 
@@ -96,7 +108,14 @@ class InProcessWorkerJob(Job):
 
 
 class LocalCluster(Cluster):
-    """A scheduler in this process and ``n_workers`` workers (processes or in-process)."""
+    """A scheduler in this process and ``n_workers`` workers (processes or in-process).
+
+    dask's keywords are accepted: worker options (``local_directory``,
+    ``memory_target_fraction``, ``lifetime``... given as keywords or in ``worker_kwargs``)
+    reach every worker, processes or not; ``silence_logs`` sets the worker processes' log
+    level; ``worker_class`` is a ``Worker`` subclass for in-process workers; the rest is
+    described in ``shoal.cluster_options`` (no-ops with their reasons, and refusals).
+    """
 
     job_prefix = "local"
 
@@ -104,10 +123,12 @@ class LocalCluster(Cluster):
         self,
         n_workers: int | None = None,
         threads_per_worker: int | None = None,
-        processes: bool = True,
+        processes: bool | None = True,
         memory_limit: object = "auto",
         *,
-        host: str = "127.0.0.1",
+        name: str | None = None,
+        host: str | None = None,
+        ip: str | None = None,
         scheduler_port: int = 0,
         resources: dict[str, float] | None = None,
         security: Security | None = None,
@@ -115,20 +136,34 @@ class LocalCluster(Cluster):
         worker_kwargs: dict[str, Any] | None = None,
         scheduler_kwargs: dict[str, Any] | None = None,
         dashboard_address: str | None = "127.0.0.1:0",
+        silence_logs: Any = logging.WARNING,
+        protocol: str | None = None,
+        worker_class: type | None = None,
+        start: bool | None = None,
+        **kwargs: Any,
     ) -> None:
+        processes = True if processes is None else processes
+        worker_options = _checked_worker_options(kwargs, worker_kwargs, worker_class, processes)
+        if protocol not in (None, "tcp", "tcp://"):
+            raise NotImplementedError(f"LocalCluster(protocol={protocol!r}): only tcp")
+        if start is False:
+            raise NotImplementedError("LocalCluster(start=False): a LocalCluster starts at once")
         super().__init__(
             security=security if security is not None else Security.local(),
             asynchronous=asynchronous,
         )
+        self.name = name
+        self.worker_class = worker_class
+        self.silence_logs = silence_logs
         self.n_workers, self.threads_per_worker = default_layout(
             n_workers, threads_per_worker, processes
         )
         self.job_cores = self.threads_per_worker
         self.use_processes = processes
-        self.memory_limit = memory_limit
-        self.host = host
+        self.memory_limit = worker_options.pop("memory_limit", memory_limit)
+        self.host = host = host or ip or "127.0.0.1"
         self.resources = dict(resources or {})
-        self.worker_kwargs = dict(worker_kwargs or {})
+        self.worker_kwargs = worker_options
         self.scheduler = Scheduler(
             host=host,
             port=scheduler_port,
@@ -169,30 +204,65 @@ class LocalCluster(Cluster):
 
     def new_job(self, name: str) -> Job:
         if not self.use_processes:
-            worker = Worker(
-                self.scheduler.address,
-                security=self.security,
-                host=self.host,
-                nthreads=self.threads_per_worker,
-                name=name,
-                memory_limit=self.memory_limit,
-                resources=self.resources,
-                **self.worker_kwargs,
-            )
-            return InProcessWorkerJob(name, worker)
+            return InProcessWorkerJob(name, self._inprocess_worker(name))
         env = {**os.environ, **child_environ(self.security, "worker")}
+        flags, options = process_arguments(self.worker_kwargs)
+        if options is not None:
+            env[WORKER_OPTIONS_ENV] = options
         cmd = [
             sys.executable, "-m", "shoal", "worker", self.scheduler.address,
             "--nanny", "--host", self.host,
             "--nthreads", str(self.threads_per_worker),
             "--memory-limit", str(self.memory_limit),
-            "--name", name, "--log-level", "warning",
+            "--name", name, "--log-level", log_level_name(self.silence_logs), *flags,
         ]  # fmt: skip
         if self.security.token is None:
             cmd.append("--no-auth")
         if self.resources:
             cmd += ["--resources", " ".join(f"{k}={v}" for k, v in self.resources.items())]
         return WorkerProcessJob(name, cmd, env)
+
+    def _inprocess_worker(self, name: str) -> Worker:
+        worker_class = self.worker_class or Worker
+        if worker_class.__name__ == "Nanny":
+            worker_class = Worker  # in-process workers have no nanny
+        options = dict(self.worker_kwargs)
+        for option in ("lifetime", "lifetime_stagger"):
+            if isinstance(options.get(option), str):
+                options[option] = parse_timedelta(options[option])
+        worker: Worker = worker_class(
+            self.scheduler.address,
+            security=self.security,
+            host=self.host,
+            nthreads=self.threads_per_worker,
+            name=name,
+            memory_limit=self.memory_limit,
+            resources=self.resources,
+            **options,
+        )
+        return worker
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the cluster's scheduler runs on (None when asynchronous)."""
+        return shared_loop.get_loop() if not self.asynchronous else None
+
+    def get_logs(self, cluster: bool = True, scheduler: bool = True, workers: bool = True) -> Any:
+        """``{"Scheduler": records, worker address: records}``: recent log records, asked
+        of the scheduler and of every worker (worker processes' own output is not kept)."""
+        return self._sync(self._local_logs(scheduler, workers))
+
+    async def _local_logs(self, scheduler: bool, workers: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if scheduler:
+            out["Scheduler"] = self.scheduler.get_logs()
+        if workers:
+            addresses = list(self.scheduler.worker_streams)
+            replies = await asyncio.gather(
+                *(self.scheduler.pool.call(w, "get_logs") for w in addresses)
+            )
+            out.update(zip(addresses, replies, strict=True))
+        return out
 
     async def _close_scheduler(self) -> None:
         for job in self.jobs.values():  # in-process workers leave before their scheduler
@@ -205,3 +275,23 @@ class LocalCluster(Cluster):
             f"LocalCluster({self.scheduler_address!r}, workers={len(self.jobs)}, "
             f"threads={len(self.jobs) * (self.threads_per_worker or 1)}, status={self.status})"
         )
+
+
+def _checked_worker_options(
+    kwargs: dict[str, Any],
+    worker_kwargs: dict[str, Any] | None,
+    worker_class: type | None,
+    processes: bool,
+) -> dict[str, Any]:
+    """The worker options among dask's ``LocalCluster`` keywords (no-ops dropped, refusals
+    raised: ``shoal.cluster_options``), checked against the worker's constructor."""
+    check_cluster_kwargs(kwargs)
+    options = {k: v for k, v in kwargs.items() if k not in NO_OPS and k not in REFUSED}
+    options.update(worker_kwargs or {})
+    check_worker_kwargs(options, worker_class or Worker)
+    if worker_class is not None and processes and worker_class.__name__ not in ("Worker", "Nanny"):
+        raise NotImplementedError(
+            "LocalCluster(worker_class=...) with processes=True: worker processes run "
+            "shoal's Worker under a Nanny; use processes=False for a Worker subclass"
+        )
+    return options

@@ -4,9 +4,10 @@ Rules of this file:
 
 * ``/health`` is open and says nothing but ``ok``. Every other path needs the token, unless
   the cluster runs without authentication (``token=None``).
-* Three ways to show the token: an ``Authorization: Bearer <token>`` header (scrapers,
-  scripts); a session cookie; or a login link ``...?token=<token>`` that sets the cookie
-  and redirects to the same address without the token (browsers), like a notebook server.
+* Four ways to show the token: an ``Authorization: Bearer <token>`` header (scrapers,
+  scripts); a session cookie; a login link ``...?token=<token>`` that sets the cookie
+  and redirects to the same address without the token (browsers), like a notebook
+  server; or the form of the 401 page, which POSTs the token and is answered the same.
 * The cookie holds an HMAC of the token, never the token; its name carries the port,
   because browsers share cookies between ports of one host.
 * Every comparison is constant-time. The token never appears in a response or a log line.
@@ -30,7 +31,13 @@ _UNAUTHORIZED_PAGE = """<!doctype html>
 <h1>This shoal cluster needs its token</h1>
 <p>Open the login link printed when the scheduler started
 (<code>http://host:port/status?token=...</code>), or send the header
-<code>Authorization: Bearer &lt;token&gt;</code>.</p>
+<code>Authorization: Bearer &lt;token&gt;</code>, or paste the token here
+(<code>shoal scheduler</code> keeps it in <code>~/.config/shoal/token</code>):</p>
+<form method="post" id="token-form">
+<input type="password" name="token" id="token" autocomplete="off" size="50"
+ placeholder="cluster token" required>
+<button type="submit">Log in</button>
+</form>
 </body></html>
 """
 
@@ -73,6 +80,10 @@ def token_middleware(token: str | None, port: Callable[[], int]) -> Middleware:
         if cookie is not None and _same(cookie, session):
             return await handler(request)
         given = request.query.get("token")
+        if given is None and request.method == "POST":  # the form of the 401 page
+            form = await request.post()
+            field = form.get("token")
+            given = field.strip() if isinstance(field, str) else None
         if given is not None and _same(given, token):
             return _login(request, name, session)
         return web.Response(

@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +31,17 @@ from shoal.comm.security import role_refusal
 from shoal.config import CommConfig, SchedulerConfig
 from shoal.http.records import ClusterCounters, TaskStream
 from shoal.logs import MemoryLogHandler
+from shoal.preload import import_preloads, run_setups
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, serialize
 from shoal.scheduler import adaptive
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
 from shoal.scheduler.coordination_server import Coordination
+from shoal.scheduler.extras import SchedulerExtras, dask_info_fields
 from shoal.scheduler.state import SchedulerState
 from shoal.server import Server
+from shoal.settings import scheduler_settings, with_settings
 
 if TYPE_CHECKING:
     from shoal.http.service import HttpService
@@ -74,7 +77,7 @@ class Scheduler(Server):
         dashboard_address: str | None = None,
         **config: Any,
     ) -> None:
-        self.config = SchedulerConfig(**config)
+        self.config = SchedulerConfig(**with_settings(scheduler_settings(), config))
         self._init_observability(dashboard_address)
         #: locks, semaphores, events, queues, variables, datasets (shoal.scheduler.coordination)
         self.coordination = Coordination(self)
@@ -87,6 +90,9 @@ class Scheduler(Server):
         )
         self.id = f"scheduler-{uuid.uuid4().hex[:12]}"
         self._bind = Bind(protocol, host, port, interface, listen_address, contact_address)
+        #: plugins, events, metadata, the client-code gate (shoal.scheduler.extras)
+        self.extras = SchedulerExtras(self, self.config.allow_client_code)
+        self.handlers.update(self.extras.handlers())
         self._scheduler_file = scheduler_file
         self._token_file = token_file
         self.state = SchedulerState(
@@ -113,9 +119,11 @@ class Scheduler(Server):
         self.coordination.attach()
 
     async def start(self) -> None:
+        preloaded = import_preloads(self.config.preload)  # an import error leaves nothing open
         await self.listen_any(
             self._bind.addresses(self.security.uses_tls), self._bind.contact_address
         )
+        await run_setups(preloaded, self)
         discovery.register_local(self.address, self.security)
         if self._scheduler_file:
             discovery.write_scheduler_file(self._scheduler_file, self.address, self._token_file)
@@ -158,6 +166,10 @@ class Scheduler(Server):
         token = self.security.token
         return f"{link}?token={token}" if link is not None and token is not None else link
 
+    def add_plugin(self, plugin: Any, name: str | None = None) -> Awaitable[None]:
+        """Add a ``SchedulerPlugin`` (from a ``--preload`` module): await the result."""
+        return self.extras.add_plugin(plugin, name)
+
     def get_logs(self, comm: Comm | None = None, n: int | None = None) -> list[Any]:
         """This scheduler's latest log records: (time, level, component, message)."""
         return [list(record) for record in self.log_handler.tail(n)]
@@ -166,6 +178,7 @@ class Scheduler(Server):
         if self.http is not None:
             await self.http.stop()
         self.log_handler.detach()
+        await self.extras.close()
         for stream in list(self.worker_streams.values()):
             if not stream.closed:  # a worker may be leaving at this very moment
                 stream.send({"op": "close", "reason": "scheduler closing"})
@@ -276,7 +289,7 @@ class Scheduler(Server):
             return self.TOOK_COMM
         incarnation = next(self._incarnations)
         reply = {"status": "OK", "time": time.time(), "id": self.id, "incarnation": incarnation}
-        await comm.write(reply)
+        await comm.write({**reply, **self.extras.registration_reply()})
         stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
         self.worker_streams[address] = stream
         self.worker_extra[address] = {
@@ -664,6 +677,7 @@ class Scheduler(Server):
                 "heartbeats": list(extra.get("heartbeats", ())),
             }
         return {
+            **dask_info_fields(workers, self.worker_extra, self.extras.started),
             "type": "Scheduler",
             "id": self.id,
             "address": self.address,

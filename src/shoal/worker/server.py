@@ -35,11 +35,13 @@ from shoal.nanny import RESTART_EXIT_CODE, SCHEDULER_LOST_EXIT_CODE
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.server import Server
+from shoal.settings import with_settings, worker_settings
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
 from shoal.worker import reconnect
 from shoal.worker.actors import actor_handlers, drop_actor, shutdown_actors
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
+from shoal.worker.extras import WorkerExtras
 from shoal.worker.local_dir import LocalDirectory
 from shoal.worker.memory import parse_memory_limit
 from shoal.worker.monitor import MONITOR_INTERVAL, MemoryMonitor, MemoryThresholds
@@ -112,7 +114,7 @@ class Worker(Server):
         import_task_modules()  # before any task thread: no import races (warm_imports)
         nthreads = int(config.get("nthreads", 1))
         config["memory_limit"] = parse_memory_limit(memory_limit, nthreads)
-        self.config = WorkerConfig(**config)
+        self.config = WorkerConfig(**with_settings(worker_settings(), config))
         super().__init__(
             handlers=self._rpc_handlers(),
             security=security if security is not None else Security(token=None),
@@ -129,6 +131,9 @@ class Worker(Server):
             data, os.path.join(self.local_directory, "storage"), self.config
         )
         self.memory_monitor = MemoryMonitor(MemoryThresholds.from_config(self.config), self.data)
+        #: plugins, run with dask's options, call stacks, profiles (shoal.worker.extras)
+        self.extras = WorkerExtras(self)
+        self.handlers.update(self.extras.handlers())
 
     def _init_state(self) -> None:
         cfg = self.config
@@ -210,6 +215,7 @@ class Worker(Server):
         await self._start_http()
         if not await self._reach_scheduler():
             raise CommError(f"worker {self.address}: no scheduler at {self.scheduler_address}")
+        await self.extras.setup_registered(self._plugins_at_registration)
         await self._tell_nanny()
         self.status = "running"
         self.periodic(self._heartbeat, cfg.heartbeat_interval, "heartbeat")
@@ -267,6 +273,7 @@ class Worker(Server):
             await comm.close()
             raise CommError(f"scheduler {address} refused worker: {reply!r}")
         self.incarnation = reply.get("incarnation")
+        self._plugins_at_registration = dict(reply.get("worker_plugins") or {})
         self.batched_stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
         self.background(self._scheduler_stream(comm), "scheduler-stream")
 
@@ -384,6 +391,7 @@ class Worker(Server):
     async def _shutdown(self) -> None:
         """Say goodbye to the scheduler, stop the threads, then close like any server."""
         await self._stop_http()
+        await self.extras.teardown_all()
         stream = self.batched_stream
         if stream is not None and not stream.closed:
             reason = "graceful" if self._closing_gracefully else "worker-close"

@@ -176,6 +176,9 @@ class WorkerState:
         self.validate_each_event = validate
         #: bounded record of events, transitions and instructions; see ``story``
         self.log: deque[tuple[Any, ...]] = deque(maxlen=log_length)
+        #: called with (key, start, finish) after each transition (worker plugins); it
+        #: must not raise and must not call back into this state
+        self.transition_hook: Callable[[Key, str, str], None] | None = None
         #: every wanted key (and cancelled ones still running)
         self.tasks: dict[Key, WorkerTask] = {}
         #: tasks that finished running here (every outcome, dropped ones included)
@@ -319,6 +322,8 @@ class WorkerState:
         counts[start] -= 1
         counts[finish] += 1
         self.log.append((task.key, start, finish, self._sid, self._now))
+        if self.transition_hook is not None:
+            self.transition_hook(task.key, start, finish)
         step(self, task, payload)
 
     def _ensure_task(self, key: Key) -> WorkerTask:

@@ -1,0 +1,346 @@
+"""The scheduler's side of the client API beyond tasks: worker plugins kept as bytes,
+events, metadata, questions (processing, nbytes, task stream, versions), and the
+client-code gate.
+
+Rules of this file:
+
+* The scheduler never unpickles what a client sends, unless it was started with
+  ``allow_client_code`` (``--allow-client-code``): worker plugins stay opaque bytes,
+  handed to every worker, now and at registration. Refusals say why and name the flag.
+* Events and metadata are msgpack data (dicts, lists, strings, numbers), stored as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from shoal._types import Address, Key
+from shoal.plugins import call_hook, plugin_name
+from shoal.protocol.serialize import Serialized, deserialize, serialize
+
+if TYPE_CHECKING:
+    from shoal.scheduler.server import Scheduler
+
+logger = logging.getLogger("shoal.scheduler")
+
+#: events kept per topic
+EVENTS_PER_TOPIC = 10_000
+
+CLIENT_CODE_REFUSED = (
+    "this scheduler does not run code sent by clients ({what}): that would let any "
+    "client with the token run arbitrary code in the scheduler process. Load scheduler "
+    "code by import path with `shoal scheduler --preload module` (its "
+    "shoal_setup(scheduler) may call scheduler.add_plugin), or start the scheduler with "
+    "--allow-client-code (Scheduler(allow_client_code=True)) to allow this"
+)
+
+
+class ClientCodeRefused(PermissionError):
+    """A client asked the scheduler to run its code without ``--allow-client-code``."""
+
+
+class SchedulerExtras:
+    """Plugins, events and metadata of one scheduler; ``handlers()`` joins its rpc table."""
+
+    def __init__(self, scheduler: Scheduler, allow_client_code: bool = False) -> None:
+        self.scheduler = scheduler
+        self.allow_client_code = allow_client_code
+        #: worker plugins by name, pickled by the client; never unpickled here
+        self.worker_plugins: dict[str, Serialized] = {}
+        #: scheduler plugins by name (preloaded, or sent with allow_client_code)
+        self.plugins: dict[str, Any] = {}
+        self.events: defaultdict[str, deque[tuple[float, Any]]] = defaultdict(
+            lambda: deque(maxlen=EVENTS_PER_TOPIC)
+        )
+        self.metadata: dict[str, Any] = {}
+        #: topic -> ids of the clients that subscribed to it
+        self.subscribers: defaultdict[str, set[str]] = defaultdict(set)
+        #: when the scheduler started (``scheduler_info()["started"]``)
+        self.started = time.time()
+
+    def handlers(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "register_worker_plugin": self.register_worker_plugin,
+            "unregister_worker_plugin": self.unregister_worker_plugin,
+            "get_worker_plugin_names": self.get_worker_plugin_names,
+            "register_nanny_plugin": self.register_nanny_plugin,
+            "register_scheduler_plugin": self.register_scheduler_plugin,
+            "run_on_scheduler": self.run_on_scheduler,
+            "log_event": self.log_event,
+            "get_events": self.get_events,
+            "set_metadata": self.set_metadata,
+            "get_metadata": self.get_metadata,
+            "processing": self.processing,
+            "nbytes": self.nbytes,
+            "get_task_stream": self.get_task_stream,
+            "versions": self.versions,
+            "replicate": self.replicate,
+            "unregister_scheduler_plugin": self.unregister_scheduler_plugin,
+            "subscribe_topic": self.subscribe_topic,
+            "unsubscribe_topic": self.unsubscribe_topic,
+        }
+
+    def registration_reply(self) -> dict[str, Any]:
+        """What a registering worker gets besides OK: the worker plugins."""
+        return {"worker_plugins": dict(self.worker_plugins)}
+
+    # -- worker and nanny plugins ------------------------------------------------------------
+    async def _to_workers(
+        self, op: str, workers: Iterable[Address] | None = None, **kwargs: Any
+    ) -> dict[Address, Any]:
+        targets = list(workers) if workers is not None else list(self.scheduler.worker_streams)
+        pool = self.scheduler.pool
+        replies = await asyncio.gather(
+            *(pool.call(w, op, **kwargs) for w in targets), return_exceptions=True
+        )
+        out: dict[Address, Any] = {}
+        for worker, reply in zip(targets, replies, strict=True):
+            if isinstance(reply, BaseException):
+                out[worker] = {"status": "error", "text": f"{type(reply).__name__}: {reply}"}
+            else:
+                out[worker] = reply
+        return out
+
+    async def register_worker_plugin(
+        self, comm: Any, plugin: Serialized, name: str
+    ) -> dict[Address, Any]:
+        self.worker_plugins[name] = plugin
+        return await self._to_workers("plugin_add", plugin=plugin, name=name)
+
+    def get_worker_plugin_names(self, comm: Any) -> list[str]:
+        return list(self.worker_plugins)
+
+    async def unregister_worker_plugin(self, comm: Any, name: str) -> dict[Address, Any]:
+        if self.worker_plugins.pop(name, None) is None:
+            raise ValueError(f"no worker plugin named {name!r} is registered")
+        return await self._to_workers("plugin_remove", name=name)
+
+    async def register_nanny_plugin(
+        self, comm: Any, plugin: Serialized, name: str
+    ) -> dict[Address, Any]:
+        nannies = [w.nanny for w in self.scheduler.state.workers.values() if w.nanny]
+        return await self._to_workers("plugin_add", nannies, plugin=plugin, name=name)
+
+    # -- scheduler code --------------------------------------------------------------------
+    def _check_client_code(self, what: str) -> None:
+        if not self.allow_client_code:
+            raise ClientCodeRefused(CLIENT_CODE_REFUSED.format(what=what))
+
+    async def add_plugin(self, plugin: Any, name: str | None = None) -> None:
+        """Add a scheduler plugin (from a preload module, or an allowed client)."""
+        name = name or plugin_name(plugin)
+        self.plugins[name] = plugin
+        await call_hook(plugin, "start", self.scheduler)
+
+    async def register_scheduler_plugin(self, comm: Any, plugin: Serialized, name: str) -> str:
+        self._check_client_code("register_plugin(SchedulerPlugin)")
+        await self.add_plugin(deserialize(plugin), name)
+        return "OK"
+
+    async def run_on_scheduler(
+        self, comm: Any, function: Serialized, args: Serialized, kwargs: Serialized
+    ) -> Serialized:
+        self._check_client_code("run_on_scheduler")
+        func = deserialize(function)
+        call_kwargs = dict(deserialize(kwargs))
+        try:
+            accepts = "dask_scheduler" in inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            accepts = False
+        if accepts:
+            call_kwargs["dask_scheduler"] = self.scheduler
+        result = func(*deserialize(args), **call_kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return serialize(result)
+
+    async def unregister_scheduler_plugin(self, comm: Any, name: str) -> str:
+        self._check_client_code("unregister_scheduler_plugin")
+        plugin = self.plugins.pop(name, None)
+        if plugin is None:
+            raise ValueError(f"no scheduler plugin named {name!r}")
+        await call_hook(plugin, "close")
+        return "OK"
+
+    async def close(self) -> None:
+        for name, plugin in list(self.plugins.items()):
+            try:
+                await call_hook(plugin, "close")
+            except Exception:
+                logger.exception("scheduler plugin %r failed in close", name)
+
+    # -- events and metadata -------------------------------------------------------------
+    def log_event(self, comm: Any, topic: str | list[str], msg: Any) -> None:
+        now = time.time()
+        for name in [topic] if isinstance(topic, str) else topic:
+            self.events[name].append((now, msg))
+            for client in list(self.subscribers.get(name, ())):
+                stream = self.scheduler.client_streams.get(client)
+                if stream is None or stream.closed:
+                    self.subscribers[name].discard(client)
+                else:
+                    stream.send({"op": "event", "topic": name, "event": [now, msg]})
+
+    def subscribe_topic(self, comm: Any, topic: str, client: str) -> None:
+        self.subscribers[topic].add(client)
+
+    def unsubscribe_topic(self, comm: Any, topic: str, client: str) -> None:
+        self.subscribers[topic].discard(client)
+
+    def get_events(self, comm: Any, topic: str | None = None) -> Any:
+        if topic is not None:
+            return [list(e) for e in self.events.get(topic, ())]
+        return {name: [list(e) for e in events] for name, events in self.events.items()}
+
+    def set_metadata(self, comm: Any, keys: list[str], value: Any) -> None:
+        node = self.metadata
+        for key in keys[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+        node[keys[-1]] = value
+
+    def get_metadata(self, comm: Any, keys: list[str], default: Any = None) -> Any:
+        node: Any = self.metadata
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                return {"found": False, "value": default}
+            node = node[key]
+        return {"found": True, "value": node}
+
+    # -- questions ---------------------------------------------------------------------------
+    def processing(self, comm: Any, workers: list[Address] | None = None) -> dict[str, list[Key]]:
+        state = self.scheduler.state.workers
+        wanted = workers if workers is not None else list(state)
+        return {w: [ts.key for ts in state[w].processing] for w in wanted if w in state}
+
+    def nbytes(
+        self, comm: Any, keys: list[Key] | None = None, summary: bool = True
+    ) -> dict[Any, int]:
+        tasks = self.scheduler.state.tasks
+        chosen = [tasks[k] for k in keys if k in tasks] if keys is not None else tasks.values()
+        sizes = {ts.key: ts.nbytes for ts in chosen if ts.state == "memory" and ts.nbytes >= 0}
+        if not summary:
+            return sizes
+        out: dict[Any, int] = defaultdict(int)
+        for key, size in sizes.items():
+            out[_prefix(key)] += size
+        return dict(out)
+
+    def get_task_stream(
+        self, comm: Any, start: float | None = None, stop: float | None = None, count: int = 0
+    ) -> list[dict[str, Any]]:
+        stream = self.scheduler.task_stream
+        spans = list(stream.tasks)
+        records: list[dict[str, Any]] = [
+            {
+                "key": key,
+                "worker": worker,
+                "status": "OK",
+                "startstops": [{"action": "compute", "start": begin, "stop": end}],
+            }
+            for key, worker, begin, end in spans
+            if (start is None or end >= start) and (stop is None or begin <= stop)
+        ]
+        for worker, sender, nkeys, nbytes, begin, end in list(stream.transfers):
+            if (start is None or end >= start) and (stop is None or begin <= stop):
+                records.append(
+                    {
+                        "key": f"transfer-{sender}",
+                        "worker": worker,
+                        "status": "OK",
+                        "nbytes": nbytes,
+                        "nkeys": nkeys,
+                        "startstops": [
+                            {"action": "transfer", "start": begin, "stop": end, "source": sender}
+                        ],
+                    }
+                )
+        return records[-count:] if count else records
+
+    async def replicate(
+        self,
+        comm: Any,
+        keys: list[Key],
+        n: int | None = None,
+        workers: list[Address] | None = None,
+        timeout: float = 60.0,
+    ) -> dict[Key, int]:
+        """Copy each key to ``n`` of ``workers`` (all running ones by default); returns
+        the number of copies each key has on them once done."""
+        state = self.scheduler.state
+        pool = [
+            w
+            for w in (workers if workers is not None else list(state.workers))
+            if w in state.workers and state.workers[w].status == "running"
+        ]
+        if not pool:
+            raise ValueError(f"replicate: none of {workers} is a running worker")
+        want = min(n if n is not None else len(pool), len(pool))
+        for key in keys:
+            ts = state.tasks.get(key)
+            if ts is None or ts.state != "memory":
+                raise ValueError(f"replicate: key {key!r} is not in memory")
+            holders = [ws.address for ws in ts.who_has]
+            lacking = sorted((w for w in pool if w not in holders), key=_load(state))
+            for address in lacking[: max(want - (len(pool) - len(lacking)), 0)]:
+                self.scheduler.worker_streams[address].send(
+                    {
+                        "op": "acquire-replicas",
+                        "who_has": {key: holders},
+                        "nbytes": {key: max(ts.nbytes, 0)},
+                        "stimulus_id": f"replicate-{time.time()}",
+                    }
+                )
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = {k: _copies(state, k, pool) for k in keys}
+            if all(c >= want for c in counts.values()) or time.monotonic() > deadline:
+                return counts
+            await asyncio.sleep(0.02)
+
+    def versions(self, comm: Any) -> dict[str, Any]:
+        from shoal.versions import get_versions
+
+        return get_versions()
+
+
+def _load(state: Any) -> Callable[[Address], int]:
+    return lambda address: int(state.workers[address].nbytes)
+
+
+def _copies(state: Any, key: Key, pool: list[Address]) -> int:
+    ts = state.tasks.get(key)
+    return 0 if ts is None else sum(ws.address in pool for ws in ts.who_has)
+
+
+def _prefix(key: Key) -> str:
+    name = key[0] if isinstance(key, tuple) else key
+    return str(name).rsplit("-", 1)[0]
+
+
+def dask_info_fields(
+    workers: dict[Address, dict[str, Any]], extra: dict[Address, dict[str, Any]], started: float
+) -> dict[str, Any]:
+    """The fields dask's ``scheduler_info()`` has besides shoal's; adds each worker's
+    ``host``, ``id``, ``last_seen`` (wall clock) and ``type`` in place."""
+    now, mono = time.time(), time.monotonic()
+    for address, info in workers.items():
+        seen = extra.get(address, {}).get("last_seen")
+        info["host"] = address.split("://")[-1].rsplit(":", 1)[0]
+        info["id"] = info.get("name")
+        info["type"] = "Worker"
+        info["last_seen"] = now - (mono - seen) if isinstance(seen, float) else now
+    return {
+        "n_workers": len(workers),
+        "total_threads": sum(int(w.get("nthreads") or 0) for w in workers.values()),
+        "total_memory": sum(int(w.get("memory_limit") or 0) for w in workers.values()),
+        "started": started,
+    }
