@@ -132,8 +132,8 @@ def test_gather_scatter_cancel_take_dask_keywords(client: Client) -> None:
 
 
 def test_actors_and_unoffered_options_are_refused_clearly(client: Client) -> None:
-    with pytest.raises(NotImplementedError, match="actor"):
-        client.submit(kwargs_of, actor=True)
+    with pytest.raises(NotImplementedError, match="actor=True"):
+        client.compute(dask.delayed(kwargs_of)(), actors=True)
     with pytest.raises(NotImplementedError, match="close_workers=False"):
         client.retire_workers(["tcp://127.0.0.1:1"], close_workers=False)
     with pytest.raises(TypeError, match="names"):

@@ -47,7 +47,7 @@ async def get_health(port: int) -> bytes:
     return body
 
 
-def test_connections_beyond_the_cap_are_closed_at_once() -> None:
+def test_at_the_cap_a_new_connection_replaces_the_oldest_idle_one() -> None:
     async def main() -> None:
         service = HttpService("127.0.0.1", 0, max_connections=4, header_timeout=30)
         await service.start(app())
@@ -55,10 +55,37 @@ def test_connections_beyond_the_cap_are_closed_at_once() -> None:
         try:
             for _ in range(6):
                 conns.append(await asyncio.open_connection("127.0.0.1", service.port))
-            # the first four are held open; the fifth and sixth are closed by the server
-            assert [await closed_within(r, 0.3) for r, _ in conns[:4]] == [False] * 4
-            assert [await closed_within(r, 5) for r, _ in conns[4:]] == [True, True]
-            assert service.guard.open == 4 and service.guard.refused == 2
+            # none has sent a request: the two oldest made room for the two newest
+            assert [await closed_within(r, 5) for r, _ in conns[:2]] == [True, True]
+            assert [await closed_within(r, 0.3) for r, _ in conns[2:]] == [False] * 4
+            assert service.guard.open == 4 and service.guard.evicted == 2
+            # the newest can still be served: a flood of idle peers keeps no request out
+            reader, writer = conns[-1]
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert b" 200 " in (await asyncio.wait_for(reader.readline(), 10))
+        finally:
+            for _, writer in conns:
+                writer.close()
+            await service.stop()
+
+    run(main())
+
+
+def test_at_the_cap_with_every_connection_busy_a_new_one_is_closed_at_once() -> None:
+    async def main() -> None:
+        service = HttpService("127.0.0.1", 0, max_connections=2, header_timeout=30)
+        await service.start(app())
+        conns = []
+        try:
+            for _ in range(2):  # two keep-alive connections that have sent a request
+                reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+                writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert b" 200 " in (await asyncio.wait_for(reader.readline(), 10))
+                conns.append((reader, writer))
+            extra = await asyncio.open_connection("127.0.0.1", service.port)
+            conns.append(extra)
+            assert await closed_within(extra[0], 5)
+            assert service.guard.refused == 1 and service.guard.evicted == 0
         finally:
             for _, writer in conns:
                 writer.close()

@@ -248,8 +248,8 @@ class LocalCluster(Cluster):
         return shared_loop.get_loop() if not self.asynchronous else None
 
     def get_logs(self, cluster: bool = True, scheduler: bool = True, workers: bool = True) -> Any:
-        """``{"Scheduler": records, worker address: records}``: recent log records, asked
-        of the scheduler and of every worker (worker processes' own output is not kept)."""
+        """``{"Scheduler": records, job name: records}``: recent log records, asked of the
+        scheduler and of every worker (worker processes' own output is not kept)."""
         return self._sync(self._local_logs(scheduler, workers))
 
     async def _local_logs(self, scheduler: bool, workers: bool) -> dict[str, Any]:
@@ -257,11 +257,12 @@ class LocalCluster(Cluster):
         if scheduler:
             out["Scheduler"] = self.scheduler.get_logs()
         if workers:
-            addresses = list(self.scheduler.worker_streams)
-            replies = await asyncio.gather(
-                *(self.scheduler.pool.call(w, "get_logs") for w in addresses)
-            )
-            out.update(zip(addresses, replies, strict=True))
+            info = self.scheduler.scheduler_info()["workers"]
+            for name, addresses in self._workers_by_job(info).items():
+                replies = await asyncio.gather(
+                    *(self.scheduler.pool.call(w, "get_logs") for w in addresses)
+                )
+                out[name] = [record for reply in replies for record in reply]
         return out
 
     async def _close_scheduler(self) -> None:

@@ -3,9 +3,11 @@
 aiohttp keeps an idle connection open for an hour and waits for headers forever, so a
 few thousand idle or slowloris connections could take every file descriptor of a
 scheduler. ``GuardedSite`` serves an aiohttp runner like ``web.TCPSite`` but wraps each
-connection's protocol: beyond ``max_connections`` a new connection is closed at once,
-and a connection whose request headers have not all arrived within ``header_timeout``
-seconds is closed.
+connection's protocol: at ``max_connections`` a new connection takes the place of the
+oldest one still waiting for its first request headers (an idle or slowloris peer), or,
+when every open connection has sent a request, is closed at once; and a connection
+whose request headers have not all arrived within ``header_timeout`` seconds is closed.
+So a flood of idle connections cannot keep a real request (``/health``) out.
 
 Rules of this file:
 
@@ -42,6 +44,22 @@ class ConnectionGuard:
         self.refused = 0
         #: connections closed because their headers were late
         self.timed_out = 0
+        #: connections closed to make room while they still had sent no request
+        self.evicted = 0
+        #: open connections still waiting for their first headers, oldest first
+        self.waiting: dict[_GuardedProtocol, None] = {}
+
+    def make_room(self) -> bool:
+        """Whether a new connection may be accepted (closing the oldest waiting one when
+        at the cap)."""
+        if self.open < self.max_connections:
+            return True
+        if not self.waiting:
+            return False
+        oldest = next(iter(self.waiting))
+        self.evicted += 1
+        oldest.abort()
+        return True
 
     def protocol(self, make_handler: Callable[[], Any]) -> asyncio.Protocol:
         return _GuardedProtocol(self, make_handler)
@@ -58,11 +76,12 @@ class _GuardedProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         guard = self._guard
-        if guard.open >= guard.max_connections:
+        if not guard.make_room():
             guard.refused += 1
             transport.abort()  # type: ignore[attr-defined]
             return
         guard.open += 1
+        guard.waiting[self] = None
         self._transport = transport
         self._inner = self._make_handler()
         self._inner.connection_made(transport)
@@ -70,17 +89,26 @@ class _GuardedProtocol(asyncio.Protocol):
         self._timer = loop.call_later(guard.header_timeout, self._headers_late)
 
     def _headers_late(self) -> None:
-        self._timer = None
         self._guard.timed_out += 1
+        self.abort()
+
+    def abort(self) -> None:
+        """Close at once, before its first request was read."""
+        self._stop_waiting()
         if self._transport is not None:
             self._transport.abort()  # type: ignore[attr-defined]
+
+    def _stop_waiting(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._guard.waiting.pop(self, None)
 
     def data_received(self, data: bytes) -> None:
         if self._timer is not None:  # still waiting for the end of the first headers
             window = self._tail + data
             if _END_OF_HEADERS in window:
-                self._timer.cancel()
-                self._timer = None
+                self._stop_waiting()
             self._tail = window[-(len(_END_OF_HEADERS) - 1) :]
         if self._inner is not None:
             self._inner.data_received(data)
@@ -92,9 +120,7 @@ class _GuardedProtocol(asyncio.Protocol):
         return result
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._stop_waiting()
         if self._inner is not None:
             self._guard.open -= 1
             inner, self._inner = self._inner, None

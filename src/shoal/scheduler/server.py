@@ -112,6 +112,9 @@ class Scheduler(Server):
         self._route = self._routing_table()
         #: a new id for every worker registration (fencing: see state_recovery.py)
         self._incarnations = itertools.count(1)
+        #: (nanny, pid) of worker processes their nanny reported dead or being stopped:
+        #: such a process may not register again (the newest few hundred are kept)
+        self._reported_dead: deque[tuple[Address | None, int]] = deque(maxlen=256)
         #: registrations of workers that came back holding results or running tasks
         self.worker_reconnects = 0
         #: clients that came back after losing their connection (to us or to a predecessor)
@@ -282,6 +285,10 @@ class Scheduler(Server):
     async def register_worker(self, comm: Comm, **info: Any) -> object:
         address = info["address"]
         refusal = role_refusal(comm.peer_info, "worker")
+        if (info.get("nanny"), info.get("pid")) in self._reported_dead:
+            # its nanny is stopping this process (memory, say): it must not rejoin meanwhile
+            # and take tasks that would then die with it, blamed on "stream closed"
+            refusal = f"worker {address} (pid {info.get('pid')}) was reported dead by its nanny"
         if refusal or address in self.worker_streams:
             text = refusal or f"worker {address} already registered"
             await comm.write({"status": "error", "text": text})
@@ -360,6 +367,9 @@ class Scheduler(Server):
              "nanny": nanny, "reason": reason}
         )  # fmt: skip
         if address is not None:
+            pid = self.worker_extra.get(address, {}).get("pid")
+            if pid is not None:
+                self._reported_dead.append((nanny, pid))
             self._leaving_gracefully.discard(address)  # a death is never graceful
             self._remove_worker(address, reason)
         return "OK"

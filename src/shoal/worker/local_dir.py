@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,15 +49,23 @@ class LocalDirectory:
         os.makedirs(parent, exist_ok=True)
         remove_stale_directories(parent)
         self.path = tempfile.mkdtemp(prefix=PREFIX, dir=parent)
-        self._lock: IO[str] | None = _write_lock(Path(self.path) / LOCK_NAME)
+        lock = _write_lock(Path(self.path) / LOCK_NAME)
+        # a Worker made and dropped without close() (a test, help(), a failed start) must
+        # not leak the open lock file or the folder: this runs when it is collected
+        self._finalizer = weakref.finalize(self, _release, lock, self.path)
 
     def release(self, remove: bool = True) -> None:
         """Give the lock up; remove the directory too unless told not to."""
-        lock, self._lock = self._lock, None
-        if lock is not None:
-            lock.close()
         if remove:
-            shutil.rmtree(self.path, ignore_errors=True)
+            self._finalizer()
+        elif self._finalizer.alive:
+            _, (lock, _path), _ = self._finalizer.detach()  # type: ignore[misc]
+            lock.close()
+
+
+def _release(lock: IO[str], path: str) -> None:
+    lock.close()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_lock(path: Path) -> IO[str]:

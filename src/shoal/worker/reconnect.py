@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shoal import discovery
-from shoal.errors import CommError
+from shoal.errors import CommError, HandshakeError
 from shoal.worker.state import WorkerState
 
 logger = logging.getLogger("shoal.worker")
@@ -74,6 +74,8 @@ async def reach_scheduler(
         try:
             await register(address)
             return address
+        except HandshakeError:
+            raise  # refused credentials (token, certificate, role): trying again cannot help
         except (CommError, OSError, TimeoutError) as exc:
             if tries == 1 or tries % 20 == 0:  # a line now and then, not one per try
                 logger.warning("cannot reach scheduler %s (try %d): %s", address, tries, exc)

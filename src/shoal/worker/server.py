@@ -390,6 +390,12 @@ class Worker(Server):
 
     async def _shutdown(self) -> None:
         """Say goodbye to the scheduler, stop the threads, then close like any server."""
+        try:
+            await self._close_all()
+        finally:  # whatever failed above, the lock file and the directory go
+            self._local_dir.release()
+
+    async def _close_all(self) -> None:
         await self._stop_http()
         await self.extras.teardown_all()
         stream = self.batched_stream
@@ -408,7 +414,6 @@ class Worker(Server):
         await super()._shutdown()
         if isinstance(self.data, SpillBuffer):  # stops its writer thread, removes its files
             await asyncio.to_thread(self.data.close)
-        self._local_dir.release()
 
     # -- events in, instructions out ---------------------------------------------------------
     def _handle_events(self, events: list[ev.WorkerEvent]) -> None:
