@@ -31,6 +31,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ from shoal.comm.hostaddr import Bind
 from shoal.comm.security import child_environ
 from shoal.nanny_plugins import NannyExtras
 from shoal.server import Server
-from shoal.worker.local_dir import remove_directory_of_dead_worker
+from shoal.worker.local_dir import remove_directory_of_dead_worker, remove_stale_directories
 from shoal.worker.memory import parse_memory_limit
 
 logger = logging.getLogger("shoal.nanny")
@@ -280,6 +281,10 @@ class Nanny(Server):
         """Wait for the worker to exit; close if it closed on request, else restart."""
         code = await process.wait()
         announced = self._closing.pop(process.pid, None)
+        # a worker killed before it said where its directory is (worker_ready) leaves one
+        # that nobody else would remove: sweep the dead ones beside it
+        parent = self.spec.local_directory or tempfile.gettempdir()
+        await asyncio.to_thread(remove_stale_directories, parent)
         if process is not self.process or self.status != "running":
             return  # stopped on purpose (restart, kill, close)
         if code == 0 and announced == 0:

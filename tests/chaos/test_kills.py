@@ -26,13 +26,21 @@ def test_fault_free_run_executes_each_task_once(baseline: Any, k1_dag: Dag) -> N
     assert wall > 0
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (issue 12 stays open): under a storm of >= 20 kills at 1-2.5 s the "
+    "~17k-task DAG re-executes ~16x (289,495 executions, 203 kills, not done in 360 s); "
+    "strict, so a fix shows up as XPASS and fails until this mark goes",
+)
 def test_k1_sigkill_storm_on_workers(make_cluster: Any, baseline: Any, k1_dag: Dag) -> None:
     """>= 20 SIGKILLs of random worker processes (nannies live) during a ~17k-task DAG on
     4 workers: the answer is right and total executions stay within 3x the task count."""
     fault_free_wall = baseline(k1_dag)
     # 2-5 s between kills (the issue's storm), compressed when the fault-free run is
-    # too short for 20 of them at that pace: the storm must hit the DAG >= 20 times
-    scale = min(1.0, fault_free_wall / (MIN_KILLS * 3.5))
+    # too short for 20 of them at that pace (the storm must hit the DAG >= 20 times), but
+    # never below 1-2.5 s: faster, workers die before they finish starting again, which
+    # is a different scenario (a restart loop), not a storm a cluster can ride out
+    scale = max(0.5, min(1.0, fault_free_wall / (MIN_KILLS * 3.5)))
     interval = (2.0 * scale, 5.0 * scale)
     cluster = make_cluster()
     cluster.start_node(4)
@@ -40,7 +48,10 @@ def test_k1_sigkill_storm_on_workers(make_cluster: Any, baseline: Any, k1_dag: D
     with connect(cluster, 4) as client:
         storm = FaultThread(kill_storm(cluster, random.Random(SEED), interval, stats))
         with figures_on_failure("K1", cluster.ledger, stats), storm:
-            result = run_dag(client, k1_dag, cluster.ledger, "K1", timeout=360, tick=storm.check)
+            result = run_dag(
+                client, k1_dag, cluster.ledger, "K1", timeout=360 if SOAK else 180,
+                tick=storm.check,
+            )  # fmt: skip
     result.faults = {**stats, "interval": f"{interval[0]:.1f}-{interval[1]:.1f}s"}
     report(result, k1_dag.seed)
     assert stats["kills"] >= MIN_KILLS, (

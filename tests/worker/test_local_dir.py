@@ -98,3 +98,21 @@ def test_the_directory_of_a_sigkilled_process_is_removed_by_the_next_one(tmp_pat
     assert path.exists()  # SIGKILL: nobody cleaned up
     assert remove_directory_of_dead_worker(str(path))
     assert not path.exists()
+
+
+def test_a_folder_left_half_made_by_a_dead_process_is_swept(tmp_path: Path) -> None:
+    """A worker killed while making its folder leaves a staging folder naming its pid."""
+    import subprocess
+    import sys
+
+    from shoal.worker.local_dir import STAGING_PREFIX, remove_stale_directories
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    abandoned = tmp_path / f"{STAGING_PREFIX}{dead.stdout.strip()}-abc123"
+    abandoned.mkdir()
+    (abandoned / "shoal-worker.lock").write_text("")  # killed before writing it
+    ours = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-def456"
+    ours.mkdir()
+    assert remove_stale_directories(str(tmp_path)) == [str(abandoned)]
+    assert not abandoned.exists() and ours.exists()

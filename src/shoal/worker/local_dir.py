@@ -36,6 +36,8 @@ except ImportError:  # pragma: no cover - not on Windows
     fcntl = None  # type: ignore[assignment]
 
 PREFIX = "shoal-worker-"
+#: a worker directory being made: ``.shoal-worker-starting-<pid>-<random>``
+STAGING_PREFIX = ".shoal-worker-starting-"
 LOCK_NAME = "shoal-worker.lock"
 #: seconds of slack when comparing a process's start time with the one in a lock file
 _START_TIME_SLACK = 1.0
@@ -48,8 +50,12 @@ class LocalDirectory:
         parent = parent or tempfile.gettempdir()
         os.makedirs(parent, exist_ok=True)
         remove_stale_directories(parent)
-        self.path = tempfile.mkdtemp(prefix=PREFIX, dir=parent)
-        lock = _write_lock(Path(self.path) / LOCK_NAME)
+        # made under a staging name that carries our pid, locked, then renamed: a process
+        # killed half way leaves a staging folder the sweep can judge by its pid alone
+        staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=parent)
+        lock = _write_lock(Path(staging) / LOCK_NAME)
+        self.path = os.path.join(parent, PREFIX + os.path.basename(staging).rsplit("-", 1)[1])
+        os.rename(staging, self.path)
         # a Worker made and dropped without close() (a test, help(), a failed start) must
         # not leak the open lock file or the folder: this runs when it is collected
         self._finalizer = weakref.finalize(self, _release, lock, self.path)
@@ -130,6 +136,10 @@ def remove_stale_directories(parent: str) -> list[str]:
     except OSError:
         return removed
     for entry in entries:
+        if entry.name.startswith(STAGING_PREFIX) and _staging_owner_dead(entry.name):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+            continue
         if not entry.name.startswith(PREFIX) or not entry.is_dir(follow_symlinks=False):
             continue
         lock = Path(entry.path) / LOCK_NAME
@@ -137,6 +147,11 @@ def remove_stale_directories(parent: str) -> list[str]:
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.path)
     return removed
+
+
+def _staging_owner_dead(name: str) -> bool:
+    pid_text = name[len(STAGING_PREFIX) :].split("-", 1)[0]
+    return pid_text.isdigit() and not psutil.pid_exists(int(pid_text))
 
 
 def remove_directory_of_dead_worker(path: str | None) -> bool:
