@@ -4,36 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from shoal.comm import BatchedStream, Comm, ConnectionPool, Security, connect
 from shoal.errors import CommClosedError, CommError
 from shoal.server import Server
+from tests.conftest import run, wait_for_condition
 
-T = TypeVar("T")
 SECURITY = Security.local()
-
-
-def run(coro: Awaitable[T], timeout: float = 30) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
-
-
-async def wait_for_condition(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.001)
-
-
-@pytest.fixture(params=["tcp://127.0.0.1:0", "inproc://"], ids=["tcp", "inproc"])
-def address(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def make(handlers: dict[str, Callable[..., Any]]) -> Server:

@@ -20,28 +20,19 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
 from tests.chaos.dag import LEDGER_ENV
+from tests.conftest import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_MARKER = "SHOAL_CHAOS_RUN"
 SHOAL = [sys.executable, "-m", "shoal"]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` every 0.1 s; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass

@@ -6,9 +6,10 @@ import asyncio
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
+from tests.conftest import wait_until
 
 from shoal.client import Client, Future, as_completed, wait
 from shoal.errors import CancelledError, ShoalError, ShoalTimeoutError
@@ -35,15 +36,6 @@ GATES: dict[str, threading.Event] = {}
 
 def wait_at_gate(name: str) -> bool:
     return GATES.setdefault(name, threading.Event()).wait(30)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")

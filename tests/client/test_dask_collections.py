@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import operator
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
+from tests.conftest import wait_until
 
 from shoal.client import Client, Future, graph_submit
 from shoal.cluster import LocalCluster
@@ -224,15 +224,6 @@ def test_asynchronous_client_computes_and_persists(cluster: LocalCluster) -> Non
             assert await c.get(total.__dask_graph__(), [total.__dask_keys__()]) == [[400]]
 
     asyncio.run(main())
-
-
-def wait_until(condition: Any, timeout: float = 20) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.01)
 
 
 def test_worker_processes_run_dataframe_shuffles_and_arrays() -> None:

@@ -4,12 +4,9 @@ opened in a real headless Chromium after a real workload."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import time
 from pathlib import Path
 
-import pytest
 from tests.http.cdp import Browser
 
 from shoal import LocalCluster, get_task_stream, performance_report
@@ -50,16 +47,6 @@ def test_render_escapes_user_text_and_has_every_section() -> None:
     assert "1 (100 bytes)" in page and "http" not in page.split("<body>")[1].replace(
         "http://www.w3.org/2000/svg", ""
     )  # self-contained: no external resources
-
-
-@pytest.fixture
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: .ci/run must install it")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return path
 
 
 def test_performance_report_opens_in_a_browser(tmp_path: Path, chromium: str) -> None:

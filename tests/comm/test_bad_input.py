@@ -13,9 +13,9 @@ import pickle
 import random
 import struct
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -32,8 +32,8 @@ from shoal.errors import (
 from shoal.protocol import Serialized, dumps, encode_frames, serialize
 from shoal.protocol import handshake as hs
 from shoal.server import Server
+from tests.conftest import run, wait_for_condition
 
-T = TypeVar("T")
 SECURITY = Security.local()
 CONFIG = CommConfig(handshake_timeout=0.5, connect_timeout=5)
 
@@ -92,20 +92,6 @@ class RawPeer:
             rest = b""
         self.writer.close()
         return rest
-
-
-def run(coro: Awaitable[T], timeout: float = 60) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
-
-
-async def wait_for_condition(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.001)
 
 
 class Caller:

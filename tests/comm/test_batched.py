@@ -5,28 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
 import pytest
 
 from shoal.comm import BatchedStream, Comm, Security, connect, listen
 from shoal.errors import CommClosedError, CommError
+from tests.conftest import run
 
-T = TypeVar("T")
 SECURITY = Security.local()
-
-
-def run(coro: Awaitable[T], timeout: float = 30) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
-
-
-@pytest.fixture(params=["tcp://127.0.0.1:0", "inproc://"], ids=["tcp", "inproc"])
-def address(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @contextlib.asynccontextmanager

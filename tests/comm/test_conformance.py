@@ -9,9 +9,9 @@ import logging
 import pickle
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,8 +21,7 @@ from shoal.comm import Comm, Listener, Security, connect, listen
 from shoal.config import CommConfig
 from shoal.errors import CommBrokenError, CommClosedError, CommError, HandshakeError
 from shoal.protocol import FrameLimits, Serialized, deserialize, serialize
-
-T = TypeVar("T")
+from tests.conftest import run, wait_for_condition
 
 
 def _tls_material() -> dict[str, str]:
@@ -46,13 +45,6 @@ def with_token(token: str | None) -> Security:
 
 
 FAST = CommConfig(connect_timeout=5, handshake_timeout=5)
-
-
-def run(coro: Awaitable[T], timeout: float = 60) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
 
 
 @pytest.fixture(
@@ -87,13 +79,6 @@ async def comm_pair(
             server.abort()
     finally:
         await listener.stop()
-
-
-async def wait_for_condition(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.001)
 
 
 class FileMaker:

@@ -6,24 +6,16 @@ import asyncio
 import re
 import socket
 import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from shoal.comm import Comm, ConnectionPool, Security, connect, listen
 from shoal.config import CommConfig, TCPKeepalive
 from shoal.errors import ShoalTimeoutError
+from tests.conftest import run
 
-T = TypeVar("T")
 SECURITY = Security.local()
-
-
-def run(coro: Awaitable[T], timeout: float = 30) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
 
 
 async def silent_peer(comm: Comm) -> None:

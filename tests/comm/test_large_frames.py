@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -13,20 +11,13 @@ from shoal.comm import Comm, Security, connect, listen
 from shoal.config import CommConfig
 from shoal.protocol.frames import FrameLimits
 from shoal.protocol.serialize import deserialize, serialize
+from tests.conftest import run
 
-T = TypeVar("T")
 SECURITY = Security.local()
 #: 1 MiB frames stand in for the 2 GiB default, so the test stays cheap
 CONFIG = CommConfig(
     limits=FrameLimits(max_frames=1024, max_frame_bytes=1 << 20, max_message_bytes=64 << 20)
 )
-
-
-def run(coro: Awaitable[T], timeout: float = 60) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
 
 
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:0", "inproc://"], ids=["tcp", "inproc"])

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -13,16 +13,9 @@ from shoal.comm import Comm, ConnectionPool, Security
 from shoal.config import CommConfig
 from shoal.errors import CommClosedError, RemoteError
 from shoal.server import Server
+from tests.conftest import run
 
-T = TypeVar("T")
 SECURITY = Security.local()
-
-
-def run(coro: Awaitable[T], timeout: float = 30) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
 
 
 class Boom(Exception):
@@ -53,11 +46,6 @@ async def servers(n: int, address: str) -> AsyncIterator[list[Server]]:
     finally:
         for server in started:
             await server.close()
-
-
-@pytest.fixture(params=["tcp://127.0.0.1:0", "inproc://"], ids=["tcp", "inproc"])
-def address(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def pool(limit: int = 512) -> ConnectionPool:

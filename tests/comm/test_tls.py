@@ -7,7 +7,7 @@ import asyncio
 import datetime
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import trustme
@@ -18,8 +18,8 @@ from shoal.config import CommConfig
 from shoal.errors import CommError, HandshakeError, ShoalTimeoutError
 from shoal.scheduler.server import Scheduler
 from shoal.worker.server import Worker
+from tests.conftest import run
 
-T = TypeVar("T")
 TOKEN = "tls-test-token"
 FAST = CommConfig(connect_timeout=3, handshake_timeout=3)
 NOW = datetime.datetime.now(datetime.timezone.utc)
@@ -56,13 +56,6 @@ def security(ca: trustme.CA, pems: Pems | None, token: str | None = TOKEN) -> Se
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
-
-
-def run(coro: Awaitable[T], timeout: float = 60) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
 
 
 def with_scheduler(ca: trustme.CA, body: Callable[[Scheduler], Awaitable[None]]) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,15 +55,6 @@ def first_event(base: str, path: str, token: str) -> Any:
         return json.loads(line[len(b"data: ") :])
     finally:
         conn.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.01)
 
 
 def base_of(link: str) -> str:

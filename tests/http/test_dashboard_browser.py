@@ -7,17 +7,13 @@ missing browser fails the test instead.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from shoal.client import Client
 from shoal.cluster import LocalCluster
+from tests.conftest import wait_until
 from tests.http.cdp import Browser
 
 #: gates the blocked tasks wait on (the workers run in this process)
@@ -31,24 +27,6 @@ def inc(x: int) -> int:
 def held(name: str, i: int) -> int:
     GATES.setdefault(name, threading.Event()).wait(60)
     return i
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.01)
-
-
-@pytest.fixture
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: .ci/run must install it")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return path
 
 
 def row(prefix: str, field: str) -> str:

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
-from typing import TypeVar
 
 from aiohttp import web
 
 from shoal.http.service import HttpService
-
-T = TypeVar("T")
-
-
-def run(coro: Awaitable[T], timeout: float = 60) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
+from tests.conftest import run
 
 
 async def hello(request: web.Request) -> web.Response:

@@ -18,7 +18,8 @@ from shoal.client import Client, Future, wait
 from shoal.cluster import LocalCluster
 from shoal.http.auth import cookie_name
 from shoal.worker.server import Worker
-from tests.http.helpers import base_of, first_event, get, post_form, wait_until
+from tests.conftest import wait_until
+from tests.http.helpers import base_of, first_event, get, post_form
 
 
 def inc(x: int) -> int:

@@ -15,12 +15,7 @@ from pathlib import Path
 import pytest
 
 from shoal.comm import Security
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port, wait_until
 
 
 @dataclass
@@ -101,10 +96,5 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30)
     raise TimeoutError(f"scheduler did not listen on {port} within {timeout}s")
 
 
-def wait_for(condition: object, timeout: float = 30, interval: float = 0.05) -> None:
-    """Poll ``condition()`` until it is true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+#: the integration tests' name for the shared poll-until-true helper
+wait_for = wait_until

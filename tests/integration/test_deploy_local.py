@@ -14,6 +14,7 @@ import pytest
 from shoal import Client
 from shoal.cluster import LocalCluster as ReExported
 from shoal.deploy import Cluster, LocalCluster
+from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -27,14 +28,6 @@ def ledgered(key: str, ledger: str, seconds: float = 0.0) -> str:
 
 def ledger_lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
-
-
-def wait_until(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout}s")
-        time.sleep(0.05)
 
 
 def test_local_cluster_is_a_cluster_and_still_importable_from_shoal_cluster() -> None:

@@ -11,13 +11,14 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shoal import Client
 from shoal.deploy import SLURMCluster
+from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "slurm_single_node.sh"
@@ -134,13 +135,6 @@ def slow_ledgered(key: str, ledger: str) -> str:
     return ledgered(key, ledger)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} within {timeout}s"
-        time.sleep(0.2)
-
-
 def test_adapt_submits_jobs_for_work_and_cancels_them_when_idle(slurm: str, tmp_path: Path) -> None:
     job_name = f"shoal-adapt-{os.getpid()}"
     ledger = tmp_path / "ledger"
@@ -155,13 +149,15 @@ def test_adapt_submits_jobs_for_work_and_cancels_them_when_idle(slurm: str, tmp_
         with Client(cluster) as client:
             keys = [f"adapt-{i}" for i in range(12)]
             futures = [client.submit(slow_ledgered, k, str(ledger), key=k) for k in keys]
-            wait_until(lambda: len(squeue(job_name)) == 2, 90, "adapt submitted two jobs")
+            wait_until(
+                lambda: len(squeue(job_name)) == 2, 90, "adapt submitted two jobs", interval=0.2
+            )
             assert client.gather(futures) == [k * 10 for k in keys]
             wait_until(lambda: len(cluster.jobs) == 1, 60, "adapt retired down to one job")
             assert client.gather(futures) == [k * 10 for k in keys]
             assert sorted(ledger.read_text().split()) == sorted(keys), "a key was recomputed"
             del futures
             wait_until(lambda: not cluster.jobs, 60, "adapt cancelled the last job")
-            wait_until(lambda: not squeue(job_name), 60, "squeue empty")
+            wait_until(lambda: not squeue(job_name), 60, "squeue empty", interval=0.2)
         adaptive.stop()
         assert max(target for target, _ in adaptive.history) == 2

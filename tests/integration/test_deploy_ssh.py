@@ -25,6 +25,7 @@ asyncssh = pytest.importorskip("asyncssh")
 
 from shoal import Client  # noqa: E402
 from shoal.deploy import SSHCluster  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 SSHD = "/usr/sbin/sshd"
@@ -34,12 +35,6 @@ SSHD = "/usr/sbin/sshd"
 class SshServer:
     port: int
     connect_options: dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_sshd_config(tmp: Path, port: int) -> Path:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from shoal import Client, LocalCluster, get_worker
+from tests.conftest import wait_until
 
 
 def make_block(nbytes: int) -> bytes:
@@ -30,14 +29,6 @@ def worker_books() -> dict[str, Any]:
         "keys": len(state.tasks),
         "key_names": sorted(map(str, state.tasks)),
     }
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.05)
 
 
 def test_twenty_tasks_on_another_worker_fetch_a_40mb_input_once() -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
 
 from shoal import Client, LocalCluster
 from shoal.worker.spill import SpillBuffer
+from tests.conftest import wait_until
 
 
 class RecordingMapping(MutableMapping[Any, Any]):
@@ -36,15 +36,6 @@ class RecordingMapping(MutableMapping[Any, Any]):
 
     def __len__(self) -> int:
         return len(self.store)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.01)
 
 
 def inc(x: int) -> int:
