@@ -16,10 +16,12 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 import pytest
+
+from shoal.protocol.frames import Buffer
 
 T = TypeVar("T")
 
@@ -31,6 +33,11 @@ def run(coro: Awaitable[T], timeout: float = 60) -> T:
         return await asyncio.wait_for(coro, timeout)
 
     return asyncio.run(bounded())
+
+
+def received(frames: Iterable[Buffer]) -> list[memoryview]:
+    """Frames as a receiver holds them: memoryviews, not copies (``loads(received(dumps(m)))``)."""
+    return [memoryview(frame) for frame in frames]
 
 
 def wait_until(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shoal._types import Key
 from shoal.client.collections import submit_graph
 from shoal.graph.dask import materialize
 from tests.chaos import ledger
@@ -64,7 +65,7 @@ def run_dag(
     sinks = dag.sinks()
     expected = oracle_values(dag)
     start = time.monotonic()
-    futures = submit_graph(client, materialize(dag.dask_graph()), sinks, {})
+    futures = submit_graph(client, materialize(dag.dask_graph()), list[Key](sinks), {})
     Watchdog(client, ledger_dir, stall).wait(futures, timeout, tick)
     values = dict(zip(sinks, client.gather(futures), strict=True))
     wall = time.monotonic() - start

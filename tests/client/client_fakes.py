@@ -51,6 +51,7 @@ class FakeTransport:
         self.on_batch: Callable[[Sequence[dict[str, Any]]], None] | None = None
         self.on_lost: Callable[[str], None] | None = None
         self.client_id = ""
+        self.on_unencodable: Callable[..., None] | None = None
         self.closed = False
         #: workers that answer get_data with "busy" this many more times
         self.busy: dict[str, int] = {}

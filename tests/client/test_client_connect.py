@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from client_fakes import FakeTransport
 
 from shoal import discovery
 from shoal.client import Client
 from shoal.client.connect import resolve
 from shoal.comm import Security
 from shoal.errors import CommBrokenError, ShoalTimeoutError
+from tests.client.client_fakes import FakeTransport
 
 
 @pytest.fixture

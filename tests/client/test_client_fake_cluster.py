@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from client_fakes import SCHEDULER, WORKERS, FakeTransport, barrier
 
 from shoal.client import Client, Future, default_client, set_default_client
 from shoal.errors import CancelledError, CommClosedError, SerializationError, ShoalTimeoutError
+from tests.client.client_fakes import SCHEDULER, WORKERS, FakeTransport, barrier
 
 
 def inc(x: int) -> int:

@@ -9,10 +9,11 @@ import traceback
 from collections.abc import Iterator
 
 import pytest
-from tests.conftest import wait_until
 
 from shoal.client import Client, Future, as_completed, wait
+from shoal.comm import Security
 from shoal.errors import CancelledError, ShoalError, ShoalTimeoutError
+from tests.conftest import wait_until
 
 cluster_module = pytest.importorskip("shoal.cluster")
 LocalCluster = cluster_module.LocalCluster
@@ -187,9 +188,7 @@ def test_connecting_to_nothing_fails_in_time_naming_the_address() -> None:
     assert time.monotonic() - start < 10
 
 
-def _any_security() -> object:
-    from shoal.comm import Security
-
+def _any_security() -> Security:
     return Security.local()
 
 

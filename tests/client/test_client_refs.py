@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 
+from shoal._types import Key
 from shoal.client.refs import KeyTable
 
 
 class Recorder:
     def __init__(self, table: KeyTable) -> None:
         self.scheduled = 0
-        self.released: list[list[object]] = []
+        self.released: list[list[Key]] = []
         table.schedule_flush = self.schedule
         table.on_released = self.released.append
 
@@ -61,9 +62,12 @@ def test_drops_from_many_threads_are_all_counted() -> None:
     Recorder(table)
     n = 2000
     table.acquire_many(["x"] * n, [None] * n)
-    threads = [
-        threading.Thread(target=lambda: [table.drop("x") for _ in range(n // 4)]) for _ in range(4)
-    ]
+
+    def drop_a_quarter() -> None:
+        for _ in range(n // 4):
+            table.drop("x")
+
+    threads = [threading.Thread(target=drop_a_quarter) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:

@@ -85,7 +85,7 @@ def kwargs_of(*args: Any, **kwargs: Any) -> list[str]:
     return sorted(kwargs)
 
 
-DASK_TASK_OPTIONS = {
+DASK_TASK_OPTIONS: dict[str, Any] = {
     "workers": None,
     "resources": None,
     "retries": 1,

@@ -99,7 +99,7 @@ def test_a_non_picklable_keyword_argument_is_named() -> None:
 
 def test_map_pickles_the_function_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[object] = []
-    original = tasks.dumps_function
+    original = tasks.dumps_function  # type: ignore[attr-defined]
 
     def counting(func: Any) -> bytes:
         calls.append(func)

@@ -7,10 +7,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from client_fakes import FakeTransport
 
 from shoal.client import FIRST_COMPLETED, Client, Future, as_completed, wait
 from shoal.errors import ShoalTimeoutError
+from tests.client.client_fakes import FakeTransport
 
 
 def inc(x: int) -> int:
@@ -122,7 +122,7 @@ def test_wait_for_all(client: Client, fake: FakeTransport) -> None:
 def test_wait_for_the_first(client: Client, fake: FakeTransport) -> None:
     a, b = client.map(inc, [1, 2])
     finish(fake, b)
-    result = wait([a, b], return_when=FIRST_COMPLETED)
+    result = wait([a, b], return_when=FIRST_COMPLETED)  # type: ignore[arg-type]
     assert result.done == {b} and result.not_done == {a}
 
 
@@ -196,8 +196,8 @@ def test_an_asynchronous_error_keeps_its_type() -> None:
             fake.compute()
             with pytest.raises(KeyError):
                 await future
-            assert isinstance(await future.exception(), KeyError)
-            assert await future.traceback() is not None
+            assert isinstance(await future.exception(), KeyError)  # type: ignore[misc]
+            assert await future.traceback() is not None  # type: ignore[misc]
             await client.cancel([client.submit(inc, 3)])
 
     asyncio.run(main())

@@ -14,10 +14,10 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import wait_until
 
 from shoal.client import Client, Future, graph_submit
 from shoal.cluster import LocalCluster
+from tests.conftest import wait_until
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ import time
 from typing import Any
 
 import pytest
-from tests.client.client_fakes import FakeTransport
-from tests.integration.conftest import wait_for
 
 from shoal import Client
 from shoal.client.reconnect import SpecStore
 from shoal.errors import CancelledError
+from tests.client.client_fakes import FakeTransport
+from tests.integration.conftest import wait_for
 
 
 def inc(x: int) -> int:

@@ -7,11 +7,10 @@ import asyncio
 import time
 from pathlib import Path
 
-from tests.http.cdp import Browser
-
 from shoal import LocalCluster, get_task_stream, performance_report
 from shoal.client import Client
 from shoal.client.report import ReportData, render
+from tests.http.cdp import Browser
 
 
 def spin(x: int) -> int:
@@ -40,7 +39,7 @@ def test_render_escapes_user_text_and_has_every_section() -> None:
             ],
         },
     ]
-    page = render(ReportData(1.0, 2.0, stream, {}, 1, 2))
+    page = render(ReportData(1.0, 2.0, stream, {}, 1, 2))  # type: ignore[arg-type]
     assert "<script>alert" not in page and "&lt;script&gt;" in page
     for section in ('id="summary"', 'id="task-stream"', 'id="transfers"', "Profile"):
         assert section in page

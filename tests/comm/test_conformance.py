@@ -36,7 +36,7 @@ def _tls_material() -> dict[str, str]:
 
 
 # TLS material is used by tls:// only, so one Security serves every transport
-SECURITY = Security(token=secrets.token_hex(32), **_tls_material())
+SECURITY = Security(token=secrets.token_hex(32), **_tls_material())  # type: ignore[arg-type]
 
 
 def with_token(token: str | None) -> Security:

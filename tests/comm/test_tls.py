@@ -32,7 +32,7 @@ class Pems:
     key: str
 
 
-def issue(ca: trustme.CA, role: str | None, **validity: datetime.datetime) -> Pems:
+def issue(ca: trustme.CA, role: str | None, **validity: Any) -> Pems:
     leaf = ca.issue_cert(
         "127.0.0.1", organization_unit_name=f"shoal-{role}" if role else None, **validity
     )

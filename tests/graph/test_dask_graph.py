@@ -10,6 +10,7 @@ import dask.array as da
 import pytest
 from dask._task_spec import Alias, DataNode, Task
 
+from shoal._types import Key
 from shoal.client import graph_submit
 from shoal.client.graph_submit import prepare
 from shoal.graph.dask import (
@@ -107,7 +108,7 @@ def test_keys_flatten_and_repack_with_tuples_as_keys() -> None:
 
 
 def test_frontiers_are_the_keys_later_batches_need() -> None:
-    deps = {"a": [], "b": ["a"], "c": ["a", "b"], "d": ["c", "outside"]}
+    deps: dict[Key, list[Key]] = {"a": [], "b": ["a"], "c": ["a", "b"], "d": ["c", "outside"]}
     assert frontiers([["a"], ["b"], ["c", "d"]], deps) == [{"a"}, {"b"}, set()]
 
 

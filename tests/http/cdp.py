@@ -58,7 +58,9 @@ class Browser:
         async with self._session.get(f"http://127.0.0.1:{self.port}/json/list") as reply:
             targets = await reply.json()
         page = next(t for t in targets if t["type"] == "page")
-        self._ws = await self._session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
+        self._ws = await self._session.ws_connect(  # type: ignore[assignment]
+            page["webSocketDebuggerUrl"], max_msg_size=0
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -81,8 +81,8 @@ def make_cluster(tmp_path: Path) -> Iterator[Any]:
             children = psutil.Process(cluster.nannies.pid).children(recursive=True)
             cluster.worker_pids.update(child.pid for child in children)
     # no orphans: every worker process ever seen is gone with its nanny
-    for cluster in clusters:
-        wait_for(lambda c=cluster: not any(alive(pid) for pid in c.worker_pids), timeout=30)
+    seen = {pid for cluster in clusters for pid in cluster.worker_pids}
+    wait_for(lambda: not any(alive(pid) for pid in seen), timeout=30)
 
 
 # -- task functions (run in worker processes) -------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from shoal.errors import ProtocolError
 from shoal.protocol.frames import (
     CONTINUES,
+    Buffer,
     FrameDecoder,
     FrameLimits,
     encode_frames,
@@ -21,7 +23,7 @@ from shoal.protocol.frames import (
 SMALL = FrameLimits(max_frames=64, max_frame_bytes=16, max_message_bytes=4096)
 
 
-def wire(frames: list[bytes], max_frame_bytes: int) -> bytes:
+def wire(frames: Sequence[Buffer], max_frame_bytes: int) -> bytes:
     return b"".join(bytes(b) for b in encode_frames(frames, max_frame_bytes))
 
 

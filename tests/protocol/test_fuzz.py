@@ -80,7 +80,7 @@ def random_message(rng: random.Random, depth: int = 0) -> object:
 
 def valid_wire(rng: random.Random) -> bytes:
     """One to three messages, as they would be written to a socket."""
-    parts = []
+    parts: list[bytes] = []
     for _ in range(rng.randint(1, 3)):
         parts.extend(bytes(f) for f in encode_frames(dumps(random_message(rng))))
     return b"".join(parts)

@@ -27,7 +27,7 @@ def through_the_wire(obj: object) -> Any:
     return deserialize(loads(frames)["v"])
 
 
-def shares_memory(buffer: object, array: np.ndarray[Any, Any]) -> bool:
+def shares_memory(buffer: Any, array: np.ndarray[Any, Any]) -> bool:
     return bool(np.shares_memory(np.frombuffer(buffer, dtype=np.uint8), array))
 
 
@@ -66,7 +66,7 @@ def test_python_values_round_trip(value: object) -> None:
     st.sampled_from(["C", "F"]),
 )
 def test_numpy_arrays_round_trip(dtype: str, shape: list[int], order: str) -> None:
-    array = np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape, order=order)
+    array = np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape, order=order)  # type: ignore[call-overload]
     for back in (deserialize(serialize(array)), through_the_wire(array)):
         assert back.dtype == array.dtype
         np.testing.assert_array_equal(back, array)

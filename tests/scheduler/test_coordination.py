@@ -123,7 +123,7 @@ def test_key_holds_report_every_edge(ops: list[tuple[str, list[str]]]) -> None:
             change = holds.drop(keys)
             for k in keys:
                 reference[k] = max(0, reference[k] - 1)
-        held_now |= set(change.held)
+        held_now |= set(change.held)  # type: ignore[arg-type]
         held_now -= set(change.released)
         assert held_now == {k for k, n in reference.items() if n > 0}
 

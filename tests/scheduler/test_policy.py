@@ -248,5 +248,5 @@ def test_surplus_keeps_every_needed_copy_and_one_more(
     if len(active) <= 1:
         assert surplus == []
     else:  # every copy a running task needs, plus exactly one idle one (if any is idle)
-        assert kept == [ws for ws in active if ws in need or ws is (idle or [None])[-1]]
+        assert kept == [ws for ws in active if ws in need or ws is (idle or [None])[-1]]  # type: ignore[list-item]
         assert len(kept) == len(need) + (1 if idle else 0)

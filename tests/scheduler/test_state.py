@@ -462,7 +462,7 @@ def test_keys_desired_after_memory_or_error_tells_the_client() -> None:
     cts = computes(handle(s, submit([task("x"), task("y")], ["x", "y"])))
     handle(s, finished(cts[0]), erred(cts[1]))
     out = handle(s, KeysDesired(stimulus_id=sid(), client="c2", keys=("x", "y", "nope")))
-    assert [(type(m).__name__, m.key) for m in out] == [
+    assert [(type(m).__name__, m.key) for m in out] == [  # type: ignore[attr-defined]
         ("KeyInMemory", "x"),
         ("KeyErred", "y"),
         ("KeyErred", "nope"),
@@ -485,7 +485,7 @@ def test_cancel_releases_for_that_client_or_everyone() -> None:
     handle(s, join("w1"))
     handle(s, submit([task("x")], ["x"], client="c1"), submit([task("x")], ["x"], client="c2"))
     out = handle(s, KeysCancelled(stimulus_id=sid(), client="c1", keys=("x",)))
-    assert [(m.client, m.keys) for m in out] == [("c1", ("x",))]
+    assert [(m.client, m.keys) for m in out] == [("c1", ("x",))]  # type: ignore[attr-defined]
     assert s.tasks["x"].state == "processing"
     out = handle(s, KeysCancelled(stimulus_id=sid(), client="c1", keys=("x",), force=True))
     msgs = of_type(out, KeysCancelledForClient)
@@ -819,7 +819,7 @@ def test_restricted_tasks_queue_for_their_own_worker() -> None:
 def test_scatter_without_known_holders_is_lost() -> None:
     s = new_state()
     out = scatter(s, "d", "nowhere")
-    (msg,) = of_type(out, KeyErred)
+    (msg,) = of_type(out, KeyErred)  # type: ignore[arg-type]
     assert isinstance(msg.exception, FutureLostError) and "d" not in s.tasks
 
 
@@ -863,7 +863,7 @@ def test_input_lost_while_its_dependent_is_queued() -> None:
     handle(s, submit([task("b", "a", workers=("w1",))], ["b"]))
     assert s.tasks["b"].state == "queued"
     handle(s, leave("w2"))
-    assert s.tasks["b"].state == "waiting" and s.tasks["b"] not in s.queued
+    assert s.tasks["b"].state == "waiting" and s.tasks["b"] not in s.queued  # type: ignore[comparison-overlap]
 
 
 def test_error_reported_by_a_worker_not_running_the_task() -> None:

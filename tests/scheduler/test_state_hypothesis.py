@@ -9,6 +9,7 @@ must have ended in memory or erred.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -43,7 +44,7 @@ from shoal.scheduler.state_transitions import ACTIVE
 
 WORKERS = ("w0", "w1", "w2", "w3")  # w3 is the only one with a GPU
 CLIENTS = ("c1", "c2")
-RESTRICTIONS = st.sampled_from(
+RESTRICTIONS: st.SearchStrategy[dict[str, Any]] = st.sampled_from(
     [
         {},
         {},
@@ -296,7 +297,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             new.append(key)
         refs = {d for t in tasks for d in t.dependencies if d in existing}
         tasks.extend(NewTask(key=key, run_spec=None) for key in sorted(refs, key=str))
-        if existing and data.draw(st.booleans()):  # a conflicting definition
+        if existing and data.draw(st.booleans()):  # type: ignore[arg-type]  # a conflicting definition
             tasks.append(NewTask(key=existing[0], run_spec="other", token="other"))
         wanted = data.draw(st.lists(st.sampled_from(new + existing[:1]), unique=True))
         self.feed(

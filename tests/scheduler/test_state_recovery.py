@@ -48,7 +48,7 @@ def test_result_from_a_removed_incarnation_changes_nothing() -> None:
     out = handle(s, done(ct, incarnation=1))  # the old stream's late report
     assert out == [] and s.tasks["x"].state == "processing" and s.fenced_events == 1
     out = handle(s, done(again, incarnation=2))
-    assert s.tasks["x"].state == "memory" and s.who_has(["x"]) == {"x": ["w1"]}
+    assert s.tasks["x"].state == "memory" and s.who_has(["x"]) == {"x": ["w1"]}  # type: ignore[comparison-overlap]
     assert of_type(out, KeyInMemory)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
 from shoal._types import Address, Key
 from shoal.scheduler.events import (
@@ -87,10 +87,13 @@ class Bus:
         links += [("to_scheduler", a) for a, q in self.to_scheduler.items() if q]
         return links
 
-    def take(self, queue: deque[object], most: int) -> list[object]:
+    def take(self, queue: deque[M], most: int) -> list[M]:
         """Up to ``most`` messages off one link, a batch as the batched stream would send."""
         n = self.rng.randint(1, most)
         return [queue.popleft() for _ in range(min(n, len(queue)))]
+
+
+M = TypeVar("M")
 
 
 class FakeWorker:
@@ -143,7 +146,7 @@ class FakeWorker:
     def step(self, now: float) -> list[SchedulerEvent]:
         key = self.rng.choice(sorted((k for k in self.tasks if k not in self.blocked), key=str))
         ct = self.tasks[key]
-        func, dep_keys = ct.run_spec  # type: ignore[misc]
+        func, dep_keys = cast("tuple[Callable[..., object], list[Key]]", ct.run_spec)
         events: list[SchedulerEvent] = [
             TaskStarted(
                 stimulus_id=f"start-{key}-{ct.run_id}",

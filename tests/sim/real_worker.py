@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from shoal._types import Address, Key
 from shoal.scheduler import events as sev
@@ -71,7 +71,7 @@ class RealWorker:
     # -- doing the work --------------------------------------------------------------------
     def _execute(self, work: wins.Execute) -> wev.WorkerEvent:
         task = self.state.tasks[work.key]
-        func, dep_keys = task.run_spec  # type: ignore[misc]
+        func, dep_keys = cast("tuple[Callable[..., Any], list[Key]]", task.run_spec)
         self.executed += 1
         sid = f"exec-{work.key}-{work.run_id}-{self._now}"
         try:

@@ -7,6 +7,7 @@ every event, so each test also checks that the path keeps the books straight.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 
@@ -239,7 +240,7 @@ def test_free_while_executing_then_finished_discards_the_result() -> None:
 
     out = ws.handle_stimulus(done("x"))
     assert kinds(out) == ["Execute", "TaskStartedMsg"]  # y got the thread; x left no trace
-    assert out[0].key == "y"
+    assert out[0].key == "y"  # type: ignore[attr-defined]
     assert "x" not in ws.tasks and ws.available_resources == {"GPU": 1}
     assert ws.executing == {"y"}
 
@@ -271,7 +272,7 @@ def test_reassigned_while_cancelled_executing_resumes_without_a_second_execute()
     executes = of(ws.handle_stimulus(assign("x", run_id=1)), Execute)
     ws.handle_stimulus(freed("x"))
     out = ws.handle_stimulus(assign("x", run_id=2))
-    assert kinds(out) == ["TaskStartedMsg"] and out[0].run_id == 2
+    assert kinds(out) == ["TaskStartedMsg"] and out[0].run_id == 2  # type: ignore[attr-defined]
     assert ws.tasks["x"].state == "executing"
     out = ws.handle_stimulus(done("x", run_id=1))
     executes += of(out, Execute)
@@ -296,7 +297,7 @@ def test_cancelled_executing_wanted_as_input_uses_the_running_attempt() -> None:
     assert ws.tasks["x"].state == "executing"
     out = ws.handle_stimulus(done("x", run_id=1))
     assert kinds(out) == ["StoreValue", "AddKeysMsg", "Execute", "TaskStartedMsg"]
-    assert out[2].key == "y"
+    assert out[2].key == "y"  # type: ignore[attr-defined]
 
 
 def test_cancelled_executing_wanted_as_input_fetches_if_the_attempt_fails() -> None:
@@ -426,7 +427,7 @@ def _task_in(state: str) -> WorkerState:
     }[state]
     if state == "constrained":
         ws = new_state(nthreads=2, resources={"R": 1})
-    ws.handle_stimulus(*events)
+    ws.handle_stimulus(*events)  # type: ignore[misc]
     key = "d" if state in ("fetch", "missing", "flight") else "t"
     assert ws.tasks[key].state == state
     return ws
@@ -634,7 +635,7 @@ def test_an_illegal_move_raises_invalid_transition() -> None:
         ws._transition(ws.tasks["x"], "executing")
     err = info.value
     assert (err.key, err.start, err.finish) == ("x", "memory", "executing")
-    assert ("x", "executing", "memory", err.story[-1][3], 0.0) in err.story
+    assert ("x", "executing", "memory", err.story[-1][3], 0.0) in err.story  # type: ignore[index]
     assert "memory -> executing" in str(err)
 
 
@@ -702,7 +703,7 @@ def test_many_tasks_run_to_completion() -> None:
             if isinstance(inst, GatherDep):
                 replies.append(gathered(inst.worker, inst.keys))
             elif isinstance(inst, Execute):
-                replies.append(done(inst.key, inst.run_id))
+                replies.append(done(inst.key, inst.run_id))  # type: ignore[arg-type]
         pending = [out for reply in replies for out in ws.handle_stimulus(reply)]
         assert len(ws.in_flight_workers) <= ws.total_out_connections
     assert ws.executed_count == n
@@ -712,7 +713,7 @@ def test_many_tasks_run_to_completion() -> None:
     assert ws.tasks == {} and ws.has_what == {} and ws.pending_data_per_worker == {}
 
 
-def _fields(event: object) -> dict[str, object]:
+def _fields(event: object) -> dict[str, Any]:
     return {name: getattr(event, name) for name in event.__dataclass_fields__}  # type: ignore[attr-defined]
 
 

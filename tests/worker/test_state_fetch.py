@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shoal._types import Key
 from shoal.worker.events import (
     BusyWorkerRetryDue,
     MissingRefreshDue,
@@ -117,7 +118,7 @@ def test_gather_takes_best_priority_first_within_its_byte_budget() -> None:
 def test_total_out_connections_limits_concurrent_gathers() -> None:
     ws = new_state(total_out_connections=2)
     peers = [f"tcp://p{i}:1" for i in range(4)]
-    deps = {f"d{i}": [peer] for i, peer in enumerate(peers)}
+    deps: dict[Key, list[str]] = {f"d{i}": [peer] for i, peer in enumerate(peers)}
     out = ws.handle_stimulus(assign("y", deps=deps))
     gathers = of(out, GatherDep)
     assert len(gathers) == 2 and len(ws.in_flight_workers) == 2
@@ -180,7 +181,7 @@ def test_network_failure_then_other_holder_then_missing_then_refresh() -> None:
     assert A not in ws.has_what and ws.tasks["b"].state == "missing" and ws.missing == {"b"}
 
     out = ws.handle_stimulus(network_failed(B, ["a"]))
-    assert kinds(out) == ["RequestRefreshWhoHasMsg"] and out[0].keys == ("a",)
+    assert kinds(out) == ["RequestRefreshWhoHasMsg"] and out[0].keys == ("a",)  # type: ignore[attr-defined]
     assert ws.missing == {"a", "b"} and ws.has_what == {}
 
     out = ws.handle_stimulus(refreshed({"a": [C], "b": [C]}))

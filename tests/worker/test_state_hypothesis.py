@@ -19,6 +19,8 @@ key the scheduler still wants here must be in memory or in error: nothing hangs.
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -81,7 +83,7 @@ DEPS: dict[Key, tuple[Key, ...]] = {
 RESOURCES: dict[Key, dict[str, float]] = {"t2": {"R": 1}, "t5": {"R": 2}, "t6": {"R": 1}}
 TASKS = tuple(DEPS)
 DATA = ("x0", "x1", "x2", "x3")
-NBYTES = {"x0": 30, "x1": 50, "x2": 10, "x3": 80}
+NBYTES: dict[Key, int] = {"x0": 30, "x1": 50, "x2": 10, "x3": 80}
 ERROR = ErrorInfo(exception=ValueError("x"), traceback=None, exception_text="E", traceback_text="")
 
 
@@ -141,7 +143,7 @@ class WorkerStateMachine(RuleBasedStateMachine):
             self.apply(inst)
         return out
 
-    def sid(self, what: str) -> dict[str, object]:
+    def sid(self, what: str) -> dict[str, Any]:
         self.step += 1
         return {"stimulus_id": f"{what}-{self.step}", "now": float(self.step)}
 
@@ -259,7 +261,7 @@ class WorkerStateMachine(RuleBasedStateMachine):
         event = ReplicasRequested(
             who_has={key: self.who_has(key, None)},
             nbytes={key: NBYTES.get(key, 20)},
-            **self.sid("replicate"),  # type: ignore[arg-type]
+            **self.sid("replicate"),
         )
         self.send(event)
 
@@ -346,12 +348,12 @@ class WorkerStateMachine(RuleBasedStateMachine):
                 type_name="str",
                 start=0.0,
                 stop=1.0,
-                **self.sid("done"),  # type: ignore[arg-type]
+                **self.sid("done"),
             )
         else:
             event = ExecuteFailed(
                 key=key, run_id=run_id, error=ERROR, start=0.0, stop=1.0, **self.sid("failed")
-            )  # type: ignore[arg-type]
+            )
         self.send(event)
 
     @precondition(lambda self: bool(set(self.executions) - self.seceded))
