@@ -175,9 +175,6 @@ class Nanny(Server):
         self._young_deaths = 0
         #: reasons of the deaths of our workers, newest last
         self.deaths: list[str] = []
-        #: how many worker processes were started
-        self.starts = 0
-        self._watcher: asyncio.Task[Any] | None = None
         #: variables added to the worker's environment (the ``Environ`` plugin)
         self.extra_environ: dict[str, str] = {}
         #: NannyPlugins and ``Client.run(nanny=True)`` (shoal.nanny_plugins)
@@ -248,8 +245,7 @@ class Nanny(Server):
         self.process = await asyncio.create_subprocess_exec(
             *self._command(), env=self._environ(), preexec_fn=_die_with_parent
         )
-        self.starts += 1
-        self._watcher = self.background(self._watch(self.process), "nanny-watch")
+        self.background(self._watch(self.process), "nanny-watch")
         waiter = asyncio.ensure_future(self._ready.wait())
         exited = asyncio.ensure_future(self.process.wait())
         await asyncio.wait([waiter, exited], return_when=asyncio.FIRST_COMPLETED)
