@@ -72,53 +72,63 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
     ).decode()
 
 
+def _certificate(
+    subject: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    ca_name: x509.Name,
+    ca_key: ec.EllipticCurvePrivateKey,
+    valid: tuple[datetime.datetime, datetime.datetime],
+    extensions: list[tuple[x509.ExtensionType, bool]],
+) -> x509.Certificate:
+    """One certificate for ``subject``, signed by the CA, with ``(extension, critical)``s."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(ca_key, hashes.SHA256())
+
+
 def make_cluster_certificates(days: float = 365.0) -> ClusterPems:
     """A fresh CA and a certificate per role, valid from an hour ago for ``days``."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=days)
+    valid = (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=days))
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("shoal cluster CA")
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_CA_KEY_USAGE, critical=True)
-        .sign(ca_key, hashes.SHA256())
+    ca_cert = _certificate(
+        ca_name,
+        ca_key.public_key(),
+        ca_name,
+        ca_key,
+        valid,
+        [(x509.BasicConstraints(ca=True, path_length=0), True), (_CA_KEY_USAGE, True)],
     )
+    leaf_extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            False,
+        ),
+        (
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            False,
+        ),
+    ]
     certs, keys = {}, {}
     for role in ROLES:
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(f"shoal {role}", f"shoal-{role}"))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    ]
-                ),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
+        subject = _name(f"shoal {role}", f"shoal-{role}")
+        cert = _certificate(subject, key.public_key(), ca_name, ca_key, valid, leaf_extensions)
         certs[role] = cert.public_bytes(serialization.Encoding.PEM).decode()
         keys[role] = _pem_key(key)
     return ClusterPems(ca_cert.public_bytes(serialization.Encoding.PEM).decode(), certs, keys)
