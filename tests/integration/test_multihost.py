@@ -3,7 +3,7 @@ under its nanny) and a client, started with the CLI as a user types it, over TLS
 
 A graph with a peer-to-peer transfer completes; then one worker's link goes down, the
 scheduler removes it after ``--worker-ttl`` and its results are recomputed on the other.
-Root only (network namespaces). Every address is 169.254.10.x inside namespaces made here;
+Root only (network namespaces). Every address is 169.254.77.x inside namespaces made here;
 nothing is sent anywhere else. Namespaces are deleted and processes killed by pid after.
 """
 
@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.chaos.netns import NetLab
 from tests.integration.tls_files import write_tls_files
 
 pytestmark = [
@@ -36,65 +37,31 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PROBE = REPO / "tests/integration/plain_probe.py"
-HOSTS = {"sched": "169.254.10.1", "wa": "169.254.10.2", "wb": "169.254.10.3", "cli": "169.254.10.4"}
+HOSTS = ("sched", "wa", "wb", "cli")
 
 
 def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
 
 
-@dataclass
-class Net:
-    """Namespaces ``<prefix>-<host>`` joined by veth pairs to a bridge in ``<prefix>-br``."""
-
-    prefix: str
-    made: list[str] = field(default_factory=list)
-
-    def ns(self, host: str) -> str:
-        return f"{self.prefix}-{host}"
-
-    def build(self) -> None:
-        bridge = self.ns("br")
-        ip("netns", "add", bridge)
-        self.made.append(bridge)
-        ip("-n", bridge, "link", "set", "lo", "up")
-        ip("-n", bridge, "link", "add", "br0", "type", "bridge")
-        ip("-n", bridge, "link", "set", "br0", "up")
-        for i, (host, addr) in enumerate(HOSTS.items()):
-            ns = self.ns(host)
-            ip("netns", "add", ns)
-            self.made.append(ns)
-            ip("-n", ns, "link", "set", "lo", "up")
-            inner, outer = f"{self.prefix}{i}a", f"{self.prefix}{i}b"
-            ip("link", "add", inner, "type", "veth", "peer", "name", outer)
-            ip("link", "set", inner, "netns", ns)
-            ip("link", "set", outer, "netns", bridge)
-            ip("-n", ns, "link", "set", inner, "name", "eth0")
-            ip("-n", ns, "addr", "add", f"{addr}/16", "dev", "eth0")
-            ip("-n", ns, "link", "set", "eth0", "up")
-            ip("-n", bridge, "link", "set", outer, "master", "br0")
-            ip("-n", bridge, "link", "set", outer, "up")
-
-    def destroy(self) -> None:
-        for ns in reversed(self.made):  # deleting a namespace deletes its veth ends
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=30)
-
-
 @pytest.fixture
-def net() -> Iterator[Net]:
-    network = Net(f"sht{os.getpid() % 100000}")
+def net() -> Iterator[NetLab]:
+    """The hosts' namespaces on one bridge (tests/chaos/netns.py), deleted afterwards."""
+    lab = NetLab(tag=f"sht{os.getpid() % 100000}")
     try:
-        network.build()
-        yield network
+        for host in HOSTS:
+            lab.add_host(host)
+        yield lab
     finally:
-        network.destroy()
+        left = lab.close()
+    assert not left, f"namespaces left behind: {left}"
 
 
 @dataclass
 class Procs:
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, net: Net, host: str, *command: str, **kw: object) -> subprocess.Popen[bytes]:
+    def start(self, net: NetLab, host: str, *command: str, **kw: object) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(["ip", "netns", "exec", net.ns(host), *command], cwd=REPO, **kw)  # type: ignore[call-overload]
         self.started.append(proc)
         return proc
@@ -126,7 +93,7 @@ def procs() -> Iterator[Procs]:
         started.stop_all()
 
 
-def listening_in(net: Net, host: str, *procs: subprocess.Popen[bytes]) -> set[tuple[str, int]]:
+def listening_in(net: NetLab, host: str, *procs: subprocess.Popen[bytes]) -> set[tuple[str, int]]:
     """The ports ``procs`` (and children) listen on, seen from inside ``host``'s namespace."""
     found = subprocess.run(
         ["ip", "netns", "exec", net.ns(host), str(BIN / "python"), str(PROBE), "--listening",
@@ -136,7 +103,7 @@ def listening_in(net: Net, host: str, *procs: subprocess.Popen[bytes]) -> set[tu
     return {(h, p) for h, p in json.loads(found.stdout)}
 
 
-def wait_listening(net: Net, host: str, proc: subprocess.Popen[bytes], port: int) -> None:
+def wait_listening(net: NetLab, host: str, proc: subprocess.Popen[bytes], port: int) -> None:
     deadline = time.monotonic() + 60
     while port not in {p for _, p in listening_in(net, host, proc)}:
         assert proc.poll() is None, f"it exited with {proc.returncode}"
@@ -145,23 +112,23 @@ def wait_listening(net: Net, host: str, proc: subprocess.Popen[bytes], port: int
 
 
 def test_tls_cluster_across_namespaces_survives_a_partition(
-    net: Net, procs: Procs, tmp_path: Path
+    net: NetLab, procs: Procs, tmp_path: Path
 ) -> None:
-    files = write_tls_files(tmp_path / "tls", *HOSTS.values())
+    files = write_tls_files(tmp_path / "tls", *net.hosts.values())
     token = tmp_path / "token"
     token.write_text("multihost-token\n")
     token.chmod(0o600)
     shoal = str(BIN / "shoal")
     scheduler = procs.start(
-        net, "sched", shoal, "scheduler", "--host", HOSTS["sched"], *files.cli("scheduler"),
+        net, "sched", shoal, "scheduler", "--host", net.hosts["sched"], *files.cli("scheduler"),
         "--require-encryption", "--token-file", str(token), "--worker-ttl", "3s",
         "--log-level", "warning",
     )  # fmt: skip
     wait_listening(net, "sched", scheduler, 8786)
-    address = f"tls://{HOSTS['sched']}:8786"
+    address = f"tls://{net.hosts['sched']}:8786"
     workers = [
         procs.start(
-            net, host, shoal, "worker", address, "--host", HOSTS[host], "--name", host,
+            net, host, shoal, "worker", address, "--host", net.hosts[host], "--name", host,
             "--nthreads", "1", *files.cli("worker"), "--require-encryption",
             "--token-file", str(token), "--log-level", "warning",
         )
@@ -170,7 +137,7 @@ def test_tls_cluster_across_namespaces_survives_a_partition(
     client = procs.start(
         net, "cli", str(BIN / "python"), str(REPO / "tests/integration/multihost_client.py"),
         address, str(files.ca), str(files.certs["client"]), str(files.keys["client"]),
-        str(token), HOSTS["wa"], str(tmp_path),
+        str(token), net.hosts["wa"], str(tmp_path),
         stdout=subprocess.PIPE,
     )  # fmt: skip
     deadline = time.monotonic() + 150
@@ -183,7 +150,7 @@ def test_tls_cluster_across_namespaces_survives_a_partition(
     ports = listening_in(net, "sched", scheduler)
     for host, proc in zip(("wa", "wb"), workers, strict=True):
         ports |= listening_in(net, host, proc)
-    assert (HOSTS["sched"], 8786) in ports and (HOSTS["sched"], 8787) in ports, ports
+    assert (net.hosts["sched"], 8786) in ports and (net.hosts["sched"], 8787) in ports, ports
     assert len(ports) >= 2 + 2 * 3, ports  # scheduler + dashboard; nanny, worker, /metrics
     probe = subprocess.run(
         ["ip", "netns", "exec", net.ns("cli"), str(BIN / "python"),
