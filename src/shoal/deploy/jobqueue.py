@@ -27,6 +27,7 @@ from typing import Any
 
 from shoal.comm import Security
 from shoal.deploy.cluster import Cluster, Job
+from shoal.deploy.commands import worker_argv
 from shoal.scheduler.server import Scheduler
 from shoal.sizes import parse_bytes
 
@@ -195,17 +196,13 @@ class JobQueueCluster(Cluster):
     def worker_command(self, name: str) -> list[str]:
         """The ``shoal worker`` command line a job runs."""
         per_worker = self.memory // self.processes
-        cmd = [
-            self.python, "-m", "shoal", "worker", self.scheduler_address,
-            "--nanny", "--name", name,
-            "--nthreads", str(self.threads_per_worker),
-            "--nworkers", str(self.processes),
-            "--memory-limit", str(per_worker),
-        ]  # fmt: skip
+        cmd = worker_argv(
+            [self.python], self.scheduler_address, name=name,
+            no_auth=self.token_file is None, nthreads=self.threads_per_worker,
+            memory_limit=per_worker, extra=["--nworkers", str(self.processes)],
+        )  # fmt: skip
         if self.token_file is not None:
             cmd += ["--token-file", str(self.token_file)]
-        else:
-            cmd.append("--no-auth")
         if self.local_directory:
             cmd += ["--local-directory", self.local_directory]
         cmd += tls_arguments(self.security)

@@ -35,6 +35,7 @@ from shoal.cluster_options import (
 from shoal.comm import Security
 from shoal.comm.security import child_environ
 from shoal.deploy.cluster import Cluster, Job
+from shoal.deploy.commands import worker_argv
 from shoal.scheduler.server import Scheduler
 from shoal.sizes import parse_timedelta
 from shoal.worker.server import Worker
@@ -209,15 +210,12 @@ class LocalCluster(Cluster):
         flags, options = process_arguments(self.worker_kwargs)
         if options is not None:
             env[WORKER_OPTIONS_ENV] = options
-        cmd = [
-            sys.executable, "-m", "shoal", "worker", self.scheduler.address,
-            "--nanny", "--host", self.host,
-            "--nthreads", str(self.threads_per_worker),
-            "--memory-limit", str(self.memory_limit),
-            "--name", name, "--log-level", log_level_name(self.silence_logs), *flags,
-        ]  # fmt: skip
-        if self.security.token is None:
-            cmd.append("--no-auth")
+        cmd = worker_argv(
+            [sys.executable], self.scheduler.address, name=name,
+            no_auth=self.security.token is None, host=self.host,
+            nthreads=self.threads_per_worker, memory_limit=self.memory_limit,
+            extra=["--log-level", log_level_name(self.silence_logs), *flags],
+        )  # fmt: skip
         if self.resources:
             cmd += ["--resources", " ".join(f"{k}={v}" for k, v in self.resources.items())]
         return WorkerProcessJob(name, cmd, env)

@@ -33,6 +33,7 @@ except ImportError as exc:  # an optional extra
 from shoal.comm import Security
 from shoal.comm.security import child_environ
 from shoal.deploy.cluster import Cluster, Job
+from shoal.deploy.commands import worker_argv
 
 #: seconds to wait for a remote process to print its pid and address, and to stop
 START_TIMEOUT = 60.0
@@ -145,13 +146,12 @@ class SSHWorkerJob(Job):
         cluster = self.cluster
         conn = await cluster.connection(self.host_index)
         host = cluster.hosts[self.host_index]
-        argv = [
-            *cluster.python_for(self.host_index), "-m", "shoal", "--environ-from-stdin",
-            "worker", cluster.scheduler_address, "--nanny", "--host", host, "--name", self.name,
-            *cli_flags(cluster.options_for_worker(self.host_index)),
-        ]  # fmt: skip
-        if cluster.security.token is None:
-            argv.append("--no-auth")
+        argv = worker_argv(
+            cluster.python_for(self.host_index), cluster.scheduler_address, name=self.name,
+            no_auth=cluster.security.token is None, host=host,
+            shoal_flags=["--environ-from-stdin"],
+            extra=cli_flags(cluster.options_for_worker(self.host_index)),
+        )  # fmt: skip
         self.remote = RemoteProcess(conn, host, argv)
         await self.remote.start(child_environ(cluster.security, "worker"))
 
