@@ -65,3 +65,12 @@ def test_two_copies_of_a_small_result_stay_while_it_is_needed() -> None:
     frees = of_type(handle(s, finished(ct)), FreeKeys)
     assert [f.keys for f in frees] == [("x",)]  # three copies: one goes, two stay
     assert len(s.who_has(["x"])["x"]) == 2
+
+
+def test_a_copy_whose_target_left_before_it_landed_is_asked_again() -> None:
+    s = new_state(spare_copy_bytes=1000)
+    handle(s, join("w1"), join("w2"), join("w3"))
+    (acquire,) = _x_on_w1(s)
+    (again,) = of_type(handle(s, leave(acquire.worker)), AcquireReplicas)
+    assert again.worker not in ("w1", acquire.worker)
+    assert dict(again.who_has) == {"x": ("w1",)}

@@ -531,6 +531,10 @@ class SchedulerState(Recovery):
                 recs.update(self._transition(ts, "waiting"))
         for ts in list(ws.has_what):
             recs.update(self._remove_replica(ts, ws))
+        if self.spare_copy_bytes:  # a spare copy on its way to ws never lands: ask again
+            self._copy_review.update(
+                (ts, None) for ts in self.tasks.values() if len(ts.who_has) == 1
+            )
         return recs
 
     def _suspects(self, ws: WorkerInfo) -> dict[SchedulerTask, None]:
