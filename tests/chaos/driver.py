@@ -42,6 +42,8 @@ def main() -> None:
             dag = random_dag(args.seed, args.tasks)
             result = run_dag(client, dag, Path(args.ledger), "partition", timeout=300)
             out["result"] = asdict(result)
+            out["done_at"] = time.time()  # wall clock: compared with the heal's, another process
+            out["fenced_events"] = client.scheduler_info().get("fenced_events")
             start = time.monotonic()
             try:
                 wait_until(has_workers, args.rejoin_timeout, f"{args.workers} workers again")

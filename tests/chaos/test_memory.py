@@ -1,4 +1,4 @@
-"""Chaos: a worker in a cgroup v2 whose hard memory.max is below what it is asked to
+"""Chaos: a worker in a cgroup (v2 or v1) whose hard memory limit is below what it is asked to
 hold (root only): it spills to disk and the kernel never OOM-kills anything."""
 
 from __future__ import annotations

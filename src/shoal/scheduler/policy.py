@@ -127,7 +127,7 @@ def holds_inputs(ts: SchedulerTask, ws: WorkerInfo) -> bool:
     return any(ws in dep.who_has for dep in ts.dependencies)
 
 
-def surplus_replicas(ts: SchedulerTask) -> list[WorkerInfo]:
+def surplus_replicas(ts: SchedulerTask, keep: int = 1) -> list[WorkerInfo]:
     """The copies of ``ts`` worth freeing (dask's ``ReduceReplicas``, without the daemon).
 
     A holder *needs* its copy while a task processing there depends on ``ts``. Every such
@@ -136,7 +136,8 @@ def surplus_replicas(ts: SchedulerTask) -> list[WorkerInfo]:
     on a worker without a copy (it may be fetching one from any holder right now), nor
     while more than ``REPLICA_SCAN_LIMIT`` dependents wait (a hot key: copies pay off).
     Holders that are not running (retiring) neither count nor lose theirs: retirement
-    copies their keys away on its own terms.
+    copies their keys away on its own terms. At least ``keep`` copies stay (a spare copy
+    of a small result, ``state_copies``).
     """
     holders = [ws for ws in ts.who_has if ws.status != "closing_gracefully"]
     if len(holders) <= 1 or len(ts.waiters) > REPLICA_SCAN_LIMIT:
@@ -149,4 +150,5 @@ def surplus_replicas(ts: SchedulerTask) -> list[WorkerInfo]:
                 return []  # a transfer of ts may be under way from any holder
             needing.add(ws)
     idle = [ws for ws in holders if ws not in needing]
-    return idle[:-1]  # who_has keeps arrival order: the newest idle copy stays
+    surplus = idle[:-1]  # who_has keeps arrival order: the newest idle copy stays
+    return surplus[: max(0, len(holders) - keep)]

@@ -99,6 +99,7 @@ class Scheduler(Server):
             validate=self.config.validate,
             allowed_failures=self.config.allowed_failures,
             latency=self.config.latency,
+            spare_copy_bytes=self.config.spare_copy_bytes,
         )
         self.worker_streams: dict[Address, BatchedStream] = {}
         self.client_streams: dict[str, BatchedStream] = {}

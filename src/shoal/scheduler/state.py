@@ -93,6 +93,7 @@ from shoal.scheduler.instructions import (
     SchedulerInstruction,
 )
 from shoal.scheduler.policy import restriction_sig
+from shoal.scheduler.state_copies import plan_spare_copies
 from shoal.scheduler.state_records import ClientInfo, SchedulerTask, WorkerInfo
 from shoal.scheduler.state_recovery import Recovery
 from shoal.scheduler.state_transitions import Failure, Recs
@@ -112,6 +113,7 @@ class SchedulerState(Recovery):
         log_length: int = 100_000,
         allowed_failures: int = 3,
         latency: float = 0.005,
+        spare_copy_bytes: int = 0,
     ) -> None:
         super().__init__(
             rng=rng if rng is not None else random.Random(0),
@@ -121,6 +123,7 @@ class SchedulerState(Recovery):
         )
         #: check every invariant after every event (tests)
         self.validate_after_each_event = validate
+        self.spare_copy_bytes = spare_copy_bytes
         #: workers being retired (status "closing_gracefully"): each gets ``CloseWorker``
         #: once it runs nothing and every key it holds has a copy elsewhere
         self.retiring: dict[WorkerInfo, None] = {}
@@ -145,6 +148,8 @@ class SchedulerState(Recovery):
                     self._fill_from_queue()
                 if self._replica_review:
                     self._reduce_replicas()
+                if self._copy_review:
+                    self._make_spare_copies()
                 if self.retiring:
                     self._close_retired()
                 if self.validate_after_each_event:
@@ -481,6 +486,20 @@ class SchedulerState(Recovery):
                 )
             )
 
+    def _make_spare_copies(self) -> None:
+        """One ``AcquireReplicas`` per target for the results that want a spare copy."""
+        review, self._copy_review = self._copy_review, {}
+        plans = plan_spare_copies(review, self.workers, self.spare_copy_bytes, self.rng)
+        for target, tasks in plans.items():
+            self._emit(
+                AcquireReplicas(
+                    stimulus_id=self._stimulus_id,
+                    worker=target.address,
+                    who_has={ts.key: tuple(_holders(ts)) for ts in tasks},
+                    nbytes={ts.key: ts.nbytes for ts in tasks},
+                )
+            )
+
     def _close_retired(self) -> None:
         """Tell each retiring worker that runs nothing and holds nothing unique to close."""
         for ws in list(self.retiring):
@@ -512,6 +531,10 @@ class SchedulerState(Recovery):
                 recs.update(self._transition(ts, "waiting"))
         for ts in list(ws.has_what):
             recs.update(self._remove_replica(ts, ws))
+        if self.spare_copy_bytes:  # a spare copy on its way to ws never lands: ask again
+            self._copy_review.update(
+                (ts, None) for ts in self.tasks.values() if len(ts.who_has) == 1
+            )
         return recs
 
     def _suspects(self, ws: WorkerInfo) -> dict[SchedulerTask, None]:

@@ -103,6 +103,11 @@ class TransitionEngine:
         self._room_opened = False
         #: tasks with several copies that may have become surplus (see ``_reduce_replicas``)
         self._replica_review: dict[SchedulerTask, None] = {}
+        #: results that may want a spare copy (see ``state_copies``)
+        self._copy_review: dict[SchedulerTask, None] = {}
+        #: results up to this size keep a spare copy on a second worker while needed
+        #: (0: never)
+        self.spare_copy_bytes = 0
         #: the stimulus being handled, and the instructions it produced so far
         self._stimulus_id: StimulusId = ""
         self._now = 0.0
@@ -238,7 +243,8 @@ class TransitionEngine:
         for ts in review:
             if ts.state != "memory":
                 continue
-            for ws in surplus_replicas(ts):
+            keep = 2 if 0 <= ts.nbytes <= self.spare_copy_bytes else 1
+            for ws in surplus_replicas(ts, keep):
                 del ts.who_has[ws], ws.has_what[ts]
                 ws.nbytes -= max(ts.nbytes, 0)
                 freed.setdefault(ws, []).append(ts.key)
@@ -259,6 +265,8 @@ class TransitionEngine:
             return {}
         del ts.who_has[ws], ws.has_what[ts]
         ws.nbytes -= max(ts.nbytes, 0)
+        if ts.who_has and ts.state == "memory" and self.spare_copy_bytes:
+            self._copy_review[ts] = None  # one copy left: make another
         if ts.who_has or ts.state != "memory":
             return {}
         if ts.run_spec is None and needed(ts):
@@ -498,6 +506,8 @@ class TransitionEngine:
         ts.nbytes, ts.type_name = nbytes, type_name
         for ws in workers:
             self._add_replica(ts, ws)
+        if self.spare_copy_bytes:
+            self._copy_review[ts] = None
         for client in ts.who_wants:
             self._emit(
                 KeyInMemory(
