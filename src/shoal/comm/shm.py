@@ -44,7 +44,9 @@ SHM_MIN_BYTES = 1024 * 1024
 #: the name prefix of every memfd shoal makes (seen as ``/memfd:shoal-<pid>-<n>``)
 SHM_PREFIX = "shoal-"
 #: seconds a sender keeps a memfd open for the receiver to open it
-DEFAULT_HOLD = 30.0
+DEFAULT_HOLD = 10.0
+#: memfds a sender holds open at most; past it, replies go over TCP (fds are finite)
+MAX_HELD = 1024
 _WRITE_CHUNK = 1 << 30  # os.write takes at most ~2 GiB at once
 
 
@@ -129,7 +131,8 @@ class SharedMemoryTransfers:
     # -- sender --------------------------------------------------------------------------
     def wants(self, requester_identity: object) -> bool:
         """True when the requester can map our memfds (same host identity, shm on)."""
-        return bool(self.identity) and requester_identity == self.identity
+        same_host = bool(self.identity) and requester_identity == self.identity
+        return same_host and len(self._held) < MAX_HELD
 
     def place(self, reply: dict[str, Any]) -> None:
         """Move the large buffers of ``reply["data"]`` into memfds (in place)."""
