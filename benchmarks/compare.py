@@ -1,7 +1,10 @@
 """shoal beside dask.distributed, same workloads, same machine, one run.
 
-Usage: python benchmarks/compare.py [--repeat 3]
-       [--only map,chain,tree,transfer,reuse,roundtrip,small,array,shuffle]
+Usage: python benchmarks/compare.py [--repeat 3] [--million 1000000]
+       [--only map,chain,tree,transfer,tcp,reuse,roundtrip,small,array,shuffle]
+
+``transfer`` is shoal's default (same-host shared memory); ``tcp`` is the same move with
+shared memory off. ``--million N`` adds shoal-only N-task runs (bulk.py).
 
 Each system gets its own local cluster of 2 worker processes x 1 thread. Each workload
 runs ``repeat`` times after one warm-up; the best time counts. ``floor`` is the same work
@@ -18,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bulk import TCP_ROW, bulk_times, million_rows
 from floors import measure_floors
 
 
@@ -141,6 +145,7 @@ WORKLOADS: dict[str, Callable[[Any], None]] = {
     "chain 1,000": workload_chain,
     "tree 8,192 leaves": workload_tree,
     "200 MB peer transfer": workload_transfer,
+    TCP_ROW: workload_transfer,  # shoal runs it with shared memory off (bulk.py)
     "reuse 40 MB x 20": workload_reuse,
     "submit().result()": workload_roundtrip,
     "13-task dask.array": workload_small_array,
@@ -152,6 +157,7 @@ SHORT = {
     "chain": "chain 1,000",
     "tree": "tree 8,192 leaves",
     "transfer": "200 MB peer transfer",
+    "tcp": TCP_ROW,
     "reuse": "reuse 40 MB x 20",
     "roundtrip": "submit().result()",
     "small": "13-task dask.array",
@@ -180,7 +186,7 @@ def run_shoal(names: list[str], repeat: int) -> dict[str, float]:
         shoal.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
         shoal.Client(cluster, set_as_default=False) as client,
     ):
-        return {name: measure(client, WORKLOADS[name], repeat) for name in names}
+        return {name: measure(client, WORKLOADS[name], repeat) for name in names if name != TCP_ROW}
 
 
 def run_dask(names: list[str], repeat: int) -> dict[str, float]:
@@ -200,17 +206,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default="", help="comma list of: " + ",".join(SHORT))
     parser.add_argument("--no-dask", action="store_true", help="shoal and floors only")
+    parser.add_argument("--million", type=int, default=0, metavar="N", help="then N-task runs")
     args = parser.parse_args()
     names = [SHORT[n] for n in args.only.split(",") if n] or list(WORKLOADS)
     shoal_times = run_shoal(names, args.repeat)
     dask_times = run_dask(names, args.repeat) if not args.no_dask else {}
     floor_times = measure_floors(names, args.repeat)
+    extra_shoal, extra_floor = bulk_times(names, args.repeat, WORKLOADS[TCP_ROW], measure)
+    shoal_times.update(extra_shoal)
+    floor_times.update(extra_floor)
     head = ("workload", "shoal", "dask", "floor", "shoal/dask", "shoal/floor")
     print(f"{head[0]:<24}" + "".join(f"{h:>12}" for h in head[1:]))
     for name in names:
         s, d, f = shoal_times[name], dask_times.get(name), floor_times.get(name)
         cells = [_ms(s), _ms(d), _ms(f), _ratio(s, d), _ratio(s, f)]
         print(f"{name:<24}" + "".join(f"{c:>12}" for c in cells))
+    for line in million_rows(args.million) if args.million else ():
+        print(line)
 
 
 def _ms(seconds: float | None) -> str:

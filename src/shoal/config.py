@@ -72,6 +72,8 @@ class WorkerConfig:
     total_in_connections: int = 10
     #: most bytes in flight from peers at once
     total_comm_nbytes: int = 64 * 2**20
+    #: peers on this host hand large buffers through shared memory (comm/shm.py)
+    shared_memory: bool = True
     #: fraction of memory_limit to keep managed memory beneath (spill past it)
     memory_target_fraction: float | None = 0.6
     #: fraction of process memory at which the monitor spills

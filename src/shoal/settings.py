@@ -72,6 +72,7 @@ WORKER_KEYS: dict[str, tuple[str | None, Callable[[Any], Any], str]] = {
         parse_bytes,
         "total_comm_nbytes",
     ),
+    "worker.shared-memory": (None, bool, "shared_memory"),
     "worker.lifetime.duration": (
         "distributed.worker.lifetime.duration",
         parse_timedelta,

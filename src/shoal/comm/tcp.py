@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 
 from shoal.comm.accept import Acceptor
 from shoal.comm.addressing import parse_host_port, unparse_address, unparse_host_port
+from shoal.comm.buffers import receive_buffer
 from shoal.comm.core import Comm, Listener, logger
 from shoal.comm.keepalive import set_keepalive as set_socket_keepalive
 from shoal.config import TCPKeepalive
@@ -125,7 +126,7 @@ class TCPComm(Comm, asyncio.BufferedProtocol):
         self._scheme = scheme
         self._on_connect = on_connect
         self._transport: asyncio.Transport | None = None
-        self._decoder = FrameDecoder(HANDSHAKE_LIMITS)
+        self._decoder = FrameDecoder(HANDSHAKE_LIMITS, receive_buffer)
         #: complete frame sets not yet read, oldest first
         self._sets: deque[list[memoryview]] = deque()
         #: the one reader waiting for a frame set (or for the end)

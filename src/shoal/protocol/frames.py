@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
+
+if TYPE_CHECKING:
+    import mmap
 
 from shoal.errors import ProtocolError
 
@@ -33,6 +36,8 @@ _SCRATCH_BYTES = 64 * 1024
 _DIRECT_READ_BYTES = 16 * 1024
 
 Buffer = bytes | bytearray | memoryview
+#: where a frame set's payload is received: a bytearray, or an anonymous mapping
+Payload: TypeAlias = "bytearray | mmap.mmap"
 
 #: default limit on one piece of a frame on the wire (a larger frame is cut into pieces)
 MAX_FRAME_BYTES = 2**31
@@ -96,14 +101,21 @@ def _byte_view(frame: Buffer) -> memoryview:
 class FrameDecoder:
     """Turns bytes, arriving in any chunking, into frame sets (lists of memoryviews)."""
 
-    def __init__(self, limits: FrameLimits = FrameLimits()) -> None:
+    def __init__(
+        self,
+        limits: FrameLimits = FrameLimits(),
+        allocate: Callable[[int], Payload] = bytearray,
+    ) -> None:
         self.limits = limits
+        #: makes the buffer a payload of n bytes is received into (the transport may
+        #: pre-fault large ones, see ``comm/buffers.py``)
+        self._allocate = allocate
         self._scratch = bytearray(_SCRATCH_BYTES)
         #: unparsed bytes live in scratch[_start:_end]
         self._start = 0
         self._end = 0
         #: the payload being filled, once its header is parsed; None between messages
-        self._payload: bytearray | None = None
+        self._payload: Payload | None = None
         self._lengths: tuple[int, ...] = ()
         self._filled = 0
         self._direct = False
@@ -222,8 +234,8 @@ class FrameDecoder:
         if total > limits.max_message_bytes:
             self._fail(f"frame set of {total} bytes (limit {limits.max_message_bytes})")
         try:
-            payload = bytearray(total)
-        except MemoryError:
+            payload = self._allocate(total)
+        except (MemoryError, OSError):
             self._fail(f"cannot allocate {total} bytes for a frame set")
         self._start += header_bytes
         self._lengths = lengths

@@ -31,6 +31,7 @@ from shoal.comm.security import role_refusal
 from shoal.config import CommConfig, SchedulerConfig
 from shoal.http.records import ClusterCounters, TaskStream
 from shoal.logs import MemoryLogHandler
+from shoal.loop_monitor import GcPolicy, LoopMonitor
 from shoal.preload import import_preloads, run_setups
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, serialize
@@ -134,6 +135,8 @@ class Scheduler(Server):
         self.periodic(self._check_worker_ttl, min(1.0, self.config.worker_ttl / 4), "worker-ttl")
         self.periodic(self._expire_unclaimed, UNCLAIMED_CHECK_INTERVAL, "unclaimed")
         self.coordination.start()
+        self.periodic(self.loop_monitor.tick, self.loop_monitor.interval, "loop-monitor")
+        self.periodic(lambda: self.gc_policy.idle(len(self.state.tasks)), 1.0, "gc-policy")
         logger.info("scheduler at %s", self.address)
         await self._start_http()
 
@@ -148,6 +151,9 @@ class Scheduler(Server):
         self.counters = ClusterCounters()
         #: this scheduler's recent log records (``get_logs``)
         self.log_handler = MemoryLogHandler()
+        #: the longest loop stall and full GC (shoal.loop_monitor), and the freeze policy
+        self.loop_monitor = LoopMonitor()
+        self.gc_policy = GcPolicy()
 
     async def _start_http(self) -> None:
         self.log_handler.attach(["shoal.scheduler", "shoal.http"])
@@ -182,6 +188,7 @@ class Scheduler(Server):
         if self.http is not None:
             await self.http.stop()
         self.log_handler.detach()
+        self.loop_monitor.close()
         await self.extras.close()
         for stream in list(self.worker_streams.values()):
             if not stream.closed:  # a worker may be leaving at this very moment
@@ -582,15 +589,17 @@ class Scheduler(Server):
         def update_graph(
             tasks: Any, wanted: Any, restrictions: Any = None, stimulus_id: str = "", **_: Any
         ) -> None:
+            new = tuple(_new_tasks(tasks, restrictions or {}))
             feed(
                 ev.GraphSubmitted(
                     client=client,
-                    tasks=tuple(_new_tasks(tasks, restrictions or {})),
+                    tasks=new,
                     wanted=tuple(wanted),
                     stimulus_id=stimulus_id or f"update-graph-{time.time()}",
                     now=time.time(),
                 )
             )
+            self.gc_policy.tasks_added(len(new))
 
         def keys_event(event_type: Callable[..., ev.SchedulerEvent]) -> Callable[..., None]:
             def handler(keys: Any, stimulus_id: str = "", **msg: Any) -> None:

@@ -26,6 +26,7 @@ from shoal.comm import BatchedStream, Comm, Security, connect, get_address_host
 from shoal.comm.core import DEFAULT_CONFIG
 from shoal.comm.hostaddr import Bind
 from shoal.comm.rpc import ok_reply
+from shoal.comm.shm import SharedMemoryTransfers
 from shoal.config import CommConfig, WorkerConfig
 from shoal.errors import CommError, SerializationError
 from shoal.http.records import TransferLog
@@ -130,6 +131,7 @@ class Worker(Server):
         self.data: MutableMapping[Key, Any] = make_data(
             data, os.path.join(self.local_directory, "storage"), self.config
         )
+        self.shm = SharedMemoryTransfers(self.config.shared_memory)
         self.memory_monitor = MemoryMonitor(MemoryThresholds.from_config(self.config), self.data)
         #: plugins, run with dask's options, call stacks, profiles (shoal.worker.extras)
         self.extras = WorkerExtras(self)
@@ -411,6 +413,7 @@ class Worker(Server):
         if hasattr(self, "runner"):
             self.runner.shutdown()
         shutdown_actors(self)
+        self.shm.close()
         await super()._shutdown()
         if isinstance(self.data, SpillBuffer):  # stops its writer thread, removes its files
             await asyncio.to_thread(self.data.close)
@@ -489,9 +492,9 @@ class Worker(Server):
         stimulus_id = f"gather-dep-{inst.worker}-{start}"
         event: ev.WorkerEvent
         try:
-            reply = await self.pool.call(
+            reply = await self.shm.get_data(
+                self.pool.call,
                 inst.worker,
-                "get_data",
                 keys=tuple(inst.keys),
                 who=self.address,
                 reply_timeout=self.comm_config.fetch_timeout,
@@ -659,7 +662,9 @@ class Worker(Server):
             **actor_handlers(self),
         }
 
-    async def get_data(self, comm: Comm, keys: tuple[Key, ...], who: str | None = None) -> Any:
+    async def get_data(
+        self, comm: Comm, keys: tuple[Key, ...], who: str | None = None, shm: str | None = None
+    ) -> Any:
         """Serve values to a peer or client, within ``total_in_connections``.
 
         Spilled values are read from disk in a helper thread, already pickled. The slot is
@@ -674,6 +679,8 @@ class Worker(Server):
             reply = {"status": "OK", "data": data, "nbytes": nbytes}
             if unsendable:
                 reply["unsendable"] = unsendable
+            if self.shm.wants(shm):  # a peer on this host: large buffers go in memfds
+                await self.shm.place_soon(reply)
             await self._reply(comm, ok_reply(reply))
             return self.REPLIED
         finally:

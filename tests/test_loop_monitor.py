@@ -1,0 +1,72 @@
+"""The loop monitor sees a stall; the GC policy freezes after big graphs and thaws when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from shoal import Client, LocalCluster
+from shoal.loop_monitor import GcPolicy, LoopMonitor
+
+
+@pytest.fixture
+def thawed() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_a_blocked_loop_is_seen_as_a_stall() -> None:
+    monitor = LoopMonitor(interval=0.01)
+
+    async def main() -> None:
+        for _ in range(3):
+            await asyncio.sleep(monitor.interval)
+            monitor.tick()
+        time.sleep(0.2)  # the loop is stuck
+        await asyncio.sleep(monitor.interval)
+        monitor.tick()
+
+    try:
+        asyncio.run(main())
+        assert monitor.max_stall >= 0.15
+        monitor.reset()
+        assert monitor.max_stall == 0.0
+    finally:
+        monitor.close()
+
+
+def test_full_collections_are_timed() -> None:
+    monitor = LoopMonitor()
+    try:
+        gc.collect()
+        assert monitor.stats()["full_gcs"] == 1
+        assert monitor.max_full_gc > 0
+    finally:
+        monitor.close()
+
+
+def test_policy_freezes_after_enough_tasks_and_thaws_when_idle(thawed: None) -> None:
+    policy = GcPolicy(freeze_after=100)
+    policy.tasks_added(60)
+    assert gc.get_freeze_count() == 0
+    policy.tasks_added(60)
+    assert policy.frozen and gc.get_freeze_count() > 0
+    policy.idle(tasks_held=5)
+    assert gc.get_freeze_count() > 0  # tasks still held: stay frozen
+    policy.idle(tasks_held=0)
+    assert not policy.frozen and gc.get_freeze_count() == 0
+
+
+def test_the_scheduler_applies_the_policy_to_a_graph(thawed: None) -> None:
+    with LocalCluster(n_workers=1, processes=False) as cluster, Client(cluster) as client:
+        scheduler = cluster.scheduler
+        scheduler.gc_policy.freeze_after = 50
+        assert sum(client.gather(client.map(abs, range(200)))) == sum(range(200))
+        assert scheduler.gc_policy.freezes >= 1
+        stats = scheduler.loop_monitor.stats()
+        assert set(stats) == {"max_stall", "max_full_gc", "full_gcs", "frozen"}
