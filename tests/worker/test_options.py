@@ -102,7 +102,7 @@ def test_fractions_durations_and_bytes_are_parsed(workers: list[Worker]) -> None
     assert (cfg.memory_target_fraction, cfg.memory_spill_fraction) == (None, 0.5)
     assert (cfg.lifetime, cfg.lifetime_stagger) == (3600.0, 300.0)
     assert cfg.total_comm_nbytes == 10_000_000 and cfg.name == "7"
-    with pytest.raises(ValueError, match="memory_pause_fraction=1.5"):
+    with pytest.raises(ValueError, match=r"memory_pause_fraction=1\.5"):
         make(workers, memory_pause_fraction=1.5)
 
 
@@ -195,5 +195,5 @@ def test_nanny_refuses_what_cannot_cross_with_the_reason() -> None:
         Nanny(ADDRESS, data={})
     with pytest.raises(TypeError, match="importable"):
         Nanny(ADDRESS, data=lambda: {})
-    with pytest.raises(TypeError, match="LocalCluster.*processes=False"):
+    with pytest.raises(TypeError, match=r"LocalCluster.*processes=False"):
         process_arguments({"data": {}})
