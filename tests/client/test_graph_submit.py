@@ -35,3 +35,12 @@ def test_pacing_asks_the_transport_its_interval() -> None:
         "tcp://127.0.0.1:9", Security(token=None), "c", CommConfig(batch_interval=0.25)
     )
     assert transport.coalescing_interval() == 0.25
+
+
+def test_futures_pickled_are_spotted_by_the_reduce_hook_not_by_bytes() -> None:
+    from shoal.client.future import futures_pickled
+    from shoal.protocol.serialize import serialize
+
+    with futures_pickled() as found:
+        serialize(("_rebind", b"_rebind"))  # the old byte search took this for a future
+    assert found == []

@@ -27,6 +27,7 @@ from typing import Any
 
 from shoal._types import Key
 from shoal.client.core import ClientCore
+from shoal.client.future import futures_pickled
 from shoal.client.future_state import FutureState
 from shoal.client.tasks import _submission_order
 from shoal.errors import SerializationError
@@ -40,9 +41,6 @@ MAX_TASKS_PER_MESSAGE = 2_000
 MAX_FRAMES_PER_MESSAGE = 4_000
 #: most bytes of run specs in one message
 MAX_BYTES_PER_MESSAGE = 64 * 2**20
-
-#: in a pickle, the name ``Future.__reduce__`` refers to: a future was pickled inside
-_FUTURE_MARK = b"_rebind"
 
 #: one row of ``update-graph``; dask keys name their computation, so no token is checked
 GraphRow = tuple[Key, Serialized, tuple[Key, ...], tuple[float, ...], None]
@@ -87,8 +85,9 @@ def _prepare(
         annotations = {**defaults, **graph.annotation(key)}
         priority = -float(annotations.get("priority") or 0)
         node = graph.nodes[key]
-        blob = _serialize_node(key, node)
-        if _FUTURE_MARK in blob.header:  # a Future pickled as a plain argument: refer to it
+        with futures_pickled() as futures:
+            blob = _serialize_node(key, node)
+        if futures:  # a Future pickled as a plain argument: refer to it
             node = graph.nodes[key] = refer_to_futures(node)
             blob = _serialize_node(key, node)
         deps = tuple(normalize_key(dep) for dep in node.dependencies)
