@@ -315,6 +315,7 @@ def worker(
 
 def _worker_options_from_environ() -> dict[str, Any]:
     from shoal.cluster_options import WORKER_OPTIONS_ENV
+    from shoal.worker.options import from_process_options
 
     text = os.environ.get(WORKER_OPTIONS_ENV)
     if not text:
@@ -325,7 +326,10 @@ def _worker_options_from_environ() -> dict[str, Any]:
         raise click.UsageError(f"${WORKER_OPTIONS_ENV} is not JSON: {exc}") from None
     if not isinstance(options, dict):
         raise click.UsageError(f"${WORKER_OPTIONS_ENV} must be a JSON object")
-    return options
+    try:
+        return from_process_options(options)  # data= and services= factories imported
+    except (ImportError, AttributeError) as exc:
+        raise click.UsageError(f"${WORKER_OPTIONS_ENV}: {exc}") from None
 
 
 def _worker_target(

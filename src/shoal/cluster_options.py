@@ -86,6 +86,7 @@ def process_arguments(kwargs: dict[str, Any]) -> tuple[list[str], str | None]:
                 flags.append("--lifetime-restart")
         else:
             rest[name] = value
+    rest = _crossing(rest)
     for name, value in rest.items():
         try:
             json.dumps(value)
@@ -95,6 +96,20 @@ def process_arguments(kwargs: dict[str, Any]) -> tuple[list[str], str | None]:
                 "processes; use processes=False to give it to in-process workers"
             ) from None
     return flags, json.dumps(rest) if rest else None
+
+
+def _crossing(options: dict[str, Any]) -> dict[str, Any]:
+    """``executor=``, ``data=`` and ``services=`` as they cross to a worker process
+    (names and import paths; live objects refused with the reason)."""
+    from shoal.worker.options import process_options
+
+    crossing = {k: options.pop(k) for k in ("executor", "data", "services") if k in options}
+    try:
+        return {**options, **process_options(**crossing)}
+    except TypeError as exc:
+        raise TypeError(
+            f"{str(exc).replace('Nanny(', 'LocalCluster(')}; or use processes=False"
+        ) from None
 
 
 def log_level_name(silence_logs: Any) -> str:

@@ -27,16 +27,19 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
+from shoal.cluster_options import WORKER_OPTIONS_ENV
 from shoal.comm import Comm, Security
 from shoal.comm.hostaddr import Bind
 from shoal.comm.security import child_environ
@@ -44,6 +47,16 @@ from shoal.nanny_plugins import NannyExtras
 from shoal.server import Server
 from shoal.worker.local_dir import remove_directory_of_dead_worker, remove_stale_directories
 from shoal.worker.memory import parse_memory_limit
+from shoal.worker.options import (
+    FROM_CONFIG,
+    DataOption,
+    Duration,
+    ExecutorOption,
+    Fraction,
+    FromConfig,
+    ServicesOption,
+    process_options,
+)
 
 logger = logging.getLogger("shoal.nanny")
 
@@ -109,6 +122,13 @@ def restart_delay(young_deaths: int) -> float:
     return float(min(BACKOFF_FIRST * 2 ** (young_deaths - 2), BACKOFF_MAX))
 
 
+def _resources_flag(resources: Mapping[str, float] | str | None) -> str:
+    """``{"GPU": 2}`` as the worker's ``--resources`` flag (``"GPU=2"``); text as it is."""
+    if isinstance(resources, str) or resources is None:
+        return resources or ""
+    return " ".join(f"{name}={amount}" for name, amount in resources.items())
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: on Linux, get SIGTERM when the nanny dies (even by
     SIGKILL), so that no worker outlives its nanny."""
@@ -126,20 +146,80 @@ class Nanny(Server):
         self,
         scheduler_address: str,
         *,
+        nthreads: int = 1,
+        name: str | int | None = None,
+        executor: ExecutorOption = None,
+        local_directory: str | os.PathLike[str] | None = None,
+        services: ServicesOption = None,
+        data: DataOption = None,
+        memory_limit: str | int | float | None = "auto",
+        memory_target_fraction: Fraction | FromConfig = FROM_CONFIG,
+        memory_spill_fraction: Fraction | FromConfig = FROM_CONFIG,
+        memory_pause_fraction: Fraction | FromConfig = FROM_CONFIG,
+        resources: Mapping[str, float] | str | None = None,
+        lifetime: Duration | None = None,
+        lifetime_stagger: Duration | None = None,
+        lifetime_restart: bool = False,
+        total_out_connections: int | None = None,
+        total_in_connections: int | None = None,
+        total_comm_nbytes: int | str | None = None,
+        heartbeat_interval: float | None = None,
         security: Security | None = None,
         host: str = "127.0.0.1",
         port: int | str = 0,
         protocol: str | None = None,
         interface: str | None = None,
+        worker_port: int | str = 0,
+        listen_address: str | None = None,
+        contact_address: str | None = None,
+        preload: Sequence[str] = (),
+        log_level: str = "warning",
         terminate_fraction: float | None = 0.95,
         kill_timeout: float = 10.0,
         death_timeout: float | None = None,
         scheduler_file: str | None = None,
-        **spec: Any,
     ) -> None:
-        nthreads = int(spec.get("nthreads", 1))
-        spec["memory_limit"] = parse_memory_limit(spec.get("memory_limit", "auto"), nthreads)
-        self.spec = WorkerSpec(host=host, interface=interface, **spec)
+        """A nanny that starts (and restarts) a worker process with these options.
+
+        The worker's options mean what they mean for ``Worker`` (see its docstring). They
+        cross to the worker process as command-line flags or as JSON, so what cannot be
+        sent is refused here with a TypeError: ``executor`` must be a name (or a dict of
+        names), ``data`` and ``services`` importable factories, not live objects.
+        The worker's ``nanny`` is this nanny's address. The rest: ``terminate_fraction``
+        of ``memory_limit`` (RSS) past which the worker is restarted, ``kill_timeout``
+        between SIGTERM and SIGKILL, ``death_timeout`` and ``scheduler_file`` for the
+        worker's reconnects, ``log_level`` and ``preload`` for the worker process.
+        """
+        self.spec = WorkerSpec(
+            nthreads=nthreads,
+            name=None if name is None else str(name),
+            memory_limit=parse_memory_limit(memory_limit, nthreads),
+            resources=_resources_flag(resources),
+            local_directory=None if local_directory is None else os.fspath(local_directory),
+            lifetime=None if lifetime is None else str(lifetime),
+            lifetime_stagger=str(lifetime_stagger) if lifetime_stagger is not None else "0s",
+            lifetime_restart=lifetime_restart,
+            host=host,
+            log_level=log_level,
+            worker_port=str(worker_port),
+            interface=interface,
+            listen_address=listen_address,
+            contact_address=contact_address,
+            preload=tuple(preload),
+        )
+        #: worker options without a flag, handed to the worker process as JSON
+        self.worker_options = process_options(
+            executor=executor,
+            services=services,
+            data=data,
+            memory_target_fraction=memory_target_fraction,
+            memory_spill_fraction=memory_spill_fraction,
+            memory_pause_fraction=memory_pause_fraction,
+            total_out_connections=total_out_connections,
+            total_in_connections=total_in_connections,
+            total_comm_nbytes=total_comm_nbytes,
+            heartbeat_interval=heartbeat_interval,
+        )
         super().__init__(
             handlers={
                 "restart": self.restart,
@@ -229,14 +309,18 @@ class Nanny(Server):
         return cmd
 
     def _environ(self) -> dict[str, str]:
-        # the worker gets our token and TLS material (its own certificate only), and the
-        # variables nanny plugins (``Environ``) set
-        return {
+        # the worker gets our token and TLS material (its own certificate only), the
+        # variables nanny plugins (``Environ``) set, and its options without a flag
+        environ = {
             **WORKER_ENVIRON,
             **os.environ,
             **self.extra_environ,
             **child_environ(self.security, "worker"),
         }
+        if self.worker_options:  # over those a LocalCluster gave us (ours are explicit)
+            inherited = json.loads(environ.get(WORKER_OPTIONS_ENV) or "{}")
+            environ[WORKER_OPTIONS_ENV] = json.dumps({**inherited, **self.worker_options})
+        return environ
 
     async def _start_worker(self) -> None:
         """Spawn a worker and return once it has registered with the scheduler."""

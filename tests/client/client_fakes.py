@@ -63,6 +63,9 @@ class FakeTransport:
         self.on_lost = on_lost
         return {"status": "OK", "scheduler": SCHEDULER, "workers": len(self.data)}
 
+    def coalescing_interval(self) -> float:
+        return 0.0
+
     def send(self, *msgs: dict[str, Any]) -> None:
         for msg in msgs:
             self.sent.append(msg)

@@ -87,8 +87,7 @@ async def _submit_graph_async(
 # -- get -------------------------------------------------------------------------------------------
 def get(client: Client, dsk: Any, keys: Any, **kwargs: Any) -> Any:
     """Run a dask graph; the values of ``keys``, nested as ``keys`` is."""
-    with graph_submit.collections_paused():
-        graph = materialize(dsk)
+    graph = materialize(dsk)
     outputs = flatten_keys(keys)
     options = options_of(kwargs)
     if client.asynchronous:
@@ -130,7 +129,7 @@ def compute(client: Client, collections: Any, optimize_graph: bool = True, **kwa
     wanted = [c for c in items if is_dask_collection(c)]
     if not wanted:
         return items[0] if single else items
-    with shoal_dask_config(), graph_submit.collections_paused():
+    with shoal_dask_config():
         expr, outputs = compute_expr(wanted, optimize_graph)
         graph = materialize(expr)
     result = submit_graph(client, graph, outputs, options_of(kwargs))
@@ -151,7 +150,7 @@ def persist(client: Client, collections: Any, optimize_graph: bool = True, **kwa
     wanted = [c for c in items if is_dask_collection(c)]
     if not wanted:
         return items[0] if single else items
-    with shoal_dask_config(), graph_submit.collections_paused():
+    with shoal_dask_config():
         expr, per_collection = persist_expr(wanted, optimize_graph)
         graph = materialize(expr)
     outputs = [key for keys in per_collection for key in keys]

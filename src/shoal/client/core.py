@@ -158,6 +158,10 @@ class ClientCore:
         if self.status != "running":
             raise CommClosedError(f"client {self.id} is {self.status}, not running")
 
+    def send(self, *msgs: Msg) -> None:
+        """Queue messages to the scheduler (update-graph specs are kept for reconnects)."""
+        self._send(*msgs)
+
     def _send(self, *msgs: Msg) -> None:
         for msg in msgs:
             if msg.get("op") == "update-graph":

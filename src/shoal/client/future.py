@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -164,6 +165,9 @@ class Future:
 
     # -- identity --------------------------------------------------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:
+        counter = getattr(_pickling, "futures", None)
+        if counter is not None:  # inside ``futures_pickled()``: count us
+            counter.append(self._key)
         return (_rebind, (self._key,))
 
     def __dask_tokenize__(self) -> tuple[str, Key]:
@@ -177,6 +181,23 @@ class Future:
 
     def _repr_html_(self) -> str:
         return f"<b>Future: {key_split(self._key)}</b> status: {self.status}"
+
+
+#: set by ``futures_pickled`` on this thread: the keys of the futures pickled meanwhile
+_pickling = threading.local()
+
+
+@contextlib.contextmanager
+def futures_pickled() -> Generator[list[Key], None, None]:
+    """Within the block, the futures pickled on this thread are listed (by key) in the
+    list it gives: a pickled graph node that holds futures is spotted exactly."""
+    previous = getattr(_pickling, "futures", None)
+    found: list[Key] = []
+    _pickling.futures = found
+    try:
+        yield found
+    finally:
+        _pickling.futures = previous
 
 
 def _short(key: Key) -> str:

@@ -48,6 +48,10 @@ class Transport(Protocol):
         """Queue messages on the scheduler stream (never blocks)."""
         ...
 
+    def coalescing_interval(self) -> float:
+        """Seconds within which messages sent go out together in one frame set."""
+        ...
+
     async def call(self, address: str, op: str, /, **kwargs: Any) -> Any:
         """One rpc to ``address``; the result, or the remote exception raised here."""
         ...
@@ -127,6 +131,9 @@ class CommTransport:
         if self._stream is None:
             raise RuntimeError("the transport is not open")
         self._stream.send(*msgs)
+
+    def coalescing_interval(self) -> float:
+        return self.config.batch_interval
 
     async def call(self, address: str, op: str, /, **kwargs: Any) -> Any:
         return await self.pool.call(address, op, **kwargs)

@@ -23,7 +23,6 @@ import threading
 import time
 import traceback as tb_module
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import tblib
@@ -33,12 +32,10 @@ from shoal.errors import RemoteError, Reschedule
 from shoal.graph.spec import run_spec
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.worker.events import ErrorInfo, ExecuteFailed, ExecuteSucceeded, WorkerEvent
+from shoal.worker.options import Executors, make_executors
 
 #: set on a worker's task threads: which worker and key the running task belongs to
 thread_state = threading.local()
-
-#: threads beyond nthreads that seceded tasks may keep busy
-_SPARE_THREADS = 512
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
@@ -80,15 +77,17 @@ class TaskRunner:
     def __init__(
         self,
         nthreads: int,
-        loop: asyncio.AbstractEventLoop,
+        loop: asyncio.AbstractEventLoop | None,
         on_events: Callable[[list[WorkerEvent]], None],
         worker: object,
+        executors: Executors | None = None,
     ) -> None:
-        self.executor = ThreadPoolExecutor(
-            max_workers=nthreads + _SPARE_THREADS, thread_name_prefix="shoal-task"
-        )
+        #: executors by name (``Worker(executor=...)``); tasks pick one by annotation
+        self.executors = executors or make_executors(None, nthreads)
+        self.executor = self.executors.default
         self.threads: dict[Key, int] = {}
         self.active_threads: dict[int, Key] = {}
+        #: the worker's loop; None until ``attach`` (a Worker is made before its loop runs)
         self._loop = loop
         self._on_events = on_events
         self._worker = worker
@@ -98,8 +97,21 @@ class TaskRunner:
         self._rejoin_gates: dict[Key, threading.Event] = {}
         self._closed = False
 
-    def submit(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> None:
-        self.executor.submit(self._run, key, run_id, spec, deps)
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver finished tasks to ``loop`` (the worker's, once it starts)."""
+        self._loop = loop
+
+    def submit(
+        self,
+        key: Key,
+        run_id: int,
+        spec: object,
+        deps: Mapping[Key, Any],
+        executor: object = None,
+    ) -> None:
+        """Run ``spec`` on the executor named ``executor`` (an annotation; else "default")."""
+        chosen = self.executors.by_name.get(executor) if isinstance(executor, str) else None
+        (chosen or self.executor).submit(self._run, key, run_id, spec, deps)
 
     def _run(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> None:
         ident = threading.get_ident()
@@ -151,8 +163,10 @@ class TaskRunner:
             wake = len(self._done) == 1
         if wake:
             # the loop may have closed while the task ran: then there is nobody to tell
+            loop = self._loop  # None only before the worker starts, when nothing runs
             with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._drain)
+                if loop is not None:
+                    loop.call_soon_threadsafe(self._drain)
 
     def wait_for_slot(self, key: Key, event: WorkerEvent) -> None:
         """From ``key``'s task thread: hand ``event`` (TaskRejoined) to the loop and block
@@ -188,4 +202,4 @@ class TaskRunner:
         self._closed = True
         for key in list(self._rejoin_gates):
             self.grant(key)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executors.shutdown()

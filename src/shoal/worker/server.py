@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping
+from concurrent.futures import Executor
 from typing import Any
 
 from shoal._types import Address, Key
@@ -27,7 +28,7 @@ from shoal.comm.core import DEFAULT_CONFIG
 from shoal.comm.hostaddr import Bind
 from shoal.comm.rpc import ok_reply
 from shoal.comm.shm import SharedMemoryTransfers
-from shoal.config import CommConfig, WorkerConfig
+from shoal.config import CommConfig
 from shoal.errors import CommError, SerializationError
 from shoal.http.records import TransferLog
 from shoal.log_limit import RepeatLimiter
@@ -36,7 +37,6 @@ from shoal.nanny import RESTART_EXIT_CODE, SCHEDULER_LOST_EXIT_CODE
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.server import Server
-from shoal.settings import with_settings, worker_settings
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
 from shoal.worker import reconnect
@@ -46,6 +46,20 @@ from shoal.worker.extras import WorkerExtras
 from shoal.worker.local_dir import LocalDirectory
 from shoal.worker.memory import parse_memory_limit
 from shoal.worker.monitor import MONITOR_INTERVAL, MemoryMonitor, MemoryThresholds
+from shoal.worker.options import (
+    FROM_CONFIG,
+    DataOption,
+    Duration,
+    ExecutorOption,
+    Executors,
+    Fraction,
+    FromConfig,
+    ServicesOption,
+    data_factory,
+    make_executors,
+    start_services,
+    worker_config,
+)
 from shoal.worker.spill import SpillBuffer, make_data, task_inputs
 from shoal.worker.state import WorkerState
 from shoal.worker.transfer import is_network_failure, unsendable_of, values_for_peer
@@ -99,6 +113,28 @@ class Worker(Server):
         self,
         scheduler_address: str,
         *,
+        nthreads: int = 1,
+        name: str | int | None = None,
+        executor: ExecutorOption = None,
+        local_directory: str | os.PathLike[str] | None = None,
+        services: ServicesOption = None,
+        data: DataOption = None,
+        memory_limit: str | int | float | None = "auto",
+        memory_target_fraction: Fraction | FromConfig = FROM_CONFIG,
+        memory_spill_fraction: Fraction | FromConfig = FROM_CONFIG,
+        memory_pause_fraction: Fraction | FromConfig = FROM_CONFIG,
+        resources: Mapping[str, float] | None = None,
+        nanny: str | None = None,
+        lifetime: Duration | None = None,
+        lifetime_stagger: Duration | None = None,
+        lifetime_restart: bool | None = None,
+        total_out_connections: int | None = None,
+        total_in_connections: int | None = None,
+        total_comm_nbytes: int | str | None = None,
+        heartbeat_interval: float | None = None,
+        death_timeout: float | None = None,
+        scheduler_file: str | None = None,
+        validate: bool | None = None,
         security: Security | None = None,
         host: str = "127.0.0.1",
         port: int | str = 0,
@@ -106,16 +142,62 @@ class Worker(Server):
         interface: str | None = None,
         listen_address: str | None = None,
         contact_address: str | None = None,
-        data: MutableMapping[Key, Any] | Callable[[], MutableMapping[Key, Any]] | None = None,
-        memory_limit: object = "auto",
         comm_config: CommConfig = DEFAULT_CONFIG,
         http_port: int | None = 0,
-        **config: Any,
     ) -> None:
+        """A worker of the scheduler at ``scheduler_address`` (started by ``await start()``).
+
+        The seed's parameters:
+
+        * ``nthreads``: threads running tasks. ``name``: an alias (default: the address).
+        * ``executor``: a ``concurrent.futures.Executor``, ``"threads"``/``"default"`` (a
+          pool of ``nthreads``), ``"offload"`` (one thread shared by the process), or a dict
+          of those by name; tasks annotated ``executor="NAME"`` run on that one.
+        * ``local_directory``: where spill files and other local resources go.
+        * ``services``: ``{name: factory}``, ``await factory(worker)`` starts an auxiliary
+          server with a ``port`` and ``async stop()`` (``worker.service_ports[name]``).
+        * ``data``: the mapping for ``worker.data``, a factory of one, or (factory, kwargs);
+          default: a disk-backed buffer (``data.memory``/``data.disk``) when there is a
+          memory limit and a target or spill fraction.
+        * ``memory_limit``: bytes, ``"5GB"``, ``"auto"`` (machine memory * min(1, nthreads
+          / cores)), a fraction of machine memory, or 0 for none.
+        * ``memory_target_fraction``: keep managed memory below this fraction (spill past
+          it); ``memory_spill_fraction``: process memory at which the monitor spills;
+          ``memory_pause_fraction``: at which no new task starts. ``False``/``None``: off;
+          not given: dask.config (``distributed.worker.memory.*``).
+        * ``resources``: abstract resources like ``{"GPU": 2}``.
+        * ``nanny``: address of the nanny supervising this worker, if any.
+        * ``lifetime``: retire after this long (``"1 hour"``); ``lifetime_stagger``: pick
+          the lifetime uniformly in lifetime +/- this; ``lifetime_restart``: have the nanny
+          start a fresh worker after it.
+        * ``total_out_connections`` / ``total_in_connections``: most concurrent outgoing /
+          incoming data requests; ``total_comm_nbytes``: most bytes in flight from peers.
+
+        Settings left at None come from dask.config (``shoal.worker.*``); a misspelt
+        keyword raises TypeError naming it.
+        """
         import_task_modules()  # before any task thread: no import races (warm_imports)
-        nthreads = int(config.get("nthreads", 1))
-        config["memory_limit"] = parse_memory_limit(memory_limit, nthreads)
-        self.config = WorkerConfig(**with_settings(worker_settings(), config))
+        self.config = worker_config(
+            nthreads=nthreads,
+            name=name,
+            local_directory=local_directory,
+            memory_limit=parse_memory_limit(memory_limit, nthreads),
+            memory_target_fraction=memory_target_fraction,
+            memory_spill_fraction=memory_spill_fraction,
+            memory_pause_fraction=memory_pause_fraction,
+            resources=resources,
+            nanny=nanny,
+            lifetime=lifetime,
+            lifetime_stagger=lifetime_stagger,
+            lifetime_restart=lifetime_restart,
+            total_out_connections=total_out_connections,
+            total_in_connections=total_in_connections,
+            total_comm_nbytes=total_comm_nbytes,
+            heartbeat_interval=heartbeat_interval,
+            death_timeout=death_timeout,
+            scheduler_file=scheduler_file,
+            validate=validate,
+        )
         super().__init__(
             handlers=self._rpc_handlers(),
             security=security if security is not None else Security(token=None),
@@ -127,17 +209,33 @@ class Worker(Server):
         #: port of the HTTP service (/health, /metrics) on this worker's host; None: none
         self.http_port = http_port
         self._bind = Bind(protocol, host, port, interface, listen_address, contact_address)
-        self._init_state()
+        #: auxiliary servers to start with the worker (``services=``), by name
+        self._service_factories = dict(services or {})
+        self._init_state(make_executors(executor, self.config.nthreads))
         self.data: MutableMapping[Key, Any] = make_data(
-            data, os.path.join(self.local_directory, "storage"), self.config
+            data_factory(data), os.path.join(self.local_directory, "storage"), self.config
         )
         self.shm = SharedMemoryTransfers(self.config.shared_memory)
         self.memory_monitor = MemoryMonitor(MemoryThresholds.from_config(self.config), self.data)
+        self.state = self._new_state()
         #: plugins, run with dask's options, call stacks, profiles (shoal.worker.extras)
         self.extras = WorkerExtras(self)
         self.handlers.update(self.extras.handlers())
 
-    def _init_state(self) -> None:
+    def _new_state(self) -> WorkerState:
+        """The state machine; its ``address`` is set once the worker listens."""
+        cfg = self.config
+        return WorkerState(
+            address="",
+            nthreads=cfg.nthreads,
+            resources=cfg.resources,
+            total_out_connections=cfg.total_out_connections,
+            total_comm_nbytes=cfg.total_comm_nbytes,
+            validate=cfg.validate,
+            memory_target=self.memory_monitor.thresholds.target,
+        )
+
+    def _init_state(self, executors: Executors) -> None:
         cfg = self.config
         self.nthreads = cfg.nthreads
         self.memory_limit = cfg.memory_limit
@@ -174,13 +272,19 @@ class Worker(Server):
         # locked with our pid; stale ones of dead workers beside it are removed first
         self._local_dir = LocalDirectory(cfg.local_directory)
         self.local_directory = self._local_dir.path
-        self.state: WorkerState  # made in start(), once the address is known
-        self.runner: TaskRunner
+        #: runs tasks on ``executors`` (attached to the loop in ``start()``)
+        self.runner = TaskRunner(cfg.nthreads, None, self._handle_events, self, executors)
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
-    def executor(self) -> Any:
+    def executor(self) -> Executor:
+        """The executor tasks run on unless annotated otherwise (``executors["default"]``)."""
         return self.runner.executor
+
+    @property
+    def executors(self) -> dict[str, Executor]:
+        """Every executor of this worker, by name."""
+        return self.runner.executors.by_name
 
     @property
     def threads(self) -> dict[Key, int]:
@@ -201,18 +305,8 @@ class Worker(Server):
         cfg = self.config
         if not self.name:
             self.name = self.address
-        self.state = WorkerState(
-            address=self.address,
-            nthreads=cfg.nthreads,
-            resources=cfg.resources,
-            total_out_connections=cfg.total_out_connections,
-            total_comm_nbytes=cfg.total_comm_nbytes,
-            validate=cfg.validate,
-            memory_target=self.memory_monitor.thresholds.target,
-        )
-        self.runner = TaskRunner(
-            cfg.nthreads, asyncio.get_running_loop(), self._handle_events, self
-        )
+        self.state.address = self.address
+        self.runner.attach(asyncio.get_running_loop())
         self._dispatch = self._instruction_table()
         await self._start_http()
         if not await self._reach_scheduler():
@@ -306,21 +400,21 @@ class Worker(Server):
 
     # -- observability (shoal.http, shoal.logs) ----------------------------------------------
     async def _start_http(self) -> None:
-        """Keep our log records; serve /health and /metrics (listed in ``services``)."""
+        """Keep our log records; serve /health and /metrics and the ``services=`` (all
+        listed in ``services``)."""
         self.log_handler.attach(["shoal.worker"])
-        if self.http_port is None:
-            return
-        from shoal.http.apps import start_worker_http
+        if self.http_port is not None:
+            from shoal.http.apps import start_worker_http
 
-        service = await start_worker_http(self, self.http_port)
-        if service is not None:
-            self.services["http"] = service
-            self.service_ports["http"] = service.port
+            service = await start_worker_http(self, self.http_port)
+            if service is not None:
+                self.services["http"] = service
+                self.service_ports["http"] = service.port
+        await start_services(self, self._service_factories)
 
     async def _stop_http(self) -> None:
-        service = self.services.pop("http", None)
-        if service is not None:
-            await service.stop()
+        for name in list(self.services):  # ours ("http") and those of ``services=``
+            await self.services.pop(name).stop()
         self.log_handler.detach()
 
     def _record_transfer(self, sender: Address, reply: Mapping[str, Any], start: float) -> None:
@@ -410,8 +504,7 @@ class Worker(Server):
         await self._tell_nanny_closing()
         if self._client is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._client.close)
-        if hasattr(self, "runner"):
-            self.runner.shutdown()
+        self.runner.shutdown()
         shutdown_actors(self)
         self.shm.close()
         await super()._shutdown()
@@ -464,7 +557,8 @@ class Worker(Server):
         task = self.state.tasks[inst.key]
         # spilled inputs are read in the task's thread, never here on the loop
         deps = task_inputs(self.data, [dep.key for dep in task.dependencies])
-        self.runner.submit(inst.key, inst.run_id, task.run_spec, deps)
+        executor = task.annotations.get("executor")  # dask.annotate(executor="NAME")
+        self.runner.submit(inst.key, inst.run_id, task.run_spec, deps, executor)
 
     def _grant_thread(self, inst: ins.GrantThread) -> None:
         self.runner.grant(inst.key)
