@@ -1,7 +1,9 @@
 """A bus node that wraps the real ``WorkerState``: the shell's job, done in memory.
 
 It translates scheduler instructions into worker events and worker instructions back
-into scheduler events, exactly as ``Worker`` and ``Scheduler`` do over the wire. Work
+into scheduler events with the shells' own adapters (``shoal.scheduler.wire``,
+``shoal.worker.wire``) and their wire maps, exactly as ``Worker`` and
+``Scheduler`` do over the wire. Work
 the state machine starts (an ``Execute``, a ``GatherDep``) is kept pending and carried
 out later, one piece per ``step``, so the seeded simulation decides the interleaving.
 """
@@ -13,30 +15,21 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from shoal._types import Address, Key
+from shoal.protocol import ops
 from shoal.scheduler import events as sev
 from shoal.scheduler import instructions as sins
+from shoal.scheduler import wire as scheduler_wire
 from shoal.worker import events as wev
 from shoal.worker import instructions as wins
+from shoal.worker import wire as worker_wire
 from shoal.worker.state import WorkerState
 
-#: how each message a worker sends becomes the event the scheduler sees
-_TO_SCHEDULER: dict[type, tuple[Callable[..., sev.SchedulerEvent], tuple[str, ...]]] = {
-    wins.TaskStartedMsg: (sev.TaskStarted, ("key", "run_id")),
-    wins.TaskFinishedMsg: (
-        sev.TaskFinished,
-        ("key", "run_id", "nbytes", "type_name", "start", "stop"),
-    ),
-    wins.TaskErredMsg: (
-        sev.TaskErred,
-        ("key", "run_id", "exception", "traceback", "exception_text", "traceback_text"),
-    ),
-    wins.ReleaseWorkerDataMsg: (sev.WorkerReleasedKey, ("key",)),
-    wins.AddKeysMsg: (sev.WorkerAddedKeys, ("keys", "nbytes")),
-    wins.LongRunningMsg: (sev.TaskSeceded, ("key", "run_id")),
-    wins.StealResponseMsg: (sev.StealResponded, ("key", "state")),
-    wins.MissingDataMsg: (sev.DataMissing, ("key", "errant_worker")),
-    wins.RequestRefreshWhoHasMsg: (sev.WhoHasRefreshRequested, ("keys",)),
-}
+
+def _over_the_wire(stream: str, op: ops.Op) -> ops.Op:
+    """``op`` after the trip a shell gives it: to its wire map and back. (Not through
+    msgpack: the simulation's run specs are plain Python functions, not ``Serialized``;
+    tests/protocol/test_ops.py round-trips every op through the real encoding.)"""
+    return ops.from_msg(stream, ops.to_msg(op))
 
 
 class RealWorker:
@@ -54,12 +47,15 @@ class RealWorker:
         #: how many executions finished
         self.executed = 0
         self._now = 0.0
+        #: the scheduler told this worker to close (``CloseWorker``)
+        self.closed = False
 
     def runnable(self) -> bool:
         return bool(self.pending)
 
     def deliver(self, inst: sins.SchedulerInstruction) -> list[sev.SchedulerEvent]:
-        return self._feed(self._worker_event(inst))
+        event = self._worker_event(inst)
+        return [] if event is None else self._feed(event)
 
     def step(self, now: float) -> list[sev.SchedulerEvent]:
         self._now = now
@@ -103,25 +99,14 @@ class RealWorker:
         )  # fmt: skip
 
     # -- translating, as the shells do ----------------------------------------------------------
-    def _worker_event(self, inst: sins.SchedulerInstruction) -> wev.WorkerEvent:
-        sid, now = inst.stimulus_id, self._now
-        if isinstance(inst, sins.ComputeTask):
-            return wev.TaskAssigned(
-                key=inst.key, run_id=inst.run_id, run_spec=inst.run_spec,
-                priority=inst.priority, who_has=inst.who_has, nbytes=inst.nbytes,
-                resource_restrictions=inst.resources, stimulus_id=sid, now=now,
-            )  # fmt: skip
-        if isinstance(inst, sins.FreeKeys):
-            return wev.KeysFreed(keys=inst.keys, stimulus_id=sid, now=now)
-        if isinstance(inst, sins.RefreshWhoHas):
-            return wev.WhoHasRefreshed(who_has=inst.who_has, stimulus_id=sid, now=now)
-        if isinstance(inst, sins.AcquireReplicas):
-            return wev.ReplicasRequested(
-                who_has=inst.who_has, nbytes=inst.nbytes, stimulus_id=sid, now=now
-            )
-        if isinstance(inst, sins.StealRequest):
-            return wev.StealRequested(key=inst.key, stimulus_id=sid, now=now)
-        raise TypeError(f"no worker event for {inst!r}")
+    def _worker_event(self, inst: sins.SchedulerInstruction) -> wev.WorkerEvent | None:
+        """The event the worker shell makes of ``inst``, through the same adapters and wire
+        maps as the shells (None: an op the shell handles itself)."""
+        op = _over_the_wire(ops.SCHEDULER_TO_WORKER, scheduler_wire.to_op(inst))
+        if isinstance(op, ops.CloseWorker):
+            self.closed = True
+            return None
+        return worker_wire.to_event(op, self._now)
 
     def _feed(self, event: wev.WorkerEvent) -> list[sev.SchedulerEvent]:
         out: list[sev.SchedulerEvent] = []
@@ -136,7 +121,6 @@ class RealWorker:
                 retry = wev.BusyWorkerRetryDue(worker=inst.worker, stimulus_id="retry")
                 out += self._feed(retry)
             elif isinstance(inst, wins.SendToScheduler):
-                make, fields = _TO_SCHEDULER[type(inst)]
-                kwargs = {name: getattr(inst, name) for name in fields}
-                out.append(make(worker=self.address, stimulus_id=inst.stimulus_id, **kwargs))
+                op = _over_the_wire(ops.WORKER_TO_SCHEDULER, worker_wire.to_op(inst))
+                out.append(scheduler_wire.to_event(op, self.address, None, self._now))
         return out

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from shoal._types import Key
+from shoal.stimulus import new_stimulus_id
 
 #: first and longest pause between two tries to reach the scheduler again (seconds)
 RETRY_FIRST, RETRY_MAX = 0.1, 1.0
@@ -87,7 +88,7 @@ class SpecStore:
             "tasks": rows,
             "restrictions": restrictions,
             "wanted": wanted,
-            "stimulus_id": f"client-reconnect-{time.time()}",
+            "stimulus_id": new_stimulus_id("client-reconnect"),
         }
 
 

@@ -26,6 +26,7 @@ from shoal.comm import Comm
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
 from shoal.scheduler.coordination import CoordinationState, HoldChange, KeyHolds, Stored
+from shoal.stimulus import new_stimulus_id
 
 if TYPE_CHECKING:
     from shoal.scheduler.server import Scheduler
@@ -130,7 +131,7 @@ class Coordination:
                     client=COORDINATION_CLIENT,
                     keys=change.held,
                     now=now,
-                    stimulus_id=f"coordination-hold-{now}",
+                    stimulus_id=new_stimulus_id("coordination-hold"),
                 )
             )
         if change.released:
@@ -139,7 +140,7 @@ class Coordination:
                     client=COORDINATION_CLIENT,
                     keys=change.released,
                     now=now,
-                    stimulus_id=f"coordination-release-{now}",
+                    stimulus_id=new_stimulus_id("coordination-release"),
                 )
             )
         self.scheduler.flush()
@@ -153,7 +154,10 @@ class Coordination:
         if change.held:
             self.scheduler.feed(
                 ev.KeysDesired(
-                    client=HANDOFF_CLIENT, keys=change.held, now=now, stimulus_id=f"handoff-{now}"
+                    client=HANDOFF_CLIENT,
+                    keys=change.held,
+                    now=now,
+                    stimulus_id=new_stimulus_id("handoff"),
                 )
             )
         loop = asyncio.get_running_loop()
@@ -168,7 +172,7 @@ class Coordination:
                     client=HANDOFF_CLIENT,
                     keys=change.released,
                     now=now,
-                    stimulus_id=f"handoff-over-{now}",
+                    stimulus_id=new_stimulus_id("handoff-over"),
                 )
             )
 
@@ -342,7 +346,7 @@ class Coordination:
                 client=FIRE_AND_FORGET_CLIENT,
                 keys=tuple(keys),
                 now=now,
-                stimulus_id=f"fire-and-forget-{now}",
+                stimulus_id=new_stimulus_id("fire-and-forget"),
             )
         )
         self.scheduler.flush()
@@ -358,7 +362,7 @@ class Coordination:
                         client=FIRE_AND_FORGET_CLIENT,
                         keys=(inst.key,),
                         now=now,
-                        stimulus_id=f"forgotten-{now}",
+                        stimulus_id=new_stimulus_id("forgotten"),
                     )
                 )
             return route(inst)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from shoal._types import Address, Key
 from shoal.plugins import call_hook, plugin_name
 from shoal.protocol.serialize import Serialized, deserialize, serialize
+from shoal.stimulus import new_stimulus_id
 
 if TYPE_CHECKING:
     from shoal.scheduler.server import Scheduler
@@ -296,7 +297,7 @@ class SchedulerExtras:
                         "op": "acquire-replicas",
                         "who_has": {key: holders},
                         "nbytes": {key: max(ts.nbytes, 0)},
-                        "stimulus_id": f"replicate-{time.time()}",
+                        "stimulus_id": new_stimulus_id("replicate"),
                     }
                 )
         deadline = time.monotonic() + timeout

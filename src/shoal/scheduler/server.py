@@ -33,9 +33,11 @@ from shoal.http.records import ClusterCounters, TaskStream
 from shoal.logs import MemoryLogHandler
 from shoal.loop_monitor import GcPolicy, LoopMonitor
 from shoal.preload import import_preloads, run_setups
+from shoal.protocol import ops
 from shoal.protocol.messages import wire_safe
+from shoal.protocol.ops import to_msg
 from shoal.protocol.serialize import Serialized, serialize
-from shoal.scheduler import adaptive
+from shoal.scheduler import adaptive, wire
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
 from shoal.scheduler.coordination_server import Coordination
@@ -43,6 +45,7 @@ from shoal.scheduler.extras import SchedulerExtras, dask_info_fields
 from shoal.scheduler.state import SchedulerState
 from shoal.server import Server
 from shoal.settings import scheduler_settings, with_settings
+from shoal.stimulus import new_stimulus_id
 
 if TYPE_CHECKING:
     from shoal.http.service import HttpService
@@ -192,7 +195,7 @@ class Scheduler(Server):
         await self.extras.close()
         for stream in list(self.worker_streams.values()):
             if not stream.closed:  # a worker may be leaving at this very moment
-                stream.send({"op": "close", "reason": "scheduler closing"})
+                stream.send(to_msg(ops.CloseWorker(reason="scheduler closing")))
         for stream in [*self.worker_streams.values(), *self.client_streams.values()]:
             await stream.close()
         discovery.unregister_local(self.address)
@@ -227,16 +230,8 @@ class Scheduler(Server):
     def _routing_table(
         self,
     ) -> dict[type, Callable[[Any], tuple[BatchedStream | None, dict[str, Any]]]]:
-        def to_worker(
-            op: str, *fields: str
-        ) -> Callable[[Any], tuple[BatchedStream | None, dict[str, Any]]]:
-            def route(inst: Any) -> tuple[BatchedStream | None, dict[str, Any]]:
-                msg = {"op": op, "stimulus_id": inst.stimulus_id}
-                for name in fields:
-                    msg[name] = getattr(inst, name)
-                return self.worker_streams.get(inst.worker), msg
-
-            return route
+        def to_worker(inst: Any) -> tuple[BatchedStream | None, dict[str, Any]]:
+            return self.worker_streams.get(inst.worker), to_msg(wire.to_op(inst))
 
         def to_client(
             op: str, *fields: str
@@ -250,22 +245,7 @@ class Scheduler(Server):
             return route
 
         return {
-            ins.ComputeTask: to_worker(
-                "compute-task",
-                "key",
-                "run_id",
-                "run_spec",
-                "priority",
-                "who_has",
-                "nbytes",
-                "resources",
-                "annotations",
-            ),
-            ins.FreeKeys: to_worker("free-keys", "keys"),
-            ins.AcquireReplicas: to_worker("acquire-replicas", "who_has", "nbytes"),
-            ins.CloseWorker: to_worker("close", "reason"),
-            ins.StealRequest: to_worker("steal-request", "key"),
-            ins.RefreshWhoHas: to_worker("refresh-who-has", "who_has"),
+            **dict.fromkeys(wire.OP_OF, to_worker),
             ins.KeyInMemory: to_client("key-in-memory", "key", "type_name"),
             ins.KeyErred: self._route_erred,
             ins.KeysCancelledForClient: to_client("cancelled-keys", "keys", "reason"),
@@ -403,7 +383,7 @@ class Scheduler(Server):
                 reason=reason,
                 expected=expected,
                 incarnation=current,
-                stimulus_id=f"worker-left-{address}-{time.time()}",
+                stimulus_id=new_stimulus_id(f"worker-left-{address}"),
                 now=time.time(),
             )
         )
@@ -418,7 +398,7 @@ class Scheduler(Server):
                 keys=tuple(self.state.tasks),
                 force=True,
                 reason="the cluster was restarted (client.restart())",
-                stimulus_id=f"restart-{time.time()}",
+                stimulus_id=new_stimulus_id("restart"),
                 now=time.time(),
             )
         )
@@ -427,7 +407,7 @@ class Scheduler(Server):
         for address, info in list(self.state.workers.items()):
             stream = self.worker_streams.get(address)
             if info.nanny is None and stream is not None and not stream.closed:
-                stream.send({"op": "close", "reason": "cluster restart"})
+                stream.send(to_msg(ops.CloseWorker(reason="cluster restart")))
         results = await asyncio.gather(
             *(self.pool.call(nanny, "restart") for nanny in nannies), return_exceptions=True
         )
@@ -448,7 +428,7 @@ class Scheduler(Server):
         for address in addresses:
             self.feed(ev.RetirementRequested(
                 worker=address, also_retiring=frozenset(addresses) - {address},
-                stimulus_id=f"retire-{address}-{time.time()}", now=time.time(),
+                stimulus_id=new_stimulus_id(f"retire-{address}"), now=time.time(),
             ))  # fmt: skip
         self.flush()
         refused = [a for a in addresses if a not in self.state.workers or self._kept(a)]
@@ -481,31 +461,23 @@ class Scheduler(Server):
     def _expire_unclaimed(self) -> None:
         if self.state.unclaimed:
             before = time.time() - self.config.unclaimed_grace
-            self.feed(ev.UnclaimedExpired(before=before, stimulus_id=f"unclaimed-{time.time()}"))
+            self.feed(ev.UnclaimedExpired(before=before, stimulus_id=new_stimulus_id("unclaimed")))
 
     def _worker_stream_handlers(
         self, worker: Address, incarnation: int | None = None
     ) -> dict[str, Callable[..., None]]:
         feed = self.feed
 
-        def simple(
-            event_type: Callable[..., ev.SchedulerEvent], *fields: str
-        ) -> Callable[..., None]:
-            def handler(stimulus_id: str = "", **msg: Any) -> None:
-                kwargs = {name: msg[name] for name in fields}
-                feed(
-                    event_type(
-                        worker=worker,
-                        incarnation=incarnation,
-                        stimulus_id=stimulus_id or msg.get("op", ""),
-                        now=time.time(),
-                        **kwargs,
-                    )
-                )
+        def adapted(op_type: type[ops.Op]) -> Callable[..., None]:
+            to_event = wire.EVENT_OF[op_type]
+
+            def handler(**msg: Any) -> None:
+                feed(to_event(ops.decode(op_type, msg), worker, incarnation, time.time()))
 
             return handler
 
-        def heartbeat(metrics: dict[str, Any], **_: Any) -> None:
+        def heartbeat(**msg: Any) -> None:
+            metrics = dict(ops.decode(ops.Heartbeat, msg).metrics)
             extra = self.worker_extra.get(worker)
             if extra is not None:
                 self.task_stream.transfers_reported(worker, metrics.pop("transfers", None))
@@ -513,46 +485,25 @@ class Scheduler(Server):
                 arrivals = extra.setdefault("heartbeats", deque(maxlen=HEARTBEATS_KEPT))
                 arrivals.append(time.monotonic())
 
-        def unregister(reason: str = "", **_: Any) -> None:
+        def unregister(**_: Any) -> None:
             self._leaving_gracefully.add(worker)
 
         return {
-            "task-started": simple(ev.TaskStarted, "key", "run_id"),
-            "task-finished": self._recording_finished(
-                worker,
-                simple(ev.TaskFinished, "key", "run_id", "nbytes", "type_name", "start", "stop"),
-            ),
-            "task-erred": simple(
-                ev.TaskErred,
-                "key",
-                "run_id",
-                "exception",
-                "traceback",
-                "exception_text",
-                "traceback_text",
-                "reschedule",
-            ),
-            "release-worker-data": simple(ev.WorkerReleasedKey, "key"),
-            "add-keys": simple(ev.WorkerAddedKeys, "keys", "nbytes"),
-            "long-running": simple(ev.TaskSeceded, "key", "run_id"),
-            "rejoined": simple(ev.TaskRejoined, "key", "run_id"),
-            "steal-response": simple(ev.StealResponded, "key", "state"),
-            "missing-data": simple(ev.DataMissing, "key", "errant_worker"),
-            "request-refresh-who-has": simple(ev.WhoHasRefreshRequested, "keys"),
-            "worker-status-change": simple(ev.WorkerStatusChanged, "status"),
-            "heartbeat": heartbeat,
-            "unregister": unregister,
+            **{op_type.op: adapted(op_type) for op_type in wire.EVENT_OF},
+            ops.TaskFinished.op: self._recording_finished(worker, incarnation),
+            ops.Heartbeat.op: heartbeat,
+            ops.Unregister.op: unregister,
         }
 
-    def _recording_finished(
-        self, worker: Address, handler: Callable[..., None]
-    ) -> Callable[..., None]:
-        """``handler``, after recording the task in the task stream (a tuple in a deque)."""
-        record = self.task_stream.task_finished
+    def _recording_finished(self, worker: Address, incarnation: int | None) -> Callable[..., None]:
+        """The ``task-finished`` handler: records the task in the task stream (a tuple in a
+        deque), then feeds the event."""
+        record, feed = self.task_stream.task_finished, self.feed
 
         def task_finished(**msg: Any) -> None:
-            record(msg["key"], worker, msg["start"], msg["stop"])
-            handler(**msg)
+            op = ops.decode(ops.TaskFinished, msg)
+            record(op.key, worker, op.start, op.stop)
+            feed(wire.to_event(op, worker, incarnation, time.time()))
 
         return task_finished
 
@@ -569,7 +520,11 @@ class Scheduler(Server):
         )
         stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
         self.client_streams[client] = stream
-        self.feed(ev.ClientConnected(client=client, stimulus_id=f"client-connected-{client}"))
+        self.feed(
+            ev.ClientConnected(
+                client=client, stimulus_id=new_stimulus_id(f"client-connected-{client}")
+            )
+        )
         try:
             await self.handle_stream(comm, self._client_stream_handlers(client))
         finally:
@@ -577,7 +532,9 @@ class Scheduler(Server):
             self.coordination.client_gone(client)
             self.feed(
                 ev.ClientDisconnected(
-                    client=client, stimulus_id=f"client-gone-{client}", now=time.time()
+                    client=client,
+                    stimulus_id=new_stimulus_id(f"client-gone-{client}"),
+                    now=time.time(),
                 )
             )
             stream.abort()  # also when the peer closed it: that ends our flusher task
@@ -595,7 +552,7 @@ class Scheduler(Server):
                     client=client,
                     tasks=new,
                     wanted=tuple(wanted),
-                    stimulus_id=stimulus_id or f"update-graph-{time.time()}",
+                    stimulus_id=stimulus_id or new_stimulus_id("update-graph"),
                     now=time.time(),
                 )
             )
@@ -609,7 +566,7 @@ class Scheduler(Server):
                         client=client,
                         keys=tuple(keys),
                         now=time.time(),
-                        stimulus_id=stimulus_id or f"{event_type.__name__}-{time.time()}",
+                        stimulus_id=stimulus_id or new_stimulus_id(event_type.__name__),
                         **extra,
                     )
                 )
@@ -718,7 +675,7 @@ class Scheduler(Server):
                 who_has={k: tuple(v) for k, v in who_has.items()},
                 nbytes=dict(nbytes),
                 type_names=dict(type_names or {}),
-                stimulus_id=f"scatter-{time.time()}",
+                stimulus_id=new_stimulus_id("scatter"),
                 now=time.time(),
             )
         )

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from shoal.stimulus import new_stimulus_id
 from shoal.worker.events import TaskRejoined, TaskSeceded
 from shoal.worker.execute import thread_state
 
@@ -41,7 +42,7 @@ def secede() -> None:
         return
     thread_state.seceded = True
     now = time.time()
-    worker.runner.push(TaskSeceded(key=key, stimulus_id=f"secede-{key}-{now}", now=now))
+    worker.runner.push(TaskSeceded(key=key, stimulus_id=new_stimulus_id(f"secede-{key}"), now=now))
 
 
 def rejoin() -> None:
@@ -56,7 +57,7 @@ def rejoin() -> None:
         return
     thread_state.seceded = False
     now = time.time()
-    event = TaskRejoined(key=key, stimulus_id=f"rejoin-{key}-{now}", now=now)
+    event = TaskRejoined(key=key, stimulus_id=new_stimulus_id(f"rejoin-{key}"), now=now)
     worker.runner.wait_for_slot(key, event)
 
 

@@ -31,6 +31,7 @@ from shoal._types import Key
 from shoal.errors import RemoteError, Reschedule
 from shoal.graph.spec import run_spec
 from shoal.protocol.serialize import Serialized, deserialize, serialize
+from shoal.stimulus import new_stimulus_id
 from shoal.worker.events import ErrorInfo, ExecuteFailed, ExecuteSucceeded, WorkerEvent
 from shoal.worker.options import Executors, make_executors
 
@@ -136,7 +137,7 @@ class TaskRunner:
                 type_name=type(value).__name__,
                 start=start,
                 stop=stop,
-                stimulus_id=f"task-finished-{stop}",
+                stimulus_id=new_stimulus_id("task-finished"),
                 now=stop,
             )
         except BaseException as exc:  # a task's failure, whatever it is, errs that task only
@@ -147,7 +148,7 @@ class TaskRunner:
                 error=error_info(exc),
                 start=start,
                 stop=stop,
-                stimulus_id=f"task-erred-{stop}",
+                stimulus_id=new_stimulus_id("task-erred"),
                 now=stop,
             )
             del exc

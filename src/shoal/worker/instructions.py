@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
 
 from shoal._types import Address, Key, StimulusId
 
@@ -60,31 +59,22 @@ class DeleteValue(WorkerInstruction):
     key: Key
 
 
-# -- messages to the scheduler, sent over the batched stream ---------------------------------
+# -- messages to the scheduler (sent as ``shoal.protocol.ops`` structs) -------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendToScheduler(WorkerInstruction):
-    op: ClassVar[str]
-
-    def to_msg(self) -> dict[str, Any]:
-        """The wire message (the shell serializes opaque values it contains)."""
-        msg: dict[str, Any] = {"op": self.op}
-        for name in self.__dataclass_fields__:
-            msg[name] = getattr(self, name)
-        return msg
+    """A message for the scheduler; ``shoal.worker.wire`` makes it the wire op."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskStartedMsg(SendToScheduler):
-    op: ClassVar[str] = "task-started"
     key: Key
     run_id: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskFinishedMsg(SendToScheduler):
-    op: ClassVar[str] = "task-finished"
     key: Key
     run_id: int
     nbytes: int
@@ -95,7 +85,6 @@ class TaskFinishedMsg(SendToScheduler):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskErredMsg(SendToScheduler):
-    op: ClassVar[str] = "task-erred"
     key: Key
     run_id: int
     exception: object
@@ -110,7 +99,6 @@ class TaskErredMsg(SendToScheduler):
 class ReleaseWorkerDataMsg(SendToScheduler):
     """This worker dropped its copy of ``key``."""
 
-    op: ClassVar[str] = "release-worker-data"
     key: Key
 
 
@@ -118,14 +106,12 @@ class ReleaseWorkerDataMsg(SendToScheduler):
 class AddKeysMsg(SendToScheduler):
     """This worker now holds copies of ``keys`` (fetched from peers)."""
 
-    op: ClassVar[str] = "add-keys"
     keys: tuple[Key, ...]
     nbytes: Mapping[Key, int]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LongRunningMsg(SendToScheduler):
-    op: ClassVar[str] = "long-running"
     key: Key
     run_id: int
 
@@ -134,7 +120,6 @@ class LongRunningMsg(SendToScheduler):
 class TaskRejoinedMsg(SendToScheduler):
     """The seceded task ``key`` occupies one of this worker's threads again."""
 
-    op: ClassVar[str] = "rejoined"
     key: Key
     run_id: int
 
@@ -143,7 +128,6 @@ class TaskRejoinedMsg(SendToScheduler):
 class StealResponseMsg(SendToScheduler):
     """Answer to a steal request: the task's state here (``released`` means it was given up)."""
 
-    op: ClassVar[str] = "steal-response"
     key: Key
     state: str | None
 
@@ -152,7 +136,6 @@ class StealResponseMsg(SendToScheduler):
 class MissingDataMsg(SendToScheduler):
     """``errant_worker`` did not have ``key`` although the scheduler said it did."""
 
-    op: ClassVar[str] = "missing-data"
     key: Key
     errant_worker: Address
 
@@ -161,5 +144,4 @@ class MissingDataMsg(SendToScheduler):
 class RequestRefreshWhoHasMsg(SendToScheduler):
     """No known holder of ``keys`` is reachable: ask who has them now."""
 
-    op: ClassVar[str] = "request-refresh-who-has"
     keys: tuple[Key, ...]

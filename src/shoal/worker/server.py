@@ -34,12 +34,15 @@ from shoal.http.records import TransferLog
 from shoal.log_limit import RepeatLimiter
 from shoal.logs import MemoryLogHandler
 from shoal.nanny import RESTART_EXIT_CODE, SCHEDULER_LOST_EXIT_CODE
+from shoal.protocol import ops
 from shoal.protocol.messages import wire_safe
+from shoal.protocol.ops import to_msg
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.server import Server
+from shoal.stimulus import new_stimulus_id
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
-from shoal.worker import reconnect
+from shoal.worker import reconnect, wire
 from shoal.worker.actors import actor_handlers, drop_actor, shutdown_actors
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
 from shoal.worker.extras import WorkerExtras
@@ -497,7 +500,7 @@ class Worker(Server):
         stream = self.batched_stream
         if stream is not None and not stream.closed:
             reason = "graceful" if self._closing_gracefully else "worker-close"
-            stream.send({"op": "unregister", "reason": reason})
+            stream.send(to_msg(ops.Unregister(reason=reason)))
             await stream.close()
         elif stream is not None:
             stream.abort()  # the scheduler closed it: end our flusher task too
@@ -521,7 +524,7 @@ class Worker(Server):
         dispatch = self._dispatch
         for inst in instructions:
             if isinstance(inst, ins.SendToScheduler):
-                messages.append(inst.to_msg())
+                messages.append(to_msg(wire.to_op(inst)))
             elif isinstance(inst, ins.Execute):
                 executes.append(inst)
             else:
@@ -577,13 +580,13 @@ class Worker(Server):
         self.background(self._gather_dep(inst), f"gather-dep-{inst.worker}")
 
     def _retry_later(self, inst: ins.RetryBusyWorkerLater) -> None:
-        event = ev.BusyWorkerRetryDue(worker=inst.worker, stimulus_id=f"retry-busy-{time.time()}")
+        event = ev.BusyWorkerRetryDue(worker=inst.worker, stimulus_id=new_stimulus_id("retry-busy"))
         events: list[ev.WorkerEvent] = [event]
         asyncio.get_running_loop().call_later(BUSY_RETRY_DELAY, self._handle_events, events)
 
     async def _gather_dep(self, inst: ins.GatherDep) -> None:
         start = time.time()
-        stimulus_id = f"gather-dep-{inst.worker}-{start}"
+        stimulus_id = new_stimulus_id(f"gather-dep-{inst.worker}")
         event: ev.WorkerEvent
         try:
             reply = await self.shm.get_data(
@@ -647,64 +650,32 @@ class Worker(Server):
 
     # -- the scheduler's stream --------------------------------------------------------------
     def _stream_handlers(self, pending: list[ev.WorkerEvent]) -> dict[str, Callable[..., None]]:
-        def compute_task(**msg: Any) -> None:
-            pending.append(
-                ev.TaskAssigned(
-                    key=msg["key"],
-                    run_id=msg["run_id"],
-                    run_spec=msg["run_spec"],
-                    priority=tuple(msg["priority"]),
-                    who_has=msg.get("who_has") or {},
-                    nbytes=msg.get("nbytes") or {},
-                    resource_restrictions=msg.get("resources") or {},
-                    annotations=msg.get("annotations") or {},
-                    stimulus_id=msg.get("stimulus_id", "compute-task"),
-                    now=time.time(),
-                )
-            )
+        def adapted(op_type: type[ops.Op]) -> Callable[..., None]:
+            to_event = wire.EVENT_OF[op_type]
 
-        def free_keys(keys: tuple[Key, ...], stimulus_id: str = "free-keys", **_: Any) -> None:
-            pending.append(ev.KeysFreed(keys=tuple(keys), stimulus_id=stimulus_id, now=time.time()))
+            def handler(**msg: Any) -> None:
+                pending.append(to_event(ops.decode(op_type, msg), time.time()))
 
-        def steal_request(key: Key, stimulus_id: str = "steal", **_: Any) -> None:
-            pending.append(ev.StealRequested(key=key, stimulus_id=stimulus_id, now=time.time()))
+            return handler
 
-        def refresh_who_has(who_has: Any, stimulus_id: str = "refresh", **_: Any) -> None:
-            pending.append(
-                ev.WhoHasRefreshed(who_has=who_has, stimulus_id=stimulus_id, now=time.time())
-            )
-
-        def acquire_replicas(
-            who_has: Any, nbytes: Any, stimulus_id: str = "replicate", **_: Any
-        ) -> None:
-            pending.append(
-                ev.ReplicasRequested(
-                    who_has=who_has, nbytes=nbytes, stimulus_id=stimulus_id, now=time.time()
-                )
-            )
-
-        def close(reason: str = "", **_: Any) -> None:
+        def close(**msg: Any) -> None:
+            reason = ops.decode(ops.CloseWorker, msg).reason
             logger.info("scheduler asked worker %s to close: %s", self.address, reason)
             self._close_on_request()
 
-        return {
-            "compute-task": compute_task,
-            "free-keys": free_keys,
-            "steal-request": steal_request,
-            "refresh-who-has": refresh_who_has,
-            "acquire-replicas": acquire_replicas,
-            "close": close,
-        }
+        handlers = {op_type.op: adapted(op_type) for op_type in wire.EVENT_OF}
+        handlers[ops.CloseWorker.op] = close
+        return handlers
 
     def _heartbeat(self) -> None:
         stream = self.batched_stream
         if stream is not None and not stream.closed:
             metrics = self.metrics()
             metrics["transfers"] = self.transfer_log.take_unsent()
-            stream.send({"op": "heartbeat", "metrics": metrics})
+            stream.send(to_msg(ops.Heartbeat(metrics=metrics)))
         if self.state.missing:  # ask again who holds what no known peer had
             self._handle_events(
-                [ev.MissingRefreshDue(stimulus_id=f"missing-refresh-{time.time()}")]
+                [ev.MissingRefreshDue(stimulus_id=new_stimulus_id("missing-refresh"))]
             )
 
     def _check_memory(self) -> None:
@@ -712,20 +683,20 @@ class Worker(Server):
         change = self.memory_monitor.check(time.monotonic(), self._drop_replicas)
         if change is None or self.status in ("closing", "closed"):
             return
-        stimulus_id = f"memory-{'pause' if change else 'resume'}-{time.time()}"
+        stimulus_id = new_stimulus_id(f"memory-{'pause' if change else 'resume'}")
         event: ev.WorkerEvent = (ev.WorkerPaused if change else ev.WorkerUnpaused)(
             stimulus_id=stimulus_id, now=time.time()
         )
         stream = self.batched_stream
         if stream is not None and not stream.closed:
             status = "paused" if change else "running"
-            stream.send({"op": "worker-status-change", "status": status})
+            stream.send(to_msg(ops.WorkerStatusChange(status=status)))
         self._handle_events([event])
 
     def _drop_replicas(self, nbytes: int) -> int:
         """Memory is high: drop copies held elsewhere first; the bytes that freed."""
         before = self.state.managed_nbytes
-        event = ev.MemoryPressureDetected(nbytes=nbytes, stimulus_id=f"memory-high-{time.time()}")
+        event = ev.MemoryPressureDetected(nbytes=nbytes, stimulus_id=new_stimulus_id("memory-high"))
         self._handle_events([event])
         return before - self.state.managed_nbytes
 
@@ -785,7 +756,7 @@ class Worker(Server):
         values = {key: deserialize(blob) for key, blob in data.items()}
         nbytes = {key: sizeof(v) for key, v in values.items()}
         event = ev.DataReceived(
-            data=values, nbytes=nbytes, stimulus_id=f"scatter-{time.time()}", now=time.time()
+            data=values, nbytes=nbytes, stimulus_id=new_stimulus_id("scatter"), now=time.time()
         )
         self._handle_events([event])
         return {"nbytes": nbytes, "type_names": {k: type(v).__name__ for k, v in values.items()}}

@@ -1,0 +1,333 @@
+"""The wire schema: one frozen, slotted struct per stream op, its name and typed fields.
+
+Every message a batched stream carries is a msgpack map ``{"op": NAME, field: value, ...}``;
+this module is the only place that names those fields. Shells turn a struct into its map
+with ``to_msg`` and a received map back into a struct with ``from_msg``; the adapters
+(``shoal.scheduler.wire``, ``shoal.worker.wire``) turn structs into state-machine events
+and instructions into structs, by attribute, never by a string field name.
+``docs/protocol.md`` is generated from this module (``scripts/protocol_doc.py``).
+
+Rules of this file:
+
+* Pure: no IO, no clocks, no imports from the rest of shoal but ``_types``/``errors``.
+* One struct per (stream, op); an op name may recur on another stream (``close``,
+  ``task-erred``) with its own fields.
+* Opaque values (run specs, exceptions, tracebacks) are typed ``object``: whoever needs
+  them deserializes them; the schema carries ``Serialized`` values untouched.
+* ``to_msg``/``from_msg`` are on the hot path (several per task): a loop over a tuple of
+  field names made once per class, nothing more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from shoal._types import Address, Key, StimulusId
+from shoal.errors import ProtocolError
+
+#: the four batched streams, by direction
+SCHEDULER_TO_WORKER = "scheduler->worker"
+WORKER_TO_SCHEDULER = "worker->scheduler"
+SCHEDULER_TO_CLIENT = "scheduler->client"
+CLIENT_TO_SCHEDULER = "client->scheduler"
+STREAMS = (SCHEDULER_TO_WORKER, WORKER_TO_SCHEDULER, SCHEDULER_TO_CLIENT, CLIENT_TO_SCHEDULER)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Op:
+    """A message on a batched stream; subclasses set ``op`` and ``stream``."""
+
+    op: ClassVar[str]
+    stream: ClassVar[str]
+    #: field names in declaration order, set by ``_register``
+    fields: ClassVar[tuple[str, ...]] = ()
+
+
+_OpT = TypeVar("_OpT", bound=type[Op])
+_Op = TypeVar("_Op", bound=Op)
+#: every op struct, by stream then op name
+OPS: dict[str, dict[str, type[Op]]] = {stream: {} for stream in STREAMS}
+
+
+def _register(cls: _OpT) -> _OpT:
+    if cls.op in OPS[cls.stream]:
+        raise ProtocolError(f"op {cls.op!r} defined twice on stream {cls.stream}")
+    cls.fields = tuple(f.name for f in dataclasses.fields(cls))
+    OPS[cls.stream][cls.op] = cls
+    return cls
+
+
+def to_msg(op: Op) -> dict[str, Any]:
+    """The wire map of ``op`` (``Serialized`` values inside it stay as they are)."""
+    msg: dict[str, Any] = {"op": op.op}
+    for name in op.fields:
+        msg[name] = getattr(op, name)
+    return msg
+
+
+def from_msg(stream: str, msg: Mapping[str, Any]) -> Op:
+    """The struct of a received ``msg`` on ``stream``; ``ProtocolError`` if it is not one."""
+    try:
+        cls = OPS[stream][msg["op"]]
+    except (KeyError, TypeError):
+        raise ProtocolError(f"unknown op on {stream}: {_op_name(msg)!r}") from None
+    return decode(cls, msg)
+
+
+def decode(cls: type[_Op], msg: Mapping[str, Any]) -> _Op:
+    """``msg`` (with or without its ``"op"``) as a ``cls``. Fields the struct lacks are
+    ignored (a newer peer may send more); a missing one takes its default or raises
+    ``ProtocolError``."""
+    kwargs = {name: msg[name] for name in cls.fields if name in msg}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ProtocolError(f"malformed {cls.op!r} on {cls.stream}: {exc}") from None
+
+
+def _op_name(msg: object) -> object:
+    return msg.get("op") if isinstance(msg, Mapping) else msg
+
+
+# -- scheduler -> worker ---------------------------------------------------------------------
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComputeTask(Op):
+    """Compute ``key`` (attempt ``run_id``) with inputs held by ``who_has``."""
+
+    op: ClassVar[str] = "compute-task"
+    stream: ClassVar[str] = SCHEDULER_TO_WORKER
+    key: Key
+    run_id: int
+    #: opaque serialized run spec; only the worker's executor deserializes it
+    run_spec: object
+    #: lower runs first
+    priority: tuple[float, ...]
+    who_has: Mapping[Key, tuple[Address, ...]]
+    #: size in bytes of each dependency
+    nbytes: Mapping[Key, int]
+    #: abstract resources the task holds while it runs, e.g. ``{"GPU": 1}``
+    resources: Mapping[str, float] = field(default_factory=dict)
+    annotations: Mapping[str, object] = field(default_factory=dict)
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FreeKeys(Op):
+    """The scheduler no longer needs these keys on this worker."""
+
+    op: ClassVar[str] = "free-keys"
+    stream: ClassVar[str] = SCHEDULER_TO_WORKER
+    keys: tuple[Key, ...]
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcquireReplicas(Op):
+    """Fetch copies of these keys (retirement, rebalancing)."""
+
+    op: ClassVar[str] = "acquire-replicas"
+    stream: ClassVar[str] = SCHEDULER_TO_WORKER
+    who_has: Mapping[Key, tuple[Address, ...]]
+    nbytes: Mapping[Key, int]
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StealRequest(Op):
+    """Give ``key`` up if it has not started; answer with ``steal-response``."""
+
+    op: ClassVar[str] = "steal-request"
+    stream: ClassVar[str] = SCHEDULER_TO_WORKER
+    key: Key
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefreshWhoHas(Op):
+    """The scheduler's current knowledge of who holds these keys."""
+
+    op: ClassVar[str] = "refresh-who-has"
+    stream: ClassVar[str] = SCHEDULER_TO_WORKER
+    who_has: Mapping[Key, tuple[Address, ...]]
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseWorker(Op):
+    """Close (retired, cluster restart or scheduler closing)."""
+
+    op: ClassVar[str] = "close"
+    stream: ClassVar[str] = SCHEDULER_TO_WORKER
+    reason: str = ""
+    stimulus_id: StimulusId = ""
+
+
+# -- worker -> scheduler ---------------------------------------------------------------------
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStarted(Op):
+    """``key`` starts running now (sent before it runs, so a crash blames only it)."""
+
+    op: ClassVar[str] = "task-started"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    key: Key
+    run_id: int
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFinished(Op):
+    op: ClassVar[str] = "task-finished"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    key: Key
+    run_id: int
+    nbytes: int
+    type_name: str
+    #: the worker's clock when the task started and stopped
+    start: float
+    stop: float
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskErred(Op):
+    op: ClassVar[str] = "task-erred"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    key: Key
+    run_id: int
+    #: serialized exception and traceback (opaque to the scheduler)
+    exception: object
+    traceback: object
+    exception_text: str
+    traceback_text: str
+    #: the task raised ``Reschedule``: schedule it again, not an error
+    reschedule: bool = False
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseWorkerData(Op):
+    """This worker dropped its copy of ``key``."""
+
+    op: ClassVar[str] = "release-worker-data"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    key: Key
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddKeys(Op):
+    """This worker now holds copies of ``keys`` (fetched from peers)."""
+
+    op: ClassVar[str] = "add-keys"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    keys: tuple[Key, ...]
+    nbytes: Mapping[Key, int] = field(default_factory=dict)
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LongRunning(Op):
+    """The task seceded: it no longer occupies a thread."""
+
+    op: ClassVar[str] = "long-running"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    key: Key
+    run_id: int
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejoined(Op):
+    """The seceded task occupies one of this worker's threads again."""
+
+    op: ClassVar[str] = "rejoined"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    key: Key
+    run_id: int
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StealResponse(Op):
+    """The task's state here before the steal request (None: unknown here)."""
+
+    op: ClassVar[str] = "steal-response"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    key: Key
+    state: str | None
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MissingData(Op):
+    """``errant_worker`` did not have ``key`` although the scheduler said it did."""
+
+    op: ClassVar[str] = "missing-data"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    key: Key
+    errant_worker: Address
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestRefreshWhoHas(Op):
+    """No known holder of ``keys`` is reachable: who has them now?"""
+
+    op: ClassVar[str] = "request-refresh-who-has"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    keys: tuple[Key, ...]
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerStatusChange(Op):
+    """``status`` is "running", "paused" or "closing_gracefully"."""
+
+    op: ClassVar[str] = "worker-status-change"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    status: str
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat(Op):
+    """The worker's periodic metrics (memory, executing, transfers, ...)."""
+
+    op: ClassVar[str] = "heartbeat"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    metrics: Mapping[str, Any]
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unregister(Op):
+    """The worker is closing (a graceful close follows): do not count it as a crash."""
+
+    op: ClassVar[str] = "unregister"
+    stream: ClassVar[str] = WORKER_TO_SCHEDULER
+    reason: str = ""

@@ -1,0 +1,188 @@
+"""The wire schema: every op round-trips, every op has an adapter, the doc is current."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import typing
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from shoal.errors import ProtocolError
+from shoal.protocol import messages, ops
+from shoal.protocol.serialize import Serialized, serialize
+from shoal.scheduler import instructions as sins
+from shoal.scheduler import wire as scheduler_wire
+from shoal.worker import instructions as wins
+from shoal.worker import wire as worker_wire
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY: object = ("x-abc", 0, 1)
+#: a sample value for each field type the schema uses (a new type must be added here)
+SAMPLES: dict[str, object] = {
+    "str | tuple[object, ...]": KEY,
+    "int": 7,
+    "float": 1.5,
+    "str": "text",
+    "bool": True,
+    "str | None": "ready",
+    "object": serialize(ValueError("boom")),
+    "tuple[float, ...]": (0.0, 3.0, -1.0),
+    "tuple[str | tuple[object, ...], ...]": ("a", KEY),
+    "Mapping[str | tuple[object, ...], tuple[str, ...]]": {KEY: ("tcp://127.0.0.1:1",)},
+    "Mapping[str | tuple[object, ...], int]": {"a": 3, KEY: 5},
+    "Mapping[str, float]": {"GPU": 1.0},
+    "Mapping[str, object]": {"retries": 2},
+    "Mapping[str, Any]": {"memory": 10, "executing": 1},
+}
+ALL_OPS = [cls for stream in ops.STREAMS for cls in ops.OPS[stream].values()]
+
+
+def _doc_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("protocol_doc", ROOT / "scripts/protocol_doc.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _type_text(cls: type[ops.Op], name: str) -> str:
+    text = str(typing.get_type_hints(cls)[name])
+    for prefix in ("typing.", "collections.abc."):
+        text = text.replace(prefix, "")
+    return text.replace("<class '", "").replace("'>", "")
+
+
+def sample(cls: type[ops.Op]) -> ops.Op:
+    values = {f.name: SAMPLES[_type_text(cls, f.name)] for f in dataclasses.fields(cls)}
+    return cls(**values)
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, Serialized) and isinstance(b, Serialized):
+        return bytes(a.header) == bytes(b.header) and [bytes(x) for x in a.buffers] == [
+            bytes(x) for x in b.buffers
+        ]
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+@pytest.mark.parametrize("cls", ALL_OPS, ids=lambda c: f"{c.stream}:{c.op}")
+def test_every_op_round_trips_through_the_real_encoding(cls: type[ops.Op]) -> None:
+    op = sample(cls)
+    back = ops.from_msg(cls.stream, messages.loads(messages.dumps(ops.to_msg(op))))
+    assert type(back) is cls
+    for name in cls.fields:
+        assert _same(getattr(back, name), getattr(op, name)), name
+
+
+@pytest.mark.parametrize("cls", ALL_OPS, ids=lambda c: f"{c.stream}:{c.op}")
+def test_ops_are_frozen_and_slotted(cls: type[ops.Op]) -> None:
+    op = sample(cls)
+    assert not hasattr(op, "__dict__")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(op, cls.fields[0], "x")
+
+
+def test_field_names_are_the_schema() -> None:
+    """A renamed field changes the wire: this list and docs/protocol.md must change too."""
+    fields = {cls.op: cls.fields for cls in ops.OPS[ops.SCHEDULER_TO_WORKER].values()}
+    assert fields["compute-task"] == (
+        "key", "run_id", "run_spec", "priority", "who_has", "nbytes", "resources",
+        "annotations", "stimulus_id",
+    )  # fmt: skip
+    assert ops.to_msg(ops.FreeKeys(keys=("a",), stimulus_id="s")) == {
+        "op": "free-keys",
+        "keys": ("a",),
+        "stimulus_id": "s",
+    }
+
+
+def test_every_op_has_an_adapter_or_is_the_shells() -> None:
+    worker_side = set(worker_wire.EVENT_OF) | worker_wire.SHELL_OPS
+    assert worker_side == set(ops.OPS[ops.SCHEDULER_TO_WORKER].values())
+    scheduler_side = set(scheduler_wire.EVENT_OF) | scheduler_wire.SHELL_OPS
+    assert scheduler_side == set(ops.OPS[ops.WORKER_TO_SCHEDULER].values())
+    assert not set(worker_wire.EVENT_OF) & worker_wire.SHELL_OPS
+    assert not set(scheduler_wire.EVENT_OF) & scheduler_wire.SHELL_OPS
+
+
+def _subclasses(module: ModuleType, base: type) -> set[type]:
+    """The subclasses of ``base`` that ``module`` defines (as bound in it: ``__subclasses__``
+    would also list the pre-slots classes that ``dataclass(slots=True)`` replaces)."""
+    return {c for c in vars(module).values() if isinstance(c, type) and issubclass(c, base)} - {
+        base
+    }
+
+
+def test_every_message_instruction_has_an_op() -> None:
+    assert set(worker_wire.OP_OF) == _subclasses(wins, wins.SendToScheduler)
+    to_workers = {
+        c
+        for c in _subclasses(sins, sins.SchedulerInstruction)
+        if "worker" in c.__dataclass_fields__
+    }
+    assert set(scheduler_wire.OP_OF) == to_workers
+
+
+def _instance(cls: type, **given: object) -> object:
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in given:
+            values[f.name] = given[f.name]
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            values[f.name] = SAMPLES.get(_type_text(cls, f.name), "x")
+    return cls(**values)
+
+
+@pytest.mark.parametrize("inst_type", list(worker_wire.OP_OF), ids=lambda c: c.__name__)
+def test_worker_messages_reach_the_scheduler_whole(inst_type: type) -> None:
+    """Instruction -> op -> wire -> op -> event keeps every field the two share."""
+    inst = _instance(inst_type, stimulus_id="sid-1")
+    op = worker_wire.to_op(inst)  # type: ignore[arg-type]
+    wire = ops.from_msg(ops.WORKER_TO_SCHEDULER, messages.loads(messages.dumps(ops.to_msg(op))))
+    event = scheduler_wire.to_event(wire, "tcp://w:1", 3, 9.0)
+    assert (event.stimulus_id, event.now, event.worker, event.incarnation) == (  # type: ignore[attr-defined]
+        "sid-1", 9.0, "tcp://w:1", 3,
+    )  # fmt: skip
+    for name in inst.__dataclass_fields__:  # type: ignore[attr-defined]
+        if name in event.__dataclass_fields__:
+            assert _same(getattr(event, name), getattr(inst, name)), name
+
+
+@pytest.mark.parametrize("inst_type", list(scheduler_wire.OP_OF), ids=lambda c: c.__name__)
+def test_scheduler_instructions_reach_the_worker_whole(inst_type: type) -> None:
+    inst = _instance(inst_type, stimulus_id="sid-2", worker="tcp://w:1")
+    op = scheduler_wire.to_op(inst)  # type: ignore[arg-type]
+    wire = ops.from_msg(ops.SCHEDULER_TO_WORKER, messages.loads(messages.dumps(ops.to_msg(op))))
+    if type(wire) in worker_wire.SHELL_OPS:
+        assert wire == op
+        return
+    event = worker_wire.to_event(wire, 4.0)
+    assert (event.stimulus_id, event.now) == ("sid-2", 4.0)
+    renamed = {"resources": "resource_restrictions"}
+    for name in inst.__dataclass_fields__:  # type: ignore[attr-defined]
+        target = renamed.get(name, name)
+        if target in event.__dataclass_fields__:
+            assert _same(getattr(event, target), getattr(inst, name)), name
+
+
+def test_malformed_messages_are_protocol_errors() -> None:
+    with pytest.raises(ProtocolError, match="unknown op"):
+        ops.from_msg(ops.SCHEDULER_TO_WORKER, {"op": "no-such-op"})
+    with pytest.raises(ProtocolError, match="free-keys"):
+        ops.from_msg(ops.SCHEDULER_TO_WORKER, {"op": "free-keys"})
+    extra = ops.from_msg(ops.SCHEDULER_TO_WORKER, {"op": "free-keys", "keys": (), "new": 1})
+    assert extra == ops.FreeKeys(keys=())
+
+
+def test_protocol_doc_is_generated_from_the_schema() -> None:
+    script = _doc_script()
+    assert (ROOT / "docs/protocol.md").read_text() == script.render(), (
+        "docs/protocol.md is stale: run python scripts/protocol_doc.py"
+    )
+    for cls in ALL_OPS:
+        assert f"`{cls.op}`" in script.render()
