@@ -15,13 +15,14 @@ Rules of this file (and of state_transitions.py, state_records.py, state_validat
   method; any other pair raises ``InvalidTransition`` with the key's story. A transition
   to "processing" *routes* a ready task: to the best worker with room, else to the
   queue ("queued"), else, when no running worker may ever run it, to "no-worker".
-* The moves of one task (``TRANSITIONS``; * = routing, which lands in processing,
-  queued or no-worker)::
+* The moves of one task (``TRANSITIONS``, drawn in ``docs/scheduler-states.md``;
+  * = routed: a request for "processing" lands in one of these)::
 
       released    -> waiting, forgotten, erred (input erred or lost), memory (scattered)
-      waiting     -> processing*, released, erred
-      queued      -> processing*, waiting (an input was lost), released, erred
-      no-worker   -> processing*, waiting, released, erred
+      waiting     -> processing*, queued*, no-worker*, released, erred
+      queued      -> processing*, queued*, no-worker*, waiting* (an input was lost),
+                     released, erred
+      no-worker   -> processing*, queued*, waiting*, released, erred
       processing  -> memory, waiting (rescheduled), released (cancelled), erred
       memory      -> released (freed, or its last copy lost), erred (lost, no run spec)
       erred       -> released (retried, or forgotten)

@@ -116,9 +116,19 @@ class TransitionEngine:
         return [entry for entry in self.transition_log if entry[0] in wanted or entry[3] in wanted]
 
     def _transition(self, ts: SchedulerTask, finish: SchedulerTaskStateName, **kw: Any) -> Recs:
-        """Move ``ts`` to ``finish`` now (the transition may land elsewhere: see route)."""
+        """Move ``ts`` to ``finish`` now through the table.
+
+        A request for "processing" is first *routed* (``_route``): it lands in processing,
+        queued, no-worker, or back in waiting, each a pair of the table. A step may hand
+        the task on (released -> waiting errs it when an input erred); the move logged is
+        from ``start`` to where the task ends up.
+        """
         start = ts.state
-        if start == finish:
+        if finish == "processing":
+            finish, kw = self._route(ts, kw.get("worker"))
+            if finish == start and (start, finish) not in TRANSITIONS:
+                return {}  # stays where it is (no-worker, still no worker may run it)
+        elif start == finish:
             return {}
         func = TRANSITIONS.get((start, finish))
         if func is None:
@@ -442,26 +452,45 @@ class TransitionEngine:
             recs[ts] = "processing"
         return recs
 
-    def _route(self, ts: SchedulerTask, worker: WorkerInfo | None = None) -> Recs:
-        """A ready task: to a worker with room, else the queue, else no-worker."""
+    def _route(
+        self, ts: SchedulerTask, worker: WorkerInfo | None
+    ) -> tuple[SchedulerTaskStateName, dict[str, Any]]:
+        """Where a ready task goes, and with what: to a worker with room ("processing"),
+        else the queue ("queued"), else "no-worker"; back to "waiting" if an input was
+        lost meanwhile. Decides only: the table's step makes the move."""
         if ts.state != "waiting" and any(d.state != "memory" for d in ts.dependencies):
-            return self._reschedule(ts)  # an input was lost meanwhile
+            return "waiting", {}
+        if worker is None:
+            valid = self._valid_for(ts)
+            if (valid is not None and not valid) or (valid is None and not self._fill):
+                return "no-worker", {}
+            worker = self._choose(ts, valid)
+            if worker is None:
+                return "queued", {"sig": None if valid is None else ts.restriction_sig}
+        return "processing", {"worker": worker}
+
+    def _leave_ready(self, ts: SchedulerTask) -> None:
+        """Take a ready task out of the queue or the no-worker set, if it is in one."""
         if ts.state == "queued":
             self.queued.discard(ts)
         elif ts.state == "no-worker":
             del self.unrunnable[ts]
-        if worker is None:
-            valid = self._valid_for(ts)
-            if (valid is not None and not valid) or (valid is None and not self._fill):
-                ts.state = "no-worker"
-                self.unrunnable[ts] = None
-                return {}
-            worker = self._choose(ts, valid)
-            if worker is None:
-                ts.state = "queued"
-                self.queued.push(ts, None if valid is None else ts.restriction_sig)
-                return {}
+
+    def _to_processing(self, ts: SchedulerTask, worker: WorkerInfo) -> Recs:
+        self._leave_ready(ts)
         self._assign(ts, worker)
+        return {}
+
+    def _to_queued(self, ts: SchedulerTask, sig: RestrictionSig) -> Recs:
+        self._leave_ready(ts)
+        ts.state = "queued"
+        self.queued.push(ts, sig)
+        return {}
+
+    def _to_no_worker(self, ts: SchedulerTask) -> Recs:
+        self._leave_ready(ts)
+        ts.state = "no-worker"
+        self.unrunnable[ts] = None
         return {}
 
     def _reschedule(self, ts: SchedulerTask) -> Recs:
@@ -594,23 +623,28 @@ class TransitionEngine:
 _Transition: TypeAlias = "Callable[..., Recs]"
 E = TransitionEngine
 
-#: (start, finish) → transition. Anything else raises InvalidTransition. A transition to
-#: "processing" routes the task and may land in "queued" or "no-worker" instead.
+#: (start, finish) → transition. Anything else raises InvalidTransition. A request for
+#: "processing" is routed first (``_route``) and lands in one of the pairs marked routed.
 TRANSITIONS: dict[tuple[str, str], _Transition] = {
     ("released", "waiting"): E._released_to_waiting,
     ("released", "forgotten"): E._released_to_forgotten,
     ("released", "erred"): E._to_erred,
     ("released", "memory"): E._released_to_memory,
     ("waiting", "released"): E._to_released,
-    ("waiting", "processing"): E._route,
+    ("waiting", "processing"): E._to_processing,  # routed: a worker has room
+    ("waiting", "queued"): E._to_queued,  # routed: no worker has room
+    ("waiting", "no-worker"): E._to_no_worker,  # routed: no running worker may run it
     ("waiting", "erred"): E._to_erred,
     ("queued", "released"): E._to_released,
-    ("queued", "processing"): E._route,
-    ("queued", "waiting"): E._reschedule,
+    ("queued", "processing"): E._to_processing,  # routed
+    ("queued", "queued"): E._to_queued,  # routed: its restricted workers left, requeued
+    ("queued", "no-worker"): E._to_no_worker,  # routed
+    ("queued", "waiting"): E._reschedule,  # routed: an input was lost
     ("queued", "erred"): E._to_erred,
     ("no-worker", "released"): E._to_released,
-    ("no-worker", "processing"): E._route,
-    ("no-worker", "waiting"): E._reschedule,
+    ("no-worker", "processing"): E._to_processing,  # routed
+    ("no-worker", "queued"): E._to_queued,  # routed: a worker that may run it joined
+    ("no-worker", "waiting"): E._reschedule,  # routed: an input was lost
     ("no-worker", "erred"): E._to_erred,
     ("processing", "released"): E._to_released,
     ("processing", "memory"): E._processing_to_memory,

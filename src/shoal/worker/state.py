@@ -539,10 +539,7 @@ class WorkerState:
         if task is not None and task.state == "executing":
             self._transition(task, "long-running")
         elif task is not None and task.state == "cancelled" and task.previous == "executing":
-            self.executing.discard(task.key)
-            self.long_running.add(task.key)
-            task.previous = "long-running"
-            self.log.append(("secede-cancelled", task.key, self._sid, self._now))
+            self._transition(task, "cancelled", "long-running")  # its thread seceded
         else:
             self.log.append(("stale-secede", ev.key, self._sid, self._now))
 
@@ -732,12 +729,7 @@ class WorkerState:
             self._transition(task, "executing")  # emits GrantThread
             return
         # cancelled while seceded: nobody wants the outcome, but the thread goes on
-        del self.rejoining[task.key]
-        self.long_running.discard(task.key)
-        self.executing.add(task.key)
-        task.previous = "executing"
-        self.log.append(("rejoin-cancelled", task.key, self._sid, self._now))
-        self._emit(GrantThread(key=task.key, stimulus_id=self._sid), task.key)
+        self._transition(task, "cancelled", "executing")  # emits GrantThread
 
     def _next_runnable(self) -> WorkerTask | None:
         """The best-priority ready task, or constrained one whose resources are free."""

@@ -339,6 +339,23 @@ def _resume(ws: WorkerState, task: WorkerTask, payload: object) -> None:
         ws._emit(msg, task.key)
 
 
+def _cancelled_switch(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    """cancelled -> cancelled: the thread nobody waits for seceded (``payload`` is
+    "long-running") or rejoined (``payload`` is "executing"); ``previous`` follows it."""
+    key = task.key
+    if payload == "long-running":
+        assert task.previous == "executing", task
+        ws.executing.discard(key)
+        ws.long_running.add(key)
+    else:
+        assert payload == "executing" and task.previous == "long-running", (task, payload)
+        del ws.rejoining[key]
+        ws.long_running.discard(key)
+        ws.executing.add(key)
+        ws._emit(GrantThread(key=key, stimulus_id=ws._sid), key)
+    task.previous = payload
+
+
 def _cancelled_done(ws: WorkerState, task: WorkerTask, payload: object) -> None:
     """cancelled -> released: the thread or transfer reported back; its outcome is dropped."""
     previous = task.previous
@@ -431,6 +448,7 @@ _SPECIAL: dict[tuple[str, str], Step] = {
     ("cancelled", "long-running"): _resume,
     ("cancelled", "flight"): _resume,
     ("cancelled", "released"): _cancelled_done,
+    ("cancelled", "cancelled"): _cancelled_switch,  # its thread seceded or rejoined
 }
 
 
