@@ -70,8 +70,8 @@ class RealWorker:
 
     # -- doing the work --------------------------------------------------------------------
     def _execute(self, work: wins.Execute) -> wev.WorkerEvent:
-        task = self.state.tasks[work.key]
-        func, dep_keys = task.run_spec  # type: ignore[misc]
+        func, dep_keys = work.run_spec  # type: ignore[misc]
+        assert set(dep_keys) <= set(work.inputs), (work, dep_keys)
         self.executed += 1
         sid = f"exec-{work.key}-{work.run_id}-{self._now}"
         try:

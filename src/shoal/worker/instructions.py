@@ -16,10 +16,12 @@ class WorkerInstruction:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Execute(WorkerInstruction):
-    """Run ``key`` (its run spec is ``state.tasks[key].run_spec``) in the executor."""
+    """Run ``key``: call ``run_spec`` on the values of ``inputs`` (keys in memory here)."""
 
     key: Key
     run_id: int
+    run_spec: object
+    inputs: tuple[Key, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

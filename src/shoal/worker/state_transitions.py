@@ -173,7 +173,11 @@ def _enter_executing(ws: WorkerState, task: WorkerTask, payload: object) -> None
     for name, amount in task.resource_restrictions.items():
         available[name] -= amount
     task.exec_run_id = run_id
-    ws._emit(Execute(key=key, run_id=run_id, stimulus_id=ws._sid), key)
+    inputs = tuple(dep.key for dep in task.dependencies)
+    execute = Execute(
+        key=key, run_id=run_id, run_spec=task.run_spec, inputs=inputs, stimulus_id=ws._sid
+    )
+    ws._emit(execute, key)
     if task.assigned:
         ws._emit(TaskStartedMsg(key=key, run_id=run_id, stimulus_id=ws._sid), key)
 
