@@ -5,7 +5,8 @@ Rules of this file (and of state_transitions.py, state_records.py, state_validat
 * No IO, no clocks, no threads, no logging. Time comes in ``event.now``; randomness only
   from the ``random.Random`` given to the constructor. Run specs, exceptions and
   tracebacks are opaque objects: stored and handed on, never looked into.
-* ``handle_events`` is the only entry point that changes anything. Each event is turned
+* ``handle_stimulus(*events)`` is the only entry point that changes anything (the same
+  name and signature as ``WorkerState.handle_stimulus``). Each event is turned
   into direct transitions and *recommendations* (task → desired state); the loop in
   ``TransitionEngine._transitions`` carries the recommendations out, newest first, each
   re-checked when its turn comes (``_still_applies``), so their order never matters.
@@ -129,8 +130,8 @@ class SchedulerState(Recovery):
 
     # -- entry point ------------------------------------------------------------------------
 
-    def handle_events(self, events: Iterable[SchedulerEvent]) -> list[SchedulerInstruction]:
-        """Apply a batch of events; return the instructions they produce, in order."""
+    def handle_stimulus(self, *events: SchedulerEvent) -> list[SchedulerInstruction]:
+        """Apply ``events`` in order; return the instructions they produce, in order."""
         out: list[SchedulerInstruction] = []
         self._instructions = out
         try:
