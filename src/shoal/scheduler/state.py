@@ -8,7 +8,7 @@ Rules of this file (and of state_transitions.py, state_records.py, state_validat
 * ``handle_stimulus(*events)`` is the only entry point that changes anything (the same
   name and signature as ``WorkerState.handle_stimulus``). Each event is turned
   into direct transitions and *recommendations* (task → desired state); the loop in
-  ``TransitionEngine._transitions`` carries the recommendations out, newest first, each
+  ``TransitionEngine.transitions`` (the state's ``engine``) carries the recommendations out, newest first, each
   re-checked when its turn comes (``_still_applies``), so their order never matters.
   Then, if a worker may have gained room, queued tasks are handed out. With
   ``validate=True`` every invariant is checked after every event.
@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
@@ -95,16 +96,27 @@ from shoal.scheduler.instructions import (
     SchedulerInstruction,
 )
 from shoal.scheduler.policy import restriction_sig
-from shoal.scheduler.state_records import ClientInfo, SchedulerTask, WorkerInfo
+from shoal.scheduler.state_records import (
+    ClientInfo,
+    SchedulerTask,
+    TaskPrefix,
+    TaskQueue,
+    WorkerInfo,
+)
 from shoal.scheduler.state_recovery import Recovery
-from shoal.scheduler.state_transitions import Failure, Recs
+from shoal.scheduler.state_transitions import Failure, LogEntry, Recs, TransitionEngine
 from shoal.scheduler.state_validate import validate_state
 
 __all__ = ["ClientInfo", "SchedulerState", "SchedulerTask", "WorkerInfo"]
 
 
 class SchedulerState(Recovery):
-    """The scheduler's whole state; feed it events, carry out the instructions it returns."""
+    """The scheduler's whole state; feed it events, carry out the instructions it returns.
+
+    The containers and the transitions live in ``engine`` (a ``TransitionEngine``: one
+    per state, not a base class); ``tasks``, ``workers`` and the other containers are
+    read-only views of the engine's.
+    """
 
     def __init__(
         self,
@@ -115,7 +127,8 @@ class SchedulerState(Recovery):
         allowed_failures: int = 3,
         latency: float = 0.005,
     ) -> None:
-        super().__init__(
+        #: the containers and the transition table (see ``state_transitions``)
+        self.engine = TransitionEngine(
             rng=rng if rng is not None else random.Random(0),
             log_length=log_length,
             allowed_failures=allowed_failures,
@@ -128,31 +141,72 @@ class SchedulerState(Recovery):
         self.retiring: dict[WorkerInfo, None] = {}
         self._init_recovery()
 
+    # -- the engine's containers, read-only --------------------------------------------------
+
+    @property
+    def tasks(self) -> dict[Key, SchedulerTask]:
+        """Every live task by key."""
+        return self.engine.tasks
+
+    @property
+    def workers(self) -> dict[Address, WorkerInfo]:
+        """Every connected worker by address."""
+        return self.engine.workers
+
+    @property
+    def clients(self) -> dict[str, ClientInfo]:
+        """Every known client by id."""
+        return self.engine.clients
+
+    @property
+    def prefixes(self) -> dict[str, TaskPrefix]:
+        """Duration statistics by key prefix."""
+        return self.engine.prefixes
+
+    @property
+    def queued(self) -> TaskQueue:
+        """Ready tasks waiting for a worker with room (state "queued")."""
+        return self.engine.queued
+
+    @property
+    def unrunnable(self) -> dict[SchedulerTask, None]:
+        """Ready tasks no running worker may run (state "no-worker")."""
+        return self.engine.unrunnable
+
+    @property
+    def transition_log(self) -> deque[LogEntry]:
+        """(key, start, finish, stimulus_id, now) of the latest transitions."""
+        return self.engine.transition_log
+
+    def story(self, *keys_or_stimulus_ids: object) -> list[tuple[Any, ...]]:
+        """The logged transitions of these keys, or caused by these stimuli."""
+        return self.engine.story(*keys_or_stimulus_ids)
+
     # -- entry point ------------------------------------------------------------------------
 
     def handle_stimulus(self, *events: SchedulerEvent) -> list[SchedulerInstruction]:
         """Apply ``events`` in order; return the instructions they produce, in order."""
         out: list[SchedulerInstruction] = []
-        self._instructions = out
+        self.engine.instructions = out
         try:
             for event in events:
-                self._stimulus_id, self._now = event.stimulus_id, event.now
+                self.engine.stimulus_id, self.engine.now = event.stimulus_id, event.now
                 if self._fenced(event):
                     continue
                 handler = _HANDLERS.get(type(event))
                 if handler is None:
                     raise TypeError(f"not a scheduler event: {event!r}")
-                self._transitions(handler(self, event))
-                if self._room_opened:
-                    self._fill_from_queue()
-                if self._replica_review:
-                    self._reduce_replicas()
+                self.engine.transitions(handler(self, event))
+                if self.engine.room_opened:
+                    self.engine.fill_from_queue()
+                if self.engine.replica_review:
+                    self.engine.reduce_replicas()
                 if self.retiring:
                     self._close_retired()
                 if self.validate_after_each_event:
                     self.validate()
         finally:
-            self._instructions = []
+            self.engine.instructions = []
         return out
 
     def validate(self) -> None:
@@ -181,7 +235,7 @@ class SchedulerState(Recovery):
         return {address: ws.nthreads for address, ws in self.workers.items()}
 
     def n_tasks_by_state(self) -> dict[str, int]:
-        return {state: n for state, n in self._state_counts.items() if n}
+        return {state: n for state, n in self.engine.state_counts.items() if n}
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -197,9 +251,12 @@ class SchedulerState(Recovery):
             ts.who_wants[cs.id] = None
             cs.wants_what[ts] = None
         if ts.state == "memory":
-            self._emit(
+            self.engine.emit(
                 KeyInMemory(
-                    stimulus_id=self._stimulus_id, client=cs.id, key=ts.key, type_name=ts.type_name
+                    stimulus_id=self.engine.stimulus_id,
+                    client=cs.id,
+                    key=ts.key,
+                    type_name=ts.type_name,
                 )
             )
         elif ts.state == "erred":
@@ -212,14 +269,14 @@ class SchedulerState(Recovery):
     def _unwant(self, cs: ClientInfo, ts: SchedulerTask, recs: Recs) -> None:
         cs.wants_what.pop(ts, None)
         ts.who_wants.pop(cs.id, None)
-        self._maybe_release(ts, recs)
+        self.engine.maybe_release(ts, recs)
 
     def _tell_erred(
         self, client: str, key: Key, exc: object, tb: object, exc_text: str, tb_text: str
     ) -> None:
-        self._emit(
+        self.engine.emit(
             KeyErred(
-                stimulus_id=self._stimulus_id,
+                stimulus_id=self.engine.stimulus_id,
                 client=client,
                 key=key,
                 exception=exc,
@@ -252,7 +309,7 @@ class SchedulerState(Recovery):
         for nt in ev.tasks:
             ts = self.tasks.get(nt.key)
             if ts is None:
-                ts = self._new_task(nt.key)
+                ts = self.engine.new_task(nt.key)
             elif nt.run_spec is not None and self._conflicts(ts, nt):
                 refused.add(nt.key)
                 self._refuse(cs, ts, nt)
@@ -297,7 +354,7 @@ class SchedulerState(Recovery):
         for dep_key in nt.dependencies:
             dep = self.tasks.get(dep_key)
             if dep is None:
-                dep = self._new_task(dep_key)
+                dep = self.engine.new_task(dep_key)
             if dep is not ts:
                 ts.dependencies[dep] = None
                 dep.dependents[ts] = None
@@ -339,9 +396,12 @@ class SchedulerState(Recovery):
                 self._unwant(self.clients[client], ts, recs)
         reason = ev.reason or f"cancelled by client {ev.client}" + (" (forced)" if ev.force else "")
         for client, keys in affected.items():
-            self._emit(
+            self.engine.emit(
                 KeysCancelledForClient(
-                    stimulus_id=self._stimulus_id, client=client, keys=tuple(keys), reason=reason
+                    stimulus_id=self.engine.stimulus_id,
+                    client=client,
+                    keys=tuple(keys),
+                    reason=reason,
                 )
             )
         return recs
@@ -357,10 +417,12 @@ class SchedulerState(Recovery):
         for ts in chain:
             ts.suspicious = 0  # a deliberate retry forgives earlier worker deaths
             for client in ts.who_wants:
-                self._emit(KeyRetried(stimulus_id=self._stimulus_id, client=client, key=ts.key))
+                self.engine.emit(
+                    KeyRetried(stimulus_id=self.engine.stimulus_id, client=client, key=ts.key)
+                )
         recs: Recs = {}
         for ts in chain:
-            recs.update(self._transition(ts, "released"))
+            recs.update(self.engine.transition(ts, "released"))
         return recs
 
     def _on_data_scattered(self, ev: DataScattered) -> Recs:
@@ -373,20 +435,22 @@ class SchedulerState(Recovery):
                 continue
             ts = self.tasks.get(key)
             if ts is None:
-                ts = self._new_task(key)
+                ts = self.engine.new_task(key)
             if ts.state == "memory":
                 for ws in holders:
                     if ws not in ts.who_has:
-                        self._add_replica(ts, ws)
+                        self.engine.add_replica(ts, ws)
                 self._want(cs, ts, recs)
                 continue
             ts.who_wants[cs.id] = None
             cs.wants_what[ts] = None
             if ts.state != "released":
-                recs.update(self._transition(ts, "released"))
+                recs.update(self.engine.transition(ts, "released"))
             nbytes, type_name = ev.nbytes.get(key, -1), ev.type_names.get(key, "")
             recs.update(
-                self._transition(ts, "memory", workers=holders, nbytes=nbytes, type_name=type_name)
+                self.engine.transition(
+                    ts, "memory", workers=holders, nbytes=nbytes, type_name=type_name
+                )
             )
         return recs
 
@@ -423,9 +487,9 @@ class SchedulerState(Recovery):
         return dict.fromkeys(self.unrunnable, "processing")
 
     def _worker_changed(self, ws: WorkerInfo) -> None:
-        self._valid_cache.clear()
-        self._fill.update(ws, present=self._alive(ws))
-        self._room_opened = True
+        self.engine.valid_cache.clear()
+        self.engine.fill_index.update(ws, present=self.engine.alive(ws))
+        self.engine.room_opened = True
 
     def _on_worker_status_changed(self, ev: WorkerStatusChanged) -> Recs:
         ws = self.workers.get(ev.worker)
@@ -435,7 +499,7 @@ class SchedulerState(Recovery):
         self._worker_changed(ws)
         if ws.status == "running":
             return self._retry_unrunnable()
-        return self._orphaned_queue()
+        return self.engine.orphaned_queue()
 
     # -- retirement ---------------------------------------------------------------------------
 
@@ -457,9 +521,9 @@ class SchedulerState(Recovery):
         self.retiring[ws] = None
         ws.status = "closing_gracefully"
         self._worker_changed(ws)
-        recs = self._orphaned_queue()
+        recs = self.engine.orphaned_queue()
         for ts in list(ws.processing):
-            recs.update(self._transition(ts, "waiting"))
+            recs.update(self.engine.transition(ts, "waiting"))
         self._copy_away(ws, unique, targets)
         return recs
 
@@ -474,9 +538,9 @@ class SchedulerState(Recovery):
             load[target] += max(ts.nbytes, 0)
             plans.setdefault(target, []).append(ts)
         for target, tasks in plans.items():
-            self._emit(
+            self.engine.emit(
                 AcquireReplicas(
-                    stimulus_id=self._stimulus_id,
+                    stimulus_id=self.engine.stimulus_id,
                     worker=target.address,
                     who_has={ts.key: (ws.address,) for ts in tasks},
                     nbytes={ts.key: ts.nbytes for ts in tasks},
@@ -486,12 +550,14 @@ class SchedulerState(Recovery):
     def _close_retired(self) -> None:
         """Tell each retiring worker that runs nothing and holds nothing unique to close."""
         for ws in list(self.retiring):
-            if not self._alive(ws):
+            if not self.engine.alive(ws):
                 del self.retiring[ws]
             elif not ws.processing and all(len(ts.who_has) > 1 for ts in ws.has_what):
                 del self.retiring[ws]
-                self._emit(
-                    CloseWorker(stimulus_id=self._stimulus_id, worker=ws.address, reason="retired")
+                self.engine.emit(
+                    CloseWorker(
+                        stimulus_id=self.engine.stimulus_id, worker=ws.address, reason="retired"
+                    )
                 )
 
     def _on_worker_left(self, ev: WorkerLeft) -> Recs:
@@ -501,19 +567,19 @@ class SchedulerState(Recovery):
         del self.workers[ev.address]
         self._forget_unclaimed_of(ws)
         self._worker_changed(ws)
-        recs = self._orphaned_queue()
+        recs = self.engine.orphaned_queue()
         suspects = {} if ev.expected else self._suspects(ws)
         for ts in suspects:
             ts.suspicious += 1
         for ts in list(ws.processing):
-            if ts in suspects and ts.suspicious >= self.allowed_failures:
+            if ts in suspects and ts.suspicious >= self.engine.allowed_failures:
                 exc = KilledWorker(ts.key, ts.suspicious, ws.address, ev.reason)
                 failure = Failure(exc, None, str(exc), "", ts)
-                recs.update(self._transition(ts, "erred", failure=failure))
+                recs.update(self.engine.transition(ts, "erred", failure=failure))
             else:
-                recs.update(self._transition(ts, "waiting"))
+                recs.update(self.engine.transition(ts, "waiting"))
         for ts in list(ws.has_what):
-            recs.update(self._remove_replica(ts, ws))
+            recs.update(self.engine.remove_replica(ts, ws))
         return recs
 
     def _suspects(self, ws: WorkerInfo) -> dict[SchedulerTask, None]:
@@ -539,8 +605,8 @@ class SchedulerState(Recovery):
         ts = self._current(ev.worker, ev.key, ev.run_id)
         if ts is not None and ts.processing_on is not None:
             ts.processing_on.long_running[ts] = None
-            self._fill.update(ts.processing_on)
-            self._room_opened = True
+            self.engine.fill_index.update(ts.processing_on)
+            self.engine.room_opened = True
         return {}
 
     def _on_task_rejoined(self, ev: TaskRejoined) -> Recs:
@@ -548,7 +614,7 @@ class SchedulerState(Recovery):
         ws = None if ts is None else ts.processing_on
         if ts is not None and ws is not None and ts in ws.long_running:
             del ws.long_running[ts]  # it occupies one of the worker's threads again
-            self._fill.update(ws, present=self._alive(ws))
+            self.engine.fill_index.update(ws, present=self.engine.alive(ws))
         return {}
 
     def _on_task_finished(self, ev: TaskFinished) -> Recs:
@@ -559,16 +625,18 @@ class SchedulerState(Recovery):
         if ts is not None and ts.processing_on is ws:
             if ts.run_id != ev.run_id:
                 return {}  # an older attempt here; the current one will report
-            return self._transition(
+            return self.engine.transition(
                 ts, "memory", nbytes=ev.nbytes, type_name=ev.type_name, duration=ev.stop - ev.start
             )
         if ts is not None and ts.state == "memory":
             if ws not in ts.who_has:
-                self._add_replica(ts, ws)
+                self.engine.add_replica(ts, ws)
             return {}
         if ev.key in ws.reported_running:  # it ran this before it (re)registered
             return self._claim(ws, ev.key, ev.nbytes)
-        self._emit(FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=(ev.key,)))
+        self.engine.emit(
+            FreeKeys(stimulus_id=self.engine.stimulus_id, worker=ws.address, keys=(ev.key,))
+        )
         return {}
 
     def _on_task_erred(self, ev: TaskErred) -> Recs:
@@ -577,22 +645,24 @@ class SchedulerState(Recovery):
         if ws is None or (ts is not None and ws in ts.who_has):
             return {}
         if ts is None or ts.processing_on is not ws:
-            self._emit(FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=(ev.key,)))
+            self.engine.emit(
+                FreeKeys(stimulus_id=self.engine.stimulus_id, worker=ws.address, keys=(ev.key,))
+            )
             return {}
         if ts.run_id != ev.run_id:
             return {}
         if ev.reschedule:
-            return self._transition(ts, "waiting")
+            return self.engine.transition(ts, "waiting")
         if ts.retries > 0:
             ts.retries -= 1
-            return self._transition(ts, "waiting")
+            return self.engine.transition(ts, "waiting")
         failure = Failure(ev.exception, ev.traceback, ev.exception_text, ev.traceback_text, ts)
-        return self._transition(ts, "erred", failure=failure)
+        return self.engine.transition(ts, "erred", failure=failure)
 
     def _on_worker_released_key(self, ev: WorkerReleasedKey) -> Recs:
         ws = self.workers.get(ev.worker)
         ts = self.tasks.get(ev.key)
-        return {} if ws is None or ts is None else self._remove_replica(ts, ws)
+        return {} if ws is None or ts is None else self.engine.remove_replica(ts, ws)
 
     def _on_worker_added_keys(self, ev: WorkerAddedKeys) -> Recs:
         ws = self.workers.get(ev.worker)
@@ -603,23 +673,27 @@ class SchedulerState(Recovery):
             ts = self.tasks.get(key)
             if ts is not None and ts.state == "memory":
                 if ws not in ts.who_has:
-                    self._add_replica(ts, ws)
+                    self.engine.add_replica(ts, ws)
             elif ts is None or ts.processing_on is not ws:
                 unwanted.append(key)
         if unwanted:
-            self._emit(
-                FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=tuple(unwanted))
+            self.engine.emit(
+                FreeKeys(
+                    stimulus_id=self.engine.stimulus_id, worker=ws.address, keys=tuple(unwanted)
+                )
             )
         return {}
 
     def _on_data_missing(self, ev: DataMissing) -> Recs:
         ws = self.workers.get(ev.errant_worker)
         ts = self.tasks.get(ev.key)
-        return {} if ws is None or ts is None else self._remove_replica(ts, ws)
+        return {} if ws is None or ts is None else self.engine.remove_replica(ts, ws)
 
     def _on_who_has_refresh_requested(self, ev: WhoHasRefreshRequested) -> Recs:
         who_has = {key: tuple(_holders(self.tasks.get(key))) for key in ev.keys}
-        self._emit(RefreshWhoHas(stimulus_id=self._stimulus_id, worker=ev.worker, who_has=who_has))
+        self.engine.emit(
+            RefreshWhoHas(stimulus_id=self.engine.stimulus_id, worker=ev.worker, who_has=who_has)
+        )
         return {}
 
     def _on_steal_responded(self, ev: StealResponded) -> Recs:
@@ -630,7 +704,7 @@ class SchedulerState(Recovery):
         ws = self.workers.get(ev.worker)
         if ts is None or ws is None or ts.processing_on is not ws:
             return {}
-        return self._transition(ts, "waiting") if ev.state in _GIVEN_UP else {}
+        return self.engine.transition(ts, "waiting") if ev.state in _GIVEN_UP else {}
 
 
 #: states in a steal-response meaning the worker dropped the task (or never had it)
