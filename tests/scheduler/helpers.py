@@ -102,4 +102,4 @@ def one_compute(instructions: Iterable[SchedulerInstruction]) -> ComputeTask:
 
 
 def handle(state: SchedulerState, *events: SchedulerEvent) -> list[SchedulerInstruction]:
-    return state.handle_events(events)
+    return state.handle_stimulus(*events)

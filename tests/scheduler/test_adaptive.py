@@ -93,9 +93,9 @@ def test_target_is_within_bounds_and_covers_the_work(
 
 def test_measure_load_counts_queued_work_at_measured_durations() -> None:
     state = new_state()
-    state.handle_events([join("w1", nthreads=2, memory_limit=1000)])
-    state.handle_events(
-        [submit([task(f"slow-{i}") for i in range(10)], [f"slow-{i}" for i in range(10)])]
+    state.handle_stimulus(join("w1", nthreads=2, memory_limit=1000))
+    state.handle_stimulus(
+        submit([task(f"slow-{i}") for i in range(10)], [f"slow-{i}" for i in range(10)])
     )
     state.prefixes["slow"].add_duration(3.0)
     measured = measure_load(state)

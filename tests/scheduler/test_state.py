@@ -746,7 +746,7 @@ def test_an_illegal_transition_raises_with_the_story() -> None:
     s = new_state()
     handle(s, submit([task("x")], ["x"]))
     with pytest.raises(InvalidTransition) as info:
-        s._transition(s.tasks["x"], "memory")
+        s.engine.transition(s.tasks["x"], "memory")
     assert info.value.key == "x" and info.value.start == "no-worker"
     assert info.value.story and "no-worker" in str(info.value)
 

@@ -81,7 +81,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         return f"s{self.counter}"
 
     def feed(self, *events: SchedulerEvent) -> None:
-        self.apply(self.s.handle_events(events))
+        self.apply(self.s.handle_stimulus(*events))
 
     def apply(self, out: list[SchedulerInstruction]) -> None:
         for inst in out:
@@ -184,8 +184,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         """A report from an older incarnation changes nothing and instructs nothing."""
         worker, key, run_id = data.draw(st.sampled_from(self.old_runs))
         before = {k: ts.state for k, ts in self.s.tasks.items()}
-        out = self.s.handle_events(
-            [finished(self.sid(), worker, key, run_id, 8, incarnation=-1)]  # never current
+        out = self.s.handle_stimulus(
+            finished(self.sid(), worker, key, run_id, 8, incarnation=-1)  # never current
         )
         assert out == [] and {k: ts.state for k, ts in self.s.tasks.items()} == before
 

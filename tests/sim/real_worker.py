@@ -66,8 +66,8 @@ class RealWorker:
 
     # -- doing the work --------------------------------------------------------------------
     def _execute(self, work: wins.Execute) -> wev.WorkerEvent:
-        task = self.state.tasks[work.key]
-        func, dep_keys = cast("tuple[Callable[..., Any], list[Key]]", task.run_spec)
+        func, dep_keys = cast("tuple[Callable[..., Any], list[Key]]", work.run_spec)
+        assert set(dep_keys) <= set(work.inputs), (work, dep_keys)
         self.executed += 1
         sid = f"exec-{work.key}-{work.run_id}-{self._now}"
         try:

@@ -100,7 +100,7 @@ class Simulation:
             )
 
     def feed(self, *events: object) -> None:
-        self.bus.post_instructions(self.scheduler.handle_events(events))  # type: ignore[arg-type]
+        self.bus.post_instructions(self.scheduler.handle_stimulus(*events))  # type: ignore[arg-type]
 
     def submit(self, graph: Graph, keys: list[Key], wanted: list[Key], n: int) -> None:
         """Submit ``keys`` with the definitions of all their ancestors, as a client does

@@ -64,7 +64,9 @@ def test_compute_happy_path() -> None:
     event = assign("x", run_id=3)
     out = ws.handle_stimulus(event)
     assert out == [
-        Execute(key="x", run_id=3, stimulus_id=event.stimulus_id),
+        Execute(
+            key="x", run_id=3, run_spec=("spec", "x"), inputs=(), stimulus_id=event.stimulus_id
+        ),
         TaskStartedMsg(key="x", run_id=3, stimulus_id=event.stimulus_id),
     ]
     assert ws.tasks["x"].state == "executing"
@@ -122,7 +124,9 @@ def test_error_then_assigned_again_runs_a_new_attempt() -> None:
     ws.handle_stimulus(assign("x", run_id=1), failed("x", run_id=1))
     out = ws.handle_stimulus(assign("x", run_id=2))
     assert kinds(out) == ["Execute", "TaskStartedMsg"]
-    assert out[0] == Execute(key="x", run_id=2, stimulus_id=out[0].stimulus_id)
+    assert out[0] == Execute(
+        key="x", run_id=2, run_spec=("spec", "x"), inputs=(), stimulus_id=out[0].stimulus_id
+    )
     assert ws.tasks["x"].error is None
 
 
@@ -731,3 +735,11 @@ def test_key_heap_is_lazy_ordered_and_bounded() -> None:
     for i in range(10_000):
         heap.push("churn", (i,))
     assert len(heap) == 2 and len(heap._heap) < 100
+
+
+def test_execute_carries_the_run_spec_and_the_input_keys() -> None:
+    ws = new_state()
+    ws.handle_stimulus(assign("a"), done("a"))
+    out = ws.handle_stimulus(assign("b", deps={"a": ()}))
+    (execute,) = of(out, Execute)
+    assert execute.run_spec == ("spec", "b") and execute.inputs == ("a",)

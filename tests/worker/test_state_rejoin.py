@@ -97,3 +97,18 @@ def test_reassigned_while_waiting_to_rejoin_resumes_and_rejoins() -> None:
     assert [(m.key, m.run_id) for m in of(out, TaskRejoinedMsg)] == [("x", 2)]
     out = ws.handle_stimulus(done("x", run_id=1))  # the thread's attempt, reported as run 2
     assert kinds(out) == ["StoreValue", "TaskFinishedMsg"]
+
+
+def test_a_cancelled_thread_seceding_and_rejoining_are_moves_of_the_table() -> None:
+    ws = new_state(nthreads=1)
+    hook_calls: list[tuple[object, str, str]] = []
+    ws.transition_hook = lambda key, start, finish: hook_calls.append((key, start, finish))
+    ws.handle_stimulus(assign("x"), freed("x"))
+    assert ws.tasks["x"].previous == "executing"
+    ws.handle_stimulus(seceded("x"))
+    assert ws.tasks["x"].previous == "long-running" and ws.long_running == {"x"}
+    ws.handle_stimulus(rejoined("x"))
+    assert ws.tasks["x"].previous == "executing" and ws.executing == {"x"}
+    moves = [(key, start, finish) for key, start, finish, *_ in ws.story("x") if key == "x"]
+    assert moves[-2:] == [("x", "cancelled", "cancelled")] * 2
+    assert hook_calls[-2:] == [("x", "cancelled", "cancelled")] * 2

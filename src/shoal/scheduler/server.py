@@ -214,7 +214,7 @@ class Scheduler(Server):
         if not self._pending:
             return
         events, self._pending = self._pending, []
-        self.route(self.state.handle_events(events))
+        self.route(self.state.handle_stimulus(*events))
 
     def route(self, instructions: Iterable[ins.SchedulerInstruction]) -> None:
         """Send each instruction down its stream; one ``send`` per stream per batch."""

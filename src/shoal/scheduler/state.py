@@ -5,9 +5,10 @@ Rules of this file (and of state_transitions.py, state_records.py, state_validat
 * No IO, no clocks, no threads, no logging. Time comes in ``event.now``; randomness only
   from the ``random.Random`` given to the constructor. Run specs, exceptions and
   tracebacks are opaque objects: stored and handed on, never looked into.
-* ``handle_events`` is the only entry point that changes anything. Each event is turned
+* ``handle_stimulus(*events)`` is the only entry point that changes anything (the same
+  name and signature as ``WorkerState.handle_stimulus``). Each event is turned
   into direct transitions and *recommendations* (task → desired state); the loop in
-  ``TransitionEngine._transitions`` carries the recommendations out, newest first, each
+  ``TransitionEngine.transitions`` (the state's ``engine``) carries the recommendations out, newest first, each
   re-checked when its turn comes (``_still_applies``), so their order never matters.
   Then, if a worker may have gained room, queued tasks are handed out. With
   ``validate=True`` every invariant is checked after every event.
@@ -15,13 +16,14 @@ Rules of this file (and of state_transitions.py, state_records.py, state_validat
   method; any other pair raises ``InvalidTransition`` with the key's story. A transition
   to "processing" *routes* a ready task: to the best worker with room, else to the
   queue ("queued"), else, when no running worker may ever run it, to "no-worker".
-* The moves of one task (``TRANSITIONS``; * = routing, which lands in processing,
-  queued or no-worker)::
+* The moves of one task (``TRANSITIONS``, drawn in ``docs/scheduler-states.md``;
+  * = routed: a request for "processing" lands in one of these)::
 
       released    -> waiting, forgotten, erred (input erred or lost), memory (scattered)
-      waiting     -> processing*, released, erred
-      queued      -> processing*, waiting (an input was lost), released, erred
-      no-worker   -> processing*, waiting, released, erred
+      waiting     -> processing*, queued*, no-worker*, released, erred
+      queued      -> processing*, queued*, no-worker*, waiting* (an input was lost),
+                     released, erred
+      no-worker   -> processing*, queued*, waiting*, released, erred
       processing  -> memory, waiting (rescheduled), released (cancelled), erred
       memory      -> released (freed, or its last copy lost), erred (lost, no run spec)
       erred       -> released (retried, or forgotten)
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
@@ -94,16 +97,27 @@ from shoal.scheduler.instructions import (
 )
 from shoal.scheduler.policy import restriction_sig
 from shoal.scheduler.state_copies import plan_spare_copies
-from shoal.scheduler.state_records import ClientInfo, SchedulerTask, WorkerInfo
+from shoal.scheduler.state_records import (
+    ClientInfo,
+    SchedulerTask,
+    TaskPrefix,
+    TaskQueue,
+    WorkerInfo,
+)
 from shoal.scheduler.state_recovery import Recovery
-from shoal.scheduler.state_transitions import Failure, Recs
+from shoal.scheduler.state_transitions import Failure, LogEntry, Recs, TransitionEngine
 from shoal.scheduler.state_validate import validate_state
 
 __all__ = ["ClientInfo", "SchedulerState", "SchedulerTask", "WorkerInfo"]
 
 
 class SchedulerState(Recovery):
-    """The scheduler's whole state; feed it events, carry out the instructions it returns."""
+    """The scheduler's whole state; feed it events, carry out the instructions it returns.
+
+    The containers and the transitions live in ``engine`` (a ``TransitionEngine``: one
+    per state, not a base class); ``tasks``, ``workers`` and the other containers are
+    read-only views of the engine's.
+    """
 
     def __init__(
         self,
@@ -115,7 +129,8 @@ class SchedulerState(Recovery):
         latency: float = 0.005,
         spare_copy_bytes: int = 0,
     ) -> None:
-        super().__init__(
+        #: the containers and the transition table (see ``state_transitions``)
+        self.engine = TransitionEngine(
             rng=rng if rng is not None else random.Random(0),
             log_length=log_length,
             allowed_failures=allowed_failures,
@@ -123,39 +138,80 @@ class SchedulerState(Recovery):
         )
         #: check every invariant after every event (tests)
         self.validate_after_each_event = validate
-        self.spare_copy_bytes = spare_copy_bytes
+        self.engine.spare_copy_bytes = spare_copy_bytes
         #: workers being retired (status "closing_gracefully"): each gets ``CloseWorker``
         #: once it runs nothing and every key it holds has a copy elsewhere
         self.retiring: dict[WorkerInfo, None] = {}
         self._init_recovery()
 
+    # -- the engine's containers, read-only --------------------------------------------------
+
+    @property
+    def tasks(self) -> dict[Key, SchedulerTask]:
+        """Every live task by key."""
+        return self.engine.tasks
+
+    @property
+    def workers(self) -> dict[Address, WorkerInfo]:
+        """Every connected worker by address."""
+        return self.engine.workers
+
+    @property
+    def clients(self) -> dict[str, ClientInfo]:
+        """Every known client by id."""
+        return self.engine.clients
+
+    @property
+    def prefixes(self) -> dict[str, TaskPrefix]:
+        """Duration statistics by key prefix."""
+        return self.engine.prefixes
+
+    @property
+    def queued(self) -> TaskQueue:
+        """Ready tasks waiting for a worker with room (state "queued")."""
+        return self.engine.queued
+
+    @property
+    def unrunnable(self) -> dict[SchedulerTask, None]:
+        """Ready tasks no running worker may run (state "no-worker")."""
+        return self.engine.unrunnable
+
+    @property
+    def transition_log(self) -> deque[LogEntry]:
+        """(key, start, finish, stimulus_id, now) of the latest transitions."""
+        return self.engine.transition_log
+
+    def story(self, *keys_or_stimulus_ids: object) -> list[tuple[Any, ...]]:
+        """The logged transitions of these keys, or caused by these stimuli."""
+        return self.engine.story(*keys_or_stimulus_ids)
+
     # -- entry point ------------------------------------------------------------------------
 
-    def handle_events(self, events: Iterable[SchedulerEvent]) -> list[SchedulerInstruction]:
-        """Apply a batch of events; return the instructions they produce, in order."""
+    def handle_stimulus(self, *events: SchedulerEvent) -> list[SchedulerInstruction]:
+        """Apply ``events`` in order; return the instructions they produce, in order."""
         out: list[SchedulerInstruction] = []
-        self._instructions = out
+        self.engine.instructions = out
         try:
             for event in events:
-                self._stimulus_id, self._now = event.stimulus_id, event.now
+                self.engine.stimulus_id, self.engine.now = event.stimulus_id, event.now
                 if self._fenced(event):
                     continue
                 handler = _HANDLERS.get(type(event))
                 if handler is None:
                     raise TypeError(f"not a scheduler event: {event!r}")
-                self._transitions(handler(self, event))
-                if self._room_opened:
-                    self._fill_from_queue()
-                if self._replica_review:
-                    self._reduce_replicas()
-                if self._copy_review:
+                self.engine.transitions(handler(self, event))
+                if self.engine.room_opened:
+                    self.engine.fill_from_queue()
+                if self.engine.replica_review:
+                    self.engine.reduce_replicas()
+                if self.engine.copy_review:
                     self._make_spare_copies()
                 if self.retiring:
                     self._close_retired()
                 if self.validate_after_each_event:
                     self.validate()
         finally:
-            self._instructions = []
+            self.engine.instructions = []
         return out
 
     def validate(self) -> None:
@@ -184,7 +240,7 @@ class SchedulerState(Recovery):
         return {address: ws.nthreads for address, ws in self.workers.items()}
 
     def n_tasks_by_state(self) -> dict[str, int]:
-        return {state: n for state, n in self._state_counts.items() if n}
+        return {state: n for state, n in self.engine.state_counts.items() if n}
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -200,9 +256,12 @@ class SchedulerState(Recovery):
             ts.who_wants[cs.id] = None
             cs.wants_what[ts] = None
         if ts.state == "memory":
-            self._emit(
+            self.engine.emit(
                 KeyInMemory(
-                    stimulus_id=self._stimulus_id, client=cs.id, key=ts.key, type_name=ts.type_name
+                    stimulus_id=self.engine.stimulus_id,
+                    client=cs.id,
+                    key=ts.key,
+                    type_name=ts.type_name,
                 )
             )
         elif ts.state == "erred":
@@ -215,14 +274,14 @@ class SchedulerState(Recovery):
     def _unwant(self, cs: ClientInfo, ts: SchedulerTask, recs: Recs) -> None:
         cs.wants_what.pop(ts, None)
         ts.who_wants.pop(cs.id, None)
-        self._maybe_release(ts, recs)
+        self.engine.maybe_release(ts, recs)
 
     def _tell_erred(
         self, client: str, key: Key, exc: object, tb: object, exc_text: str, tb_text: str
     ) -> None:
-        self._emit(
+        self.engine.emit(
             KeyErred(
-                stimulus_id=self._stimulus_id,
+                stimulus_id=self.engine.stimulus_id,
                 client=client,
                 key=key,
                 exception=exc,
@@ -255,7 +314,7 @@ class SchedulerState(Recovery):
         for nt in ev.tasks:
             ts = self.tasks.get(nt.key)
             if ts is None:
-                ts = self._new_task(nt.key)
+                ts = self.engine.new_task(nt.key)
             elif nt.run_spec is not None and self._conflicts(ts, nt):
                 refused.add(nt.key)
                 self._refuse(cs, ts, nt)
@@ -300,7 +359,7 @@ class SchedulerState(Recovery):
         for dep_key in nt.dependencies:
             dep = self.tasks.get(dep_key)
             if dep is None:
-                dep = self._new_task(dep_key)
+                dep = self.engine.new_task(dep_key)
             if dep is not ts:
                 ts.dependencies[dep] = None
                 dep.dependents[ts] = None
@@ -342,9 +401,12 @@ class SchedulerState(Recovery):
                 self._unwant(self.clients[client], ts, recs)
         reason = ev.reason or f"cancelled by client {ev.client}" + (" (forced)" if ev.force else "")
         for client, keys in affected.items():
-            self._emit(
+            self.engine.emit(
                 KeysCancelledForClient(
-                    stimulus_id=self._stimulus_id, client=client, keys=tuple(keys), reason=reason
+                    stimulus_id=self.engine.stimulus_id,
+                    client=client,
+                    keys=tuple(keys),
+                    reason=reason,
                 )
             )
         return recs
@@ -360,10 +422,12 @@ class SchedulerState(Recovery):
         for ts in chain:
             ts.suspicious = 0  # a deliberate retry forgives earlier worker deaths
             for client in ts.who_wants:
-                self._emit(KeyRetried(stimulus_id=self._stimulus_id, client=client, key=ts.key))
+                self.engine.emit(
+                    KeyRetried(stimulus_id=self.engine.stimulus_id, client=client, key=ts.key)
+                )
         recs: Recs = {}
         for ts in chain:
-            recs.update(self._transition(ts, "released"))
+            recs.update(self.engine.transition(ts, "released"))
         return recs
 
     def _on_data_scattered(self, ev: DataScattered) -> Recs:
@@ -376,20 +440,22 @@ class SchedulerState(Recovery):
                 continue
             ts = self.tasks.get(key)
             if ts is None:
-                ts = self._new_task(key)
+                ts = self.engine.new_task(key)
             if ts.state == "memory":
                 for ws in holders:
                     if ws not in ts.who_has:
-                        self._add_replica(ts, ws)
+                        self.engine.add_replica(ts, ws)
                 self._want(cs, ts, recs)
                 continue
             ts.who_wants[cs.id] = None
             cs.wants_what[ts] = None
             if ts.state != "released":
-                recs.update(self._transition(ts, "released"))
+                recs.update(self.engine.transition(ts, "released"))
             nbytes, type_name = ev.nbytes.get(key, -1), ev.type_names.get(key, "")
             recs.update(
-                self._transition(ts, "memory", workers=holders, nbytes=nbytes, type_name=type_name)
+                self.engine.transition(
+                    ts, "memory", workers=holders, nbytes=nbytes, type_name=type_name
+                )
             )
         return recs
 
@@ -426,9 +492,9 @@ class SchedulerState(Recovery):
         return dict.fromkeys(self.unrunnable, "processing")
 
     def _worker_changed(self, ws: WorkerInfo) -> None:
-        self._valid_cache.clear()
-        self._fill.update(ws, present=self._alive(ws))
-        self._room_opened = True
+        self.engine.valid_cache.clear()
+        self.engine.fill_index.update(ws, present=self.engine.alive(ws))
+        self.engine.room_opened = True
 
     def _on_worker_status_changed(self, ev: WorkerStatusChanged) -> Recs:
         ws = self.workers.get(ev.worker)
@@ -438,7 +504,7 @@ class SchedulerState(Recovery):
         self._worker_changed(ws)
         if ws.status == "running":
             return self._retry_unrunnable()
-        return self._orphaned_queue()
+        return self.engine.orphaned_queue()
 
     # -- retirement ---------------------------------------------------------------------------
 
@@ -460,9 +526,9 @@ class SchedulerState(Recovery):
         self.retiring[ws] = None
         ws.status = "closing_gracefully"
         self._worker_changed(ws)
-        recs = self._orphaned_queue()
+        recs = self.engine.orphaned_queue()
         for ts in list(ws.processing):
-            recs.update(self._transition(ts, "waiting"))
+            recs.update(self.engine.transition(ts, "waiting"))
         self._copy_away(ws, unique, targets)
         return recs
 
@@ -477,9 +543,9 @@ class SchedulerState(Recovery):
             load[target] += max(ts.nbytes, 0)
             plans.setdefault(target, []).append(ts)
         for target, tasks in plans.items():
-            self._emit(
+            self.engine.emit(
                 AcquireReplicas(
-                    stimulus_id=self._stimulus_id,
+                    stimulus_id=self.engine.stimulus_id,
                     worker=target.address,
                     who_has={ts.key: (ws.address,) for ts in tasks},
                     nbytes={ts.key: ts.nbytes for ts in tasks},
@@ -488,12 +554,14 @@ class SchedulerState(Recovery):
 
     def _make_spare_copies(self) -> None:
         """One ``AcquireReplicas`` per target for the results that want a spare copy."""
-        review, self._copy_review = self._copy_review, {}
-        plans = plan_spare_copies(review, self.workers, self.spare_copy_bytes, self.rng)
+        review, self.engine.copy_review = self.engine.copy_review, {}
+        plans = plan_spare_copies(
+            review, self.workers, self.engine.spare_copy_bytes, self.engine.rng
+        )
         for target, tasks in plans.items():
-            self._emit(
+            self.engine.emit(
                 AcquireReplicas(
-                    stimulus_id=self._stimulus_id,
+                    stimulus_id=self.engine.stimulus_id,
                     worker=target.address,
                     who_has={ts.key: tuple(_holders(ts)) for ts in tasks},
                     nbytes={ts.key: ts.nbytes for ts in tasks},
@@ -503,12 +571,14 @@ class SchedulerState(Recovery):
     def _close_retired(self) -> None:
         """Tell each retiring worker that runs nothing and holds nothing unique to close."""
         for ws in list(self.retiring):
-            if not self._alive(ws):
+            if not self.engine.alive(ws):
                 del self.retiring[ws]
             elif not ws.processing and all(len(ts.who_has) > 1 for ts in ws.has_what):
                 del self.retiring[ws]
-                self._emit(
-                    CloseWorker(stimulus_id=self._stimulus_id, worker=ws.address, reason="retired")
+                self.engine.emit(
+                    CloseWorker(
+                        stimulus_id=self.engine.stimulus_id, worker=ws.address, reason="retired"
+                    )
                 )
 
     def _on_worker_left(self, ev: WorkerLeft) -> Recs:
@@ -518,21 +588,21 @@ class SchedulerState(Recovery):
         del self.workers[ev.address]
         self._forget_unclaimed_of(ws)
         self._worker_changed(ws)
-        recs = self._orphaned_queue()
+        recs = self.engine.orphaned_queue()
         suspects = {} if ev.expected else self._suspects(ws)
         for ts in suspects:
             ts.suspicious += 1
         for ts in list(ws.processing):
-            if ts in suspects and ts.suspicious >= self.allowed_failures:
+            if ts in suspects and ts.suspicious >= self.engine.allowed_failures:
                 exc = KilledWorker(ts.key, ts.suspicious, ws.address, ev.reason)
                 failure = Failure(exc, None, str(exc), "", ts)
-                recs.update(self._transition(ts, "erred", failure=failure))
+                recs.update(self.engine.transition(ts, "erred", failure=failure))
             else:
-                recs.update(self._transition(ts, "waiting"))
+                recs.update(self.engine.transition(ts, "waiting"))
         for ts in list(ws.has_what):
-            recs.update(self._remove_replica(ts, ws))
-        if self.spare_copy_bytes:  # a spare copy on its way to ws never lands: ask again
-            self._copy_review.update(
+            recs.update(self.engine.remove_replica(ts, ws))
+        if self.engine.spare_copy_bytes:  # a spare copy on its way to ws never lands: ask again
+            self.engine.copy_review.update(
                 (ts, None) for ts in self.tasks.values() if len(ts.who_has) == 1
             )
         return recs
@@ -560,8 +630,8 @@ class SchedulerState(Recovery):
         ts = self._current(ev.worker, ev.key, ev.run_id)
         if ts is not None and ts.processing_on is not None:
             ts.processing_on.long_running[ts] = None
-            self._fill.update(ts.processing_on)
-            self._room_opened = True
+            self.engine.fill_index.update(ts.processing_on)
+            self.engine.room_opened = True
         return {}
 
     def _on_task_rejoined(self, ev: TaskRejoined) -> Recs:
@@ -569,7 +639,7 @@ class SchedulerState(Recovery):
         ws = None if ts is None else ts.processing_on
         if ts is not None and ws is not None and ts in ws.long_running:
             del ws.long_running[ts]  # it occupies one of the worker's threads again
-            self._fill.update(ws, present=self._alive(ws))
+            self.engine.fill_index.update(ws, present=self.engine.alive(ws))
         return {}
 
     def _on_task_finished(self, ev: TaskFinished) -> Recs:
@@ -580,16 +650,18 @@ class SchedulerState(Recovery):
         if ts is not None and ts.processing_on is ws:
             if ts.run_id != ev.run_id:
                 return {}  # an older attempt here; the current one will report
-            return self._transition(
+            return self.engine.transition(
                 ts, "memory", nbytes=ev.nbytes, type_name=ev.type_name, duration=ev.stop - ev.start
             )
         if ts is not None and ts.state == "memory":
             if ws not in ts.who_has:
-                self._add_replica(ts, ws)
+                self.engine.add_replica(ts, ws)
             return {}
         if ev.key in ws.reported_running:  # it ran this before it (re)registered
             return self._claim(ws, ev.key, ev.nbytes)
-        self._emit(FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=(ev.key,)))
+        self.engine.emit(
+            FreeKeys(stimulus_id=self.engine.stimulus_id, worker=ws.address, keys=(ev.key,))
+        )
         return {}
 
     def _on_task_erred(self, ev: TaskErred) -> Recs:
@@ -598,22 +670,24 @@ class SchedulerState(Recovery):
         if ws is None or (ts is not None and ws in ts.who_has):
             return {}
         if ts is None or ts.processing_on is not ws:
-            self._emit(FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=(ev.key,)))
+            self.engine.emit(
+                FreeKeys(stimulus_id=self.engine.stimulus_id, worker=ws.address, keys=(ev.key,))
+            )
             return {}
         if ts.run_id != ev.run_id:
             return {}
         if ev.reschedule:
-            return self._transition(ts, "waiting")
+            return self.engine.transition(ts, "waiting")
         if ts.retries > 0:
             ts.retries -= 1
-            return self._transition(ts, "waiting")
+            return self.engine.transition(ts, "waiting")
         failure = Failure(ev.exception, ev.traceback, ev.exception_text, ev.traceback_text, ts)
-        return self._transition(ts, "erred", failure=failure)
+        return self.engine.transition(ts, "erred", failure=failure)
 
     def _on_worker_released_key(self, ev: WorkerReleasedKey) -> Recs:
         ws = self.workers.get(ev.worker)
         ts = self.tasks.get(ev.key)
-        return {} if ws is None or ts is None else self._remove_replica(ts, ws)
+        return {} if ws is None or ts is None else self.engine.remove_replica(ts, ws)
 
     def _on_worker_added_keys(self, ev: WorkerAddedKeys) -> Recs:
         ws = self.workers.get(ev.worker)
@@ -624,23 +698,27 @@ class SchedulerState(Recovery):
             ts = self.tasks.get(key)
             if ts is not None and ts.state == "memory":
                 if ws not in ts.who_has:
-                    self._add_replica(ts, ws)
+                    self.engine.add_replica(ts, ws)
             elif ts is None or ts.processing_on is not ws:
                 unwanted.append(key)
         if unwanted:
-            self._emit(
-                FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=tuple(unwanted))
+            self.engine.emit(
+                FreeKeys(
+                    stimulus_id=self.engine.stimulus_id, worker=ws.address, keys=tuple(unwanted)
+                )
             )
         return {}
 
     def _on_data_missing(self, ev: DataMissing) -> Recs:
         ws = self.workers.get(ev.errant_worker)
         ts = self.tasks.get(ev.key)
-        return {} if ws is None or ts is None else self._remove_replica(ts, ws)
+        return {} if ws is None or ts is None else self.engine.remove_replica(ts, ws)
 
     def _on_who_has_refresh_requested(self, ev: WhoHasRefreshRequested) -> Recs:
         who_has = {key: tuple(_holders(self.tasks.get(key))) for key in ev.keys}
-        self._emit(RefreshWhoHas(stimulus_id=self._stimulus_id, worker=ev.worker, who_has=who_has))
+        self.engine.emit(
+            RefreshWhoHas(stimulus_id=self.engine.stimulus_id, worker=ev.worker, who_has=who_has)
+        )
         return {}
 
     def _on_steal_responded(self, ev: StealResponded) -> Recs:
@@ -651,7 +729,7 @@ class SchedulerState(Recovery):
         ws = self.workers.get(ev.worker)
         if ts is None or ws is None or ts.processing_on is not ws:
             return {}
-        return self._transition(ts, "waiting") if ev.state in _GIVEN_UP else {}
+        return self.engine.transition(ts, "waiting") if ev.state in _GIVEN_UP else {}
 
 
 #: states in a steal-response meaning the worker dropped the task (or never had it)

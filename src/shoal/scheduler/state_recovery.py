@@ -31,8 +31,13 @@ from shoal.scheduler.state_transitions import Recs, TransitionEngine
 _TO_COMPUTE = frozenset({"waiting", "queued", "no-worker", "processing"})
 
 
-class Recovery(TransitionEngine):
-    """Fencing of stale incarnations; rebuilding ``who_has`` from workers' reports."""
+class Recovery:
+    """Fencing of stale incarnations; rebuilding ``who_has`` from workers' reports.
+
+    A part of ``SchedulerState``: it moves tasks through the state's ``engine``.
+    """
+
+    engine: TransitionEngine
 
     def _init_recovery(self) -> None:
         #: key -> {worker: nbytes} for results reported by workers that no task claims yet
@@ -46,7 +51,7 @@ class Recovery(TransitionEngine):
         """Whether ``event`` comes from a worker incarnation that is no longer current."""
         if not isinstance(event, FromWorker) or event.incarnation is None:
             return False
-        ws = self.workers.get(event.worker)
+        ws = self.engine.workers.get(event.worker)
         if ws is not None and ws.incarnation == event.incarnation:
             return False
         self.fenced_events += 1
@@ -60,28 +65,32 @@ class Recovery(TransitionEngine):
 
     def _claim(self, ws: WorkerInfo, key: Key, nbytes: int) -> Recs:
         """``ws`` holds the result of ``key`` (``nbytes``): see the rules above."""
-        ts = self.tasks.get(key)
+        ts = self.engine.tasks.get(key)
         if ts is None:
             self.unclaimed.setdefault(key, {})[ws] = nbytes
-            self._unclaimed_since.setdefault(key, self._now)
+            self._unclaimed_since.setdefault(key, self.engine.now)
             return {}
         if ts.state == "memory":
             if ws not in ts.who_has:
-                self._add_replica(ts, ws)
+                self.engine.add_replica(ts, ws)
             return {}
         if ts.state in _TO_COMPUTE and ts.run_spec is not None:
             return self._finish_with(ts, [ws], nbytes)
-        self._emit(FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=(key,)))
+        self.engine.emit(
+            FreeKeys(stimulus_id=self.engine.stimulus_id, worker=ws.address, keys=(key,))
+        )
         return {}
 
     def _finish_with(self, ts: SchedulerTask, holders: list[WorkerInfo], nbytes: int) -> Recs:
         """Put ``ts`` in memory on ``holders`` from any state, without computing it."""
         recs: Recs = {}
         if ts.state != "released":
-            recs.update(self._transition(ts, "released"))
+            recs.update(self.engine.transition(ts, "released"))
         if ts.state != "released":  # forgotten meanwhile: nothing wants it
             return recs
-        recs.update(self._transition(ts, "memory", workers=holders, nbytes=nbytes, type_name=""))
+        recs.update(
+            self.engine.transition(ts, "memory", workers=holders, nbytes=nbytes, type_name="")
+        )
         return recs
 
     def _recover_unclaimed(self, touched: list[SchedulerTask]) -> Recs:
@@ -92,11 +101,11 @@ class Recovery(TransitionEngine):
             self._unclaimed_since.pop(ts.key, None)
             if not holders:
                 continue
-            alive = [ws for ws in holders if self.workers.get(ws.address) is ws]
+            alive = [ws for ws in holders if self.engine.workers.get(ws.address) is ws]
             if alive and ts.state == "released" and ts.run_spec is not None:
                 nbytes = max(holders[ws] for ws in alive)
                 recs.update(
-                    self._transition(ts, "memory", workers=alive, nbytes=nbytes, type_name="")
+                    self.engine.transition(ts, "memory", workers=alive, nbytes=nbytes, type_name="")
                 )
         return recs
 
@@ -115,9 +124,11 @@ class Recovery(TransitionEngine):
             for ws in self.unclaimed.pop(key, {}):
                 per_worker.setdefault(ws, []).append(key)
         for ws, keys in per_worker.items():
-            if self.workers.get(ws.address) is ws:
-                self._emit(
-                    FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=tuple(keys))
+            if self.engine.workers.get(ws.address) is ws:
+                self.engine.emit(
+                    FreeKeys(
+                        stimulus_id=self.engine.stimulus_id, worker=ws.address, keys=tuple(keys)
+                    )
                 )
         return {}
 

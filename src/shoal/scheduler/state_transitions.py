@@ -1,7 +1,9 @@
 """The scheduler's transition table and the bookkeeping every transition shares.
 
 ``TransitionEngine`` owns the containers (tasks, workers, clients, the queue) and moves
-tasks between states; ``state.SchedulerState`` turns events into calls on it. See the
+tasks between states; ``state.SchedulerState`` holds one (``state.engine``, composition,
+not inheritance) and turns events into calls on its public methods (``transition``,
+``transitions``, ``emit``...). See the
 rules at the top of ``state.py``.
 """
 
@@ -92,26 +94,26 @@ class TransitionEngine:
         self.latency = latency
         self.allowed_failures = allowed_failures
         #: running workers, least filled first
-        self._fill = WorkerFillIndex()
+        self.fill_index = WorkerFillIndex()
         #: running workers satisfying each restriction signature (cleared on worker changes)
-        self._valid_cache: dict[RestrictionSig, list[WorkerInfo]] = {}
+        self.valid_cache: dict[RestrictionSig, list[WorkerInfo]] = {}
         #: number of tasks in each state
-        self._state_counts: dict[str, int] = {}
+        self.state_counts: dict[str, int] = {}
         self._run_ids = itertools.count(1)
         self._ready_seq = itertools.count()
         #: something may have made room on a worker: hand out queued tasks
-        self._room_opened = False
+        self.room_opened = False
         #: tasks with several copies that may have become surplus (see ``_reduce_replicas``)
-        self._replica_review: dict[SchedulerTask, None] = {}
+        self.replica_review: dict[SchedulerTask, None] = {}
         #: results that may want a spare copy (see ``state_copies``)
-        self._copy_review: dict[SchedulerTask, None] = {}
+        self.copy_review: dict[SchedulerTask, None] = {}
         #: results up to this size keep a spare copy on a second worker while needed
         #: (0: never)
         self.spare_copy_bytes = 0
         #: the stimulus being handled, and the instructions it produced so far
-        self._stimulus_id: StimulusId = ""
-        self._now = 0.0
-        self._instructions: list[SchedulerInstruction] = []
+        self.stimulus_id: StimulusId = ""
+        self.now = 0.0
+        self.instructions: list[SchedulerInstruction] = []
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -120,10 +122,20 @@ class TransitionEngine:
         wanted = set(keys_or_stimulus_ids)
         return [entry for entry in self.transition_log if entry[0] in wanted or entry[3] in wanted]
 
-    def _transition(self, ts: SchedulerTask, finish: SchedulerTaskStateName, **kw: Any) -> Recs:
-        """Move ``ts`` to ``finish`` now (the transition may land elsewhere: see route)."""
+    def transition(self, ts: SchedulerTask, finish: SchedulerTaskStateName, **kw: Any) -> Recs:
+        """Move ``ts`` to ``finish`` now through the table.
+
+        A request for "processing" is first *routed* (``_route``): it lands in processing,
+        queued, no-worker, or back in waiting, each a pair of the table. A step may hand
+        the task on (released -> waiting errs it when an input erred); the move logged is
+        from ``start`` to where the task ends up.
+        """
         start = ts.state
-        if start == finish:
+        if finish == "processing":
+            finish, kw = self._route(ts, kw.get("worker"))
+            if finish == start and (start, finish) not in TRANSITIONS:
+                return {}  # stays where it is (no-worker, still no worker may run it)
+        elif start == finish:
             return {}
         func = TRANSITIONS.get((start, finish))
         if func is None:
@@ -132,13 +144,13 @@ class TransitionEngine:
         recs = func(self, ts, **kw)
         end = ts.state
         if end != start:
-            self._state_counts[start] -= 1
+            self.state_counts[start] -= 1
             if end != "forgotten":
-                self._state_counts[end] = self._state_counts.get(end, 0) + 1
-            self.transition_log.append((ts.key, start, end, self._stimulus_id, self._now))
+                self.state_counts[end] = self.state_counts.get(end, 0) + 1
+            self.transition_log.append((ts.key, start, end, self.stimulus_id, self.now))
         return recs
 
-    def _transitions(self, recs: Recs) -> None:
+    def transitions(self, recs: Recs) -> None:
         """Carry out recommendations (newest first) until none are left.
 
         Ready tasks are routed last, best priority first, so that when slots are scarce
@@ -153,12 +165,12 @@ class TransitionEngine:
                 if finish == "processing":
                     heapq.heappush(ready, (ts.priority, next(self._ready_seq), ts))
                 else:
-                    recs.update(self._transition(ts, finish))
+                    recs.update(self.transition(ts, finish))
             if not ready:
                 return
             ts = heapq.heappop(ready)[2]
             if ts.state != "processing" and self._still_applies(ts, "processing"):
-                recs = self._transition(ts, "processing")
+                recs = self.transition(ts, "processing")
 
     def _still_applies(self, ts: SchedulerTask, finish: str) -> bool:
         """Recommendations are wishes checked when carried out, so order never matters."""
@@ -177,28 +189,28 @@ class TransitionEngine:
             return state in ACTIVE and self._erred_dependency(ts) is not None
         return False
 
-    def _emit(self, instruction: SchedulerInstruction) -> None:
-        self._instructions.append(instruction)
+    def emit(self, instruction: SchedulerInstruction) -> None:
+        self.instructions.append(instruction)
 
     # -- helpers shared by transitions ------------------------------------------------------
 
-    def _new_task(self, key: Key) -> SchedulerTask:
+    def new_task(self, key: Key) -> SchedulerTask:
         name = key_split(key)
         prefix = self.prefixes.get(name)
         if prefix is None:
             prefix = self.prefixes[name] = TaskPrefix(name)
         ts = self.tasks[key] = SchedulerTask(key, prefix)
-        self._state_counts["released"] = self._state_counts.get("released", 0) + 1
+        self.state_counts["released"] = self.state_counts.get("released", 0) + 1
         return ts
 
-    def _alive(self, ws: WorkerInfo) -> bool:
+    def alive(self, ws: WorkerInfo) -> bool:
         return self.workers.get(ws.address) is ws
 
     def _free(self, ws: WorkerInfo, keys: tuple[Key, ...]) -> None:
-        if self._alive(ws):
-            self._emit(FreeKeys(stimulus_id=self._stimulus_id, worker=ws.address, keys=keys))
+        if self.alive(ws):
+            self.emit(FreeKeys(stimulus_id=self.stimulus_id, worker=ws.address, keys=keys))
 
-    def _maybe_release(self, ts: SchedulerTask, recs: Recs) -> None:
+    def maybe_release(self, ts: SchedulerTask, recs: Recs) -> None:
         """Recommend dropping ``ts`` if nothing needs it any more."""
         if needed(ts):
             return
@@ -229,16 +241,16 @@ class TransitionEngine:
         )
         return Failure(exc, None, str(exc), "", ts)
 
-    def _add_replica(self, ts: SchedulerTask, ws: WorkerInfo) -> None:
+    def add_replica(self, ts: SchedulerTask, ws: WorkerInfo) -> None:
         ts.who_has[ws] = None
         ws.has_what[ts] = None
         ws.nbytes += max(ts.nbytes, 0)
 
-    def _reduce_replicas(self) -> None:
+    def reduce_replicas(self) -> None:
         """Free the surplus copies of the tasks under review (``policy.surplus_replicas``),
         one FreeKeys per worker. Runs after an event's placements, so a task just sent to
         a holder counts as needing its copy there."""
-        review, self._replica_review = self._replica_review, {}
+        review, self.replica_review = self.replica_review, {}
         freed: dict[WorkerInfo, list[Key]] = {}
         for ts in review:
             if ts.state != "memory":
@@ -259,26 +271,26 @@ class TransitionEngine:
             self._free(ws, (ts.key,))
         ts.who_has = {}
 
-    def _remove_replica(self, ts: SchedulerTask, ws: WorkerInfo) -> Recs:
+    def remove_replica(self, ts: SchedulerTask, ws: WorkerInfo) -> Recs:
         """``ws`` no longer holds ``ts``; recompute, release or err it if that was the last."""
         if ws not in ts.who_has:
             return {}
         del ts.who_has[ws], ws.has_what[ts]
         ws.nbytes -= max(ts.nbytes, 0)
         if ts.who_has and ts.state == "memory" and self.spare_copy_bytes:
-            self._copy_review[ts] = None  # one copy left: make another
+            self.copy_review[ts] = None  # one copy left: make another
         if ts.who_has or ts.state != "memory":
             return {}
         if ts.run_spec is None and needed(ts):
-            return self._transition(ts, "erred", failure=self._lost(ts, ws))
-        return self._transition(ts, "released")
+            return self.transition(ts, "erred", failure=self._lost(ts, ws))
+        return self.transition(ts, "released")
 
     # -- placement --------------------------------------------------------------------------
 
     def _valid_for_sig(self, sig: RestrictionSig) -> list[WorkerInfo]:
-        valid = self._valid_cache.get(sig)
+        valid = self.valid_cache.get(sig)
         if valid is None:
-            valid = self._valid_cache[sig] = valid_workers(sig, self.workers.values())
+            valid = self.valid_cache[sig] = valid_workers(sig, self.workers.values())
         return valid
 
     def _valid_for(self, ts: SchedulerTask) -> list[WorkerInfo] | None:
@@ -308,7 +320,7 @@ class TransitionEngine:
         """The best worker with room for ``ts`` right now, if any."""
         duration, latency = ts.prefix.duration, self.latency
         if valid is None:
-            ws = self._fill.least_filled()
+            ws = self.fill_index.least_filled()
             if ws is None or not has_room(ws, duration, latency):
                 return None
             candidates = {ws: None}
@@ -327,11 +339,11 @@ class TransitionEngine:
         ws.processing[ts] = None
         for name, quantity in ts.resource_restrictions.items():
             ws.used_resources[name] = ws.used_resources.get(name, 0.0) + quantity
-        self._fill.update(ws)
+        self.fill_index.update(ws)
         deps = ts.dependencies
-        self._emit(
+        self.emit(
             ComputeTask(
-                stimulus_id=self._stimulus_id,
+                stimulus_id=self.stimulus_id,
                 worker=ws.address,
                 key=ts.key,
                 run_id=ts.run_id,
@@ -358,9 +370,9 @@ class TransitionEngine:
                 ws.used_resources.pop(name, None)
             else:
                 ws.used_resources[name] = left
-        if self._alive(ws):
-            self._fill.update(ws)
-            self._room_opened = True
+        if self.alive(ws):
+            self.fill_index.update(ws)
+            self.room_opened = True
             if free:
                 self._free(ws, (ts.key,))
 
@@ -379,7 +391,7 @@ class TransitionEngine:
         for dep in ts.dependencies:
             dep.waiters.pop(ts, None)
             if release_deps:
-                self._maybe_release(dep, recs)
+                self.maybe_release(dep, recs)
         return recs
 
     # -- admission: handing out queued tasks ------------------------------------------------
@@ -388,7 +400,7 @@ class TransitionEngine:
         """The least-filled worker (allowed by ``sig``) with room for ``ts``."""
         duration, latency = ts.prefix.duration, self.latency
         if sig is None:
-            ws = self._fill.least_filled()
+            ws = self.fill_index.least_filled()
             return ws if ws is not None and has_room(ws, duration, latency) else None
         best: WorkerInfo | None = None
         for ws in self._valid_for_sig(sig):
@@ -396,9 +408,9 @@ class TransitionEngine:
                 best = ws
         return best
 
-    def _fill_from_queue(self) -> None:
+    def fill_from_queue(self) -> None:
         """Hand out queued tasks, best priority first, while some worker has room."""
-        self._room_opened = False
+        self.room_opened = False
         while self.queued:
             best: tuple[SchedulerTask, RestrictionSig, WorkerInfo] | None = None
             for sig in self.queued.signatures():
@@ -415,14 +427,14 @@ class TransitionEngine:
             if ts.dependencies:
                 self._add_holders(ts, candidates, restricted=sig is not None)
             target = pick_worker(ts, candidates, self.rng)
-            self._transitions(self._transition(ts, "processing", worker=target))
+            self.transitions(self.transition(ts, "processing", worker=target))
 
     def _fits_locally(self, ws: WorkerInfo) -> Callable[[SchedulerTask], bool]:
         """Whether ``ws`` has room for a task and already holds some of its inputs."""
         latency = self.latency
         return lambda ts: has_room(ws, ts.prefix.duration, latency) and holds_inputs(ts, ws)
 
-    def _orphaned_queue(self) -> Recs:
+    def orphaned_queue(self) -> Recs:
         """Route again the restricted queued tasks that lost their last valid worker."""
         recs: Recs = {}
         for sig in self.queued.signatures():
@@ -450,26 +462,45 @@ class TransitionEngine:
             recs[ts] = "processing"
         return recs
 
-    def _route(self, ts: SchedulerTask, worker: WorkerInfo | None = None) -> Recs:
-        """A ready task: to a worker with room, else the queue, else no-worker."""
+    def _route(
+        self, ts: SchedulerTask, worker: WorkerInfo | None
+    ) -> tuple[SchedulerTaskStateName, dict[str, Any]]:
+        """Where a ready task goes, and with what: to a worker with room ("processing"),
+        else the queue ("queued"), else "no-worker"; back to "waiting" if an input was
+        lost meanwhile. Decides only: the table's step makes the move."""
         if ts.state != "waiting" and any(d.state != "memory" for d in ts.dependencies):
-            return self._reschedule(ts)  # an input was lost meanwhile
+            return "waiting", {}
+        if worker is None:
+            valid = self._valid_for(ts)
+            if (valid is not None and not valid) or (valid is None and not self.fill_index):
+                return "no-worker", {}
+            worker = self._choose(ts, valid)
+            if worker is None:
+                return "queued", {"sig": None if valid is None else ts.restriction_sig}
+        return "processing", {"worker": worker}
+
+    def _leave_ready(self, ts: SchedulerTask) -> None:
+        """Take a ready task out of the queue or the no-worker set, if it is in one."""
         if ts.state == "queued":
             self.queued.discard(ts)
         elif ts.state == "no-worker":
             del self.unrunnable[ts]
-        if worker is None:
-            valid = self._valid_for(ts)
-            if (valid is not None and not valid) or (valid is None and not self._fill):
-                ts.state = "no-worker"
-                self.unrunnable[ts] = None
-                return {}
-            worker = self._choose(ts, valid)
-            if worker is None:
-                ts.state = "queued"
-                self.queued.push(ts, None if valid is None else ts.restriction_sig)
-                return {}
+
+    def _to_processing(self, ts: SchedulerTask, worker: WorkerInfo) -> Recs:
+        self._leave_ready(ts)
         self._assign(ts, worker)
+        return {}
+
+    def _to_queued(self, ts: SchedulerTask, sig: RestrictionSig) -> Recs:
+        self._leave_ready(ts)
+        ts.state = "queued"
+        self.queued.push(ts, sig)
+        return {}
+
+    def _to_no_worker(self, ts: SchedulerTask) -> Recs:
+        self._leave_ready(ts)
+        ts.state = "no-worker"
+        self.unrunnable[ts] = None
         return {}
 
     def _reschedule(self, ts: SchedulerTask) -> Recs:
@@ -505,13 +536,13 @@ class TransitionEngine:
         ts.state = "memory"
         ts.nbytes, ts.type_name = nbytes, type_name
         for ws in workers:
-            self._add_replica(ts, ws)
+            self.add_replica(ts, ws)
         if self.spare_copy_bytes:
-            self._copy_review[ts] = None
+            self.copy_review[ts] = None
         for client in ts.who_wants:
-            self._emit(
+            self.emit(
                 KeyInMemory(
-                    stimulus_id=self._stimulus_id, client=client, key=ts.key, type_name=type_name
+                    stimulus_id=self.stimulus_id, client=client, key=ts.key, type_name=type_name
                 )
             )
         recs: Recs = {}
@@ -524,8 +555,8 @@ class TransitionEngine:
             if ts in dep.waiters:
                 del dep.waiters[ts]
                 if len(dep.who_has) > 1:
-                    self._replica_review[dep] = None
-                self._maybe_release(dep, recs)
+                    self.replica_review[dep] = None
+                self.maybe_release(dep, recs)
         if not needed(ts):
             recs[ts] = "released"
         return recs
@@ -564,9 +595,9 @@ class TransitionEngine:
         ts.exception_text, ts.traceback_text = failure.exception_text, failure.traceback_text
         ts.exception_blame = failure.blame
         for client in ts.who_wants:
-            self._emit(
+            self.emit(
                 KeyErred(
-                    stimulus_id=self._stimulus_id,
+                    stimulus_id=self.stimulus_id,
                     client=client,
                     key=ts.key,
                     exception=ts.exception,
@@ -596,7 +627,7 @@ class TransitionEngine:
         recs: Recs = {}
         for dep in ts.dependencies:
             del dep.dependents[ts]
-            self._maybe_release(dep, recs)
+            self.maybe_release(dep, recs)
         ts.dependencies = {}
         return recs
 
@@ -604,23 +635,28 @@ class TransitionEngine:
 _Transition: TypeAlias = "Callable[..., Recs]"
 E = TransitionEngine
 
-#: (start, finish) → transition. Anything else raises InvalidTransition. A transition to
-#: "processing" routes the task and may land in "queued" or "no-worker" instead.
+#: (start, finish) → transition. Anything else raises InvalidTransition. A request for
+#: "processing" is routed first (``_route``) and lands in one of the pairs marked routed.
 TRANSITIONS: dict[tuple[str, str], _Transition] = {
     ("released", "waiting"): E._released_to_waiting,
     ("released", "forgotten"): E._released_to_forgotten,
     ("released", "erred"): E._to_erred,
     ("released", "memory"): E._released_to_memory,
     ("waiting", "released"): E._to_released,
-    ("waiting", "processing"): E._route,
+    ("waiting", "processing"): E._to_processing,  # routed: a worker has room
+    ("waiting", "queued"): E._to_queued,  # routed: no worker has room
+    ("waiting", "no-worker"): E._to_no_worker,  # routed: no running worker may run it
     ("waiting", "erred"): E._to_erred,
     ("queued", "released"): E._to_released,
-    ("queued", "processing"): E._route,
-    ("queued", "waiting"): E._reschedule,
+    ("queued", "processing"): E._to_processing,  # routed
+    ("queued", "queued"): E._to_queued,  # routed: its restricted workers left, requeued
+    ("queued", "no-worker"): E._to_no_worker,  # routed
+    ("queued", "waiting"): E._reschedule,  # routed: an input was lost
     ("queued", "erred"): E._to_erred,
     ("no-worker", "released"): E._to_released,
-    ("no-worker", "processing"): E._route,
-    ("no-worker", "waiting"): E._reschedule,
+    ("no-worker", "processing"): E._to_processing,  # routed
+    ("no-worker", "queued"): E._to_queued,  # routed: a worker that may run it joined
+    ("no-worker", "waiting"): E._reschedule,  # routed: an input was lost
     ("no-worker", "erred"): E._to_erred,
     ("processing", "released"): E._to_released,
     ("processing", "memory"): E._processing_to_memory,

@@ -15,10 +15,14 @@ class WorkerInstruction:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Execute(WorkerInstruction):
-    """Run ``key`` (its run spec is ``state.tasks[key].run_spec``) in the executor."""
+    """Run ``key``: call ``run_spec`` on the values of ``inputs`` (keys in memory here)."""
 
     key: Key
     run_id: int
+    run_spec: object
+    inputs: tuple[Key, ...]
+    #: the named executor to run on (``dask.annotate(executor=...)``); None: the default
+    executor: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -65,6 +65,7 @@ from shoal.worker.options import (
 )
 from shoal.worker.spill import SpillBuffer, make_data, task_inputs
 from shoal.worker.state import WorkerState
+from shoal.worker.state_view import WorkerStateView
 from shoal.worker.transfer import is_network_failure, unsendable_of, values_for_peer
 from shoal.worker.warm_imports import import_task_modules
 
@@ -80,37 +81,12 @@ BUSY_RETRY_DELAY = 0.15
 NANNY_CALL_TIMEOUT = 5.0
 
 
-class _FromState:
-    """A worker attribute that lives in the state machine (the seed names it on Worker)."""
+class Worker(Server, WorkerStateView):
+    """Holds data, runs tasks, fetches missing inputs from peers, keeps the scheduler informed.
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, worker: Worker | None, owner: type) -> Any:
-        if worker is None:
-            return self
-        return getattr(worker.state, self.name)
-
-
-class Worker(Server):
-    """Holds data, runs tasks, fetches missing inputs from peers, keeps the scheduler informed."""
-
-    tasks = _FromState()
-    data_needed = _FromState()
-    ready = _FromState()
-    constrained = _FromState()
-    executing_count = _FromState()
-    executed_count = _FromState()
-    long_running = _FromState()
-    has_what = _FromState()
-    pending_data_per_worker = _FromState()
-    in_flight_tasks = _FromState()
-    in_flight_workers = _FromState()
-    comm_bytes = _FromState()
-    nbytes = _FromState()
-    waiting_for_data_count = _FromState()
-    log = _FromState()
-    available_resources = _FromState()
+    The seed's attributes owned by the state machine (``tasks``, ``ready``, ``nbytes``...)
+    are read-only properties of ``WorkerStateView``.
+    """
 
     def __init__(
         self,
@@ -557,11 +533,9 @@ class Worker(Server):
         }
 
     def _execute(self, inst: ins.Execute) -> None:
-        task = self.state.tasks[inst.key]
         # spilled inputs are read in the task's thread, never here on the loop
-        deps = task_inputs(self.data, [dep.key for dep in task.dependencies])
-        executor = task.annotations.get("executor")  # dask.annotate(executor="NAME")
-        self.runner.submit(inst.key, inst.run_id, task.run_spec, deps, executor)
+        deps = task_inputs(self.data, inst.inputs)
+        self.runner.submit(inst.key, inst.run_id, inst.run_spec, deps, inst.executor)
 
     def _grant_thread(self, inst: ins.GrantThread) -> None:
         self.runner.grant(inst.key)

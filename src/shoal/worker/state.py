@@ -79,7 +79,7 @@ from collections.abc import Callable, Mapping
 from itertools import count
 from typing import Any, ClassVar
 
-from shoal._types import Address, Key, StimulusId
+from shoal._types import Address, Key
 from shoal.errors import InvalidTransition
 from shoal.worker.events import (
     BusyWorkerRetryDue,
@@ -115,8 +115,9 @@ from shoal.worker.instructions import (
     TaskStartedMsg,
     WorkerInstruction,
 )
+from shoal.worker.state_effects import Effects
 from shoal.worker.state_replicas import drop_replicas
-from shoal.worker.state_task import KeyHeap, Priority, WorkerTask
+from shoal.worker.state_task import KeyHeap, Priority, WorkerTask, drop_has_what
 from shoal.worker.state_transitions import (
     RUNNING_STATES,
     TASK_STATES,
@@ -192,13 +193,14 @@ class WorkerState:
         self._init_scratch()
 
     def _init_queues(self) -> None:
-        self._counter = count()
+        #: order of entry into every KeyHeap (ties between equal priorities: first come)
+        self.heap_order = count()
         #: keys ready to run, by priority (a lazy heap; see KeyHeap)
-        self.ready = KeyHeap(self._counter)
-        #: constrained keys, one FIFO per resource need (see the ``constrained`` property)
-        self._constrained: dict[ResourceNeed, KeyHeap] = {}
+        self.ready = KeyHeap(self.heap_order)
+        #: constrained keys, one FIFO per resource need (``constrained`` merges them)
+        self.constrained_by_need: dict[ResourceNeed, KeyHeap] = {}
         #: keys in ``fetch``, by priority
-        self.data_needed = KeyHeap(self._counter)
+        self.data_needed = KeyHeap(self.heap_order)
         #: per peer: the keys in ``fetch`` it holds, by priority
         self.pending_data_per_worker: dict[Address, KeyHeap] = {}
         #: per peer: the keys we care about that we think it holds
@@ -215,7 +217,7 @@ class WorkerState:
         #: per peer: the keys of the one GatherDep in flight from it
         self.in_flight_workers: dict[Address, set[Key]] = {}
         #: per peer: the bytes counted for that GatherDep
-        self._in_flight_nbytes: dict[Address, int] = {}
+        self.in_flight_nbytes: dict[Address, int] = {}
         #: number of keys in flight (cancelled ones included)
         self.in_flight_tasks = 0
         #: bytes in flight
@@ -234,17 +236,8 @@ class WorkerState:
 
     def _init_scratch(self) -> None:
         """Per-event working state: the event being handled and its pending effects."""
-        self._sid: StimulusId = ""
-        self._now = 0.0
-        self._out: list[WorkerInstruction] = []
-        #: tasks that may have lost their last reason to stay
-        self._unwanted: list[WorkerTask] = []
-        #: keys that arrived without being assigned: one AddKeysMsg per event
-        self._add_keys: dict[Key, int] = {}
-        #: keys that went missing: one RequestRefreshWhoHasMsg per event
-        self._refresh_keys: list[Key] = []
-        #: the scheduler just told us who has what: don't ask it again
-        self._refresh_suppressed = False
+        #: the effects of the event being handled, handed to every transition step
+        self._fx = Effects(self.log, self._transition)
 
     # -- views ------------------------------------------------------------------------------
 
@@ -261,7 +254,9 @@ class WorkerState:
     @property
     def constrained(self) -> deque[Key]:
         """Keys waiting for resources, first come first (a snapshot, for inspection)."""
-        merged = [entry for heap in self._constrained.values() for entry in heap.live_entries()]
+        merged = [
+            entry for heap in self.constrained_by_need.values() for entry in heap.live_entries()
+        ]
         merged.sort(key=lambda entry: entry[1])
         return deque(entry[2] for entry in merged)
 
@@ -277,14 +272,14 @@ class WorkerState:
     def handle_stimulus(self, *events: WorkerEvent) -> list[WorkerInstruction]:
         """Apply ``events`` in order; return every instruction they produced, in order."""
         out: list[WorkerInstruction] = []
-        self._out = out
+        fx = self._fx
+        fx.out = out
         handlers = self._HANDLERS
         for event in events:
             handler = handlers.get(type(event))
             if handler is None:
                 raise TypeError(f"WorkerState cannot handle {event!r}")
-            self._sid = event.stimulus_id
-            self._now = event.now
+            fx.begin(event.stimulus_id, event.now)
             self.log.append(_event_record(event))
             handler(self, event)
             self._settle()
@@ -307,10 +302,6 @@ class WorkerState:
 
     # -- the core ---------------------------------------------------------------------------
 
-    def _emit(self, instruction: WorkerInstruction, subject: object) -> None:
-        self._out.append(instruction)
-        self.log.append(("instruction", type(instruction).__name__, subject, self._sid, self._now))
-
     def _transition(self, task: WorkerTask, finish: str, payload: object = None) -> None:
         start = task.state
         step = TRANSITIONS.get((start, finish))
@@ -320,41 +311,44 @@ class WorkerState:
         task.state = finish
         counts = self._state_counts
         counts[start] -= 1
-        counts[finish] += 1
-        self.log.append((task.key, start, finish, self._sid, self._now))
+        if finish != "forgotten":  # a forgotten task has left ``tasks``: not counted
+            counts[finish] += 1
+        fx = self._fx
+        self.log.append((task.key, start, finish, fx.stimulus_id, fx.now))
         if self.transition_hook is not None:
             self.transition_hook(task.key, start, finish)
-        step(self, task, payload)
+        step(self, task, payload, fx)
 
     def _ensure_task(self, key: Key) -> WorkerTask:
         task = self.tasks.get(key)
         if task is None:
-            task = self.tasks[key] = WorkerTask(key, next(self._counter))
+            task = self.tasks[key] = WorkerTask(key, next(self.heap_order))
             self._state_counts["released"] += 1
         return task
 
     def _settle(self) -> None:
         """Finish an event: announce arrivals, forget what nobody wants, start tasks."""
-        if self._add_keys:
-            keys = self._add_keys
-            self._add_keys = {}
-            self._emit(
-                AddKeysMsg(keys=tuple(keys), nbytes=keys, stimulus_id=self._sid), frozenset(keys)
+        if self._fx.add_keys:
+            keys = self._fx.add_keys
+            self._fx.add_keys = {}
+            self._fx.emit(
+                AddKeysMsg(keys=tuple(keys), nbytes=keys, stimulus_id=self._fx.stimulus_id),
+                frozenset(keys),
             )
-        if self._unwanted:
+        if self._fx.unwanted:
             self._drain_unwanted()
-        if self._refresh_keys:
-            missing = tuple(self._refresh_keys)
-            self._refresh_keys = []
-            msg = RequestRefreshWhoHasMsg(keys=missing, stimulus_id=self._sid)
-            self._emit(msg, frozenset(missing))
+        if self._fx.refresh_keys:
+            missing = tuple(self._fx.refresh_keys)
+            self._fx.refresh_keys = []
+            msg = RequestRefreshWhoHasMsg(keys=missing, stimulus_id=self._fx.stimulus_id)
+            self._fx.emit(msg, frozenset(missing))
         self._ensure_computing()
 
     def _drain_unwanted(self) -> None:
         """Release and forget every task in ``_unwanted`` that nobody wants any more;
         cancel those a thread or transfer is still busy with. Iterative: forgetting a
         task may make its inputs unwanted, and chains can be long."""
-        stack = self._unwanted
+        stack = self._fx.unwanted
         tasks = self.tasks
         while stack:
             task = stack.pop()
@@ -379,13 +373,13 @@ class WorkerState:
         self.replicas.pop(task.key, None)  # computed (or kept) here at its request now
         state = task.state
         if state == "memory":
-            report_memory(self, task)
+            report_memory(self, task, self._fx)
         elif state == "executing":
-            msg = TaskStartedMsg(key=task.key, run_id=ev.run_id, stimulus_id=self._sid)
-            self._emit(msg, task.key)
+            msg = TaskStartedMsg(key=task.key, run_id=ev.run_id, stimulus_id=self._fx.stimulus_id)
+            self._fx.emit(msg, task.key)
         elif state == "long-running":
-            msg2 = LongRunningMsg(key=task.key, run_id=ev.run_id, stimulus_id=self._sid)
-            self._emit(msg2, task.key)
+            msg2 = LongRunningMsg(key=task.key, run_id=ev.run_id, stimulus_id=self._fx.stimulus_id)
+            self._fx.emit(msg2, task.key)
         elif state in _ASSIGNABLE or state == "cancelled":
             if state != "cancelled" or task.previous == "flight":
                 task.run_spec = ev.run_spec
@@ -450,7 +444,7 @@ class WorkerState:
                 self._transition(task, task.previous)
             elif state == "memory":
                 task.reported = True
-                self._add_keys[key] = task.fetch_nbytes()
+                self._fx.add_keys[key] = task.fetch_nbytes()
                 if not task.assigned:
                     self.replicas[key] = None
 
@@ -464,9 +458,9 @@ class WorkerState:
                 continue  # already here, or on its way: the scattered copy is not needed
             task.nbytes = ev.nbytes.get(key, task.nbytes)
             task.type_name = type(value).__name__
-            task.start = task.stop = self._now
+            task.start = task.stop = self._fx.now
             self._transition(task, "memory", value)
-            self._add_keys.pop(key, None)
+            self._fx.add_keys.pop(key, None)
 
     def _on_keys_freed(self, ev: KeysFreed) -> None:
         for key in ev.keys:
@@ -474,30 +468,32 @@ class WorkerState:
             if task is not None:
                 task.assigned = task.replica = task.reported = False
                 self.replicas.pop(key, None)
-                self._unwanted.append(task)
+                self._fx.unwanted.append(task)
 
     def _on_steal_requested(self, ev: StealRequested) -> None:
         task = self.tasks.get(ev.key)
         state = None if task is None else task.state
         if task is not None and state in ("waiting", "ready", "constrained"):
             task.assigned = False  # still computed if an input of another task here
-            self._unwanted.append(task)
+            self._fx.unwanted.append(task)
             self._drain_unwanted()
-        self._emit(StealResponseMsg(key=ev.key, state=state, stimulus_id=self._sid), ev.key)
+        self._fx.emit(
+            StealResponseMsg(key=ev.key, state=state, stimulus_id=self._fx.stimulus_id), ev.key
+        )
 
     def _on_who_has_refreshed(self, ev: WhoHasRefreshed) -> None:
-        self._refresh_suppressed = True
+        self._fx.refresh_suppressed = True
         for key, holders in ev.who_has.items():
             task = self.tasks.get(key)
             if task is not None:
                 self._update_who_has(task, holders)
-        self._refresh_suppressed = False
+        self._fx.refresh_suppressed = False
 
     def _on_missing_refresh_due(self, ev: MissingRefreshDue) -> None:
         if self.missing:
             keys = tuple(self.missing)
-            msg = RequestRefreshWhoHasMsg(keys=keys, stimulus_id=self._sid)
-            self._emit(msg, frozenset(keys))
+            msg = RequestRefreshWhoHasMsg(keys=keys, stimulus_id=self._fx.stimulus_id)
+            self._fx.emit(msg, frozenset(keys))
 
     # -- executor events --------------------------------------------------------------------
 
@@ -506,12 +502,12 @@ class WorkerState:
         stale or the task was cancelled (its outcome is dropped, its thread freed)."""
         task = self.tasks.get(key)
         if task is None or task.exec_run_id is None or task.exec_run_id != run_id:
-            self.log.append(("stale-execute", key, run_id, self._sid, self._now))
+            self.log.append(("stale-execute", key, run_id, self._fx.stimulus_id, self._fx.now))
             return None
         self.executed_count += 1
         if task.state == "cancelled":
             self._transition(task, "released")
-            self._unwanted.append(task)
+            self._fx.unwanted.append(task)
             return None
         return task
 
@@ -539,20 +535,17 @@ class WorkerState:
         if task is not None and task.state == "executing":
             self._transition(task, "long-running")
         elif task is not None and task.state == "cancelled" and task.previous == "executing":
-            self.executing.discard(task.key)
-            self.long_running.add(task.key)
-            task.previous = "long-running"
-            self.log.append(("secede-cancelled", task.key, self._sid, self._now))
+            self._transition(task, "cancelled", "long-running")  # its thread seceded
         else:
-            self.log.append(("stale-secede", ev.key, self._sid, self._now))
+            self.log.append(("stale-secede", ev.key, self._fx.stimulus_id, self._fx.now))
 
     def _on_task_rejoined(self, ev: TaskRejoined) -> None:
         task = self.tasks.get(ev.key)
         if task is not None and task.key in self.long_running:
             self.rejoining[task.key] = None  # granted by _ensure_computing
         else:  # it never seceded (or is unknown): its thread may simply go on
-            self.log.append(("rejoin-not-seceded", ev.key, self._sid, self._now))
-            self._emit(GrantThread(key=ev.key, stimulus_id=self._sid), ev.key)
+            self.log.append(("rejoin-not-seceded", ev.key, self._fx.stimulus_id, self._fx.now))
+            self._fx.emit(GrantThread(key=ev.key, stimulus_id=self._fx.stimulus_id), ev.key)
 
     # -- transfer events --------------------------------------------------------------------
 
@@ -560,9 +553,9 @@ class WorkerState:
         """Settle the accounting of the GatherDep from ``worker``; return its tasks."""
         keys = self.in_flight_workers.pop(worker, None)
         if keys is None:
-            self.log.append(("stale-gather", worker, self._sid, self._now))
+            self.log.append(("stale-gather", worker, self._fx.stimulus_id, self._fx.now))
             return None
-        self.comm_bytes -= self._in_flight_nbytes.pop(worker)
+        self.comm_bytes -= self.in_flight_nbytes.pop(worker)
         self.in_flight_tasks -= len(keys)
         return [self.tasks[key] for key in keys]
 
@@ -576,20 +569,22 @@ class WorkerState:
                 self._transfer_unreadable(task, ev.unreadable[key])
             else:
                 self._drop_holder(task, ev.worker)
-                msg = MissingDataMsg(key=key, errant_worker=ev.worker, stimulus_id=self._sid)
-                self._emit(msg, key)
+                msg = MissingDataMsg(
+                    key=key, errant_worker=ev.worker, stimulus_id=self._fx.stimulus_id
+                )
+                self._fx.emit(msg, key)
                 self._transfer_failed(task)
 
     def _transfer_arrived(self, task: WorkerTask, value: object, nbytes: int | None) -> None:
         if task.state == "cancelled":
             self._transition(task, "released")
-            self._unwanted.append(task)
+            self._fx.unwanted.append(task)
             return
         if nbytes is not None:
             task.nbytes = nbytes
         # the only look at a value: its type's name, for the client's repr of a future
         task.type_name = type(value).__name__
-        task.start = task.stop = self._now
+        task.start = task.stop = self._fx.now
         self._transition(task, "memory", value)
 
     def _transfer_unreadable(self, task: WorkerTask, error: ErrorInfo) -> None:
@@ -612,7 +607,7 @@ class WorkerState:
     def _transfer_failed(self, task: WorkerTask) -> None:
         if task.state == "cancelled":
             self._transition(task, "released")
-            self._unwanted.append(task)
+            self._fx.unwanted.append(task)
         elif task.assigned:
             self._transition(task, "waiting")
         else:
@@ -623,7 +618,9 @@ class WorkerState:
         if tasks is None:
             return
         self.busy_workers.add(ev.worker)
-        self._emit(RetryBusyWorkerLater(worker=ev.worker, stimulus_id=self._sid), ev.worker)
+        self._fx.emit(
+            RetryBusyWorkerLater(worker=ev.worker, stimulus_id=self._fx.stimulus_id), ev.worker
+        )
         for task in tasks:
             self._transfer_failed(task)
 
@@ -645,7 +642,7 @@ class WorkerState:
         self.paused = False
 
     def _on_memory_pressure(self, ev: MemoryPressureDetected) -> None:
-        drop_replicas(self, ev.nbytes)
+        drop_replicas(self, ev.nbytes, self._fx)
 
     # -- who holds what ---------------------------------------------------------------------
 
@@ -674,25 +671,18 @@ class WorkerState:
         if task.state == "fetch":
             heap = self.pending_data_per_worker.get(worker)
             if heap is None:
-                heap = self.pending_data_per_worker[worker] = KeyHeap(self._counter)
+                heap = self.pending_data_per_worker[worker] = KeyHeap(self.heap_order)
             heap.push(task.key, task.priority)
 
     def _drop_holder(self, task: WorkerTask, worker: Address) -> None:
         task.who_has.discard(worker)
-        self._drop_has_what(worker, task.key)
+        drop_has_what(self.has_what, worker, task.key)
         if task.state == "fetch":
             heap = self.pending_data_per_worker.get(worker)
             if heap is not None:
                 heap.discard(task.key)
                 if not heap:
                     del self.pending_data_per_worker[worker]
-
-    def _drop_has_what(self, worker: Address, key: Key) -> None:
-        keys = self.has_what.get(worker)
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self.has_what[worker]
 
     def _forget_worker(self, worker: Address) -> None:
         """``worker`` is unreachable: assume it holds nothing."""
@@ -732,17 +722,12 @@ class WorkerState:
             self._transition(task, "executing")  # emits GrantThread
             return
         # cancelled while seceded: nobody wants the outcome, but the thread goes on
-        del self.rejoining[task.key]
-        self.long_running.discard(task.key)
-        self.executing.add(task.key)
-        task.previous = "executing"
-        self.log.append(("rejoin-cancelled", task.key, self._sid, self._now))
-        self._emit(GrantThread(key=task.key, stimulus_id=self._sid), task.key)
+        self._transition(task, "cancelled", "executing")  # emits GrantThread
 
     def _next_runnable(self) -> WorkerTask | None:
         """The best-priority ready task, or constrained one whose resources are free."""
         entry = self.ready.peek_entry()
-        candidate = self._first_fitting_constrained() if self._constrained else None
+        candidate = self._first_fitting_constrained() if self.constrained_by_need else None
         if entry is None:
             return candidate
         task = self.tasks[entry[2]]
@@ -753,7 +738,7 @@ class WorkerState:
     def _first_fitting_constrained(self) -> WorkerTask | None:
         available = self.available_resources
         best: tuple[Priority, int, Key] | None = None
-        for need, heap in self._constrained.items():
+        for need, heap in self.constrained_by_need.items():
             if all(available.get(name, 0.0) >= amount for name, amount in need):
                 entry = heap.peek_entry()
                 if entry is not None and (best is None or entry[1] < best[1]):
@@ -800,9 +785,12 @@ class WorkerState:
             total += nbytes
         if keys:
             msg = GatherDep(
-                worker=worker, keys=frozenset(keys), total_nbytes=total, stimulus_id=self._sid
+                worker=worker,
+                keys=frozenset(keys),
+                total_nbytes=total,
+                stimulus_id=self._fx.stimulus_id,
             )
-            self._emit(msg, frozenset(keys))
+            self._fx.emit(msg, frozenset(keys))
 
 
 def _event_record(event: WorkerEvent) -> tuple[Any, ...]:

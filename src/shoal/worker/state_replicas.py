@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from shoal.worker.state_effects import Effects
 from shoal.worker.state_task import WorkerTask
 
 if TYPE_CHECKING:
     from shoal.worker.state import WorkerState
 
 
-def drop_replicas(ws: WorkerState, nbytes: int, keep: WorkerTask | None = None) -> int:
+def drop_replicas(ws: WorkerState, nbytes: int, fx: Effects, keep: WorkerTask | None = None) -> int:
     """Forget replicas with no dependent here, oldest first, until ``nbytes`` are freed;
     return the bytes freed (less when not enough replicas can go)."""
     victims: list[WorkerTask] = []
@@ -36,24 +37,24 @@ def drop_replicas(ws: WorkerState, nbytes: int, keep: WorkerTask | None = None) 
         victims.append(task)
         freed += task.fetch_nbytes()
     for task in victims:
-        _forget_replica(ws, task)
+        _forget_replica(task, fx)
     return freed
 
 
-def make_room(ws: WorkerState, incoming: int, keep: WorkerTask) -> None:
+def make_room(ws: WorkerState, incoming: int, keep: WorkerTask, fx: Effects) -> None:
     """Before storing ``incoming`` bytes: drop replicas so managed memory stays within
     ``memory_target`` where copies can make that so."""
     target = ws.memory_target
     assert target is not None
     excess = ws.managed_nbytes + incoming - target
     if excess > 0:
-        drop_replicas(ws, excess, keep)
+        drop_replicas(ws, excess, fx, keep)
 
 
-def _forget_replica(ws: WorkerState, task: WorkerTask) -> None:
+def _forget_replica(task: WorkerTask, fx: Effects) -> None:
     task.replica = False
-    if ws._add_keys.pop(task.key, None) is not None:
+    if fx.add_keys.pop(task.key, None) is not None:
         task.reported = False  # never announced: nothing to take back
-    ws.log.append(("drop-replica", task.key, ws._sid, ws._now))
-    ws._transition(task, "released")
-    ws._transition(task, "forgotten")
+    fx.log.append(("drop-replica", task.key, fx.stimulus_id, fx.now))
+    fx.move(task, "released")
+    fx.move(task, "forgotten")

@@ -194,3 +194,12 @@ class KeyHeap:
 
     def __repr__(self) -> str:
         return f"KeyHeap({list(self)!r})"
+
+
+def drop_has_what(has_what: dict[Address, set[Key]], worker: Address, key: Key) -> None:
+    """``worker`` no longer counts as a holder of ``key``; drop empty entries."""
+    keys = has_what.get(worker)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del has_what[worker]

@@ -7,7 +7,8 @@ an *enter* hook of the finish state (``_PLAIN``); the few moves that keep a thre
 transfer going across the move (secede, cancel, resume) are written out (``_SPECIAL``).
 A pair that is in neither table is illegal: ``WorkerState._transition`` raises
 ``InvalidTransition``. ``WorkerState._transition`` has already set ``task.state`` to the
-finish state and logged the move when a step runs.
+finish state and logged the move when a step runs. A step changes only the public
+containers of ``WorkerState``; everything else goes through its ``Effects`` (``fx``).
 
 Pure: no IO, no clock. See ``state.py`` for the rules of the machine.
 """
@@ -30,16 +31,18 @@ from shoal.worker.instructions import (
     TaskRejoinedMsg,
     TaskStartedMsg,
 )
+from shoal.worker.state_effects import Effects
 from shoal.worker.state_replicas import make_room
-from shoal.worker.state_task import KeyHeap, WorkerTask
+from shoal.worker.state_task import KeyHeap, WorkerTask, drop_has_what
 
 if TYPE_CHECKING:
     from shoal.worker.state import WorkerState
 
-#: a step receives the state, the task and an optional payload (the value, for memory)
-Step = Callable[["WorkerState", WorkerTask, object], None]
-Hook = Callable[["WorkerState", WorkerTask], None]
-EnterHook = Callable[["WorkerState", WorkerTask, object], None]
+#: a step receives the state (its public containers), the task, an optional payload (the
+#: value, for memory) and the effects of the event (instructions, further moves)
+Step = Callable[["WorkerState", WorkerTask, object, Effects], None]
+Hook = Callable[["WorkerState", WorkerTask, Effects], None]
+EnterHook = Callable[["WorkerState", WorkerTask, object, Effects], None]
 
 #: states in which a thread or a transfer is busy with the task
 RUNNING_STATES = frozenset({"executing", "long-running", "flight"})
@@ -55,32 +58,32 @@ def resource_need(task: WorkerTask) -> tuple[tuple[str, float], ...]:
 # -- exit hooks: leave the containers of the start state ---------------------------------
 
 
-def _exit_nothing(ws: WorkerState, task: WorkerTask) -> None:
+def _exit_nothing(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
     pass
 
 
-def _exit_waiting(ws: WorkerState, task: WorkerTask) -> None:
+def _exit_waiting(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
     task.waiting_for_data.clear()
 
 
-def _exit_ready(ws: WorkerState, task: WorkerTask) -> None:
+def _exit_ready(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
     ws.ready.discard(task.key)
 
 
-def _exit_constrained(ws: WorkerState, task: WorkerTask) -> None:
+def _exit_constrained(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
     need = resource_need(task)
-    group = ws._constrained[need]
+    group = ws.constrained_by_need[need]
     group.discard(task.key)
     if not group:
-        del ws._constrained[need]
+        del ws.constrained_by_need[need]
 
 
-def _exit_executing(ws: WorkerState, task: WorkerTask) -> None:
+def _exit_executing(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
     ws.executing.discard(task.key)
     _give_back_resources(ws, task)
 
 
-def _exit_long_running(ws: WorkerState, task: WorkerTask) -> None:
+def _exit_long_running(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
     ws.long_running.discard(task.key)
     ws.rejoining.pop(task.key, None)
     _give_back_resources(ws, task)
@@ -93,7 +96,7 @@ def _give_back_resources(ws: WorkerState, task: WorkerTask) -> None:
         available[name] += amount
 
 
-def _exit_fetch(ws: WorkerState, task: WorkerTask) -> None:
+def _exit_fetch(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
     key = task.key
     ws.data_needed.discard(key)
     pending = ws.pending_data_per_worker
@@ -105,37 +108,37 @@ def _exit_fetch(ws: WorkerState, task: WorkerTask) -> None:
                 del pending[worker]
 
 
-def _exit_missing(ws: WorkerState, task: WorkerTask) -> None:
+def _exit_missing(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
     ws.missing.discard(task.key)
 
 
-def _exit_flight(ws: WorkerState, task: WorkerTask) -> None:
+def _exit_flight(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
     # the byte and connection accounting was settled when the GatherDep reported back
     task.coming_from = None
 
 
-def _exit_memory(ws: WorkerState, task: WorkerTask) -> None:
+def _exit_memory(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
     key = task.key
     ws.managed_nbytes -= ws.nbytes.pop(key)
     ws.replicas.pop(key, None)
-    ws._emit(DeleteValue(key=key, stimulus_id=ws._sid), key)
+    fx.emit(DeleteValue(key=key, stimulus_id=fx.stimulus_id), key)
     if task.reported:
         task.reported = False
-        ws._emit(ReleaseWorkerDataMsg(key=key, stimulus_id=ws._sid), key)
+        fx.emit(ReleaseWorkerDataMsg(key=key, stimulus_id=fx.stimulus_id), key)
 
 
-def _exit_error(ws: WorkerState, task: WorkerTask) -> None:
+def _exit_error(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
     task.error = None
 
 
 # -- enter hooks: join the containers of the finish state --------------------------------
 
 
-def _enter_nothing(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _enter_nothing(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     pass
 
 
-def _enter_waiting(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _enter_waiting(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     waiting = task.waiting_for_data
     for dep in task.dependencies:
         state = dep.state
@@ -144,27 +147,27 @@ def _enter_waiting(ws: WorkerState, task: WorkerTask, payload: object) -> None:
         waiting.add(dep)
         if state == "error" and not dep.assigned:
             # an input that failed to arrive earlier: try the transfer again
-            ws._transition(dep, "released")
+            fx.move(dep, "released")
             state = "released"
         if state == "released":
-            ws._fetch_or_missing(dep)
+            fx.fetch_or_missing(dep)
     if not waiting:
-        ws._transition(task, "constrained" if task.resource_restrictions else "ready")
+        fx.move(task, "constrained" if task.resource_restrictions else "ready")
 
 
-def _enter_ready(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _enter_ready(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     ws.ready.push(task.key, task.priority)
 
 
-def _enter_constrained(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _enter_constrained(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     need = resource_need(task)
-    group = ws._constrained.get(need)
+    group = ws.constrained_by_need.get(need)
     if group is None:
-        group = ws._constrained[need] = KeyHeap(ws._counter)
+        group = ws.constrained_by_need[need] = KeyHeap(ws.heap_order)
     group.push(task.key, ())
 
 
-def _enter_executing(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _enter_executing(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     key = task.key
     run_id = task.run_id
     assert run_id is not None, task
@@ -173,40 +176,50 @@ def _enter_executing(ws: WorkerState, task: WorkerTask, payload: object) -> None
     for name, amount in task.resource_restrictions.items():
         available[name] -= amount
     task.exec_run_id = run_id
-    ws._emit(Execute(key=key, run_id=run_id, stimulus_id=ws._sid), key)
+    inputs = tuple(dep.key for dep in task.dependencies)
+    executor = task.annotations.get("executor")  # dask.annotate(executor="NAME")
+    execute = Execute(
+        key=key,
+        run_id=run_id,
+        run_spec=task.run_spec,
+        inputs=inputs,
+        executor=executor if isinstance(executor, str) else None,
+        stimulus_id=fx.stimulus_id,
+    )
+    fx.emit(execute, key)
     if task.assigned:
-        ws._emit(TaskStartedMsg(key=key, run_id=run_id, stimulus_id=ws._sid), key)
+        fx.emit(TaskStartedMsg(key=key, run_id=run_id, stimulus_id=fx.stimulus_id), key)
 
 
-def _release_inputs(ws: WorkerState, task: WorkerTask) -> None:
+def _release_inputs(task: WorkerTask, fx: Effects) -> None:
     """A finished task needs its inputs no more: drop that reason to keep them here."""
     for dep in task.dependencies:
         dep.dependents.discard(task)
         if not dep.dependents:
-            ws._unwanted.append(dep)
+            fx.unwanted.append(dep)
     task.dependencies.clear()
 
 
-def _enter_memory(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _enter_memory(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     key = task.key
-    _release_inputs(ws, task)
+    _release_inputs(task, fx)
     nbytes = task.fetch_nbytes()
     if ws.memory_target is not None and ws.replicas:
-        make_room(ws, nbytes, keep=task)  # drop copies before the store spills unique data
+        make_room(ws, nbytes, task, fx)  # drop copies before the store spills unique data
     ws.nbytes[key] = nbytes
     ws.managed_nbytes += nbytes
-    ws._emit(StoreValue(key=key, value=payload, stimulus_id=ws._sid), key)
-    report_memory(ws, task)
+    fx.emit(StoreValue(key=key, value=payload, stimulus_id=fx.stimulus_id), key)
+    report_memory(ws, task, fx)
     for dependent in task.dependents:
         if dependent.state == "waiting":
             waiting = dependent.waiting_for_data
             waiting.discard(task)
             if not waiting:
                 finish = "constrained" if dependent.resource_restrictions else "ready"
-                ws._transition(dependent, finish)
+                fx.move(dependent, finish)
 
 
-def report_memory(ws: WorkerState, task: WorkerTask) -> None:
+def report_memory(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
     """Tell the scheduler we hold ``task``: as the result it asked for, or as a copy."""
     task.reported = True
     if task.assigned:
@@ -218,19 +231,19 @@ def report_memory(ws: WorkerState, task: WorkerTask) -> None:
             type_name=task.type_name,
             start=task.start,
             stop=task.stop,
-            stimulus_id=ws._sid,
+            stimulus_id=fx.stimulus_id,
         )
-        ws._emit(msg, task.key)
+        fx.emit(msg, task.key)
     else:  # a copy: the scheduler owns its lifetime from now on (see "Replicas")
         task.replica = True
         ws.replicas[task.key] = None
-        ws._add_keys[task.key] = task.fetch_nbytes()
+        fx.add_keys[task.key] = task.fetch_nbytes()
 
 
-def _enter_error(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _enter_error(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     error = task.error
     assert error is not None, task
-    _release_inputs(ws, task)
+    _release_inputs(task, fx)
     if task.assigned:
         assert task.run_id is not None, task
         msg = TaskErredMsg(
@@ -241,12 +254,12 @@ def _enter_error(ws: WorkerState, task: WorkerTask, payload: object) -> None:
             exception_text=error.exception_text,
             traceback_text=error.traceback_text,
             reschedule=error.reschedule,
-            stimulus_id=ws._sid,
+            stimulus_id=fx.stimulus_id,
         )
-        ws._emit(msg, task.key)
+        fx.emit(msg, task.key)
 
 
-def _enter_fetch(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _enter_fetch(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     key = task.key
     priority = task.priority
     ws.data_needed.push(key, priority)
@@ -254,77 +267,78 @@ def _enter_fetch(ws: WorkerState, task: WorkerTask, payload: object) -> None:
     for worker in sorted(task.who_has):
         heap = pending.get(worker)
         if heap is None:
-            heap = pending[worker] = KeyHeap(ws._counter)
+            heap = pending[worker] = KeyHeap(ws.heap_order)
         heap.push(key, priority)
 
 
-def _enter_missing(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _enter_missing(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     ws.missing.add(task.key)
-    if not ws._refresh_suppressed:
-        ws._refresh_keys.append(task.key)
+    if not fx.refresh_suppressed:
+        fx.refresh_keys.append(task.key)
 
 
-def _enter_flight(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _enter_flight(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     worker = task.coming_from
     assert worker is not None, task
     keys = ws.in_flight_workers.get(worker)
     if keys is None:
         keys = ws.in_flight_workers[worker] = set()
-        ws._in_flight_nbytes[worker] = 0
+        ws.in_flight_nbytes[worker] = 0
     keys.add(task.key)
     nbytes = task.fetch_nbytes()
-    ws._in_flight_nbytes[worker] += nbytes
+    ws.in_flight_nbytes[worker] += nbytes
     ws.comm_bytes += nbytes
     ws.in_flight_tasks += 1
 
 
-def _enter_forgotten(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _enter_forgotten(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     del ws.tasks[task.key]
-    ws._state_counts["forgotten"] -= 1
     for dep in task.dependencies:
         dep.dependents.discard(task)
         if not dep.dependents:
-            ws._unwanted.append(dep)
+            fx.unwanted.append(dep)
     task.dependencies.clear()
     for worker in task.who_has:
-        ws._drop_has_what(worker, task.key)
+        drop_has_what(ws.has_what, worker, task.key)
     task.who_has.clear()
 
 
 # -- the special moves --------------------------------------------------------------------
 
 
-def _secede(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _secede(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     """executing -> long-running: the thread is handed back, resources stay held."""
     ws.executing.discard(task.key)
     ws.long_running.add(task.key)
     if task.assigned:
         assert task.run_id is not None, task
-        ws._emit(LongRunningMsg(key=task.key, run_id=task.run_id, stimulus_id=ws._sid), task.key)
+        fx.emit(
+            LongRunningMsg(key=task.key, run_id=task.run_id, stimulus_id=fx.stimulus_id), task.key
+        )
 
 
-def _rejoin(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _rejoin(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     """long-running -> executing: the task called ``rejoin()`` and a slot is free."""
     key = task.key
     del ws.rejoining[key]
     ws.long_running.discard(key)
     ws.executing.add(key)
-    ws._emit(GrantThread(key=key, stimulus_id=ws._sid), key)
+    fx.emit(GrantThread(key=key, stimulus_id=fx.stimulus_id), key)
     if task.assigned:
         assert task.run_id is not None, task
-        ws._emit(TaskRejoinedMsg(key=key, run_id=task.run_id, stimulus_id=ws._sid), key)
+        fx.emit(TaskRejoinedMsg(key=key, run_id=task.run_id, stimulus_id=fx.stimulus_id), key)
 
 
 def _cancel_from(previous: str) -> Step:
     """X -> cancelled: nobody wants the task, but its thread or transfer goes on."""
 
-    def cancel(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+    def cancel(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
         task.previous = previous
 
     return cancel
 
 
-def _resume(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _resume(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     """cancelled -> previous: wanted again; the same thread or transfer carries on."""
     task.previous = None
     if not task.assigned:
@@ -332,23 +346,40 @@ def _resume(ws: WorkerState, task: WorkerTask, payload: object) -> None:
     assert task.run_id is not None, task
     msg: TaskStartedMsg | LongRunningMsg
     if task.state == "executing":
-        msg = TaskStartedMsg(key=task.key, run_id=task.run_id, stimulus_id=ws._sid)
-        ws._emit(msg, task.key)
+        msg = TaskStartedMsg(key=task.key, run_id=task.run_id, stimulus_id=fx.stimulus_id)
+        fx.emit(msg, task.key)
     elif task.state == "long-running":
-        msg = LongRunningMsg(key=task.key, run_id=task.run_id, stimulus_id=ws._sid)
-        ws._emit(msg, task.key)
+        msg = LongRunningMsg(key=task.key, run_id=task.run_id, stimulus_id=fx.stimulus_id)
+        fx.emit(msg, task.key)
 
 
-def _cancelled_done(ws: WorkerState, task: WorkerTask, payload: object) -> None:
+def _cancelled_switch(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
+    """cancelled -> cancelled: the thread nobody waits for seceded (``payload`` is
+    "long-running") or rejoined (``payload`` is "executing"); ``previous`` follows it."""
+    key = task.key
+    if payload == "long-running":
+        assert task.previous == "executing", task
+        ws.executing.discard(key)
+        ws.long_running.add(key)
+    else:
+        assert payload == "executing" and task.previous == "long-running", (task, payload)
+        del ws.rejoining[key]
+        ws.long_running.discard(key)
+        ws.executing.add(key)
+        fx.emit(GrantThread(key=key, stimulus_id=fx.stimulus_id), key)
+    task.previous = payload
+
+
+def _cancelled_done(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     """cancelled -> released: the thread or transfer reported back; its outcome is dropped."""
     previous = task.previous
     task.previous = None
     if previous == "executing":
-        _exit_executing(ws, task)
+        _exit_executing(ws, task, fx)
     elif previous == "long-running":
-        _exit_long_running(ws, task)
+        _exit_long_running(ws, task, fx)
     else:
-        _exit_flight(ws, task)
+        _exit_flight(ws, task, fx)
 
 
 # -- the table ----------------------------------------------------------------------------
@@ -431,6 +462,7 @@ _SPECIAL: dict[tuple[str, str], Step] = {
     ("cancelled", "long-running"): _resume,
     ("cancelled", "flight"): _resume,
     ("cancelled", "released"): _cancelled_done,
+    ("cancelled", "cancelled"): _cancelled_switch,  # its thread seceded or rejoined
 }
 
 
@@ -438,9 +470,9 @@ def _plain_step(start: str, finish: str) -> Step:
     exit_hook = _EXIT[start]
     enter_hook = _ENTER[finish]
 
-    def step(ws: WorkerState, task: WorkerTask, payload: object) -> None:
-        exit_hook(ws, task)
-        enter_hook(ws, task, payload)
+    def step(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
+        exit_hook(ws, task, fx)
+        enter_hook(ws, task, payload, fx)
 
     step.__name__ = f"{start}->{finish}"
     return step

@@ -131,7 +131,7 @@ class _Checker:
         ws, by_state = self.ws, self.by_state
         self.same(set(ws.ready), by_state["ready"], "ready heap")
         constrained: set[Key] = set()
-        for need, heap in ws._constrained.items():
+        for need, heap in ws.constrained_by_need.items():
             self.check(len(heap) > 0, need, "empty constrained group kept")
             for key in heap:
                 self.check(resource_need(ws.tasks[key]) == need, key, "wrong resource group")
@@ -172,7 +172,7 @@ class _Checker:
 
     def transfers(self) -> None:
         ws = self.ws
-        self.check(set(ws.in_flight_workers) == set(ws._in_flight_nbytes), None, "flight books")
+        self.check(set(ws.in_flight_workers) == set(ws.in_flight_nbytes), None, "flight books")
         self.check(
             len(ws.in_flight_workers) <= ws.total_out_connections, None, "too many transfers"
         )
@@ -183,11 +183,11 @@ class _Checker:
                 task = ws.tasks[key]
                 self.check(task.coming_from == worker, key, f"in flight from {worker}?")
                 nbytes += task.fetch_nbytes()
-            self.check(nbytes == ws._in_flight_nbytes[worker], worker, "bytes in flight")
+            self.check(nbytes == ws.in_flight_nbytes[worker], worker, "bytes in flight")
             flying |= keys
         self.same(flying, self.busy["flight"], "in_flight_workers")
         self.check(ws.in_flight_tasks == len(flying), None, "in_flight_tasks")
-        self.check(ws.comm_bytes == sum(ws._in_flight_nbytes.values()), None, "comm_bytes")
+        self.check(ws.comm_bytes == sum(ws.in_flight_nbytes.values()), None, "comm_bytes")
 
     def holders(self) -> None:
         ws = self.ws
