@@ -614,6 +614,7 @@ class Scheduler(Server):
             "retry": keys_event(ev.RetryRequested),
             "close-client": lambda **_: None,
             "client-reconnected": self._client_reconnected,
+            "claim": lambda claim, **_: self.coordination.claim_arrived(client, str(claim)),
         }
 
     def _client_reconnected(self, **_: Any) -> None:
