@@ -27,7 +27,7 @@ def test_large_buffers_are_zeroed_mappings_of_the_exact_size() -> None:
 def test_a_large_frame_arrives_intact_in_a_mapping() -> None:
     payload = np.arange(3 * PREFAULT_BYTES // 8, dtype=np.int64)
     decoder = FrameDecoder(allocate=receive_buffer)
-    wire = b"".join(bytes(b) for b in encode_frames([b"head", memoryview(payload)]))
+    wire = b"".join(bytes(b) for b in encode_frames([b"head", memoryview(payload.data)]))
     sets = []
     for start in range(0, len(wire), 100_000):  # any chunking
         sets += decoder.feed(wire[start : start + 100_000])

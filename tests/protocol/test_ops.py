@@ -17,6 +17,7 @@ from shoal.scheduler import instructions as sins
 from shoal.scheduler import wire as scheduler_wire
 from shoal.worker import instructions as wins
 from shoal.worker import wire as worker_wire
+from tests.conftest import received
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY: object = ("x-abc", 0, 1)
@@ -73,7 +74,7 @@ def _same(a: object, b: object) -> bool:
 @pytest.mark.parametrize("cls", ALL_OPS, ids=lambda c: f"{c.stream}:{c.op}")
 def test_every_op_round_trips_through_the_real_encoding(cls: type[ops.Op]) -> None:
     op = sample(cls)
-    back = ops.from_msg(cls.stream, messages.loads(messages.dumps(ops.to_msg(op))))
+    back = ops.from_msg(cls.stream, messages.loads(received(messages.dumps(ops.to_msg(op)))))
     assert type(back) is cls
     for name in cls.fields:
         assert _same(getattr(back, name), getattr(op, name)), name
@@ -123,7 +124,7 @@ def test_every_message_instruction_has_an_op() -> None:
     to_workers = {
         c
         for c in _subclasses(sins, sins.SchedulerInstruction)
-        if "worker" in c.__dataclass_fields__
+        if "worker" in c.__dataclass_fields__  # type: ignore[attr-defined]
     }
     assert set(scheduler_wire.OP_OF) == to_workers
 
@@ -143,7 +144,8 @@ def test_worker_messages_reach_the_scheduler_whole(inst_type: type) -> None:
     """Instruction -> op -> wire -> op -> event keeps every field the two share."""
     inst = _instance(inst_type, stimulus_id="sid-1")
     op = worker_wire.to_op(inst)  # type: ignore[arg-type]
-    wire = ops.from_msg(ops.WORKER_TO_SCHEDULER, messages.loads(messages.dumps(ops.to_msg(op))))
+    frames = received(messages.dumps(ops.to_msg(op)))
+    wire = ops.from_msg(ops.WORKER_TO_SCHEDULER, messages.loads(frames))
     event = scheduler_wire.to_event(wire, "tcp://w:1", 3, 9.0)
     assert (event.stimulus_id, event.now, event.worker, event.incarnation) == (  # type: ignore[attr-defined]
         "sid-1", 9.0, "tcp://w:1", 3,
@@ -157,7 +159,8 @@ def test_worker_messages_reach_the_scheduler_whole(inst_type: type) -> None:
 def test_scheduler_instructions_reach_the_worker_whole(inst_type: type) -> None:
     inst = _instance(inst_type, stimulus_id="sid-2", worker="tcp://w:1")
     op = scheduler_wire.to_op(inst)  # type: ignore[arg-type]
-    wire = ops.from_msg(ops.SCHEDULER_TO_WORKER, messages.loads(messages.dumps(ops.to_msg(op))))
+    frames = received(messages.dumps(ops.to_msg(op)))
+    wire = ops.from_msg(ops.SCHEDULER_TO_WORKER, messages.loads(frames))
     if type(wire) in worker_wire.SHELL_OPS:
         assert wire == op
         return

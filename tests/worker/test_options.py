@@ -69,7 +69,7 @@ def test_every_seed_parameter_is_an_annotated_keyword(cls: type) -> None:
     assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     # documented in Worker's docstring (the Nanny's refers to it)
     assert all(f"``{name}``" in (Worker.__init__.__doc__ or "") for name in expected)
-    assert cls is Worker or "Worker" in (cls.__init__.__doc__ or "")
+    assert cls is Worker or "Worker" in (Nanny.__init__.__doc__ or "")
 
 
 def test_a_misspelt_keyword_is_a_type_error_naming_it() -> None:
@@ -168,7 +168,7 @@ def test_nanny_passes_options_without_flags_as_json() -> None:
     nanny = Nanny(
         ADDRESS,
         executor={"default": "threads", "one": "offload"},
-        data=(Store, {"tag": "y"}),
+        data=(Store, {"tag": "y"}),  # type: ignore[arg-type]
         services={"mine": start_service},
         memory_target_fraction=False,
         memory_spill_fraction=0.4,

@@ -9,8 +9,8 @@ Rules of this file (and of state_transitions.py, state_records.py, state_validat
   name and signature as ``WorkerState.handle_stimulus``). Each event is turned
   into direct transitions and *recommendations* (task → desired state); the loop in
   ``TransitionEngine.transitions`` (the state's ``engine``) carries the recommendations
-  out, newest first, each re-checked when its turn comes (``_still_applies``), so their order never matters.
-  Then, if a worker may have gained room, queued tasks are handed out. With
+  out, newest first, each re-checked when its turn comes (``_still_applies``), so their
+  order never matters. Then, if a worker may have gained room, queued tasks are handed out. With
   ``validate=True`` every invariant is checked after every event.
 * Transitions are data: ``state_transitions.TRANSITIONS`` maps (start, finish) to a
   method; any other pair raises ``InvalidTransition`` with the key's story. A transition
