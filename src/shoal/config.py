@@ -110,6 +110,6 @@ class SchedulerConfig:
     latency: float = 0.005
     #: results up to this many bytes keep a second copy on another worker while needed,
     #: so a worker loss does not make their released ancestors be recomputed (0: never)
-    spare_copy_bytes: int = 64 * 1024
+    spare_copy_bytes: int = 0
     #: run SchedulerState.validate() after every event (tests)
     validate: bool = False

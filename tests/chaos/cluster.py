@@ -96,6 +96,9 @@ class ChaosCluster:
             RUN_MARKER: self.marker,
             LEDGER_ENV: str(self.ledger),
             "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{path}" if path else str(REPO_ROOT),
+            # storms lose fewer results with a spare copy of small ones (off by default:
+            # it costs one transfer per result)
+            "SHOAL_SCHEDULER__SPARE_COPY_BYTES": "64KiB",
         }
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
