@@ -114,6 +114,7 @@ class Worker(Server, WorkerStateView):
         death_timeout: float | None = None,
         scheduler_file: str | None = None,
         validate: bool | None = None,
+        shared_memory: bool | None = None,
         security: Security | None = None,
         host: str = "127.0.0.1",
         port: int | str = 0,
@@ -151,6 +152,8 @@ class Worker(Server, WorkerStateView):
           start a fresh worker after it.
         * ``total_out_connections`` / ``total_in_connections``: most concurrent outgoing /
           incoming data requests; ``total_comm_nbytes``: most bytes in flight from peers.
+        * ``shared_memory``: hand large buffers to a peer on the same host through shared
+          memory instead of the socket (``shoal.worker.shared-memory``, on by default).
 
         Settings left at None come from dask.config (``shoal.worker.*``); a misspelt
         keyword raises TypeError naming it.
@@ -176,6 +179,7 @@ class Worker(Server, WorkerStateView):
             death_timeout=death_timeout,
             scheduler_file=scheduler_file,
             validate=validate,
+            shared_memory=shared_memory,
         )
         super().__init__(
             handlers=self._rpc_handlers(),
