@@ -209,3 +209,40 @@ def test_task_inputs_read_spilled_values_lazily(buf: SpillBuffer) -> None:
     assert inputs["disk"] == b"d" * 500 and inputs["mem"] == b"m" * 10
     assert sorted(inputs) == ["disk", "mem"] and len(inputs) == 2
     assert task_inputs({"a": 1}, ["a"]) == {"a": 1}
+
+
+def test_a_task_thread_waits_for_pending_writes_before_it_runs(tmp_path: Path) -> None:
+    _GATE.clear()
+    buffer = SpillBuffer(str(tmp_path / "s"), target=0.5, weight=lambda v: 1)
+    wait = spill.wait_for_spill_writes(buffer)
+    assert wait is not None and spill.wait_for_spill_writes({}) is None
+    try:
+        buffer["k"] = SlowToPickle()  # queued; the writer waits on the gate
+        assert not buffer.wait_for_writes(0.05), "pending, yet the wait returned at once"
+        waited = threading.Thread(target=wait)
+        waited.start()
+        waited.join(0.2)
+        assert waited.is_alive(), "the task ran while a value still waited for disk"
+        _GATE.set()
+        waited.join(10)
+        assert not waited.is_alive() and buffer.pending_weight == 0 and "k" in buffer.disk
+    finally:
+        _GATE.set()
+        buffer.close()
+
+
+def test_a_written_value_is_not_kept_alive_by_the_writer(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    buffer = SpillBuffer(str(tmp_path / "s"), target=0.5, weight=lambda v: 1)
+    try:
+        value = np.ones(1000)
+        ref = weakref.ref(value)
+        buffer["k"] = value  # over the target: written by the thread
+        del value
+        assert buffer.wait_for_writes(10) and "k" in buffer.disk
+        gc.collect()
+        assert ref() is None, "the spilled array is still in memory after its write"
+    finally:
+        buffer.close()

@@ -97,6 +97,8 @@ class TaskRunner:
         #: key -> gate of the task thread blocked in ``rejoin()``
         self._rejoin_gates: dict[Key, threading.Event] = {}
         self._closed = False
+        #: called in the task's thread before it runs (the spill buffer's backpressure)
+        self.before_run: Callable[[], None] | None = None
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Deliver finished tasks to ``loop`` (the worker's, once it starts)."""
@@ -122,6 +124,8 @@ class TaskRunner:
         thread_state.key = key
         thread_state.run_id = run_id
         thread_state.seceded = False
+        if self.before_run is not None:
+            self.before_run()
         start = time.time()
         event: WorkerEvent
         try:

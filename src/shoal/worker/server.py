@@ -63,7 +63,7 @@ from shoal.worker.options import (
     start_services,
     worker_config,
 )
-from shoal.worker.spill import SpillBuffer, make_data, task_inputs
+from shoal.worker.spill import SpillBuffer, make_data, task_inputs, wait_for_spill_writes
 from shoal.worker.state import WorkerState
 from shoal.worker.state_view import WorkerStateView
 from shoal.worker.transfer import is_network_failure, unsendable_of, values_for_peer
@@ -198,6 +198,7 @@ class Worker(Server, WorkerStateView):
         self.data: MutableMapping[Key, Any] = make_data(
             data_factory(data), os.path.join(self.local_directory, "storage"), self.config
         )
+        self.runner.before_run = wait_for_spill_writes(self.data)
         self.shm = SharedMemoryTransfers(self.config.shared_memory)
         self.memory_monitor = MemoryMonitor(MemoryThresholds.from_config(self.config), self.data)
         self.state = self._new_state()

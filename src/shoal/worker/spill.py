@@ -18,6 +18,11 @@ Rules of this file:
   long as it needs it, and no other key has to be evicted (and written) to make room.
 * A value that cannot be written (unpicklable, disk full) goes back to fast, pinned: it is
   never evicted again and nothing is lost. Each cause is logged once.
+* Pending values still take memory, so a task thread waits for the writer to catch up
+  (``wait_for_writes``, bounded) before it runs: otherwise a task that started before the
+  monitor paused the worker adds its result on top of values not yet written, and a
+  worker near its limit is restarted by its nanny instead of spilling. Once written, a
+  value is dropped at once (the writer keeps no reference to it).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any
 from shoal._types import Key
 from shoal.config import WorkerConfig
 from shoal.protocol.serialize import Serialized, deserialize, serialize
+from shoal.sizes import format_bytes
 from shoal.worker.execute import sizeof
 
 logger = logging.getLogger("shoal.worker")
@@ -92,6 +98,8 @@ class SpillBuffer(MutableMapping[Key, Any]):
         self.target = target
         self._weight = weight
         self._lock = threading.Lock()
+        #: notified (under _lock) whenever _pending becomes empty
+        self._drained = threading.Condition(self._lock)
         self._fast: OrderedDict[Key, _InMemory] = OrderedDict()  # oldest first
         self._pending: dict[Key, _InMemory] = {}
         self._slow: dict[Key, _OnDisk] = {}
@@ -185,6 +193,11 @@ class SpillBuffer(MutableMapping[Key, Any]):
         with self._lock:
             return sum(e.weight for e in self._fast.values() if not e.pinned)
 
+    def wait_for_writes(self, timeout: float) -> bool:
+        """Block until no value waits to be written; False if still some after ``timeout``."""
+        with self._drained:
+            return self._drained.wait_for(lambda: not self._pending, timeout)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until all queued writes and unlinks are done; False on timeout."""
         return self._writer.flush(timeout)
@@ -199,6 +212,7 @@ class SpillBuffer(MutableMapping[Key, Any]):
             self._pending.clear()
             self._slow.clear()
             self.fast_weight = self.pending_weight = self.slow_weight = self.disk_bytes = 0
+            self._drained.notify_all()
         self._writer.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -217,6 +231,7 @@ class SpillBuffer(MutableMapping[Key, Any]):
         entry = self._pending.pop(key, None)
         if entry is not None:  # the writer notices and drops (or unlinks) its write
             self.pending_weight -= entry.weight
+            self._notify_if_drained()
             return True
         on_disk = self._slow.pop(key, None)
         if on_disk is not None:
@@ -239,6 +254,10 @@ class SpillBuffer(MutableMapping[Key, Any]):
                 return entry.weight
         return 0
 
+    def _notify_if_drained(self) -> None:
+        if not self._pending:
+            self._drained.notify_all()
+
     def _queue_write(self, key: Key, entry: _InMemory) -> None:
         self._pending[key] = entry
         self.pending_weight += entry.weight
@@ -259,9 +278,11 @@ class SpillBuffer(MutableMapping[Key, Any]):
                 return False
             del self._pending[key]
             self.pending_weight -= entry.weight
+            entry.value = None  # on disk now: its memory goes back at once
             self._slow[key] = _OnDisk(path, entry.weight, nbytes)
             self.slow_weight += entry.weight
             self.disk_bytes += nbytes
+            self._notify_if_drained()
             return True
 
     def _write_failed(self, key: Key, entry: _InMemory, exc: Exception) -> None:
@@ -273,6 +294,7 @@ class SpillBuffer(MutableMapping[Key, Any]):
                 entry.pinned = True
                 self._fast[key] = entry
                 self.fast_weight += entry.weight
+                self._notify_if_drained()
         cause = type(exc).__name__
         if cause not in self._logged:
             self._logged.add(cause)
@@ -320,6 +342,7 @@ class _Writer:
                 _unlink(op[1])
             else:
                 op[1].set()
+            del op  # not held while waiting for the next: it may be a freed 1 GB value
             if self._since_trim >= _TRIM_EVERY and self._queue.empty():
                 self._since_trim = 0
                 trim_memory()
@@ -513,6 +536,30 @@ def make_data(
     return SpillBuffer(directory, limit * target)
 
 
+#: the longest a task waits for the spill writer before it runs anyway (a stuck disk must
+#: not stop the worker; the monitor's pause still applies)
+WRITES_WAIT = 10.0
+
+
+def wait_for_spill_writes(data: object) -> Callable[[], None] | None:
+    """What a task thread calls before it runs: wait (bounded) until values queued for disk
+    are written, so results do not pile up on memory that is still in use. None when
+    ``data`` does not spill in the background."""
+    if not isinstance(data, SpillBuffer):
+        return None
+    buffer = data
+
+    def wait() -> None:
+        if buffer.pending_weight and not buffer.wait_for_writes(WRITES_WAIT):
+            logger.warning(
+                "the spill writer is %s behind after %.0fs; running the task anyway",
+                format_bytes(buffer.pending_weight),
+                WRITES_WAIT,
+            )
+
+    return wait
+
+
 def task_inputs(data: MutableMapping[Key, Any], keys: Iterable[Key]) -> Mapping[Key, Any]:
     """The values of ``keys`` for a task, without reading the disk on the calling thread.
 
@@ -552,4 +599,5 @@ __all__ = [
     "serialized_values",
     "task_inputs",
     "trim_memory",
+    "wait_for_spill_writes",
 ]
