@@ -16,11 +16,25 @@ import random
 import tempfile
 from pathlib import Path
 
+from tests.chaos import ledger
 from tests.chaos.cluster import ChaosCluster
 from tests.chaos.conftest import connect
-from tests.chaos.dag import random_dag
+from tests.chaos.dag import Dag, key_of, random_dag
 from tests.chaos.faults import FaultThread, kill_storm
 from tests.chaos.runner import run_dag
+
+
+def print_where(dag: Dag, ledger_dir: Path) -> None:
+    """Extra executions by layer of the DAG (a cascade to the roots shows in layer 0),
+    sinks (wanted by the client) apart."""
+    counts = ledger.executions(ledger_dir)
+    sinks = set(dag.sinks())
+    by_layer: dict[int, list[int]] = {}
+    for i in range(dag.n_tasks):
+        key = key_of(i)
+        row = by_layer.setdefault(i // 400, [0, 0])
+        row[key in sinks] += counts[key] - 1
+    print("extra by layer (non-sinks, sinks):", by_layer, flush=True)
 
 
 def main() -> None:
@@ -49,6 +63,7 @@ def main() -> None:
             print(result.line(None))
             extra = result.executions - result.n_tasks
             print(f"extra_per_kill={extra / max(stats['kills'], 1):.0f}", flush=True)
+            print_where(dag, cluster.ledger)
         finally:
             left = cluster.close()
             assert left == {"processes": [], "folders": []}, f"left behind: {left}"
