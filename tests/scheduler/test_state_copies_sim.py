@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from shoal.scheduler.events import SchedulerEvent, WorkerAddedKeys
+from shoal.scheduler.events import NewTask, SchedulerEvent, WorkerAddedKeys
 from shoal.scheduler.instructions import AcquireReplicas, ComputeTask, SchedulerInstruction
 from shoal.scheduler.state import SchedulerState
 
@@ -18,7 +18,7 @@ STAGES, WIDTH, FAN_IN = 5, 16, 4
 COPY_LAG = 5
 
 
-def _shuffle_graph() -> tuple[list[object], list[str]]:
+def _shuffle_graph() -> tuple[list[NewTask], list[str]]:
     """STAGES stages of WIDTH tasks; each reads FAN_IN tasks of the stage before, spread
     over the whole stage (a partial shuffle, as a rechunk or a staged shuffle makes)."""
     tasks = [task(f"s0-{i}") for i in range(WIDTH)]
@@ -83,7 +83,7 @@ def test_kept_inputs_stay_bounded_on_a_shuffle_and_are_gone_at_the_end() -> None
         cluster = Cluster(s, seed)
         cluster.feed(*(join(w, nthreads=2) for w in WORKERS))
         tasks, sinks = _shuffle_graph()
-        cluster.feed(submit(tasks, sinks))  # type: ignore[arg-type]
+        cluster.feed(submit(tasks, sinks))
         for _ in range(10_000):
             if not cluster.advance():
                 break
