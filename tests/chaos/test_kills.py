@@ -28,10 +28,10 @@ def test_fault_free_run_executes_each_task_once(baseline: Any, k1_dag: Dag) -> N
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known bug (issue 12 stays open): every kill still loses some results whose "
-    "spare copy was not made yet, and each such loss recomputes its released ancestors "
-    "down to the roots; with spare copies, 2-5 s kills: 88,741 executions after 54 kills "
-    "in 190 s, not done (before them: 289,495 executions, 203 kills at 1-2.5 s); "
+    reason="known bug (issue 12 stays open): kills still cascade to the roots on a real "
+    "cluster; with spare copies and kept inputs (the pure-state simulation: 13 extra "
+    "executions per kill, was 359) the 8k repro (tests/chaos/measure_kills.py) still does "
+    "435 extra per kill, mostly in layer 0, for a reason not found yet; "
     "strict, so a fix shows up as XPASS and fails until this mark goes",
 )
 def test_k1_sigkill_storm_on_workers(make_cluster: Any, baseline: Any, k1_dag: Dag) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from shoal.scheduler.events import WorkerAddedKeys
-from shoal.scheduler.instructions import AcquireReplicas, FreeKeys
+from shoal.scheduler.events import KeysReleased, WorkerAddedKeys
+from shoal.scheduler.instructions import AcquireReplicas, FreeKeys, SchedulerInstruction
 from shoal.scheduler.state import SchedulerState
 
 from .helpers import (
+    computes,
     finished,
     handle,
     join,
@@ -74,3 +75,73 @@ def test_a_copy_whose_target_left_before_it_landed_is_asked_again() -> None:
     (again,) = of_type(handle(s, leave(acquire.worker)), AcquireReplicas)
     assert again.worker not in ("w1", acquire.worker)
     assert dict(again.who_has) == {"x": ("w1",)}
+
+
+def _b_done_on_w1(s: SchedulerState, a_bytes: int = 40) -> tuple[str, list[SchedulerInstruction]]:
+    """``a -> b`` on w1, the client wants ``b``; ``a``'s spare copy landed; ``b`` just
+    finished (its own copy not landed yet). Returns a's second holder and b's instructions."""
+    graph = [
+        task("a", workers=("w1",), allow_other_workers=True),
+        task("b", "a", workers=("w1",), allow_other_workers=True),
+    ]
+    ct = one_compute(handle(s, submit(graph, ["b"])))
+    out = handle(s, finished(ct, nbytes=a_bytes))
+    copies = of_type(out, AcquireReplicas)
+    second = copies[0].worker if copies else "w2"
+    if copies:
+        handle(s, WorkerAddedKeys(stimulus_id=sid(), worker=second, keys=("a",)))
+    ct = one_compute(out)
+    return second, handle(s, finished(ct, nbytes=40))
+
+
+def test_an_input_is_kept_until_its_dependents_spare_copy_lands() -> None:
+    s = new_state(spare_copy_bytes=1000)
+    handle(s, join("w1"), join("w2"), join("w3"))
+    _, out = _b_done_on_w1(s)
+    assert of_type(out, FreeKeys) == []  # b has one copy: a stays
+    a = s.tasks["a"]
+    assert a.state == "memory" and a in s.engine.kept
+    (copy,) = of_type(out, AcquireReplicas)
+    assert dict(copy.who_has) == {"b": ("w1",)}
+    out = handle(s, WorkerAddedKeys(stimulus_id=sid(), worker=copy.worker, keys=("b",)))
+    assert sorted(k for f in of_type(out, FreeKeys) for k in f.keys) == ["a", "a"]
+    assert s.tasks["a"] is a and len(s.engine.kept) == 0
+    assert a.state == "released"  # type: ignore[comparison-overlap]  # moved by the event
+
+
+def test_a_loss_in_the_single_copy_window_recomputes_one_level() -> None:
+    s = new_state(spare_copy_bytes=1000)
+    handle(s, join("w1"), join("w2"), join("w3"))
+    _b_done_on_w1(s)
+    out = handle(s, leave("w1"))  # b's only copy, before its spare copy landed
+    assert [ct.key for ct in computes(out)] == ["b"]  # from a's copy: not a too
+    assert s.tasks["a"].state == "memory"
+
+
+def test_large_inputs_are_released_as_before() -> None:
+    s = new_state(spare_copy_bytes=1000)
+    handle(s, join("w1"), join("w2"), join("w3"))
+    _, out = _b_done_on_w1(s, a_bytes=5000)
+    assert [f.keys for f in of_type(out, FreeKeys)] == [("a",)]
+    assert len(s.engine.kept) == 0
+    out = handle(s, leave("w1"))
+    assert [ct.key for ct in computes(out)] == ["a"]  # today's cascade, one level here
+
+
+def test_inputs_go_when_the_dependent_is_no_longer_needed() -> None:
+    s = new_state(spare_copy_bytes=1000)
+    handle(s, join("w1"), join("w2"), join("w3"))
+    _b_done_on_w1(s)
+    out = handle(s, KeysReleased(stimulus_id=sid(), client="c1", keys=("b",)))
+    assert sorted(k for f in of_type(out, FreeKeys) for k in f.keys) == ["a", "a", "b"]
+    assert not s.tasks and len(s.engine.kept) == 0 and not s.engine.spare_in_flight
+
+
+def test_nothing_is_kept_once_no_copy_can_land() -> None:
+    s = new_state(spare_copy_bytes=1000)
+    handle(s, join("w1"), join("w2"))
+    _b_done_on_w1(s)
+    assert s.tasks["a"] in s.engine.kept
+    out = handle(s, leave("w2"))  # b's copy was on its way to w2; w1 is alone now
+    assert [f.keys for f in of_type(out, FreeKeys)] == [("a",)]
+    assert s.tasks["b"].state == "memory" and len(s.engine.kept) == 0

@@ -408,3 +408,30 @@ SchedulerMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 TestSchedulerMachine = SchedulerMachine.TestCase
+
+
+class SpareCopyMachine(SchedulerMachine):
+    """The same rules with spare copies on (every result is small): kept inputs and copies
+    in flight keep their invariants (``validate``), and once every client is gone nothing
+    is kept and nothing is left."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.s = SchedulerState(
+            validate=True,
+            rng=random.Random(0),
+            latency=0.0,
+            allowed_failures=2,
+            spare_copy_bytes=1000,
+        )
+
+    def teardown(self) -> None:
+        super().teardown()
+        for client in sorted(self.s.clients):
+            self.feed(ClientDisconnected(stimulus_id=self.sid(), client=client))
+        assert len(self.s.engine.kept) == 0 and not self.s.engine.spare_in_flight
+        assert not self.s.tasks, self.s.tasks
+
+
+SpareCopyMachine.TestCase.settings = SchedulerMachine.TestCase.settings
+TestSpareCopyMachine = SpareCopyMachine.TestCase

@@ -495,6 +495,8 @@ class SchedulerState(Recovery):
         self.engine.valid_cache.clear()
         self.engine.fill_index.update(ws, present=self.engine.alive(ws))
         self.engine.room_opened = True
+        if len(self.engine.fill_index) < 2:
+            self.engine.stop_keeping_all()  # no spare copy can land now
 
     def _on_worker_status_changed(self, ev: WorkerStatusChanged) -> Recs:
         ws = self.workers.get(ev.worker)
@@ -559,6 +561,7 @@ class SchedulerState(Recovery):
             review, self.workers, self.engine.spare_copy_bytes, self.engine.rng
         )
         for target, tasks in plans.items():
+            self.engine.spare_in_flight.update((ts, target) for ts in tasks)
             self.engine.emit(
                 AcquireReplicas(
                     stimulus_id=self.engine.stimulus_id,
@@ -589,6 +592,8 @@ class SchedulerState(Recovery):
         self._forget_unclaimed_of(ws)
         self._worker_changed(ws)
         recs = self.engine.orphaned_queue()
+        if self.engine.spare_copy_bytes:
+            self._review_copies_of(ws)
         suspects = {} if ev.expected else self._suspects(ws)
         for ts in suspects:
             ts.suspicious += 1
@@ -601,11 +606,20 @@ class SchedulerState(Recovery):
                 recs.update(self.engine.transition(ts, "waiting"))
         for ts in list(ws.has_what):
             recs.update(self.engine.remove_replica(ts, ws))
-        if self.engine.spare_copy_bytes:  # a spare copy on its way to ws never lands: ask again
-            self.engine.copy_review.update(
-                (ts, None) for ts in self.tasks.values() if len(ts.who_has) == 1
-            )
         return recs
+
+    def _review_copies_of(self, ws: WorkerInfo) -> None:
+        """Results that may want a spare copy now that ``ws`` left: those whose copy was
+        on its way to ws (it never lands), and the inputs of its tasks (a copy that was
+        to come free with a fetch there). Its own keys are reviewed as they lose a copy."""
+        in_flight = self.engine.spare_in_flight
+        lost = [ts for ts, target in in_flight.items() if target is ws]
+        for ts in lost:
+            del in_flight[ts]
+        review = self.engine.copy_review
+        review.update(dict.fromkeys(lost))
+        for dts in ws.processing:
+            review.update(dict.fromkeys(dts.dependencies))
 
     def _suspects(self, ws: WorkerInfo) -> dict[SchedulerTask, None]:
         """The tasks that may have killed ``ws``: those it started, else its first ones."""

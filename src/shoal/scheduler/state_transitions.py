@@ -37,6 +37,7 @@ from shoal.scheduler.policy import (
     surplus_replicas,
     valid_workers,
 )
+from shoal.scheduler.state_copies import KeptInputs, unsafe
 from shoal.scheduler.state_records import (
     ClientInfo,
     SchedulerTask,
@@ -110,6 +111,12 @@ class TransitionEngine:
         #: results up to this size keep a spare copy on a second worker while needed
         #: (0: never)
         self.spare_copy_bytes = 0
+        #: small inputs kept for unsafe results (see ``state_copies``)
+        self.kept = KeptInputs()
+        #: spare copies asked for and not landed yet: result -> target worker
+        self.spare_in_flight: dict[SchedulerTask, WorkerInfo] = {}
+        #: inputs no longer kept, to release once the current recommendations are done
+        self.unkept: Recs = {}
         #: the stimulus being handled, and the instructions it produced so far
         self.stimulus_id: StimulusId = ""
         self.now = 0.0
@@ -166,6 +173,9 @@ class TransitionEngine:
                     heapq.heappush(ready, (ts.priority, next(self._ready_seq), ts))
                 else:
                     recs.update(self.transition(ts, finish))
+            if self.unkept:  # after the rest: a lost result may need its input again
+                recs, self.unkept = self.unkept, {}
+                continue
             if not ready:
                 return
             ts = heapq.heappop(ready)[2]
@@ -177,7 +187,10 @@ class TransitionEngine:
         state = ts.state
         if finish == "released":
             return (
-                state != "forgotten" and not needed(ts) and not (state == "erred" and ts.dependents)
+                state != "forgotten"
+                and not needed(ts)
+                and not (state == "erred" and ts.dependents)
+                and ts not in self.kept
             )
         if finish == "forgotten":
             return state == "released" and not ts.dependents and not ts.who_wants
@@ -212,7 +225,7 @@ class TransitionEngine:
 
     def maybe_release(self, ts: SchedulerTask, recs: Recs) -> None:
         """Recommend dropping ``ts`` if nothing needs it any more."""
-        if needed(ts):
+        if needed(ts) or ts in self.kept:
             return
         if ts.state == "released":
             if not ts.dependents:
@@ -245,6 +258,19 @@ class TransitionEngine:
         ts.who_has[ws] = None
         ws.has_what[ts] = None
         ws.nbytes += max(ts.nbytes, 0)
+        if len(ts.who_has) > 1:  # safe now: a loss of one copy costs nothing
+            self.spare_in_flight.pop(ts, None)
+            self.stop_keeping(ts)
+
+    def stop_keeping(self, ts: SchedulerTask) -> None:
+        """``ts`` is safe or gone: release the inputs it kept, once the rest is done."""
+        for dep in self.kept.release(ts):
+            self.unkept[dep] = "released"
+
+    def stop_keeping_all(self) -> None:
+        """No spare copy can land (fewer than two running workers): keep nothing."""
+        for ts in self.kept.keepers():
+            self.stop_keeping(ts)
 
     def reduce_replicas(self) -> None:
         """Free the surplus copies of the tasks under review (``policy.surplus_replicas``),
@@ -270,6 +296,9 @@ class TransitionEngine:
             ws.nbytes -= max(ts.nbytes, 0)
             self._free(ws, (ts.key,))
         ts.who_has = {}
+        self.spare_in_flight.pop(ts, None)
+        self.kept.forget(ts)
+        self.stop_keeping(ts)
 
     def remove_replica(self, ts: SchedulerTask, ws: WorkerInfo) -> Recs:
         """``ws`` no longer holds ``ts``; recompute, release or err it if that was the last."""
@@ -551,11 +580,14 @@ class TransitionEngine:
                 dts.waiting_on.remove(ts)
                 if not dts.waiting_on:
                     recs[dts] = "processing"
+        keep = self.spare_copy_bytes > 0 and unsafe(ts, self.spare_copy_bytes, len(self.fill_index))
         for dep in ts.dependencies:
             if ts in dep.waiters:
                 del dep.waiters[ts]
                 if len(dep.who_has) > 1:
                     self.replica_review[dep] = None
+                if keep and dep.state == "memory" and 0 <= dep.nbytes <= self.spare_copy_bytes:
+                    self.kept.keep(ts, dep)
                 self.maybe_release(dep, recs)
         if not needed(ts):
             recs[ts] = "released"

@@ -127,6 +127,19 @@ class _Checker:
         for ts in state.unrunnable:
             self.check(self.live(ts), ts, "no-worker but forgotten")
         self.check(counts == state.n_tasks_by_state(), state, f"counts {counts}")
+        self.copies()
+
+    def copies(self) -> None:
+        """Kept inputs and spare copies in flight (``state_copies``)."""
+        engine, check = self.state.engine, self.check
+        for ts in engine.kept.keepers():
+            check(self.live(ts) and ts.state == "memory", ts, "keeps inputs, not in memory")
+            check(len(ts.who_has) == 1, ts, "keeps inputs with two copies")
+            for dep in engine.kept.keeping(ts):
+                check(dep in ts.dependencies and ts in engine.kept.kept_by(dep), dep, "kept")
+                check(self.live(dep) and dep.state == "memory", dep, "kept, not in memory")
+        for ts in engine.spare_in_flight:
+            check(self.live(ts) and len(ts.who_has) == 1, ts, "spare copy in flight")
 
 
 def validate_state(state: SchedulerState) -> None:
