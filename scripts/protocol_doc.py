@@ -32,21 +32,6 @@ A stream is opened by an rpc-style first message on a fresh connection (`registe
 sides `send()` messages on a `BatchedStream` and read batches (tuples of messages).
 """
 
-#: not in the schema yet: the rpc ops and the client streams, as written by hand before
-TAIL = """\
-### client -> scheduler (not in the schema yet)
-`update-graph` (`tasks`, `restrictions`, `wanted`, `stimulus_id`), `client-desires-keys`
-(`keys`), `client-releases-keys` (`keys`), `cancel-keys` (`keys`, `force`), `retry`
-(`keys`), `close-client`, `client-reconnected`.
-
-### scheduler -> client (not in the schema yet)
-`key-in-memory` (`key`, `type_name`), `task-erred` (`key`, `exception`, `traceback`,
-`exception_text`, `traceback_text`), `cancelled-keys` (`keys`, `reason`), `task-retried`
-(`key`).
-
-"""
-
-
 def _type_text(cls: type[ops.Op], name: str) -> str:
     hint = typing.get_type_hints(cls)[name]
     text = str(hint).replace("typing.", "").replace("collections.abc.", "")
@@ -75,7 +60,7 @@ def render() -> str:
             if doc.startswith(f"{cls.__name__}("):  # dataclass's made-up docstring
                 doc = ""
             parts.append(f"| `{name}` | {fields} | {doc} |\n")
-    parts.append("\n" + TAIL + RPC)
+    parts.append("\n" + RPC)
     return "".join(parts)
 
 

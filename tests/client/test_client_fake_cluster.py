@@ -138,7 +138,9 @@ def test_dropping_the_last_future_releases_the_key(client: Client, fake: FakeTra
     assert fake.messages("client-releases-keys") == []
     del b
     barrier()
-    assert fake.messages("client-releases-keys") == [{"op": "client-releases-keys", "keys": [key]}]
+    assert fake.messages("client-releases-keys") == [
+        {"op": "client-releases-keys", "keys": [key], "stimulus_id": ""}
+    ]
 
 
 def test_releases_of_many_futures_are_batched(client: Client, fake: FakeTransport) -> None:
@@ -169,7 +171,7 @@ def test_a_future_for_a_key_held_elsewhere_asks_the_scheduler(
     future = Future("someone-elses", client)
     barrier()
     assert fake.messages("client-desires-keys") == [
-        {"op": "client-desires-keys", "keys": ["someone-elses"]}
+        {"op": "client-desires-keys", "keys": ["someone-elses"], "stimulus_id": ""}
     ]
     fake.deliver({"op": "key-in-memory", "key": "someone-elses", "type_name": "int"})
     assert future.done()
@@ -234,7 +236,7 @@ def test_cancel_cancels_at_once_and_tells_the_scheduler(
     future.cancel()
     assert future.cancelled() and future.status == "cancelled"
     assert fake.messages("cancel-keys") == [
-        {"op": "cancel-keys", "keys": [future.key], "force": False}
+        {"op": "cancel-keys", "keys": [future.key], "force": False, "stimulus_id": ""}
     ]
     with pytest.raises(CancelledError):
         future.result()
@@ -263,7 +265,7 @@ def test_retry_sends_erred_keys_and_makes_them_pending(client: Client, fake: Fak
     fine = client.submit(inc, 1)
     fake.compute()
     client.retry([future, fine])
-    assert fake.messages("retry") == [{"op": "retry", "keys": [future.key]}]
+    assert fake.messages("retry") == [{"op": "retry", "keys": [future.key], "stimulus_id": ""}]
     assert future.status == "pending" and fine.status == "finished"
     fake.deliver({"op": "key-in-memory", "key": future.key, "type_name": "int"})
     assert future.status == "finished"
