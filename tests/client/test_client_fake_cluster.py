@@ -60,9 +60,10 @@ def test_a_finished_future_fetches_its_result_from_the_worker(
     future = client.submit(inc, 1)
     fake.compute()
     assert future.status == "finished" and future.type == "int"
+    fake.calls.clear()
     assert future.result() == 2
-    assert (SCHEDULER, "who_has") in fake.rpc_ops()
-    assert (WORKERS[0], "get_data") in fake.rpc_ops()
+    # key-in-memory named the holder: one rpc, straight to it, no who_has first
+    assert fake.rpc_ops() == [(WORKERS[0], "get_data")]
     assert repr(future).startswith("<Future: finished, type: int, key: inc-")
 
 
@@ -318,7 +319,42 @@ def test_gather_fetches_per_worker_in_one_call(client: Client, fake: FakeTranspo
     fake.compute(worker=WORKERS[1])
     fake.calls.clear()
     client.gather(futures)
+    assert fake.rpc_ops() == [(WORKERS[1], "get_data")]
+
+
+def test_without_holders_in_key_in_memory_the_client_asks_who_has(
+    client: Client, fake: FakeTransport
+) -> None:
+    fake.report_holders = False  # an older scheduler
+    futures = client.map(inc, range(10))
+    fake.compute(worker=WORKERS[1])
+    fake.calls.clear()
+    assert client.gather(futures) == list(range(1, 11))
     assert fake.rpc_ops() == [(SCHEDULER, "who_has"), (WORKERS[1], "get_data")]
+
+
+def test_a_stale_holder_falls_back_to_asking_the_scheduler(
+    client: Client, fake: FakeTransport
+) -> None:
+    future = client.submit(inc, 1)
+    fake.compute(worker=WORKERS[0])
+    fake.data[WORKERS[1]] = fake.data[WORKERS[0]]  # the result moved to the other worker
+    fake.data[WORKERS[0]] = {}
+    fake.calls.clear()
+    assert future.result() == 2
+    assert fake.rpc_ops() == [
+        (WORKERS[0], "get_data"),  # the holder key-in-memory named no longer has it
+        (SCHEDULER, "who_has"),
+        (WORKERS[1], "get_data"),
+    ]
+
+
+def test_a_retried_key_forgets_its_old_holders(client: Client, fake: FakeTransport) -> None:
+    future = client.submit(inc, 1)
+    fake.compute(worker=WORKERS[0])
+    assert future._state.holders == (WORKERS[0],)
+    future._state.reset()
+    assert future._state.holders == ()
 
 
 def test_gather_asks_a_busy_worker_again(client: Client, fake: FakeTransport) -> None:
