@@ -3,7 +3,8 @@
 The rules, as data below:
 
 * The pure layers (protocol, graph, the worker and scheduler state machines, the
-  scheduler's policy, and the wire adapters ``{worker,scheduler,client}.wire``) import only ``shoal.errors``, ``shoal._types``, their own layer
+  scheduler's policy, and the wire adapters ``{worker,scheduler,client}.wire``) import
+  only ``shoal.errors``, ``shoal._types``, their own layer
   (graph may also use protocol), the standard library minus anything that does IO,
   threads or clocks, and a short list of third-party packages per layer.
 * A ``*.server`` module never imports another ``*.server`` (``shoal.server``, the base
@@ -260,7 +261,6 @@ KNOWN = frozenset(
         "shoal.client.core",
         "shoal.client.wire",
         "shoal.worker.wire",
-        "shoal.worker.events",
         "shoal.scheduler.wire",
         "shoal.scheduler.events",
         "shoal.scheduler.instructions",

@@ -352,9 +352,10 @@ def test_a_stale_holder_falls_back_to_asking_the_scheduler(
 def test_a_retried_key_forgets_its_old_holders(client: Client, fake: FakeTransport) -> None:
     future = client.submit(inc, 1)
     fake.compute(worker=WORKERS[0])
-    assert future._state.holders == (WORKERS[0],)
-    future._state.reset()
-    assert future._state.holders == ()
+    state = future._state
+    assert state.holders == (WORKERS[0],)
+    state.reset()
+    assert not state.holders
 
 
 def test_gather_asks_a_busy_worker_again(client: Client, fake: FakeTransport) -> None:

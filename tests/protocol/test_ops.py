@@ -10,11 +10,11 @@ from types import ModuleType
 
 import pytest
 
+from shoal.client import wire as client_wire
+from shoal.client.core import ClientCore
 from shoal.errors import ProtocolError
 from shoal.protocol import messages, ops
 from shoal.protocol.serialize import Serialized, serialize
-from shoal.client import wire as client_wire
-from shoal.client.core import ClientCore
 from shoal.scheduler import events as sev
 from shoal.scheduler import instructions as sins
 from shoal.scheduler import wire as scheduler_wire
