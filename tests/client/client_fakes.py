@@ -169,7 +169,9 @@ class FakeTransport:
     def _scheduler_story(self, keys: Any) -> list[Any]:
         return [[k, "released", "waiting", "stimulus", 0.0] for k in keys]
 
-    def _worker_get_data(self, address: str, keys: Any, who: str | None = None) -> Any:
+    def _worker_get_data(
+        self, address: str, keys: Any, who: str | None = None, shm: str | None = None
+    ) -> Any:
         if self.busy.get(address):
             self.busy[address] -= 1
             return {"status": "busy"}

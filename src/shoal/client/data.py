@@ -30,6 +30,9 @@ from shoal.client.future import Future
 from shoal.client.future_state import ErrorInfo, FutureState
 from shoal.client.nested import pack, unpack
 from shoal.errors import CommError, FutureLostError, ShoalTimeoutError
+from shoal.protocol.rpc_ops import request
+from shoal.protocol.rpc_scheduler import SchedulerWhoHas
+from shoal.protocol.rpc_workers import WorkerGetData
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 logger = logging.getLogger("shoal.client")
@@ -134,7 +137,8 @@ def _hinted_holders(
 
 
 async def _ask_who_has(core: ClientCore, keys: Sequence[Key]) -> Any:
-    return await core.transport.call(core.transport.scheduler_address, "who_has", keys=keys)
+    name, fields = request(SchedulerWhoHas(keys=keys))
+    return await core.transport.call(core.transport.scheduler_address, name, **fields)
 
 
 def _plan(keys: Sequence[Key], who_has: dict[Key, Iterable[Address]]) -> dict[Address, list[Key]]:
@@ -162,7 +166,8 @@ async def _fetch_round(
 ) -> None:
     async def one(worker: Address, keys: list[Key]) -> None:
         try:
-            reply = await core.transport.call(worker, "get_data", keys=keys, who=core.id)
+            name, fields = request(WorkerGetData(keys=keys, who=core.id))
+            reply = await core.transport.call(worker, name, **fields)
         except (CommError, ShoalTimeoutError) as exc:
             logger.info("client %s: get_data from %s failed: %s", core.id, worker, exc)
             return
