@@ -111,6 +111,12 @@ def test_field_names_are_the_schema() -> None:
         "key", "run_id", "run_spec", "priority", "who_has", "nbytes", "resources",
         "annotations", "stimulus_id",
     )  # fmt: skip
+    to_scheduler = {cls.op: cls.fields for cls in ops.OPS[ops.CLIENT_TO_SCHEDULER].values()}
+    assert to_scheduler["update-graph"] == ("tasks", "restrictions", "wanted", "stimulus_id")
+    to_client = {cls.op: cls.fields for cls in ops.OPS[ops.SCHEDULER_TO_CLIENT].values()}
+    assert to_client["key-in-memory"] == ("key", "type_name", "who_has")
+    # renamed on the way into the schema: "stream" (print's stdout/stderr) is now "file"
+    assert to_client["output"] == ("kind", "text", "file", "category")
     assert ops.to_msg(ops.FreeKeys(keys=("a",), stimulus_id="s")) == {
         "op": "free-keys",
         "keys": ("a",),
