@@ -2,8 +2,9 @@
 
 The rules, as data below:
 
-* The pure layers (protocol, graph, the worker and scheduler state machines and the
-  scheduler's policy) import only ``shoal.errors``, ``shoal._types``, their own layer
+* The pure layers (protocol, graph, the worker and scheduler state machines, the
+  scheduler's policy, and the wire adapters ``{worker,scheduler,client}.wire``) import
+  only ``shoal.errors``, ``shoal._types``, their own layer
   (graph may also use protocol), the standard library minus anything that does IO,
   threads or clocks, and a short list of third-party packages per layer.
 * A ``*.server`` module never imports another ``*.server`` (``shoal.server``, the base
@@ -56,6 +57,7 @@ SCHEDULER_STATE = (
     "shoal.scheduler.adaptive",
     "shoal.scheduler.coordination",
 )
+WIRE_ADAPTERS = ("shoal.worker.wire", "shoal.scheduler.wire", "shoal.client.wire")
 PURE_LAYERS = (
     PureLayer(
         "protocol",
@@ -67,6 +69,19 @@ PURE_LAYERS = (
     PureLayer("worker state", WORKER_STATE, WORKER_STATE),
     # task groups are named by the one key_split (graph.keys), with dask's semantics
     PureLayer("scheduler state", SCHEDULER_STATE, (*SCHEDULER_STATE, "shoal.graph.keys")),
+    # the adapters between the wire schema and each side's events and instructions; the
+    # worker/scheduler separation below applies to them too
+    PureLayer(
+        "wire adapters",
+        WIRE_ADAPTERS,
+        (
+            "shoal.protocol",
+            "shoal.worker.events",
+            "shoal.worker.instructions",
+            "shoal.scheduler.events",
+            "shoal.scheduler.instructions",
+        ),
+    ),
 )
 #: the base class every server shell shares; not a server of its own
 SHARED_SERVER_BASE = "shoal.server"
@@ -243,6 +258,13 @@ KNOWN = frozenset(
         "shoal.scheduler.server",
         "shoal.http.server",
         "shoal.client",
+        "shoal.client.core",
+        "shoal.client.wire",
+        "shoal.worker.wire",
+        "shoal.scheduler.wire",
+        "shoal.scheduler.events",
+        "shoal.scheduler.instructions",
+        "shoal.protocol.ops",
     }
 )
 
@@ -279,6 +301,12 @@ def problems_in(name: str, source: str) -> list[str]:
         ),
         ("shoal.worker.memory", "import os\nimport zict"),
         ("shoal.worker.server", "from shoal.server import Server"),
+        ("shoal.worker.wire", "from shoal.protocol import ops\nfrom shoal.worker import events"),
+        ("shoal.scheduler.wire", "from shoal.scheduler import instructions as ins"),
+        (
+            "shoal.client.wire",
+            "from collections.abc import Mapping\nfrom shoal.protocol import ops",
+        ),
     ],
 )
 def test_checker_allows(module: str, source: str) -> None:
@@ -338,6 +366,11 @@ def test_checker_allows(module: str, source: str) -> None:
         ("shoal.comm.tcp", "from shoal.worker.state import S", "shoal.comm may not"),
         ("shoal.comm.tcp", "from shoal.client import Client", "shoal.comm may not"),
         ("shoal.comm", "from shoal import sizes", "shoal.comm may not import shoal.sizes"),
+        ("shoal.worker.wire", "import time", "pure wire adapters layer may not import time"),
+        ("shoal.scheduler.wire", "from shoal.scheduler.state import S", "shoal.scheduler.state"),
+        ("shoal.worker.wire", "from shoal.scheduler import events", "shoal.worker.* may not"),
+        ("shoal.client.wire", "from shoal.client.core import C", "shoal module shoal.client.core"),
+        ("shoal.client.wire", "import asyncio", "may not import asyncio"),
     ],
 )
 def test_checker_refuses(module: str, source: str, reason: str) -> None:

@@ -53,6 +53,8 @@ class FakeTransport:
         self.client_id = ""
         self.on_unencodable: Callable[..., None] | None = None
         self.closed = False
+        #: key-in-memory names the holders (False: as an older scheduler, no who_has)
+        self.report_holders = True
         #: workers that answer get_data with "busy" this many more times
         self.busy: dict[str, int] = {}
 
@@ -118,9 +120,10 @@ class FakeTransport:
                 reports.append({"op": "task-erred", "key": key, **error_fields(exc)})
             else:
                 self.data[worker][key] = value
-                reports.append(
-                    {"op": "key-in-memory", "key": key, "type_name": type(value).__name__}
-                )
+                report = {"op": "key-in-memory", "key": key, "type_name": type(value).__name__}
+                if self.report_holders:  # as the scheduler does since key-in-memory has them
+                    report["who_has"] = (worker,)
+                reports.append(report)
         if reports:
             self.deliver(*reports)
 
@@ -166,7 +169,9 @@ class FakeTransport:
     def _scheduler_story(self, keys: Any) -> list[Any]:
         return [[k, "released", "waiting", "stimulus", 0.0] for k in keys]
 
-    def _worker_get_data(self, address: str, keys: Any, who: str | None = None) -> Any:
+    def _worker_get_data(
+        self, address: str, keys: Any, who: str | None = None, shm: str | None = None
+    ) -> Any:
         if self.busy.get(address):
             self.busy[address] -= 1
             return {"status": "busy"}

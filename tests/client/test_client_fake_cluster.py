@@ -60,9 +60,10 @@ def test_a_finished_future_fetches_its_result_from_the_worker(
     future = client.submit(inc, 1)
     fake.compute()
     assert future.status == "finished" and future.type == "int"
+    fake.calls.clear()
     assert future.result() == 2
-    assert (SCHEDULER, "who_has") in fake.rpc_ops()
-    assert (WORKERS[0], "get_data") in fake.rpc_ops()
+    # key-in-memory named the holder: one rpc, straight to it, no who_has first
+    assert fake.rpc_ops() == [(WORKERS[0], "get_data")]
     assert repr(future).startswith("<Future: finished, type: int, key: inc-")
 
 
@@ -138,7 +139,9 @@ def test_dropping_the_last_future_releases_the_key(client: Client, fake: FakeTra
     assert fake.messages("client-releases-keys") == []
     del b
     barrier()
-    assert fake.messages("client-releases-keys") == [{"op": "client-releases-keys", "keys": [key]}]
+    assert fake.messages("client-releases-keys") == [
+        {"op": "client-releases-keys", "keys": [key], "stimulus_id": ""}
+    ]
 
 
 def test_releases_of_many_futures_are_batched(client: Client, fake: FakeTransport) -> None:
@@ -169,7 +172,7 @@ def test_a_future_for_a_key_held_elsewhere_asks_the_scheduler(
     future = Future("someone-elses", client)
     barrier()
     assert fake.messages("client-desires-keys") == [
-        {"op": "client-desires-keys", "keys": ["someone-elses"]}
+        {"op": "client-desires-keys", "keys": ["someone-elses"], "stimulus_id": ""}
     ]
     fake.deliver({"op": "key-in-memory", "key": "someone-elses", "type_name": "int"})
     assert future.done()
@@ -234,7 +237,7 @@ def test_cancel_cancels_at_once_and_tells_the_scheduler(
     future.cancel()
     assert future.cancelled() and future.status == "cancelled"
     assert fake.messages("cancel-keys") == [
-        {"op": "cancel-keys", "keys": [future.key], "force": False}
+        {"op": "cancel-keys", "keys": [future.key], "force": False, "stimulus_id": ""}
     ]
     with pytest.raises(CancelledError):
         future.result()
@@ -263,7 +266,7 @@ def test_retry_sends_erred_keys_and_makes_them_pending(client: Client, fake: Fak
     fine = client.submit(inc, 1)
     fake.compute()
     client.retry([future, fine])
-    assert fake.messages("retry") == [{"op": "retry", "keys": [future.key]}]
+    assert fake.messages("retry") == [{"op": "retry", "keys": [future.key], "stimulus_id": ""}]
     assert future.status == "pending" and fine.status == "finished"
     fake.deliver({"op": "key-in-memory", "key": future.key, "type_name": "int"})
     assert future.status == "finished"
@@ -316,7 +319,43 @@ def test_gather_fetches_per_worker_in_one_call(client: Client, fake: FakeTranspo
     fake.compute(worker=WORKERS[1])
     fake.calls.clear()
     client.gather(futures)
+    assert fake.rpc_ops() == [(WORKERS[1], "get_data")]
+
+
+def test_without_holders_in_key_in_memory_the_client_asks_who_has(
+    client: Client, fake: FakeTransport
+) -> None:
+    fake.report_holders = False  # an older scheduler
+    futures = client.map(inc, range(10))
+    fake.compute(worker=WORKERS[1])
+    fake.calls.clear()
+    assert client.gather(futures) == list(range(1, 11))
     assert fake.rpc_ops() == [(SCHEDULER, "who_has"), (WORKERS[1], "get_data")]
+
+
+def test_a_stale_holder_falls_back_to_asking_the_scheduler(
+    client: Client, fake: FakeTransport
+) -> None:
+    future = client.submit(inc, 1)
+    fake.compute(worker=WORKERS[0])
+    fake.data[WORKERS[1]] = fake.data[WORKERS[0]]  # the result moved to the other worker
+    fake.data[WORKERS[0]] = {}
+    fake.calls.clear()
+    assert future.result() == 2
+    assert fake.rpc_ops() == [
+        (WORKERS[0], "get_data"),  # the holder key-in-memory named no longer has it
+        (SCHEDULER, "who_has"),
+        (WORKERS[1], "get_data"),
+    ]
+
+
+def test_a_retried_key_forgets_its_old_holders(client: Client, fake: FakeTransport) -> None:
+    future = client.submit(inc, 1)
+    fake.compute(worker=WORKERS[0])
+    state = future._state
+    assert state.holders == (WORKERS[0],)
+    state.reset()
+    assert not state.holders
 
 
 def test_gather_asks_a_busy_worker_again(client: Client, fake: FakeTransport) -> None:

@@ -10,6 +10,7 @@ import pytest
 from shoal import Client
 from shoal.client.reconnect import SpecStore
 from shoal.errors import CancelledError
+from shoal.protocol import ops
 from tests.client.client_fakes import FakeTransport
 from tests.integration.conftest import wait_for
 
@@ -18,26 +19,28 @@ def inc(x: int) -> int:
     return x + 1
 
 
-def row(key: str, *deps: str) -> tuple[Any, ...]:
+def row(key: str, *deps: str) -> ops.TaskRow:
     return (key, f"spec-{key}", deps, (0,), f"token-{key}")
 
 
 # -- SpecStore ------------------------------------------------------------------------------------
 def test_redeclare_sends_live_keys_with_the_rows_they_need() -> None:
     store = SpecStore()
-    msg = {"op": "update-graph", "tasks": [row("a"), row("b", "a"), row("c")], "wanted": ["b"]}
-    store.record({**msg, "restrictions": {"a": {"retries": 2}}}, lambda: ["b", "c"])
+    tasks = [row("a"), row("b", "a"), row("c")]
+    sent = ops.UpdateGraph(tasks=tasks, wanted=["b"], restrictions={"a": {"retries": 2}})
+    store.record(sent, lambda: ["b", "c"])
     out = store.redeclare(["b", "scattered"])
-    assert out["wanted"] == ["b", "scattered"]
-    by_key = {r[0]: r for r in out["tasks"]}
+    assert list(out.wanted) == ["b", "scattered"]
+    assert out.stimulus_id.startswith("client-reconnect-")
+    by_key = {r[0]: r for r in out.tasks}
     assert by_key["b"] == row("b", "a") and by_key["a"] == row("a")
     assert by_key["scattered"] == ("scattered", None, (), (), None)  # no spec: found or lost
-    assert "c" not in by_key and out["restrictions"] == {"a": {"retries": 2}}
+    assert "c" not in by_key and out.restrictions == {"a": {"retries": 2}}
 
 
 def test_prune_drops_rows_no_live_key_needs() -> None:
     store = SpecStore()
-    store.record({"tasks": [row("a"), row("b", "a"), row("c")]}, lambda: ["b"])
+    store.record(ops.UpdateGraph(tasks=[row("a"), row("b", "a"), row("c")]), lambda: ["b"])
     store.prune(["b"])
     assert set(store.rows) == {"a", "b"}
 
@@ -45,7 +48,7 @@ def test_prune_drops_rows_no_live_key_needs() -> None:
 def test_the_store_prunes_itself_when_it_grows() -> None:
     store = SpecStore()
     for i in range(3000):
-        store.record({"tasks": [row(f"k{i}")]}, lambda: ["k0"])
+        store.record(ops.UpdateGraph(tasks=[row(f"k{i}")]), lambda: ["k0"])
     assert len(store.rows) < 1100
 
 

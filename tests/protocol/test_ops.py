@@ -10,9 +10,12 @@ from types import ModuleType
 
 import pytest
 
+from shoal.client import wire as client_wire
+from shoal.client.core import ClientCore
 from shoal.errors import ProtocolError
 from shoal.protocol import messages, ops
 from shoal.protocol.serialize import Serialized, serialize
+from shoal.scheduler import events as sev
 from shoal.scheduler import instructions as sins
 from shoal.scheduler import wire as scheduler_wire
 from shoal.worker import instructions as wins
@@ -37,6 +40,15 @@ SAMPLES: dict[str, object] = {
     "Mapping[str, float]": {"GPU": 1.0},
     "Mapping[str, object]": {"retries": 2},
     "Mapping[str, Any]": {"memory": 10, "executing": 1},
+    "Sequence[str]": ("tcp://127.0.0.1:1", "tcp://127.0.0.1:2"),
+    "Sequence[str | tuple[object, ...]]": ("a", KEY),
+    "Sequence[Any]": (1.5, {"note": "hi"}),
+    "Sequence[tuple[str | tuple[object, ...], object, tuple[str | tuple[object, ...], ...], "
+    "tuple[float, ...], str | None]]": (
+        ("a", serialize(len), (), (0.0, 1.0), "token-a"),
+        (KEY, None, ("a",), (-1.0,), None),
+    ),
+    "Mapping[str | tuple[object, ...], Mapping[str, Any]]": {KEY: {"retries": 2}},
 }
 ALL_OPS = [cls for stream in ops.STREAMS for cls in ops.OPS[stream].values()]
 
@@ -68,6 +80,8 @@ def _same(a: object, b: object) -> bool:
         ]
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):  # msgpack: lists -> tuples
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
@@ -84,6 +98,8 @@ def test_every_op_round_trips_through_the_real_encoding(cls: type[ops.Op]) -> No
 def test_ops_are_frozen_and_slotted(cls: type[ops.Op]) -> None:
     op = sample(cls)
     assert not hasattr(op, "__dict__")
+    if not cls.fields:  # nothing to change (and no slot to add: __dict__ is absent)
+        return
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(op, cls.fields[0], "x")
 
@@ -95,6 +111,12 @@ def test_field_names_are_the_schema() -> None:
         "key", "run_id", "run_spec", "priority", "who_has", "nbytes", "resources",
         "annotations", "stimulus_id",
     )  # fmt: skip
+    to_scheduler = {cls.op: cls.fields for cls in ops.OPS[ops.CLIENT_TO_SCHEDULER].values()}
+    assert to_scheduler["update-graph"] == ("tasks", "restrictions", "wanted", "stimulus_id")
+    to_client = {cls.op: cls.fields for cls in ops.OPS[ops.SCHEDULER_TO_CLIENT].values()}
+    assert to_client["key-in-memory"] == ("key", "type_name", "who_has")
+    # renamed on the way into the schema: "stream" (print's stdout/stderr) is now "file"
+    assert to_client["output"] == ("kind", "text", "file", "category")
     assert ops.to_msg(ops.FreeKeys(keys=("a",), stimulus_id="s")) == {
         "op": "free-keys",
         "keys": ("a",),
@@ -109,6 +131,21 @@ def test_every_op_has_an_adapter_or_is_the_shells() -> None:
     assert scheduler_side == set(ops.OPS[ops.WORKER_TO_SCHEDULER].values())
     assert not set(worker_wire.EVENT_OF) & worker_wire.SHELL_OPS
     assert not set(scheduler_wire.EVENT_OF) & scheduler_wire.SHELL_OPS
+
+
+def test_every_client_op_has_an_adapter_or_is_the_shells() -> None:
+    from_clients = set(scheduler_wire.CLIENT_EVENT_OF) | scheduler_wire.CLIENT_SHELL_OPS
+    assert from_clients == set(ops.OPS[ops.CLIENT_TO_SCHEDULER].values())
+    assert not set(scheduler_wire.CLIENT_EVENT_OF) & scheduler_wire.CLIENT_SHELL_OPS
+    made = {
+        type(scheduler_wire.to_client_op(_instance(inst, stimulus_id="s", client="c")))  # type: ignore[arg-type]
+        for inst in scheduler_wire.CLIENT_OP_OF
+    }
+    assert made | scheduler_wire.CLIENT_SHELL_SENT == set(ops.OPS[ops.SCHEDULER_TO_CLIENT].values())
+    # the client handles every one of them (key-in-memory on its fast path)
+    core = ClientCore(transport=None, client_id="c")  # type: ignore[arg-type]
+    handled = set(core._handlers) | {ops.KeyInMemory}
+    assert handled == set(ops.OPS[ops.SCHEDULER_TO_CLIENT].values())
 
 
 def _subclasses(module: ModuleType, base: type) -> set[type]:
@@ -127,6 +164,12 @@ def test_every_message_instruction_has_an_op() -> None:
         if "worker" in c.__dataclass_fields__  # type: ignore[attr-defined]
     }
     assert set(scheduler_wire.OP_OF) == to_workers
+    to_clients = {
+        c
+        for c in _subclasses(sins, sins.SchedulerInstruction)
+        if "client" in c.__dataclass_fields__  # type: ignore[attr-defined]
+    }
+    assert set(scheduler_wire.CLIENT_OP_OF) == to_clients
 
 
 def _instance(cls: type, **given: object) -> object:
@@ -189,3 +232,100 @@ def test_protocol_doc_is_generated_from_the_schema() -> None:
     )
     for cls in ALL_OPS:
         assert f"`{cls.op}`" in script.render()
+
+
+def _through_the_wire(op: ops.Op) -> ops.Op:
+    return ops.from_msg(op.stream, messages.loads(received(messages.dumps(ops.to_msg(op)))))
+
+
+@pytest.mark.parametrize("cls", list(scheduler_wire.CLIENT_EVENT_OF), ids=lambda c: c.op)
+def test_client_ops_reach_the_scheduler_state_whole(cls: type[ops.Op]) -> None:
+    op = sample(cls)
+    event = scheduler_wire.client_event(_through_the_wire(op), "client-1", 5.0, "fresh-{}".format)
+    assert (event.client, event.now, event.stimulus_id) == ("client-1", 5.0, "text")  # type: ignore[attr-defined]
+    for name in cls.fields:
+        if name in event.__dataclass_fields__ and name != "tasks":
+            assert _same(getattr(event, name), getattr(op, name)), name
+
+
+def test_a_client_op_without_stimulus_id_gets_a_fresh_one() -> None:
+    event = scheduler_wire.client_event(
+        _through_the_wire(ops.Retry(keys=["a"])), "c", 0.0, "fresh-{}".format
+    )
+    assert event.stimulus_id == "fresh-retry"
+
+
+def test_update_graph_rows_become_new_tasks_with_their_restrictions() -> None:
+    op = sample(ops.UpdateGraph)
+    event = scheduler_wire.client_event(_through_the_wire(op), "c", 0.0, str)
+    assert isinstance(event, sev.GraphSubmitted)
+    plain, restricted = event.tasks
+    assert (plain.key, plain.dependencies, plain.priority, plain.token) == (
+        "a", (), (0.0, 1.0), "token-a",
+    )  # fmt: skip
+    assert _same(plain.run_spec, serialize(len)) and plain.retries == 0
+    assert (restricted.key, restricted.run_spec, restricted.dependencies) == (KEY, None, ("a",))
+    assert restricted.retries == 2
+
+
+@pytest.mark.parametrize("inst_type", list(scheduler_wire.CLIENT_OP_OF), ids=lambda c: c.__name__)
+def test_scheduler_instructions_reach_the_client_whole(inst_type: type) -> None:
+    inst = _instance(inst_type, stimulus_id="sid-3", client="c")
+    op = _through_the_wire(scheduler_wire.to_client_op(inst))  # type: ignore[arg-type]
+    assert op.stream == ops.SCHEDULER_TO_CLIENT
+    for name in inst.__dataclass_fields__:  # type: ignore[attr-defined]
+        if name in op.fields:
+            assert _same(getattr(op, name), getattr(inst, name)), name
+
+
+def test_key_in_memory_carries_the_holders() -> None:
+    inst = sins.KeyInMemory(
+        stimulus_id="s", client="c", key="k", type_name="int", who_has=("tcp://w:1",)
+    )
+    msg = ops.to_msg(scheduler_wire.to_client_op(inst))
+    assert msg == {"op": "key-in-memory", "key": "k", "type_name": "int", "who_has": ("tcp://w:1",)}
+    # an older scheduler sends no holders: the client then asks who has it
+    assert ops.from_msg(ops.SCHEDULER_TO_CLIENT, {"op": "key-in-memory", "key": "k"}) == (
+        ops.KeyInMemory(key="k")
+    )
+
+
+def test_a_scheduler_made_exception_is_serialized_for_the_client() -> None:
+    inst = sins.KeyErred(
+        stimulus_id="s", client="c", key="k", exception=KeyError("gone"),
+        traceback="not serialized", exception_text="KeyError: gone", traceback_text="",
+    )  # fmt: skip
+    op = scheduler_wire.to_client_op(inst)
+    assert isinstance(op, ops.KeyErred)
+    assert isinstance(op.exception, Serialized) and op.traceback is None
+
+
+def test_the_one_update_graph_builder() -> None:
+    rows: list[ops.TaskRow] = [("a", None, (), (0.0,), None), ("b", None, ("a",), (0.0,), None)]
+    op = client_wire.update_graph(rows, ["b", "a", "b"], {"a": {"retries": 1}, "z": {}})
+    assert ops.to_msg(op) == {
+        "op": "update-graph",
+        "tasks": rows,
+        "restrictions": {"a": {"retries": 1}},  # only for keys it sends
+        "wanted": ["b", "a"],  # each once, in order
+        "stimulus_id": "",
+    }
+
+
+def test_client_stream_op_names_are_spelled_in_the_schema_only() -> None:
+    """The client-stream op names (the distinctive ones, not shared with the worker
+    streams) occur as string literals in ``shoal/protocol/ops.py`` alone: every other
+    module uses the structs."""
+    names = [
+        cls.op
+        for stream in (ops.CLIENT_TO_SCHEDULER, ops.SCHEDULER_TO_CLIENT)
+        for cls in ops.OPS[stream].values()
+        if "-" in cls.op and cls.op not in ops.OPS[ops.WORKER_TO_SCHEDULER]  # task-erred
+    ]
+    offenders = []
+    for path in sorted((ROOT / "src/shoal").rglob("*.py")):
+        text = path.read_text()
+        for name in names:
+            if f'"{name}"' in text and path.name != "ops.py":
+                offenders.append(f"{path.relative_to(ROOT)}: {name}")
+    assert offenders == []

@@ -72,8 +72,10 @@ def test_single_task_is_sent_to_the_worker() -> None:
     assert s.tasks["x"].state == "processing"
     out = handle(s, finished(ct, nbytes=123))
     assert out == [
-        KeyInMemory(stimulus_id=out[0].stimulus_id, client="c1", key="x", type_name="int")
-    ]
+        KeyInMemory(
+            stimulus_id=out[0].stimulus_id, client="c1", key="x", type_name="int", who_has=("w1",)
+        )
+    ]  # the holders travel with it: the client fetches without asking who has it
     assert s.tasks["x"].nbytes == 123
     assert s.who_has() == {"x": ["w1"]} and s.has_what() == {"w1": ["x"]}
 
@@ -468,6 +470,7 @@ def test_keys_desired_after_memory_or_error_tells_the_client() -> None:
         ("KeyErred", "nope"),
     ]
     assert isinstance(of_type(out, KeyErred)[1].exception, FutureLostError)
+    assert of_type(out, KeyInMemory)[0].who_has == ("w1",)  # a late client learns the holders
 
 
 def test_keys_desired_for_released_data_recomputes_it() -> None:

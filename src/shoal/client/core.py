@@ -26,13 +26,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shoal._types import Key
-from shoal.client import reconnect, remote_output
+from shoal.client import reconnect, remote_output, wire
 from shoal.client.future_state import ErrorInfo, FutureState
 from shoal.client.refs import KeyTable
 from shoal.client.tasks import TaskBatch
 from shoal.client.transport import Msg, Transport
 from shoal.client.unsendable import fail_unsendable
-from shoal.errors import CommClosedError, CommError
+from shoal.errors import CommClosedError, CommError, ProtocolError
+from shoal.protocol import ops
+from shoal.protocol.ops import SCHEDULER_TO_CLIENT, KeyInMemory, from_msg, to_msg
 
 logger = logging.getLogger("shoal.client")
 
@@ -58,12 +60,12 @@ class ClientCore:
         self.loop_thread: int | None = None
         #: the scheduler's reply to our registration
         self.scheduler_reply: dict[str, Any] = {}
-        self._handlers: dict[str, Callable[[Msg], None]] = {
-            "task-erred": self._task_erred,
-            "cancelled-keys": self._cancelled_keys,
-            "task-retried": self._task_retried,
-            "output": remote_output.show,  # shoal.print / shoal.warn in a task
-            "event": self._event,
+        self._handlers: dict[type[ops.Op], Callable[[Any], None]] = {
+            ops.KeyErred: self._task_erred,
+            ops.CancelledKeys: self._cancelled_keys,
+            ops.TaskRetried: self._task_retried,
+            ops.Output: remote_output.show,  # shoal.print / shoal.warn in a task
+            ops.TopicEvent: self._event,
         }
         #: ``Client.subscribe_topic``: topic -> handler of ``(time, msg)``
         self.topic_handlers: dict[str, Callable[[Any], Any]] = {}
@@ -96,7 +98,7 @@ class ClientCore:
             task.cancel()
         if was_running:
             self.table.flush()
-            self._send({"op": "close-client"})
+            self._send_op(ops.CloseClient())
         try:
             await self.transport.close()
         finally:
@@ -140,9 +142,9 @@ class ClientCore:
         self.specs.prune(live)
         self.status = "running"
         self.reconnects += 1
-        self._send({"op": "client-reconnected"})
+        self._send_op(ops.ClientReconnected())
         if live:
-            self._send(self.specs.redeclare(live))
+            self._send_op(self.specs.redeclare(live))
         logger.warning("client %s reconnected; declared %d keys again", self.id, len(live))
 
     async def _count_workers(self) -> int:
@@ -158,18 +160,17 @@ class ClientCore:
         if self.status != "running":
             raise CommClosedError(f"client {self.id} is {self.status}, not running")
 
-    def send(self, *msgs: Msg) -> None:
-        """Queue messages to the scheduler (update-graph specs are kept for reconnects)."""
-        self._send(*msgs)
+    def send(self, op: ops.Op) -> None:
+        """Queue an op to the scheduler (update-graph rows are kept for reconnects)."""
+        self._send_op(op)
 
-    def _send(self, *msgs: Msg) -> None:
-        for msg in msgs:
-            if msg.get("op") == "update-graph":
-                self.specs.record(msg, lambda: list(self.table.states))
+    def _send_op(self, op: ops.Op) -> None:
+        if type(op) is ops.UpdateGraph:
+            self.specs.record(op, lambda: list(self.table.states))
         try:
-            self.transport.send(*msgs)
+            self.transport.send(to_msg(op))
         except CommError as exc:  # the stream ended; lost() reports it
-            logger.info("client %s could not send %s: %s", self.id, msgs[0].get("op"), exc)
+            logger.info("client %s could not send %s: %s", self.id, op.op, exc)
 
     # -- messages from the scheduler ---------------------------------------------------------
     def handle_batch(self, msgs: Sequence[Msg]) -> None:
@@ -177,51 +178,47 @@ class ClientCore:
         states = self.table.states
         handlers = self._handlers
         for msg in msgs:
-            op = msg.get("op")
-            if op == "key-in-memory":
-                state = states.get(msg["key"])
-                if state is not None:
-                    state.finish(msg.get("type_name"))
+            try:
+                op = from_msg(SCHEDULER_TO_CLIENT, msg)
+            except ProtocolError as exc:  # a newer scheduler's op, or a malformed one
+                logger.debug("client %s ignores a message: %s", self.id, exc)
                 continue
-            handler = handlers.get(op)  # type: ignore[arg-type]
-            if handler is None:
-                logger.debug("client %s ignores unknown message %r", self.id, op)
-            else:
-                handler(msg)
+            if type(op) is KeyInMemory:
+                state = states.get(op.key)
+                if state is not None:
+                    state.finish(op.type_name or None, tuple(op.who_has))
+                continue
+            handlers[type(op)](op)
 
-    def _task_erred(self, msg: Msg) -> None:
-        state = self.table.states.get(msg["key"])
+    def _task_erred(self, op: ops.KeyErred) -> None:
+        state = self.table.states.get(op.key)
         if state is not None:
             error = ErrorInfo(
-                msg.get("exception"),
-                msg.get("traceback"),
-                msg.get("exception_text") or "",
-                msg.get("traceback_text") or "",
+                op.exception, op.traceback, op.exception_text or "", op.traceback_text or ""
             )
             state.fail(error)
 
-    def _cancelled_keys(self, msg: Msg) -> None:
-        reason = msg.get("reason") or ""
-        for key in msg["keys"]:
+    def _cancelled_keys(self, op: ops.CancelledKeys) -> None:
+        for key in op.keys:
             state = self.table.states.get(key)
             if state is not None and state.status != "cancelled":
-                state.cancel(reason)
+                state.cancel(op.reason or "")
 
-    def _event(self, msg: Msg) -> None:
-        handler = self.topic_handlers.get(msg["topic"])
+    def _event(self, op: ops.TopicEvent) -> None:
+        handler = self.topic_handlers.get(op.topic)
         if handler is None:
             return
         try:
-            result = handler(tuple(msg["event"]))
+            result = handler(tuple(op.event))
             if asyncio.iscoroutine(result):
                 task = asyncio.ensure_future(result)
                 self._handler_tasks.add(task)  # kept until done, so it is not collected
                 task.add_done_callback(self._handler_tasks.discard)
         except Exception:
-            logger.exception("client %s: the handler of topic %r failed", self.id, msg["topic"])
+            logger.exception("client %s: the handler of topic %r failed", self.id, op.topic)
 
-    def _task_retried(self, msg: Msg) -> None:
-        state = self.table.states.get(msg["key"])
+    def _task_retried(self, op: ops.TaskRetried) -> None:
+        state = self.table.states.get(op.key)
         if state is not None and state.status != "pending":
             state.reset()
 
@@ -251,29 +248,23 @@ class ClientCore:
         result = self.table.acquire_many(batch.keys, batch.tokens)
         if to_send:
             restrictions = batch.restrictions
-            self._send(
-                {
-                    "op": "update-graph",
-                    "tasks": to_send,
-                    "restrictions": {r[0]: restrictions for r in to_send} if restrictions else {},
-                    "wanted": list(seen),
-                }
-            )
+            per_key = {r[0]: restrictions for r in to_send} if restrictions else None
+            self._send_op(wire.update_graph(to_send, seen, per_key))
         return result
 
     def desire(self, keys: Iterable[Key]) -> None:
         """We hold new futures for keys submitted elsewhere: ask the scheduler about them."""
         if self.status == "running":
-            self._send({"op": "client-desires-keys", "keys": list(keys)})
+            self._send_op(ops.ClientDesiresKeys(keys=list(keys)))
 
     def _send_releases(self, keys: list[Key]) -> None:
         if self.status == "running":
-            self._send({"op": "client-releases-keys", "keys": keys})
+            self._send_op(ops.ClientReleasesKeys(keys=keys))
 
     def cancel(self, keys: Sequence[Key], force: bool = False) -> None:
         """Cancel keys: the scheduler stops them; their futures are cancelled right away."""
         self.check_running()
-        self._send({"op": "cancel-keys", "keys": list(keys), "force": force})
+        self._send_op(ops.CancelKeys(keys=list(keys), force=force))
         for key in keys:
             state = self.table.states.get(key)
             if state is not None and not state.done():
@@ -285,7 +276,7 @@ class ClientCore:
         erred = [k for k in keys if (s := self.table.states.get(k)) and s.status == "error"]
         if not erred:
             return
-        self._send({"op": "retry", "keys": erred})
+        self._send_op(ops.Retry(keys=erred))
         for key in erred:
             self.table.states[key].reset()
 

@@ -1,8 +1,9 @@
 """Moving data between the client and workers: gather, scatter, and ``run``.
 
-Bulk data never passes through the scheduler: the client asks it who holds what
-(``who_has``), then talks to those workers directly, one ``get_data`` per worker for all
-the keys that worker holds.
+Bulk data never passes through the scheduler: the client talks to the workers that hold
+it directly, one ``get_data`` per worker for all the keys that worker holds. Which
+workers: those ``key-in-memory`` named (so a result costs one rpc), or, for keys it named
+none for or whose holder failed, the scheduler's answer to ``who_has``.
 
 Rules of this file:
 
@@ -29,6 +30,9 @@ from shoal.client.future import Future
 from shoal.client.future_state import ErrorInfo, FutureState
 from shoal.client.nested import pack, unpack
 from shoal.errors import CommError, FutureLostError, ShoalTimeoutError
+from shoal.protocol.rpc_ops import request
+from shoal.protocol.rpc_scheduler import SchedulerWhoHas
+from shoal.protocol.rpc_workers import WorkerGetData
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 logger = logging.getLogger("shoal.client")
@@ -86,15 +90,25 @@ async def gather(core: ClientCore, obj: Any, errors: Literal["raise", "skip"] = 
 async def fetch(
     core: ClientCore, keys: Sequence[Key], states: dict[Key, FutureState] | None = None
 ) -> dict[Key, Any]:
-    """The values of ``keys``, fetched from the workers that hold them."""
+    """The values of ``keys``, fetched from the workers that hold them.
+
+    The first round goes straight to the holders ``key-in-memory`` named (one rpc per
+    worker, no ``who_has``); what that misses, and every later round, asks the scheduler.
+    """
     data: dict[Key, Any] = {}
     missing = list(dict.fromkeys(keys))
+    hinted = _hinted_holders(missing, states)
     for attempt in itertools.count(1):
         if not missing:
             return data
-        who_has = await core.transport.call(
-            core.transport.scheduler_address, "who_has", keys=missing
-        )
+        from_hints = bool(hinted)
+        if hinted:
+            who_has, hinted = hinted, {}
+            unknown = [k for k in missing if k not in who_has]
+            if unknown:
+                who_has.update(await _ask_who_has(core, unknown) or {})
+        else:
+            who_has = await _ask_who_has(core, missing)
         await _fetch_round(core, _plan(missing, who_has or {}), data)
         missing = [k for k in missing if k not in data]
         if missing and attempt >= FETCH_ATTEMPTS:
@@ -102,9 +116,29 @@ async def fetch(
                 if states and key in states:
                     states[key].lose("no worker holds it")
             raise FutureLostError(f"no worker holds the data of {missing[:5]!r}")
-        if missing:
+        if missing and not from_hints:  # a stale hint: ask the scheduler at once
             await asyncio.sleep(min(0.02 * 2**attempt, 1.0))
     raise AssertionError("unreachable")
+
+
+def _hinted_holders(
+    keys: Sequence[Key], states: dict[Key, FutureState] | None
+) -> dict[Key, Iterable[Address]]:
+    """The holders the scheduler named when each key finished (keys it named none for
+    are left out)."""
+    if not states:
+        return {}
+    hinted: dict[Key, Iterable[Address]] = {}
+    for key in keys:
+        state = states.get(key)
+        if state is not None and state.holders:
+            hinted[key] = state.holders
+    return hinted
+
+
+async def _ask_who_has(core: ClientCore, keys: Sequence[Key]) -> Any:
+    name, fields = request(SchedulerWhoHas(keys=keys))
+    return await core.transport.call(core.transport.scheduler_address, name, **fields)
 
 
 def _plan(keys: Sequence[Key], who_has: dict[Key, Iterable[Address]]) -> dict[Address, list[Key]]:
@@ -132,7 +166,8 @@ async def _fetch_round(
 ) -> None:
     async def one(worker: Address, keys: list[Key]) -> None:
         try:
-            reply = await core.transport.call(worker, "get_data", keys=keys, who=core.id)
+            name, fields = request(WorkerGetData(keys=keys, who=core.id))
+            reply = await core.transport.call(worker, name, **fields)
         except (CommError, ShoalTimeoutError) as exc:
             logger.info("client %s: get_data from %s failed: %s", core.id, worker, exc)
             return

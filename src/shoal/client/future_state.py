@@ -26,7 +26,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Literal
 
-from shoal._types import Key
+from shoal._types import Address, Key
 from shoal.errors import CancelledError, FutureLostError, RemoteError
 from shoal.protocol.serialize import Serialized
 
@@ -108,6 +108,7 @@ class FutureState:
         "_listeners",
         "_thread_event",
         "error",
+        "holders",
         "key",
         "status",
         "token",
@@ -120,6 +121,9 @@ class FutureState:
         self.status: FutureStatus = "pending"
         #: the type of the result, once finished (as the worker named it)
         self.type_name: str | None = None
+        #: workers the scheduler said hold the result (``key-in-memory``): a hint for
+        #: fetching it with no ``who_has`` first; may be stale (then the scheduler is asked)
+        self.holders: tuple[Address, ...] = ()
         #: digest of the task's definition, to refuse a different task under this key
         self.token = token
         #: the failure, when status is error, cancelled or lost
@@ -129,8 +133,9 @@ class FutureState:
         self._listeners: list[Listener] | None = None
 
     # -- transitions (on the client's loop) ----------------------------------------------------
-    def finish(self, type_name: str | None) -> None:
+    def finish(self, type_name: str | None, holders: tuple[Address, ...] = ()) -> None:
         self.type_name = type_name
+        self.holders = holders
         self.error = None
         self.status = "finished"
         self._wake()
@@ -156,6 +161,7 @@ class FutureState:
         """Back to pending: the task runs again (retry, or resubmission after a cancel)."""
         self.status = "pending"
         self.type_name = None
+        self.holders = ()
         self.error = None
         if self._thread_event is not None:
             self._thread_event.clear()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal._types import Key
+from shoal.client import wire
 from shoal.client.core import ClientCore
 from shoal.client.future import futures_pickled
 from shoal.client.future_state import FutureState
@@ -33,6 +34,7 @@ from shoal.client.tasks import _submission_order
 from shoal.errors import SerializationError
 from shoal.graph.dask import DaskGraph, frontiers, refer_to_futures, restrictions_of
 from shoal.graph.keys import normalize_key
+from shoal.protocol import ops
 from shoal.protocol.serialize import OUT_OF_BAND_BYTES, Serialized, serialize
 
 #: most tasks in one ``update-graph`` message (the scheduler handles one in ~0.1 s)
@@ -153,15 +155,16 @@ async def send(core: ClientCore, prepared: PreparedGraph) -> list[FutureState]:
         release = [key for key in set().union(*prepared.frontiers) if key not in held]
         release = [key for key in release if key not in core.table.states]
         if release:
-            core.send({"op": "client-releases-keys", "keys": release})
+            core.send(ops.ClientReleasesKeys(keys=release))
         return states
 
 
-def _messages(core: ClientCore, prepared: PreparedGraph) -> tuple[list[dict[str, Any]], set[Key]]:
-    """The ``update-graph`` messages still to send, and the row keys this client holds."""
+def _messages(core: ClientCore, prepared: PreparedGraph) -> tuple[list[ops.UpdateGraph], set[Key]]:
+    """The ``update-graph`` ops still to send, and the row keys this client holds. The
+    last one (empty if no rows are left to send) also wants every output."""
     states = core.table.states
     held: set[Key] = set()
-    messages = []
+    parts: list[tuple[list[GraphRow], dict[Key, dict[str, Any]], list[Key]]] = []
     outputs = set(prepared.outputs)
     for rows, frontier, restrictions in zip(
         prepared.batches, prepared.frontiers, prepared.restrictions, strict=True
@@ -176,24 +179,17 @@ def _messages(core: ClientCore, prepared: PreparedGraph) -> tuple[list[dict[str,
                 to_send.append(row)
             else:
                 held.add(row[0])
-        sent = {row[0] for row in to_send}
-        messages.append(
-            {
-                "op": "update-graph",
-                "tasks": to_send,
-                "restrictions": {k: r for k, r in restrictions.items() if k in sent},
-                "wanted": [k for k in sent if k in outputs or k in frontier],
-            }
-        )
-    last = messages[-1] if messages else None
-    if last is None or not last["tasks"]:
-        last = {"op": "update-graph", "tasks": [], "restrictions": {}, "wanted": []}
-        messages.append(last)
-    last["wanted"] = list(dict.fromkeys([*last["wanted"], *prepared.outputs]))
-    return [m for m in messages if m["tasks"] or m is last], held
+        if to_send:
+            wanted = [row[0] for row in to_send if row[0] in outputs or row[0] in frontier]
+            parts.append((to_send, restrictions, wanted))
+    if not parts:
+        parts.append(([], {}, []))
+    last = parts[-1]
+    parts[-1] = (last[0], last[1], [*last[2], *prepared.outputs])
+    return [wire.update_graph(rows, wanted, r) for rows, r, wanted in parts], held
 
 
-async def _send_paced(core: ClientCore, messages: list[dict[str, Any]]) -> None:
+async def _send_paced(core: ClientCore, messages: list[ops.UpdateGraph]) -> None:
     """Send each message in a frame set of its own: the stream coalesces what is sent
     within one interval, so wait that long between messages."""
     pause = 1.5 * core.transport.coalescing_interval()

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from shoal._types import Key
+from shoal.client import wire
+from shoal.protocol import ops
 from shoal.stimulus import new_stimulus_id
 
 #: first and longest pause between two tries to reach the scheduler again (seconds)
@@ -39,10 +41,10 @@ class SpecStore:
         self.restrictions: dict[Key, Any] = {}
         self._needed_at_last_prune = 0
 
-    def record(self, msg: dict[str, Any], live: Callable[[], Iterable[Key]]) -> None:
-        """Keep the rows of an ``update-graph`` message about to be sent."""
-        restrictions = msg.get("restrictions") or {}
-        for row in msg.get("tasks") or ():
+    def record(self, op: ops.UpdateGraph, live: Callable[[], Iterable[Key]]) -> None:
+        """Keep the rows of an ``update-graph`` about to be sent."""
+        restrictions = op.restrictions
+        for row in op.tasks:
             key = row[0]
             self.rows[key] = row
             if key in restrictions:
@@ -77,19 +79,15 @@ class SpecStore:
         self.restrictions = {k: v for k, v in self.restrictions.items() if k in self.rows}
         self._needed_at_last_prune = len(self.rows)
 
-    def redeclare(self, live: Iterable[Key]) -> dict[str, Any]:
-        """One ``update-graph`` message declaring ``live`` keys again, with their rows."""
+    def redeclare(self, live: Iterable[Key]) -> ops.UpdateGraph:
+        """One ``update-graph`` declaring ``live`` keys again, with their rows."""
         wanted = list(live)
         keys = self.needed(wanted)
         rows = [self.rows.get(key) or (key, None, (), (), None) for key in keys]
         restrictions = {k: self.restrictions[k] for k in keys if k in self.restrictions}
-        return {
-            "op": "update-graph",
-            "tasks": rows,
-            "restrictions": restrictions,
-            "wanted": wanted,
-            "stimulus_id": new_stimulus_id("client-reconnect"),
-        }
+        return wire.update_graph(
+            rows, wanted, restrictions, stimulus_id=new_stimulus_id("client-reconnect")
+        )
 
 
 async def retry_until(

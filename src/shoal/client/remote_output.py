@@ -19,7 +19,7 @@ import sys
 import warnings
 from typing import Any
 
-_STREAMS = {"stdout", "stderr"}
+from shoal.protocol import ops
 
 
 def _in_task() -> bool:
@@ -58,14 +58,13 @@ def warn(message: Any, category: type[Warning] | None = UserWarning, stacklevel:
         _forward("warn", text=str(message), category=category.__name__)
 
 
-def show(msg: dict[str, Any]) -> None:
+def show(op: ops.Output) -> None:
     """A client's handler for forwarded output."""
-    if msg.get("kind") == "warn":
-        found = getattr(builtins, str(msg.get("category")), None)
+    if op.kind == "warn":
+        found = getattr(builtins, op.category, None) if op.category else None
         category = found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
-        warnings.warn(str(msg.get("text", "")), category, stacklevel=2)
+        warnings.warn(op.text, category, stacklevel=2)
         return
-    stream = msg.get("stream") if msg.get("stream") in _STREAMS else "stdout"
-    out = sys.stderr if stream == "stderr" else sys.stdout
-    out.write(str(msg.get("text", "")))
+    out = sys.stderr if op.file == "stderr" else sys.stdout
+    out.write(op.text)
     out.flush()

@@ -21,7 +21,7 @@ Rules of this file:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -331,3 +331,164 @@ class Unregister(Op):
     op: ClassVar[str] = "unregister"
     stream: ClassVar[str] = WORKER_TO_SCHEDULER
     reason: str = ""
+
+
+# -- client -> scheduler ---------------------------------------------------------------------
+
+#: one task of ``update-graph``: (key, run spec or None, dependencies, priority, token or None)
+TaskRow = tuple[Key, object, tuple[Key, ...], tuple[float, ...], "str | None"]
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateGraph(Op):
+    """New tasks (dependencies first) and the keys this client now holds futures for.
+    A row with run spec None only refers to a key the scheduler already has."""
+
+    op: ClassVar[str] = "update-graph"
+    stream: ClassVar[str] = CLIENT_TO_SCHEDULER
+    tasks: Sequence[TaskRow]
+    #: per key: retries, resources, workers, allow_other_workers, annotations
+    restrictions: Mapping[Key, Mapping[str, Any]] = field(default_factory=dict)
+    wanted: Sequence[Key] = ()
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientDesiresKeys(Op):
+    """This client holds (new) futures for keys submitted elsewhere."""
+
+    op: ClassVar[str] = "client-desires-keys"
+    stream: ClassVar[str] = CLIENT_TO_SCHEDULER
+    keys: Sequence[Key]
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientReleasesKeys(Op):
+    """This client dropped its last future for these keys."""
+
+    op: ClassVar[str] = "client-releases-keys"
+    stream: ClassVar[str] = CLIENT_TO_SCHEDULER
+    keys: Sequence[Key]
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelKeys(Op):
+    """Stop these keys (``force``: even if other clients want them)."""
+
+    op: ClassVar[str] = "cancel-keys"
+    stream: ClassVar[str] = CLIENT_TO_SCHEDULER
+    keys: Sequence[Key]
+    force: bool = False
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retry(Op):
+    """Run these erred keys (and their erred dependencies) again."""
+
+    op: ClassVar[str] = "retry"
+    stream: ClassVar[str] = CLIENT_TO_SCHEDULER
+    keys: Sequence[Key]
+    stimulus_id: StimulusId = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseClient(Op):
+    """The client is leaving (its stream closes next)."""
+
+    op: ClassVar[str] = "close-client"
+    stream: ClassVar[str] = CLIENT_TO_SCHEDULER
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientReconnected(Op):
+    """The client came back after losing its stream (its keys are declared again next)."""
+
+    op: ClassVar[str] = "client-reconnected"
+    stream: ClassVar[str] = CLIENT_TO_SCHEDULER
+
+
+# -- scheduler -> client ---------------------------------------------------------------------
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyInMemory(Op):
+    """``key`` is done; ``who_has`` are workers holding it, so the client fetches it from
+    one of them without asking the scheduler first."""
+
+    op: ClassVar[str] = "key-in-memory"
+    stream: ClassVar[str] = SCHEDULER_TO_CLIENT
+    key: Key
+    type_name: str = ""
+    who_has: Sequence[Address] = ()
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyErred(Op):
+    """``key`` failed for good: its serialized exception and traceback (or None)."""
+
+    op: ClassVar[str] = "task-erred"
+    stream: ClassVar[str] = SCHEDULER_TO_CLIENT
+    key: Key
+    exception: object
+    traceback: object
+    exception_text: str = ""
+    traceback_text: str = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelledKeys(Op):
+    """The scheduler cancelled these keys (``reason`` says why)."""
+
+    op: ClassVar[str] = "cancelled-keys"
+    stream: ClassVar[str] = SCHEDULER_TO_CLIENT
+    keys: Sequence[Key]
+    reason: str = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRetried(Op):
+    """An erred key is computed again: its future goes back to pending."""
+
+    op: ClassVar[str] = "task-retried"
+    stream: ClassVar[str] = SCHEDULER_TO_CLIENT
+    key: Key
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Output(Op):
+    """``shoal.print``/``shoal.warn`` in a task: ``kind`` is "print" or "warn"; ``file`` is
+    "stdout" or "stderr" (a print's); ``category`` names a warning's class. (``file`` was
+    ``stream`` on the wire before the schema: that name is the struct's stream.)"""
+
+    op: ClassVar[str] = "output"
+    stream: ClassVar[str] = SCHEDULER_TO_CLIENT
+    kind: str
+    text: str
+    file: str = ""
+    category: str = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopicEvent(Op):
+    """An event logged on a topic this client subscribed to: ``(time, msg)``."""
+
+    op: ClassVar[str] = "event"
+    stream: ClassVar[str] = SCHEDULER_TO_CLIENT
+    topic: str
+    event: Sequence[Any]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from shoal._types import Key
 from shoal.comm import Comm
+from shoal.protocol import ops
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
 from shoal.scheduler.coordination import CoordinationState, HoldChange, KeyHolds, Stored
@@ -331,8 +332,13 @@ class Coordination:
     # -- output of tasks (shoal.print, shoal.warn) -------------------------------------------------
     def forward_output(self, comm: Comm | None, kind: str, text: str, **fields: Any) -> None:
         """Send a task's printed text or warning to every client, unread."""
-        msg = {"op": "output", "kind": str(kind), "text": str(text)}
-        msg.update({k: str(v) for k, v in fields.items() if k in ("stream", "category")})
+        output = ops.Output(
+            kind=str(kind),
+            text=str(text),
+            file=str(fields.get("stream") or ""),  # the rpc keeps print()'s word for it
+            category=str(fields.get("category") or ""),
+        )
+        msg = ops.to_msg(output)
         for stream in list(self.scheduler.client_streams.values()):
             if not stream.closed:
                 stream.send(msg)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal._types import Address, Key
 from shoal.plugins import call_hook, plugin_name
+from shoal.protocol import ops
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.stimulus import new_stimulus_id
 
@@ -186,7 +187,7 @@ class SchedulerExtras:
                 if stream is None or stream.closed:
                     self.subscribers[name].discard(client)
                 else:
-                    stream.send({"op": "event", "topic": name, "event": [now, msg]})
+                    stream.send(ops.to_msg(ops.TopicEvent(topic=name, event=(now, msg))))
 
     def subscribe_topic(self, comm: Any, topic: str, client: str) -> None:
         self.subscribers[topic].add(client)
@@ -292,14 +293,12 @@ class SchedulerExtras:
             holders = [ws.address for ws in ts.who_has]
             lacking = sorted((w for w in pool if w not in holders), key=_load(state))
             for address in lacking[: max(want - (len(pool) - len(lacking)), 0)]:
-                self.scheduler.worker_streams[address].send(
-                    {
-                        "op": "acquire-replicas",
-                        "who_has": {key: holders},
-                        "nbytes": {key: max(ts.nbytes, 0)},
-                        "stimulus_id": new_stimulus_id("replicate"),
-                    }
+                acquire = ops.AcquireReplicas(
+                    who_has={key: tuple(holders)},
+                    nbytes={key: max(ts.nbytes, 0)},
+                    stimulus_id=new_stimulus_id("replicate"),
                 )
+                self.scheduler.worker_streams[address].send(ops.to_msg(acquire))
         deadline = time.monotonic() + timeout
         while True:
             counts = {k: _copies(state, k, pool) for k in keys}

@@ -70,6 +70,8 @@ class KeyInMemory(SchedulerInstruction):
     client: str
     key: Key
     type_name: str
+    #: workers holding it now, so the client fetches it without asking who has it
+    who_has: tuple[Address, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

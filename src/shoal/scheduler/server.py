@@ -36,7 +36,6 @@ from shoal.preload import import_preloads, run_setups
 from shoal.protocol import ops
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.ops import to_msg
-from shoal.protocol.serialize import Serialized, serialize
 from shoal.scheduler import adaptive, wire
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
@@ -233,41 +232,13 @@ class Scheduler(Server):
         def to_worker(inst: Any) -> tuple[BatchedStream | None, dict[str, Any]]:
             return self.worker_streams.get(inst.worker), to_msg(wire.to_op(inst))
 
-        def to_client(
-            op: str, *fields: str
-        ) -> Callable[[Any], tuple[BatchedStream | None, dict[str, Any]]]:
-            def route(inst: Any) -> tuple[BatchedStream | None, dict[str, Any]]:
-                msg = {"op": op}
-                for name in fields:
-                    msg[name] = getattr(inst, name)
-                return self.client_streams.get(inst.client), msg
-
-            return route
+        def to_client(inst: Any) -> tuple[BatchedStream | None, dict[str, Any]]:
+            return self.client_streams.get(inst.client), to_msg(wire.to_client_op(inst))
 
         return {
             **dict.fromkeys(wire.OP_OF, to_worker),
-            ins.KeyInMemory: to_client("key-in-memory", "key", "type_name"),
-            ins.KeyErred: self._route_erred,
-            ins.KeysCancelledForClient: to_client("cancelled-keys", "keys", "reason"),
-            ins.KeyRetried: to_client("task-retried", "key"),
+            **dict.fromkeys(wire.CLIENT_OP_OF, to_client),
         }
-
-    def _route_erred(self, inst: ins.KeyErred) -> tuple[BatchedStream | None, dict[str, Any]]:
-        exception = inst.exception
-        if not isinstance(exception, Serialized):  # one the scheduler made itself
-            exception = serialize(exception)
-        traceback = inst.traceback
-        if traceback is not None and not isinstance(traceback, Serialized):
-            traceback = None
-        msg = {
-            "op": "task-erred",
-            "key": inst.key,
-            "exception": exception,
-            "traceback": traceback,
-            "exception_text": inst.exception_text,
-            "traceback_text": inst.traceback_text,
-        }
-        return self.client_streams.get(inst.client), msg
 
     # -- workers -------------------------------------------------------------------------------
     async def register_worker(self, comm: Comm, **info: Any) -> object:
@@ -541,46 +512,23 @@ class Scheduler(Server):
         return self.TOOK_COMM
 
     def _client_stream_handlers(self, client: str) -> dict[str, Callable[..., None]]:
-        feed = self.feed
+        feed, gc_policy = self.feed, self.gc_policy
 
-        def update_graph(
-            tasks: Any, wanted: Any, restrictions: Any = None, stimulus_id: str = "", **_: Any
-        ) -> None:
-            new = tuple(_new_tasks(tasks, restrictions or {}))
-            feed(
-                ev.GraphSubmitted(
-                    client=client,
-                    tasks=new,
-                    wanted=tuple(wanted),
-                    stimulus_id=stimulus_id or new_stimulus_id("update-graph"),
-                    now=time.time(),
-                )
-            )
-            self.gc_policy.tasks_added(len(new))
+        def adapted(op_type: type[ops.Op]) -> Callable[..., None]:
+            to_event = wire.CLIENT_EVENT_OF[op_type]
 
-        def keys_event(event_type: Callable[..., ev.SchedulerEvent]) -> Callable[..., None]:
-            def handler(keys: Any, stimulus_id: str = "", **msg: Any) -> None:
-                extra = {"force": bool(msg["force"])} if "force" in msg else {}
-                feed(
-                    event_type(
-                        client=client,
-                        keys=tuple(keys),
-                        now=time.time(),
-                        stimulus_id=stimulus_id or new_stimulus_id(event_type.__name__),
-                        **extra,
-                    )
-                )
+            def handler(**msg: Any) -> None:
+                event = to_event(ops.decode(op_type, msg), client, time.time(), new_stimulus_id)
+                feed(event)
+                if isinstance(event, ev.GraphSubmitted):
+                    gc_policy.tasks_added(len(event.tasks))
 
             return handler
 
         return {
-            "update-graph": update_graph,
-            "client-desires-keys": keys_event(ev.KeysDesired),
-            "client-releases-keys": keys_event(ev.KeysReleased),
-            "cancel-keys": keys_event(ev.KeysCancelled),
-            "retry": keys_event(ev.RetryRequested),
-            "close-client": lambda **_: None,
-            "client-reconnected": self._client_reconnected,
+            **{op_type.op: adapted(op_type) for op_type in wire.CLIENT_EVENT_OF},
+            ops.CloseClient.op: lambda **_: None,
+            ops.ClientReconnected.op: self._client_reconnected,
         }
 
     def _client_reconnected(self, **_: Any) -> None:
@@ -702,29 +650,3 @@ class Scheduler(Server):
                 raise result
             out[worker] = result
         return out
-
-
-def _new_tasks(rows: Iterable[Any], restrictions: dict[Key, Any]) -> Iterable[ev.NewTask]:
-    for key, run_spec, deps, priority, token in rows:
-        extra = restrictions.get(key)
-        if extra is None:
-            yield ev.NewTask(
-                key=key,
-                run_spec=run_spec,
-                dependencies=tuple(deps),
-                priority=tuple(priority),
-                token=token,
-            )
-        else:
-            yield ev.NewTask(
-                key=key,
-                run_spec=run_spec,
-                dependencies=tuple(deps),
-                priority=tuple(priority),
-                token=token,
-                retries=int(extra.get("retries") or 0),
-                resources=dict(extra.get("resources") or {}),
-                workers=tuple(extra.get("workers") or ()),
-                allow_other_workers=bool(extra.get("allow_other_workers")),
-                annotations=dict(extra.get("annotations") or {}),
-            )

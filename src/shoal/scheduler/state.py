@@ -262,6 +262,7 @@ class SchedulerState(Recovery):
                     client=cs.id,
                     key=ts.key,
                     type_name=ts.type_name,
+                    who_has=tuple(ws.address for ws in ts.who_has),
                 )
             )
         elif ts.state == "erred":

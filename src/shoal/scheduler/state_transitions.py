@@ -568,12 +568,15 @@ class TransitionEngine:
             self.add_replica(ts, ws)
         if self.spare_copy_bytes:
             self.copy_review[ts] = None
-        for client in ts.who_wants:
-            self.emit(
-                KeyInMemory(
-                    stimulus_id=self.stimulus_id, client=client, key=ts.key, type_name=type_name
-                )
-            )
+        if ts.who_wants:
+            holders = tuple(ws.address for ws in ts.who_has)
+            for client in ts.who_wants:
+                self.emit(
+                    KeyInMemory(
+                        stimulus_id=self.stimulus_id, client=client, key=ts.key,
+                        type_name=type_name, who_has=holders,
+                    )
+                )  # fmt: skip
         recs: Recs = {}
         for dts in ts.waiters:
             if ts in dts.waiting_on:

@@ -8,16 +8,19 @@ Rules of this file:
 * Fields are read as attributes of the structs, never by string name: the field names
   live in ``shoal.protocol.ops`` alone.
 * Every op of the worker->scheduler stream is in ``EVENT_OF`` or in ``SHELL_OPS``, and every
-  instruction bound for a worker is in ``OP_OF`` (a test checks both).
+  instruction bound for a worker is in ``OP_OF``; likewise for clients, every
+  client->scheduler op is in ``CLIENT_EVENT_OF`` or ``CLIENT_SHELL_OPS`` and every
+  instruction bound for a client is in ``CLIENT_OP_OF`` (a test checks all of them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from shoal._types import Address
+from shoal._types import Address, Key
 from shoal.protocol import ops
+from shoal.protocol.serialize import Serialized, serialize
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
 
@@ -182,3 +185,126 @@ OP_OF: dict[type[ins.SchedulerInstruction], Callable[[Any], ops.Op]] = {
 def to_op(inst: ins.SchedulerInstruction) -> ops.Op:
     """The op an instruction bound for a worker goes out as."""
     return OP_OF[type(inst)](inst)
+
+
+# -- client -> scheduler: op -> event ---------------------------------------------------------
+
+#: makes a fresh stimulus id from a prefix (the shell's counter: ids never collide)
+_NewId = Callable[[str], str]
+
+
+def new_tasks(
+    rows: Iterable[ops.TaskRow], restrictions: Mapping[Key, Mapping[str, Any]]
+) -> Iterable[ev.NewTask]:
+    """The tasks of an ``update-graph``, each with its restrictions."""
+    for key, run_spec, deps, priority, token in rows:
+        extra = restrictions.get(key)
+        if extra is None:
+            yield ev.NewTask(
+                key=key, run_spec=run_spec, dependencies=tuple(deps), priority=tuple(priority),
+                token=token,
+            )  # fmt: skip
+        else:
+            yield ev.NewTask(
+                key=key, run_spec=run_spec, dependencies=tuple(deps), priority=tuple(priority),
+                token=token,
+                retries=int(extra.get("retries") or 0),
+                resources=dict(extra.get("resources") or {}),
+                workers=tuple(extra.get("workers") or ()),
+                allow_other_workers=bool(extra.get("allow_other_workers")),
+                annotations=dict(extra.get("annotations") or {}),
+            )  # fmt: skip
+
+
+def _graph(op: ops.UpdateGraph, client: str, now: float, new_id: _NewId) -> ev.GraphSubmitted:
+    return ev.GraphSubmitted(
+        client=client, tasks=tuple(new_tasks(op.tasks, op.restrictions or {})),
+        wanted=tuple(op.wanted), stimulus_id=op.stimulus_id or new_id(op.op), now=now,
+    )  # fmt: skip
+
+
+def _desired(op: ops.ClientDesiresKeys, client: str, now: float, new_id: _NewId) -> ev.KeysDesired:
+    return ev.KeysDesired(
+        client=client, keys=tuple(op.keys), stimulus_id=op.stimulus_id or new_id(op.op), now=now
+    )
+
+
+def _client_released(
+    op: ops.ClientReleasesKeys, client: str, now: float, new_id: _NewId
+) -> ev.KeysReleased:
+    return ev.KeysReleased(
+        client=client, keys=tuple(op.keys), stimulus_id=op.stimulus_id or new_id(op.op), now=now
+    )
+
+
+def _cancel(op: ops.CancelKeys, client: str, now: float, new_id: _NewId) -> ev.KeysCancelled:
+    return ev.KeysCancelled(
+        client=client, keys=tuple(op.keys), force=bool(op.force),
+        stimulus_id=op.stimulus_id or new_id(op.op), now=now,
+    )  # fmt: skip
+
+
+def _retry(op: ops.Retry, client: str, now: float, new_id: _NewId) -> ev.RetryRequested:
+    return ev.RetryRequested(
+        client=client, keys=tuple(op.keys), stimulus_id=op.stimulus_id or new_id(op.op), now=now
+    )
+
+
+#: how each op from a client becomes the event the scheduler's state is fed
+CLIENT_EVENT_OF: dict[type[ops.Op], Callable[[Any, str, float, _NewId], ev.SchedulerEvent]] = {
+    ops.UpdateGraph: _graph,
+    ops.ClientDesiresKeys: _desired,
+    ops.ClientReleasesKeys: _client_released,
+    ops.CancelKeys: _cancel,
+    ops.Retry: _retry,
+}
+#: ops from a client the shell acts on itself (no state-machine event)
+CLIENT_SHELL_OPS: frozenset[type[ops.Op]] = frozenset({ops.CloseClient, ops.ClientReconnected})
+
+
+def client_event(op: ops.Op, client: str, now: float, new_id: _NewId) -> ev.SchedulerEvent:
+    """The state-machine event of an op from ``client`` (``KeyError``: a shell op);
+    ``new_id(op name)`` makes a fresh stimulus id for an op that brought none."""
+    return CLIENT_EVENT_OF[type(op)](op, client, now, new_id)
+
+
+# -- scheduler -> client: instruction -> op ---------------------------------------------------
+
+
+def _in_memory(inst: ins.KeyInMemory) -> ops.KeyInMemory:
+    return ops.KeyInMemory(key=inst.key, type_name=inst.type_name, who_has=inst.who_has)
+
+
+def _erred_for_client(inst: ins.KeyErred) -> ops.KeyErred:
+    exception = inst.exception
+    if not isinstance(exception, Serialized):  # one the scheduler made itself (KilledWorker)
+        exception = serialize(exception)
+    traceback = inst.traceback if isinstance(inst.traceback, Serialized) else None
+    return ops.KeyErred(
+        key=inst.key, exception=exception, traceback=traceback,
+        exception_text=inst.exception_text, traceback_text=inst.traceback_text,
+    )  # fmt: skip
+
+
+def _cancelled(inst: ins.KeysCancelledForClient) -> ops.CancelledKeys:
+    return ops.CancelledKeys(keys=inst.keys, reason=inst.reason)
+
+
+def _retried(inst: ins.KeyRetried) -> ops.TaskRetried:
+    return ops.TaskRetried(key=inst.key)
+
+
+#: how each instruction bound for a client becomes its op
+CLIENT_OP_OF: dict[type[ins.SchedulerInstruction], Callable[[Any], ops.Op]] = {
+    ins.KeyInMemory: _in_memory,
+    ins.KeyErred: _erred_for_client,
+    ins.KeysCancelledForClient: _cancelled,
+    ins.KeyRetried: _retried,
+}
+#: ops to clients that the shell sends itself, from no instruction
+CLIENT_SHELL_SENT: frozenset[type[ops.Op]] = frozenset({ops.Output, ops.TopicEvent})
+
+
+def to_client_op(inst: ins.SchedulerInstruction) -> ops.Op:
+    """The op an instruction bound for a client goes out as."""
+    return CLIENT_OP_OF[type(inst)](inst)

@@ -1,0 +1,225 @@
+"""The rpcs of workers and nannies: one struct each.
+
+See ``shoal.protocol.rpc_ops`` for the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from shoal._types import Key
+from shoal.protocol.rpc_base import NANNY, WORKER, Rpc, _register
+from shoal.protocol.serialize import Serialized
+
+# -- worker --------------------------------------------------------------------------------
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerActorAttribute(Rpc):
+    rpc: ClassVar[str] = "actor_attribute"
+    role: ClassVar[str] = WORKER
+    actor: Key
+    attribute: str
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerActorExecute(Rpc):
+    rpc: ClassVar[str] = "actor_execute"
+    role: ClassVar[str] = WORKER
+    actor: Key
+    function: str
+    args: Serialized
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerCallStack(Rpc):
+    """The formatted stack of each running task (of ``keys``, or all)."""
+
+    rpc: ClassVar[str] = "call_stack"
+    role: ClassVar[str] = WORKER
+    keys: Sequence[Key] | None = None
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerClose(Rpc):
+    rpc: ClassVar[str] = "close"
+    role: ClassVar[str] = WORKER
+    reason: str = ""
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerGetData(Rpc):
+    """-> ``{"status": "OK", "data": {key: Serialized}, "nbytes"}`` or ``{"status": "busy"}``."""
+
+    rpc: ClassVar[str] = "get_data"
+    role: ClassVar[str] = WORKER
+    keys: Sequence[Key]
+    who: str | None = None
+    shm: str | None = None
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerGetLogs(Rpc):
+    rpc: ClassVar[str] = "get_logs"
+    role: ClassVar[str] = WORKER
+    n: int = 1000
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerKeys(Rpc):
+    rpc: ClassVar[str] = "keys"
+    role: ClassVar[str] = WORKER
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerPluginAdd(Rpc):
+    rpc: ClassVar[str] = "plugin_add"
+    role: ClassVar[str] = WORKER
+    plugin: Serialized
+    name: str
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerPluginRemove(Rpc):
+    rpc: ClassVar[str] = "plugin_remove"
+    role: ClassVar[str] = WORKER
+    name: str
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerProfile(Rpc):
+    """The sampling profile between ``start`` and ``stop`` (all kept, by default)."""
+
+    rpc: ClassVar[str] = "profile"
+    role: ClassVar[str] = WORKER
+    start: float | None = None
+    stop: float | None = None
+    key: Any = None
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerRun(Rpc):
+    """``Client.run``."""
+
+    rpc: ClassVar[str] = "run"
+    role: ClassVar[str] = WORKER
+    function: Serialized
+    args: Serialized
+    kwargs: Serialized
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerStory(Rpc):
+    rpc: ClassVar[str] = "story"
+    role: ClassVar[str] = WORKER
+    keys: Sequence[Key]
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerUpdateData(Rpc):
+    """Store these values -> ``{"nbytes": {...}, "type_names": {...}}``."""
+
+    rpc: ClassVar[str] = "update_data"
+    role: ClassVar[str] = WORKER
+    data: Mapping[Key, Serialized]
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerVersions(Rpc):
+    rpc: ClassVar[str] = "versions"
+    role: ClassVar[str] = WORKER
+    packages: Sequence[str] | None = None
+
+
+# -- nanny ---------------------------------------------------------------------------------
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NannyKill(Rpc):
+    """Stop the worker."""
+
+    rpc: ClassVar[str] = "kill"
+    role: ClassVar[str] = NANNY
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NannyPluginAdd(Rpc):
+    rpc: ClassVar[str] = "plugin_add"
+    role: ClassVar[str] = NANNY
+    plugin: Serialized
+    name: str
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NannyPluginRemove(Rpc):
+    rpc: ClassVar[str] = "plugin_remove"
+    role: ClassVar[str] = NANNY
+    name: str
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NannyRestart(Rpc):
+    """Stop the worker and start a fresh one."""
+
+    rpc: ClassVar[str] = "restart"
+    role: ClassVar[str] = NANNY
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NannyRun(Rpc):
+    rpc: ClassVar[str] = "run"
+    role: ClassVar[str] = NANNY
+    function: Serialized
+    args: Serialized
+    kwargs: Serialized
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NannyTerminate(Rpc):
+    """Stop the worker and close the nanny."""
+
+    rpc: ClassVar[str] = "terminate"
+    role: ClassVar[str] = NANNY
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NannyWorkerClosing(Rpc):
+    """The worker ``pid`` is closing on request and will exit with ``exit_code``."""
+
+    rpc: ClassVar[str] = "worker_closing"
+    role: ClassVar[str] = NANNY
+    pid: int
+    exit_code: int = 0
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NannyWorkerReady(Rpc):
+    rpc: ClassVar[str] = "worker_ready"
+    role: ClassVar[str] = NANNY
+    address: str
+    pid: int
+    local_directory: str | None = None
