@@ -410,13 +410,8 @@ class Client(ClientAdmin, DatasetsMixin):
         ``sync=True`` returns the values instead. On an asynchronous client the result is
         awaited: ``await client.compute(x)`` gives the value, as in dask. Options as for
         ``get``; ``fifo_timeout`` has no effect; other keywords are dask optimizer options."""
-        signatures.refuse_collection_actors(actors)
-        options = dict(
-            workers=workers,
-            allow_other_workers=allow_other_workers,
-            resources=resources,
-            retries=retries,
-            priority=priority,
+        options = signatures.collection_options(
+            workers, allow_other_workers, resources, retries, priority, actors
         )
         result = dask_collections.compute(self, collections, optimize_graph, **options)
         return signatures.compute_result(self, result, sync)
@@ -438,13 +433,8 @@ class Client(ClientAdmin, DatasetsMixin):
 
         ``dask.persist`` delegates here when this client is the scheduler. Options as for
         ``get``; ``fifo_timeout`` has no effect; other keywords are dask optimizer options."""
-        signatures.refuse_collection_actors(actors)
-        options = dict(
-            workers=workers,
-            allow_other_workers=allow_other_workers,
-            resources=resources,
-            retries=retries,
-            priority=priority,
+        options = signatures.collection_options(
+            workers, allow_other_workers, resources, retries, priority, actors
         )
         return dask_collections.persist(self, collections, optimize_graph, **options)
 
