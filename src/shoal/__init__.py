@@ -32,7 +32,7 @@ _PUBLIC = {
     "rejoin": "shoal.worker.context",
     "worker_client": "shoal.worker.context",
     "default_client": "shoal.client.default",
-    "futures_of": "shoal.client.nested",
+    "futures_of": "shoal.client.future",
     "fire_and_forget": "shoal.client.primitives",
     "Lock": "shoal.client.primitives",
     "MultiLock": "shoal.client.primitives",

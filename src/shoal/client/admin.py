@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from shoal._types import Address
 from shoal.client import data
-from shoal.client.nested import futures_of
+from shoal.client.future import futures_of
 from shoal.plugins import (
     NannyPlugin,
     SchedulerPlugin,

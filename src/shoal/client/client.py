@@ -33,9 +33,8 @@ from shoal.client.admin import ClientAdmin
 from shoal.client.connect import Target, close_cluster, resolve
 from shoal.client.core import ClientCore
 from shoal.client.default import set_default_client, unset_default_client
-from shoal.client.future import Future
+from shoal.client.future import Future, futures_of
 from shoal.client.future_state import FutureState
-from shoal.client.nested import futures_of
 from shoal.client.primitives.datasets import DatasetsMixin
 from shoal.client.refs import KeyTable
 from shoal.client.scatter_input import ScatterInput

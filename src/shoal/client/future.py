@@ -20,6 +20,7 @@ from shoal._types import Key
 from shoal.client import results
 from shoal.client.future_state import FutureState
 from shoal.graph.keys import key_split
+from shoal.graph.spec import find_refs
 
 if TYPE_CHECKING:
     from shoal.client.client import Client
@@ -198,6 +199,14 @@ def futures_pickled() -> Generator[list[Key], None, None]:
         yield found
     finally:
         _pickling.futures = previous
+
+
+def futures_of(obj: Any) -> list[Future]:
+    """The distinct futures in ``obj`` (also inside lists, tuples, sets and dicts), in the
+    order first met."""
+    found: dict[Key, Any] = {}
+    find_refs(obj, found)
+    return [f for f in found.values() if isinstance(f, Future)]
 
 
 def _short(key: Key) -> str:

@@ -18,8 +18,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shoal.client.default import get_client, rebinding_to
-from shoal.client.future import Future
-from shoal.client.nested import futures_of
+from shoal.client.future import Future, futures_of
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 if TYPE_CHECKING:
