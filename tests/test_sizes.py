@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -398,7 +399,8 @@ def test_dask_parse_timedelta_breaks_our_rules(value: str, why: str) -> None:
 def test_dask_formatters_do_not_read_back_through_ours() -> None:
     import dask.utils
 
-    assert dask.utils.format_bytes(float("inf")) == "inf PiB"  # not a size anyone can parse
+    infinite: Any = float("inf")
+    assert dask.utils.format_bytes(infinite) == "inf PiB"  # not a size anyone can parse
     assert format_bytes(-1024) == "-1.00 KiB" and dask.utils.format_bytes(-1024) == "-1024 B"
     assert dask.utils.format_time(7500) == "2hr 5m"  # shoal writes "2h 5m" and reads it back
     assert parse_timedelta(format_time(7500)) == 7500.0
