@@ -26,7 +26,7 @@ GOOD = """
 from collections.abc import Awaitable
 from typing import Any
 from typing_extensions import assert_type
-from shoal import Client, Future
+from shoal import Client, Future, as_completed
 from shoal.client.modes import Async, Mode, Sync
 
 def sync_use() -> None:
@@ -52,6 +52,13 @@ async def async_use() -> None:
     assert_type(client.submit(len, "x"), Future)
     assert_type(client.run(len, "x"), Awaitable[dict[str, Any]])
 
+def iterate(futures: list[Future], flag: bool) -> None:
+    for future in as_completed(futures):
+        assert_type(future, Future)
+    for pair in as_completed(futures, with_results=True):
+        assert_type(pair, tuple[Future, Any])
+    assert_type(as_completed(futures, with_results=flag).next(), Future | tuple[Future, Any])
+
 def unknown_mode(flag: bool) -> None:
     client = Client(asynchronous=flag)
     assert_type(client, Client[Mode])
@@ -59,12 +66,14 @@ def unknown_mode(flag: bool) -> None:
 """
 
 BAD = """
-from shoal import Client
+from shoal import Client, as_completed
 
 def wrong() -> None:
     count: int = Client().nthreads()
     Client(asynchronous=True).nthreads().items()
     Client().who_has(futures=1, nope=2)
+    for pair in as_completed([], with_results=True):
+        pair.result()
 """
 
 
@@ -93,10 +102,11 @@ def test_each_mode_gives_the_precise_types(mypy_errors: dict[str, list[str]]) ->
 def test_misuse_of_the_types_is_caught(mypy_errors: dict[str, list[str]]) -> None:
     errors = mypy_errors["bad"]
     lines = {int(e.split(":")[0]) for e in errors}
-    assert lines == {5, 6, 7}, errors
+    assert lines == {5, 6, 7, 9}, errors
     assert any("incompatible types in assignment" in e.lower() for e in errors), errors
     assert any('"Awaitable[dict[str, int]]" has no attribute "items"' in e for e in errors)
     assert any("nope" in e for e in errors), errors
+    assert any('"tuple[Future, Any]" has no attribute "result"' in e for e in errors), errors
 
 
 #: methods whose result is the user's own object (a task's value, a dataset, metadata):
