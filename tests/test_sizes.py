@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -348,3 +349,58 @@ def test_why_shoal_keeps_its_own_parsers() -> None:
         dask.utils.parse_timedelta("5 fortnights")
     with pytest.raises(ValueError, match="fortnights"):
         parse_timedelta("5 fortnights")
+
+
+# -- why shoal keeps its own parsers (issue 11.8: "use dask's unless a test shows dask's is
+# wrong for us"): dask.utils' versions break the rules of shoal.sizes on these inputs. When
+# one of these starts failing, dask got it right: switch that function to dask's.
+DASK_SIZE_BREAKS = [
+    ("-5GB", "a negative size"),
+    ("", "an empty size read as 1 byte"),
+    (True, "a bool read as 1 byte"),
+    ("1e999999999", "an OverflowError, not ValueError"),
+]
+DASK_DURATION_BREAKS = [
+    ("3m 20s", "no compound durations"),
+    ("junk", "a KeyError, not ValueError"),
+    ("", "an IndexError, not ValueError"),
+]
+
+
+@pytest.mark.parametrize(("value", "why"), DASK_SIZE_BREAKS)
+def test_dask_parse_bytes_breaks_our_rules(value: object, why: str) -> None:
+    import dask.utils
+
+    with pytest.raises(ValueError, match="cannot parse"):
+        parse_bytes(value)  # type: ignore[arg-type]
+    try:
+        result: object = dask.utils.parse_bytes(value)  # type: ignore[arg-type]
+    except ValueError:
+        pytest.fail(f"dask's parse_bytes now refuses {value!r} cleanly: consider using it")
+    except Exception as exc:
+        result = exc
+    assert not isinstance(result, ValueError), why
+
+
+@pytest.mark.parametrize(("value", "why"), DASK_DURATION_BREAKS)
+def test_dask_parse_timedelta_breaks_our_rules(value: str, why: str) -> None:
+    import dask.utils
+
+    if value == "3m 20s":
+        assert parse_timedelta(value) == 200.0
+    else:
+        with pytest.raises(ValueError, match="cannot parse"):
+            parse_timedelta(value)
+    with pytest.raises(Exception) as caught:
+        dask.utils.parse_timedelta(value)
+    assert type(caught.value) is not ValueError or value == "3m 20s", why
+
+
+def test_dask_formatters_do_not_read_back_through_ours() -> None:
+    import dask.utils
+
+    infinite: Any = float("inf")
+    assert dask.utils.format_bytes(infinite) == "inf PiB"  # not a size anyone can parse
+    assert format_bytes(-1024) == "-1.00 KiB" and dask.utils.format_bytes(-1024) == "-1024 B"
+    assert dask.utils.format_time(7500) == "2hr 5m"  # shoal writes "2h 5m" and reads it back
+    assert parse_timedelta(format_time(7500)) == 7500.0

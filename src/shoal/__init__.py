@@ -8,7 +8,21 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers see of the lazy names the client side uses most
+    from shoal.client import Client as Client
+    from shoal.client import Future as Future
+    from shoal.client.actor import Actor as Actor
+    from shoal.client.actor import ActorFuture as ActorFuture
+    from shoal.client.as_completed import as_completed as as_completed
+    from shoal.client.as_completed import wait as wait
+    from shoal.client.default import default_client as default_client
+    from shoal.client.future import futures_of as futures_of
+    from shoal.client.primitives import fire_and_forget as fire_and_forget
+    from shoal.cluster import LocalCluster as LocalCluster
+    from shoal.comm import Security as Security
+    from shoal.worker.context import get_client as get_client
 
 try:
     __version__ = version("shoal")
@@ -32,7 +46,7 @@ _PUBLIC = {
     "rejoin": "shoal.worker.context",
     "worker_client": "shoal.worker.context",
     "default_client": "shoal.client.default",
-    "futures_of": "shoal.client.nested",
+    "futures_of": "shoal.client.future",
     "fire_and_forget": "shoal.client.primitives",
     "Lock": "shoal.client.primitives",
     "MultiLock": "shoal.client.primitives",

@@ -21,8 +21,7 @@ from typing import IO, Any
 from tqdm.auto import tqdm
 
 from shoal.client.as_completed import as_completed
-from shoal.client.future import Future
-from shoal.client.nested import futures_of
+from shoal.client.future import Future, futures_of
 
 
 def progress(*objs: Any, desc: str = "tasks", file: IO[str] | None = None) -> None:

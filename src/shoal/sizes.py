@@ -9,6 +9,9 @@ Rules of this file:
 * Sizes and durations are never negative, NaN or infinite. Junk raises ``ValueError``
   quoting the input; nothing else escapes.
 * ``format_bytes`` and ``format_time`` print what the parsers read back, within rounding.
+* Why not ``dask.utils``' functions of the same names: they break these rules (negative
+  sizes, ``""`` and ``True`` read as 1 byte, ``KeyError``/``OverflowError`` escaping, no
+  ``"3m 20s"``); ``tests/test_sizes.py`` shows each case and fails once dask fixes it.
 """
 
 from __future__ import annotations

@@ -359,3 +359,24 @@ def test_repr_does_no_network_io_and_shows_the_cached_workers(client: Client) ->
     finally:
         core.transport.call = real_call  # type: ignore[method-assign]
     assert calls == [] and "processes=2 threads=2" in text
+
+
+def test_repr_returns_at_once_with_the_cached_info_when_the_scheduler_is_gone() -> None:
+    cluster = LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+    client = Client(cluster, set_as_default=False, reconnect_timeout=30)
+    try:
+        before = repr(client)
+        cluster.close()
+        core = client._core
+        assert core is not None
+        deadline = time.monotonic() + 10
+        while core.status == "running" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert core.status == "reconnecting"  # the scheduler is gone, the client retries
+        started = time.perf_counter()
+        after = repr(client)
+        took = time.perf_counter() - started
+    finally:
+        client.close()
+    assert took < 0.5, f"repr took {took:.3f}s with the scheduler gone"
+    assert after == before and "processes=1 " in after

@@ -15,7 +15,7 @@ import pytest
 
 import shoal
 from shoal import LocalCluster
-from shoal.client import Client, as_completed, wait
+from shoal.client import Client, as_completed, signatures, wait
 
 METHODS = (
     "submit",
@@ -131,9 +131,24 @@ def test_gather_scatter_cancel_take_dask_keywords(client: Client) -> None:
     assert slow.cancelled()
 
 
+def test_compute_and_persist_share_one_option_dict() -> None:
+    options = signatures.collection_options(["w"], True, {"GPU": 1.0}, 2, 5.0, None)
+    assert options == {
+        "workers": ["w"],
+        "allow_other_workers": True,
+        "resources": {"GPU": 1.0},
+        "retries": 2,
+        "priority": 5.0,
+    }
+    with pytest.raises(NotImplementedError, match="actor=True"):
+        signatures.collection_options(None, None, None, None, 0, True)
+
+
 def test_actors_and_unoffered_options_are_refused_clearly(client: Client) -> None:
     with pytest.raises(NotImplementedError, match="actor=True"):
         client.compute(dask.delayed(kwargs_of)(), actors=True)
+    with pytest.raises(NotImplementedError, match="actor=True"):
+        client.persist(dask.delayed(kwargs_of)(), actors=True)
     with pytest.raises(NotImplementedError, match="close_workers=False"):
         client.retire_workers(["tcp://127.0.0.1:1"], close_workers=False)
     with pytest.raises(TypeError, match="names"):

@@ -8,7 +8,10 @@ Modules, from the user's end inward:
 * ``default``: the process's default client
 * ``core``: the asynchronous core: key table, scheduler stream, messages
 * ``data``: gather, scatter and ``run``, straight between the client and workers
-* ``tasks``, ``scatter_input``, ``nested``: turning user calls and data into messages
+* ``tasks``, ``scatter_input``: turning user calls and data into messages (nested
+  containers are walked by ``shoal.graph.spec``)
+* ``modes``: the types that make a method block (``Client[Sync]``) or return an
+  awaitable (``Client[Async]``)
 * ``future_state``, ``refs``: per-key state and reference counts
 * ``transport``, ``connect``: the network, and finding the scheduler and its token
 """

@@ -19,13 +19,14 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from shoal._types import Address
+from shoal._types import Address, Key
 from shoal.client import data
-from shoal.client.nested import futures_of
+from shoal.client.future import Future, futures_of
+from shoal.client.modes import M, Maybe, Moded, by_mode, by_mode_returning
 from shoal.plugins import (
     NannyPlugin,
     SchedulerPlugin,
@@ -36,8 +37,11 @@ from shoal.plugins import (
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 if TYPE_CHECKING:
+    from shoal.client.client import Client
     from shoal.client.core import ClientCore
+    from shoal.client.executor import ClientExecutor
 
+T = TypeVar("T")
 _NO_DEFAULT = object()
 OnError = Literal["raise", "return", "ignore"]
 
@@ -67,21 +71,23 @@ class _CallbackPlugin(WorkerPlugin):
             await result
 
 
-class ClientAdmin:
+class ClientAdmin(Moded[M]):
     """Mixin of ``Client`` (see the module docstring)."""
 
     # provided by Client
     _running_core: Callable[[], ClientCore]
-    _run: Callable[..., Any]
-    _ask_scheduler: Callable[..., Any]
-    #: set per client in ``Client.__init__``
-    asynchronous: bool = False
+    if TYPE_CHECKING:
+
+        def _run(self, coro: Coroutine[Any, Any, T]) -> Maybe[T]: ...
+        def _ask_scheduler(self, op: str, **kwargs: Any) -> Maybe[Any]: ...
+
     status: str
 
     # -- plugins and code ------------------------------------------------------------------
+    @by_mode_returning[dict[Address, Any] | str]()
     def register_plugin(
-        self, plugin: Any, name: str | None = None, idempotent: bool | None = None
-    ) -> Any:
+        self, /, plugin: Any, name: str | None = None, idempotent: bool | None = None
+    ) -> Maybe[dict[Address, Any] | str]:
         """Register a ``WorkerPlugin`` (every worker, now and later), a ``NannyPlugin``
         (every nanny) or a ``SchedulerPlugin`` (refused unless the scheduler was started
         with ``--allow-client-code``); ``{worker: {"status": "OK"}}`` for worker plugins.
@@ -103,26 +109,41 @@ class ClientAdmin:
         replies = await call(scheduler, "register_worker_plugin", plugin=blob, name=name)
         return _checked(replies, name)
 
-    def register_worker_plugin(self, plugin: Any, name: str | None = None, **_: Any) -> Any:
+    @by_mode_returning[dict[Address, Any] | str]()
+    def register_worker_plugin(
+        self, /, plugin: Any, name: str | None = None, **_: Any
+    ) -> Maybe[dict[Address, Any] | str]:
         """dask's older name for ``register_plugin`` (worker or nanny plugins)."""
         return self.register_plugin(plugin, name)
 
-    def register_scheduler_plugin(self, plugin: Any, name: str | None = None, **_: Any) -> Any:
+    @by_mode_returning[dict[Address, Any] | str]()
+    def register_scheduler_plugin(
+        self, /, plugin: Any, name: str | None = None, **_: Any
+    ) -> Maybe[dict[Address, Any] | str]:
         """dask's older name for ``register_plugin(SchedulerPlugin)``."""
         return self.register_plugin(plugin, name)
 
-    def unregister_worker_plugin(self, name: str, nanny: bool | None = None) -> Any:
+    @by_mode
+    def unregister_worker_plugin(
+        self, /, name: str, nanny: bool | None = None
+    ) -> Maybe[dict[Address, Any]]:
         """Remove a worker plugin (its ``teardown`` runs) from every worker."""
         return self._ask_scheduler("unregister_worker_plugin", name=name)
 
-    def register_worker_callbacks(self, setup: Callable[..., Any] | None = None) -> Any:
+    @by_mode_returning[dict[Address, Any] | str]()
+    def register_worker_callbacks(
+        self, /, setup: Callable[..., Any] | None = None
+    ) -> Maybe[dict[Address, Any] | str]:
         """Run ``setup()`` (or ``setup(dask_worker=worker)``) on every worker, now and on
         each worker that joins later."""
         if setup is None:
             raise TypeError("register_worker_callbacks needs a setup function")
         return self.register_plugin(_CallbackPlugin(setup))
 
-    def upload_file(self, filename: str | os.PathLike[str], load: bool = True) -> Any:
+    @by_mode_returning[dict[Address, Any] | str]()
+    def upload_file(
+        self, /, filename: str | os.PathLike[str], load: bool = True
+    ) -> Maybe[dict[Address, Any] | str]:
         """Send a ``.py``, ``.zip`` or ``.egg`` file to every worker (also those that join
         or restart later) and make it importable there at once."""
         path = Path(filename)
@@ -130,7 +151,10 @@ class ClientAdmin:
             raise FileNotFoundError(f"upload_file: no file {str(path)!r}")
         return self.register_plugin(UploadFile(path, load=load))
 
-    def run_on_scheduler(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    @by_mode
+    def run_on_scheduler(
+        self, /, function: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Maybe[Any]:
         """Run ``function`` in the scheduler process (``dask_scheduler=`` gets the
         scheduler). Refused unless the scheduler was started with ``--allow-client-code``."""
         return self._run(self._run_on_scheduler(function, args, kwargs))
@@ -153,7 +177,7 @@ class ClientAdmin:
         wait: bool,
         nanny: bool,
         on_error: OnError,
-    ) -> Any:
+    ) -> Maybe[dict[Address, Any] | None]:
         if on_error not in ("raise", "return", "ignore"):
             raise ValueError(f"on_error must be 'raise', 'return' or 'ignore', not {on_error!r}")
         targets = [workers] if isinstance(workers, str) else workers
@@ -169,15 +193,16 @@ class ClientAdmin:
         del future  # wait=False: the calls go out; nobody waits for their results
         return self._done()
 
-    def _done(self) -> Any:
+    def _done(self) -> Maybe[None]:
         if not self.asynchronous:
             return None
-        done = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
     # -- cluster questions ---------------------------------------------------------------------
-    def wait_for_workers(self, n_workers: int = 0, timeout: float | None = None) -> Any:
+    @by_mode
+    def wait_for_workers(self, /, n_workers: int = 0, timeout: float | None = None) -> Maybe[None]:
         """Return once at least ``n_workers`` workers are connected; ``TimeoutError`` naming
         how many joined when ``timeout`` seconds pass first."""
         if not isinstance(n_workers, int) or n_workers < 0:
@@ -201,21 +226,27 @@ class ClientAdmin:
                 )
             await asyncio.sleep(0.05)
 
-    def ncores(self, workers: Any = None, **_: Any) -> Any:
+    @by_mode
+    def ncores(self, /, workers: Any = None, **_: Any) -> Maybe[dict[Address, int]]:
         """``{worker address: threads}`` (dask's older name for ``nthreads``)."""
         return self._ask_scheduler("nthreads")
 
-    def processing(self, workers: str | Iterable[str] | None = None) -> Any:
+    @by_mode
+    def processing(
+        self, /, workers: str | Iterable[str] | None = None
+    ) -> Maybe[dict[Address, list[Key]]]:
         """``{worker address: [keys assigned to it]}``."""
         targets = [workers] if isinstance(workers, str) else workers
         return self._ask_scheduler("processing", workers=None if targets is None else list(targets))
 
-    def nbytes(self, keys: Any = None, summary: bool = True, **_: Any) -> Any:
+    @by_mode
+    def nbytes(self, /, keys: Any = None, summary: bool = True, **_: Any) -> Maybe[dict[Key, int]]:
         """Bytes held per key (``summary=True``: per key prefix)."""
         wanted = None if keys is None else [getattr(k, "key", k) for k in keys]
         return self._ask_scheduler("nbytes", keys=wanted, summary=summary)
 
-    def call_stack(self, futures: Any = None, keys: Any = None) -> Any:
+    @by_mode
+    def call_stack(self, /, futures: Any = None, keys: Any = None) -> Maybe[dict[Address, Any]]:
         """``{worker: {key: [stack lines]}}`` of the tasks running now (of ``futures`` or
         ``keys``, or all)."""
         wanted: list[Any] | None = None
@@ -231,8 +262,10 @@ class ClientAdmin:
         replies = await asyncio.gather(*(core.transport.call(w, op, **kwargs) for w in targets))
         return dict(zip(targets, replies, strict=True))
 
+    @by_mode
     def profile(
         self,
+        /,
         key: Any = None,
         start: float | None = None,
         stop: float | None = None,
@@ -242,7 +275,7 @@ class ClientAdmin:
         filename: str | None = None,
         server: bool = False,
         scheduler: bool = False,
-    ) -> Any:
+    ) -> Maybe[dict[str, Any]]:
         """The workers' sampling profile (dask's tree: ``count``, ``children``,
         ``description``). Sampling starts at the first ask and runs ~2 minutes after the
         last. ``plot``, ``server`` and ``scheduler`` profiles are not offered: refused."""
@@ -262,21 +295,26 @@ class ClientAdmin:
         trees = await self._on_each_worker("profile", workers, start=start, stop=stop)
         return merge(*trees.values()) if merge_workers else trees
 
+    @by_mode
     def get_task_stream(
         self,
+        /,
         start: float | None = None,
         stop: float | None = None,
         count: int | None = None,
         plot: bool = False,
         filename: str = "task-stream.html",
         bokeh_resources: Any = None,
-    ) -> Any:
+    ) -> Maybe[list[dict[str, Any]]]:
         """Finished tasks and transfers: dicts with ``key``, ``worker``, ``startstops``."""
         if plot:
             raise NotImplementedError("get_task_stream(plot=True) needs bokeh: not offered")
         return self._ask_scheduler("get_task_stream", start=start, stop=stop, count=count or 0)
 
-    def get_versions(self, check: bool = False, packages: Sequence[str] | None = None) -> Any:
+    @by_mode
+    def get_versions(
+        self, /, check: bool = False, packages: Sequence[str] | None = None
+    ) -> Maybe[dict[str, Any]]:
         """``{"client", "scheduler", "workers"}`` versions; ``check=True`` raises
         ``ValueError`` listing every package whose version differs from the client's."""
         return self._run(self._get_versions(check, list(packages or [])))
@@ -294,9 +332,10 @@ class ClientAdmin:
                 raise ValueError("mismatched versions:\n  " + "\n  ".join(problems))
         return result
 
+    @by_mode
     def restart_workers(
-        self, workers: list[str], timeout: float = 120, raise_for_error: bool = True
-    ) -> Any:
+        self, /, workers: list[str], timeout: float = 120, raise_for_error: bool = True
+    ) -> Maybe[dict[str, str]]:
         """Restart the given workers through their nannies; ``{worker: "OK"}``. A worker
         without a nanny cannot be restarted: it raises (or is reported)."""
         return self._run(self._restart_workers(list(workers), timeout, raise_for_error))
@@ -326,11 +365,15 @@ class ClientAdmin:
         return out
 
     # -- events and metadata -------------------------------------------------------------------
-    def log_event(self, topic: str | list[str], msg: Any) -> Any:
+    @by_mode
+    def log_event(self, /, topic: str | list[str], msg: Any) -> Maybe[None]:
         """Record ``msg`` (msgpack data: dicts, lists, strings, numbers) under ``topic``."""
         return self._ask_scheduler("log_event", topic=topic, msg=msg)
 
-    def get_events(self, topic: str | None = None) -> Any:
+    @by_mode_returning[tuple[tuple[float, Any], ...] | dict[str, tuple[tuple[float, Any], ...]]]()
+    def get_events(
+        self, /, topic: str | None = None
+    ) -> Maybe[tuple[tuple[float, Any], ...] | dict[str, tuple[tuple[float, Any], ...]]]:
         """``[(time, msg), ...]`` of a topic (oldest first), or ``{topic: [...]}``."""
         return self._run(self._get_events(topic))
 
@@ -345,11 +388,13 @@ class ClientAdmin:
             name: tuple((t, _lists(msg)) for t, msg in events) for name, events in reply.items()
         }
 
-    def set_metadata(self, key: str | list[str], value: Any) -> Any:
+    @by_mode
+    def set_metadata(self, /, key: str | list[str], value: Any) -> Maybe[None]:
         """Store ``value`` (msgpack data) in the scheduler under ``key`` (a list: a path)."""
         return self._ask_scheduler("set_metadata", keys=_path(key), value=value)
 
-    def get_metadata(self, key: str | list[str], default: Any = _NO_DEFAULT) -> Any:
+    @by_mode
+    def get_metadata(self, /, key: str | list[str], default: Any = _NO_DEFAULT) -> Maybe[Any]:
         """The value stored under ``key``; ``KeyError`` when missing and no ``default``."""
         return self._run(self._get_metadata(_path(key), default))
 
@@ -364,22 +409,25 @@ class ClientAdmin:
             raise KeyError(keys[0] if len(keys) == 1 else keys)
         return default
 
-    def subscribe_topic(self, topic: str, handler: Callable[[Any], Any]) -> Any:
+    @by_mode
+    def subscribe_topic(self, /, topic: str, handler: Callable[[Any], Any]) -> Maybe[None]:
         """Call ``handler((time, msg))`` on this client's loop for each event logged to
         ``topic`` from now on (by any client, or by tasks through ``log_event``)."""
         core = self._running_core()
         core.topic_handlers[topic] = handler
         return self._ask_scheduler("subscribe_topic", topic=topic, client=core.id)
 
-    def unsubscribe_topic(self, topic: str) -> Any:
+    @by_mode
+    def unsubscribe_topic(self, /, topic: str) -> Maybe[None]:
         """Stop calling the handler of ``topic``."""
         core = self._running_core()
         core.topic_handlers.pop(topic, None)
         return self._ask_scheduler("unsubscribe_topic", topic=topic, client=core.id)
 
+    @by_mode
     def replicate(
-        self, futures: Any, n: int | None = None, workers: Any = None, branching_factor: int = 2
-    ) -> Any:
+        self, /, futures: Any, n: int | None = None, workers: Any = None, branching_factor: int = 2
+    ) -> Maybe[None]:
         """Copy the futures' data to ``n`` workers (of ``workers``; all by default) and
         return once they hold it. ``branching_factor`` has no effect: every new copy is
         fetched from the holders directly."""
@@ -394,11 +442,12 @@ class ClientAdmin:
             core.transport.scheduler_address, "replicate", keys=keys, n=n, workers=wanted
         )
 
-    def unregister_scheduler_plugin(self, name: str) -> Any:
+    @by_mode
+    def unregister_scheduler_plugin(self, /, name: str) -> Maybe[str]:
         """Remove a scheduler plugin (needs ``--allow-client-code``, like adding one)."""
         return self._ask_scheduler("unregister_scheduler_plugin", name=name)
 
-    def futures_of(self, futures: Any) -> list[Any]:
+    def futures_of(self, futures: Any) -> list[Future]:
         """The futures inside ``futures`` (nested lists, dicts, dask collections)."""
         return futures_of(futures)
 
@@ -407,14 +456,16 @@ class ClientAdmin:
         """The event loop this client's core runs on."""
         return self._running_core().loop if self.status == "running" else None
 
+    @by_mode
     def sync(
         self,
+        /,
         func: Callable[..., Any],
         *args: Any,
         asynchronous: bool | None = None,
         callback_timeout: float | None = None,
         **kwargs: Any,
-    ) -> Any:
+    ) -> Maybe[Any]:
         """Call the coroutine function ``func(*args, **kwargs)`` on the client's loop: its
         result on a synchronous client, the awaitable on an asynchronous one."""
         coro = func(*args, **kwargs)
@@ -442,13 +493,13 @@ class ClientAdmin:
             use_as_dask_scheduler(before[-1] if before else None)
 
     @classmethod
-    def current(cls, allow_global: bool = True) -> Any:
+    def current(cls, allow_global: bool = True) -> Client[Any]:
         """The default client (``ValueError`` if there is none)."""
         from shoal.client.default import default_client
 
         return default_client()
 
-    def get_executor(self, **kwargs: Any) -> Any:
+    def get_executor(self, **kwargs: Any) -> ClientExecutor:
         """A ``concurrent.futures.Executor`` running calls on the cluster; ``kwargs``
         (``workers``, ``retries``, ``resources``, ``pure``...) go to every ``submit``."""
         from shoal.client.executor import ClientExecutor
@@ -473,14 +524,16 @@ class ClientAdmin:
         with os.fdopen(fd, "w") as f:
             json.dump({k: v or None for k, v in info.items()}, f)
 
+    @by_mode
     def dump_cluster_state(
         self,
+        /,
         filename: str = "cluster_dump",
         write_from_scheduler: bool | None = None,
         exclude: Sequence[str] = (),
         format: Literal["msgpack", "yaml"] = "msgpack",
         **storage_options: Any,
-    ) -> Any:
+    ) -> Maybe[str]:
         """Write the scheduler's and every worker's state (info, stories, logs) to
         ``filename`` + ``.msgpack.gz`` (or ``.yaml``) for offline debugging."""
         return self._run(self._dump_cluster_state(filename, exclude, format))

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any, Literal, NamedTuple
+from typing import Any, Generic, Literal, NamedTuple, TypeVar, cast, overload
 
 from shoal.client.future import Future
 from shoal.client.future_state import FutureState
@@ -23,7 +23,11 @@ ALL_COMPLETED = "ALL_COMPLETED"
 FIRST_COMPLETED = "FIRST_COMPLETED"
 
 
-class as_completed:
+#: what an ``as_completed`` yields: a ``Future``, or a ``(future, result)`` pair
+Yielded = TypeVar("Yielded", bound="Future | tuple[Future, Any]")
+
+
+class as_completed(Generic[Yielded]):
     """Iterate over futures as they complete (``for`` or ``async for``).
 
     ``with_results=True`` yields ``(future, result)`` pairs; a failed future then raises
@@ -36,6 +40,47 @@ class as_completed:
     ``loop`` is accepted for dask's signature and has no effect.
     """
 
+    # what it yields is in the type: futures, or (with_results=True) (future, result) pairs
+    @overload
+    def __init__(
+        self: as_completed[Future],
+        futures: Iterable[Future] | None = (),
+        loop: Any = None,
+        with_results: Literal[False] = False,
+        raise_errors: bool = True,
+        *,
+        timeout: float | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: as_completed[tuple[Future, Any]],
+        futures: Iterable[Future] | None,
+        loop: Any,
+        with_results: Literal[True],
+        raise_errors: bool = True,
+        *,
+        timeout: float | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: as_completed[tuple[Future, Any]],
+        futures: Iterable[Future] | None = (),
+        loop: Any = None,
+        *,
+        with_results: Literal[True],
+        raise_errors: bool = True,
+        timeout: float | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: as_completed[Future | tuple[Future, Any]],
+        futures: Iterable[Future] | None = (),
+        loop: Any = None,
+        with_results: bool = False,
+        raise_errors: bool = True,
+        *,
+        timeout: float | None = None,
+    ) -> None: ...
     def __init__(
         self,
         futures: Iterable[Future] | None = (),
@@ -99,11 +144,11 @@ class as_completed:
             while not self._done.empty():
                 self._done.get_nowait()
 
-    def next(self) -> Any:
+    def next(self) -> Yielded:
         """The next completed future (``with_results``: the pair)."""
         return self.__next__()
 
-    def next_batch(self, block: bool = True) -> list[Any]:
+    def next_batch(self, block: bool = True) -> list[Yielded]:
         """Every future completed by now (at least one, waiting for it, if ``block``)."""
         batch = []
         if block and self._remaining:
@@ -112,7 +157,7 @@ class as_completed:
             batch.append(self.__next__())
         return batch
 
-    def batches(self) -> Iterator[list[Any]]:
+    def batches(self) -> Iterator[list[Yielded]]:
         """Lists of futures, each what completed since the last one."""
         while self._remaining:
             yield self.next_batch(block=True)
@@ -127,16 +172,16 @@ class as_completed:
             f"as_completed: {self._remaining} futures were not done after {self._timeout}s"
         )
 
-    def _take(self, future: Future) -> Any:
+    def _take(self, future: Future) -> Future:
         with self._lock:
             self._remaining -= 1
         return future
 
     # -- synchronous iteration -----------------------------------------------------------------
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Yielded]:
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self) -> Yielded:
         if self._remaining == 0:
             raise StopIteration
         try:
@@ -145,8 +190,8 @@ class as_completed:
             raise self._timed_out() from None
         future = self._take(done)
         if not self.with_results:
-            return future
-        return future, self._result_of(future)
+            return cast(Yielded, future)  # the __init__ overloads tie the type to the flag
+        return cast(Yielded, (future, self._result_of(future)))
 
     def _result_of(self, future: Future) -> Any:
         if future.status != "finished" and not self.raise_errors:
@@ -154,15 +199,15 @@ class as_completed:
         return future.result()
 
     # -- asynchronous iteration ----------------------------------------------------------------
-    def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncIterator[Yielded]:
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> Yielded:
         if self._remaining == 0:
             raise StopAsyncIteration
         future = self._take(await self._next_done())
         if not self.with_results:
-            return future
+            return cast(Yielded, future)
         result = (
             future.exception()
             if future.status != "finished" and not self.raise_errors
@@ -170,7 +215,7 @@ class as_completed:
         )
         if inspect.isawaitable(result):
             result = await result
-        return future, result
+        return cast(Yielded, (future, result))
 
     async def _next_done(self) -> Future:
         if self._async_wakeup is None:

@@ -23,7 +23,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from shoal._types import Address, Key
 from shoal.client import collections as dask_collections
@@ -33,9 +33,9 @@ from shoal.client.admin import ClientAdmin
 from shoal.client.connect import Target, close_cluster, resolve
 from shoal.client.core import ClientCore
 from shoal.client.default import set_default_client, unset_default_client
-from shoal.client.future import Future
+from shoal.client.future import Future, futures_of
 from shoal.client.future_state import FutureState
-from shoal.client.nested import futures_of
+from shoal.client.modes import Async, M, Maybe, Mode, Sync, by_mode, run_by_mode
 from shoal.client.primitives.datasets import DatasetsMixin
 from shoal.client.refs import KeyTable
 from shoal.client.scatter_input import ScatterInput
@@ -48,6 +48,9 @@ from shoal.errors import CommClosedError, ShoalTimeoutError
 from shoal.loop import run_sync
 from shoal.settings import client_settings
 from shoal.sizes import format_bytes
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 logger = logging.getLogger("shoal.client")
 T = TypeVar("T")
@@ -67,7 +70,7 @@ class _Settings:
     reconnect_timeout: float = 60.0
 
 
-class Client(ClientAdmin, DatasetsMixin):
+class Client(ClientAdmin[M], DatasetsMixin[M]):
     """Connect to a shoal cluster, submit work, and get results back.
 
     ``address`` is a scheduler address (``"tcp://host:8786"``), a cluster object such as
@@ -81,6 +84,50 @@ class Client(ClientAdmin, DatasetsMixin):
     client unless ``set_as_default=False``.
     """
 
+    # the mode is in the type: Client() is a Client[Sync], Client(asynchronous=True) a
+    # Client[Async] (shoal.client.modes)
+    @overload
+    def __init__(
+        self: Client[Sync],
+        address: Any = None,
+        *,
+        scheduler_file: str | None = None,
+        security: Security | None = None,
+        asynchronous: Literal[False] = False,
+        timeout: float | None = None,
+        set_as_default: bool = True,
+        name: str | None = None,
+        reconnect_timeout: float = 60.0,
+        **cluster_kwargs: Any,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Client[Async],
+        address: Any = None,
+        *,
+        scheduler_file: str | None = None,
+        security: Security | None = None,
+        asynchronous: Literal[True],
+        timeout: float | None = None,
+        set_as_default: bool = True,
+        name: str | None = None,
+        reconnect_timeout: float = 60.0,
+        **cluster_kwargs: Any,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Client[Mode],
+        address: Any = None,
+        *,
+        scheduler_file: str | None = None,
+        security: Security | None = None,
+        asynchronous: bool = False,
+        timeout: float | None = None,
+        set_as_default: bool = True,
+        name: str | None = None,
+        reconnect_timeout: float = 60.0,
+        **cluster_kwargs: Any,
+    ) -> None: ...
     def __init__(
         self,
         address: Any = None,
@@ -127,7 +174,7 @@ class Client(ClientAdmin, DatasetsMixin):
         return client
 
     # -- life ------------------------------------------------------------------------------------
-    async def _start(self) -> Client:
+    async def _start(self) -> Self:
         if self.status != "created":
             return self
         self.status = "connecting"
@@ -166,14 +213,15 @@ class Client(ClientAdmin, DatasetsMixin):
         config = CommConfig(connect_timeout=s.timeout)
         return CommTransport(self._target.address, self._target.security, self.name, config)
 
-    def start(self, **kwargs: Any) -> Any:
+    @by_mode
+    def start(self, /, **kwargs: Any) -> Maybe[Client[Any]]:
         """Connect (an asynchronous client: await it); a started client is left as is."""
         return self._start() if self.asynchronous else self
 
-    def __await__(self) -> Generator[Any, None, Client]:
+    def __await__(self) -> Generator[Any, None, Self]:
         return self._start().__await__()
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Self:
         if not self.asynchronous:
             return self
         return await self._start()
@@ -184,7 +232,7 @@ class Client(ClientAdmin, DatasetsMixin):
         else:
             await asyncio.to_thread(self.close)
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         if self.asynchronous:
             raise TypeError("an asynchronous client is used with 'async with', not 'with'")
         return self
@@ -192,7 +240,8 @@ class Client(ClientAdmin, DatasetsMixin):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self, timeout: float | None = None) -> Any:
+    @by_mode
+    def close(self, /, timeout: float | None = None) -> Maybe[None]:
         """Close the client (and the cluster it started). Pending futures are cancelled."""
         if self.asynchronous:
             return self._close()
@@ -200,7 +249,8 @@ class Client(ClientAdmin, DatasetsMixin):
             run_sync(self._close(), timeout)
         return None
 
-    def shutdown(self) -> Any:
+    @by_mode
+    def shutdown(self) -> Maybe[None]:
         """Close the client and the cluster it is connected to (when it has the cluster)."""
         if self.asynchronous:
             return self._shutdown_async()
@@ -252,7 +302,7 @@ class Client(ClientAdmin, DatasetsMixin):
             raise CommClosedError(f"client {self.id} never connected")
         return self._core.table
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> Any:
+    def _run(self, coro: Coroutine[Any, Any, T]) -> Maybe[T]:
         """An awaitable for an asynchronous client; the result, for a synchronous one."""
         if self.asynchronous:
             return coro
@@ -270,11 +320,11 @@ class Client(ClientAdmin, DatasetsMixin):
         assert core.loop is not None
         return asyncio.run_coroutine_threadsafe(call(), core.loop).result()
 
-    def _done_awaitable(self) -> Any:
+    def _done_awaitable(self) -> Maybe[None]:
         """What an asynchronous client returns from actions that completed already."""
         if not self.asynchronous:
             return None
-        done = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
@@ -360,14 +410,16 @@ class Client(ClientAdmin, DatasetsMixin):
         states = self._on_loop(self._running_core().submit, batch)
         return [Future._adopt(state, self) for state in states]
 
+    @by_mode
     def cancel(
         self,
+        /,
         futures: Any,
         asynchronous: bool | None = None,
         force: bool = False,
         reason: str | None = None,
         msg: str | None = None,
-    ) -> Any:
+    ) -> Maybe[None]:
         """Cancel the futures in ``futures`` (``force``: even if other clients want them).
         ``reason``/``msg`` are accepted; the futures' reason stays "cancelled by the client"."""
         keys = [f.key for f in futures_of(futures)]
@@ -375,7 +427,8 @@ class Client(ClientAdmin, DatasetsMixin):
             self._on_loop(self._running_core().cancel, keys, force)
         return self._done_awaitable()
 
-    def retry(self, futures: Any) -> Any:
+    @by_mode
+    def retry(self, /, futures: Any) -> Maybe[None]:
         """Run the erred futures in ``futures`` again."""
         keys = [f.key for f in futures_of(futures)]
         if keys:
@@ -383,15 +436,18 @@ class Client(ClientAdmin, DatasetsMixin):
         return self._done_awaitable()
 
     # -- dask collections (shoal.client.collections) -----------------------------------------------
-    def get(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+    @by_mode
+    def get(self, /, dsk: Any, keys: Any, **kwargs: Any) -> Maybe[Any]:
         """Run a dask graph (dict, ``HighLevelGraph`` or expression) and return the values
         of ``keys`` in their nesting: a drop-in dask scheduler, as in
         ``dask.compute(x, scheduler=client.get)``. Options: ``priority``, ``retries``,
         ``workers``, ``resources``, ``allow_other_workers`` (``dask.annotate`` wins)."""
         return dask_collections.get(self, dsk, keys, **kwargs)
 
+    @by_mode
     def compute(
         self,
+        /,
         collections: Any,
         sync: bool = False,
         optimize_graph: bool = True,
@@ -404,25 +460,22 @@ class Client(ClientAdmin, DatasetsMixin):
         actors: Any = None,
         traverse: bool = True,
         **kwargs: Any,
-    ) -> Any:
+    ) -> Maybe[Any]:
         """Start computing dask collections; a ``Future`` per collection (a list for a list).
 
         ``sync=True`` returns the values instead. On an asynchronous client the result is
         awaited: ``await client.compute(x)`` gives the value, as in dask. Options as for
         ``get``; ``fifo_timeout`` has no effect; other keywords are dask optimizer options."""
-        signatures.refuse_collection_actors(actors)
-        options = dict(
-            workers=workers,
-            allow_other_workers=allow_other_workers,
-            resources=resources,
-            retries=retries,
-            priority=priority,
+        options = signatures.collection_options(
+            workers, allow_other_workers, resources, retries, priority, actors
         )
         result = dask_collections.compute(self, collections, optimize_graph, **options)
         return signatures.compute_result(self, result, sync)
 
+    @by_mode
     def persist(
         self,
+        /,
         collections: Any,
         optimize_graph: bool = True,
         workers: str | Iterable[str] | None = None,
@@ -433,29 +486,26 @@ class Client(ClientAdmin, DatasetsMixin):
         fifo_timeout: Any = signatures.FIFO_TIMEOUT,
         actors: Any = None,
         **kwargs: Any,
-    ) -> Any:
+    ) -> Maybe[Any]:
         """Start computing dask collections; the same collections, backed by futures.
 
         ``dask.persist`` delegates here when this client is the scheduler. Options as for
         ``get``; ``fifo_timeout`` has no effect; other keywords are dask optimizer options."""
-        signatures.refuse_collection_actors(actors)
-        options = dict(
-            workers=workers,
-            allow_other_workers=allow_other_workers,
-            resources=resources,
-            retries=retries,
-            priority=priority,
+        options = signatures.collection_options(
+            workers, allow_other_workers, resources, retries, priority, actors
         )
         return dask_collections.persist(self, collections, optimize_graph, **options)
 
     # -- data ------------------------------------------------------------------------------------
+    @by_mode
     def gather(
         self,
+        /,
         futures: Any,
         errors: Literal["raise", "skip"] = "raise",
         direct: bool | None = None,
         asynchronous: bool | None = None,
-    ) -> Any:
+    ) -> Maybe[Any]:
         """``futures`` (a future, or lists, tuples, sets and dicts of them) with values.
 
         Values come straight from the workers holding them (``direct`` has no effect: it
@@ -465,8 +515,10 @@ class Client(ClientAdmin, DatasetsMixin):
         coro = data.gather(self._running_core(), futures, errors)
         return coro if asynchronous and self.asynchronous else self._run(coro)
 
+    @by_mode
     def scatter(
         self,
+        /,
         data: Any,
         workers: str | Iterable[str] | None = None,
         broadcast: bool = False,
@@ -474,7 +526,7 @@ class Client(ClientAdmin, DatasetsMixin):
         hash: bool = True,
         timeout: Any = None,
         asynchronous: bool | None = None,
-    ) -> Any:
+    ) -> Maybe[Any]:
         """Put local data on workers; futures in the same shape (an object, list or dict).
 
         A dict's keys become the keys; otherwise keys are the type name and a hash of the
@@ -497,8 +549,10 @@ class Client(ClientAdmin, DatasetsMixin):
         )
         return scattered.rebuild([Future._adopt(state, self) for state in states])
 
+    @run_by_mode
     def run(
         self,
+        /,
         function: Callable[..., Any],
         *args: Any,
         workers: str | Iterable[str] | None = None,
@@ -506,7 +560,7 @@ class Client(ClientAdmin, DatasetsMixin):
         nanny: bool = False,
         on_error: Literal["raise", "return", "ignore"] = "raise",
         **kwargs: Any,
-    ) -> Any:
+    ) -> Maybe[dict[Address, Any] | None]:
         """Run ``function(*args, **kwargs)`` on every worker (or ``workers``), now, outside
         the task graph; ``{worker address: result}``. A function with a ``dask_worker``
         parameter gets the worker; an ``async def`` one is awaited on the worker's loop.
@@ -516,25 +570,33 @@ class Client(ClientAdmin, DatasetsMixin):
         return self._run_with_options(function, args, kwargs, workers, wait, nanny, on_error)
 
     # -- questions for the scheduler ---------------------------------------------------------------
-    def _ask_scheduler(self, op: str, **kwargs: Any) -> Any:
+    def _ask_scheduler(self, op: str, **kwargs: Any) -> Maybe[Any]:
         core = self._running_core()
         return self._run(core.transport.call(core.transport.scheduler_address, op, **kwargs))
 
-    def who_has(self, futures: Any = None) -> Any:
+    @by_mode
+    def who_has(self, /, futures: Any = None) -> Maybe[dict[Key, list[Address]]]:
         """``{key: [worker addresses]}`` for the futures given (all keys by default)."""
         keys = None if futures is None else [f.key for f in futures_of(futures)]
         return self._ask_scheduler("who_has", keys=keys)
 
-    def has_what(self, workers: str | Iterable[Address] | None = None) -> Any:
+    @by_mode
+    def has_what(
+        self, /, workers: str | Iterable[Address] | None = None
+    ) -> Maybe[dict[Address, list[Key]]]:
         """``{worker address: [keys]}`` for the workers given (all by default)."""
         targets = [workers] if isinstance(workers, str) else workers
         return self._ask_scheduler("has_what", workers=None if targets is None else list(targets))
 
-    def nthreads(self) -> Any:
+    @by_mode
+    def nthreads(self) -> Maybe[dict[Address, int]]:
         """``{worker address: number of threads}``."""
         return self._ask_scheduler("nthreads")
 
-    def restart(self, timeout: Any = 120.0, wait_for_workers: bool = True) -> Any:
+    @by_mode
+    def restart(
+        self, /, timeout: Any = 120.0, wait_for_workers: bool = True
+    ) -> Maybe[dict[str, int]]:
         """Restart every worker through its nanny and clear the cluster's tasks; pending
         futures raise ``CancelledError`` saying the cluster was restarted. With
         ``wait_for_workers`` (the default) it returns once as many workers are back."""
@@ -549,13 +611,15 @@ class Client(ClientAdmin, DatasetsMixin):
             await self._wait_for_workers(before, timeout)
         return result
 
+    @by_mode
     def retire_workers(
         self,
+        /,
         workers: Iterable[str] | None = None,
         close_workers: bool = True,
         timeout: float = 120.0,
         **kwargs: Any,
-    ) -> Any:
+    ) -> Maybe[dict[str, list[str]]]:
         """Retire ``workers`` (addresses) gracefully: they get no new tasks, every result
         only they hold is copied to another worker, then they close (with their nannies).
         Returns ``{"retired": [...], "refused": [...]}`` once they are gone; a worker is
@@ -574,7 +638,8 @@ class Client(ClientAdmin, DatasetsMixin):
         result: dict[str, Sequence[str]] = await asyncio.wait_for(call, timeout + 10)
         return {name: list(addresses) for name, addresses in result.items()}
 
-    def scheduler_info(self) -> Any:
+    @by_mode
+    def scheduler_info(self) -> Maybe[dict[str, Any]]:
         """The scheduler's address and id, and each worker's name, threads, memory, status."""
         return self._run(self._scheduler_info())
 
@@ -586,7 +651,8 @@ class Client(ClientAdmin, DatasetsMixin):
         self._info = info
         return info
 
-    def story(self, *keys: Any) -> Any:
+    @by_mode
+    def story(self, /, *keys: Any) -> Maybe[list[tuple[Any, ...]]]:
         """What happened to these keys (or futures), on the scheduler and on every worker:
         records ``(*record, where)`` sorted by time, where ``record[-2]`` is the stimulus id,
         ``record[-1]`` the timestamp, and ``where`` "scheduler" or a worker address."""
@@ -622,14 +688,16 @@ class Client(ClientAdmin, DatasetsMixin):
         return link if isinstance(link, str) else getattr(self.cluster, "dashboard_link", None)
 
     # -- logs --------------------------------------------------------------------------------------
-    def get_scheduler_logs(self, n: int | None = None) -> Any:
+    @by_mode
+    def get_scheduler_logs(self, /, n: int | None = None) -> Maybe[list[tuple[Any, ...]]]:
         """The scheduler's latest log records (all kept, or the last ``n``), oldest first:
         ``[(time, level, component, message), ...]``."""
         return self._run(self._get_logs(None, n, None))
 
+    @by_mode
     def get_worker_logs(
-        self, n: int | None = None, workers: str | Iterable[Address] | None = None
-    ) -> Any:
+        self, /, n: int | None = None, workers: str | Iterable[Address] | None = None
+    ) -> Maybe[dict[Address, list[tuple[Any, ...]]]]:
         """``{worker address: [(time, level, component, message), ...]}``, oldest first,
         from every worker (or ``workers``); the last ``n`` of each (default 1000)."""
         targets = [workers] if isinstance(workers, str) else workers

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shoal._types import Key
 from shoal.client import data, graph_submit
@@ -37,6 +37,7 @@ from shoal.graph.dask import (
 
 if TYPE_CHECKING:
     from shoal.client.client import Client
+    from shoal.client.future_state import FutureState
 
 #: keyword arguments of get/compute/persist that become default annotations
 OPTION_NAMES = ("priority", "retries", "workers", "resources", "allow_other_workers")
@@ -71,7 +72,7 @@ def submit_graph(
         return _submit_graph_async(client, graph, outputs, options)
     core = client._running_core()
     prepared = graph_submit.prepare(graph, outputs, options)
-    states = client._run(graph_submit.send(core, prepared))
+    states = cast("list[FutureState]", client._run(graph_submit.send(core, prepared)))
     return [Future._adopt(state, client) for state in states]
 
 

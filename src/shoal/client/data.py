@@ -28,8 +28,8 @@ from shoal._types import Address, Key
 from shoal.client.core import ClientCore
 from shoal.client.future import Future
 from shoal.client.future_state import ErrorInfo, FutureState
-from shoal.client.nested import pack, unpack
 from shoal.errors import CommError, FutureLostError, ShoalTimeoutError
+from shoal.graph.spec import find_refs, substitute
 from shoal.protocol.rpc_ops import request
 from shoal.protocol.rpc_scheduler import SchedulerWhoHas
 from shoal.protocol.rpc_workers import WorkerGetData
@@ -70,11 +70,11 @@ async def gather(core: ClientCore, obj: Any, errors: Literal["raise", "skip"] = 
     """``obj`` with every future in it replaced by its value."""
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip', not {errors!r}")
-    found: dict[Key, Future] = {}
-    packed = pack(obj, found)
-    if not found:
+    found: dict[Key, Any] = {}
+    packed = find_refs(obj, found)
+    states = [f._state for f in found.values() if isinstance(f, Future)]
+    if not states:
         return obj
-    states = [f._state for f in found.values()]
     await wait_for_states(states, stop_on_error=errors == "raise")
     good = []
     for state in states:
@@ -84,7 +84,7 @@ async def gather(core: ClientCore, obj: Any, errors: Literal["raise", "skip"] = 
             assert state.error is not None
             raise state.error.rebuild()
     data = await fetch(core, good, {s.key: s for s in states})
-    return unpack(packed, data, skip_missing=errors == "skip")
+    return substitute(packed, data, skip_missing=errors == "skip")
 
 
 async def fetch(

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from shoal._types import Key
 from shoal.client import results
 from shoal.client.future_state import FutureState
+from shoal.client.modes import Maybe, Mode
 from shoal.graph.keys import key_split
+from shoal.graph.spec import find_refs
 
 if TYPE_CHECKING:
     from shoal.client.client import Client
@@ -136,13 +138,16 @@ class Future:
         return asyncio.to_thread(self.result).__await__()
 
     # -- actions ---------------------------------------------------------------------------------
-    def cancel(self, force: bool = False) -> Any:
-        """Cancel the task (``force``: even if other clients want it)."""
-        return self._client.cancel([self], force=force)
+    def cancel(self, force: bool = False) -> Maybe[None]:
+        """Cancel the task (``force``: even if other clients want it); on a future of an
+        asynchronous client, an awaitable."""
+        client: Client[Mode] = self._client
+        return client.cancel([self], force=force)
 
-    def retry(self) -> Any:
-        """Run the task again if it erred."""
-        return self._client.retry([self])
+    def retry(self) -> Maybe[None]:
+        """Run the task again if it erred (an awaitable, for an asynchronous client)."""
+        client: Client[Mode] = self._client
+        return client.retry([self])
 
     def add_done_callback(self, fn: Callable[[Future], object]) -> None:
         """Call ``fn(future)`` once when done, in a separate thread (now if already done)."""
@@ -198,6 +203,14 @@ def futures_pickled() -> Generator[list[Key], None, None]:
         yield found
     finally:
         _pickling.futures = previous
+
+
+def futures_of(obj: Any) -> list[Future]:
+    """The distinct futures in ``obj`` (also inside lists, tuples, sets and dicts), in the
+    order first met."""
+    found: dict[Key, Any] = {}
+    find_refs(obj, found)
+    return [f for f in found.values() if isinstance(f, Future)]
 
 
 def _short(key: Key) -> str:

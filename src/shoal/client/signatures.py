@@ -24,7 +24,7 @@ Rules of this file:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from shoal.sizes import parse_timedelta
@@ -74,6 +74,25 @@ def compute_result(client: Client, result: Any, sync: bool) -> Any:
         return await client.gather(futures)
 
     return values()
+
+
+def collection_options(
+    workers: str | Iterable[str] | None,
+    allow_other_workers: bool | None,
+    resources: Mapping[str, float] | None,
+    retries: int | None,
+    priority: float,
+    actors: object,
+) -> dict[str, Any]:
+    """The task options ``compute`` and ``persist`` pass on (``actors`` is refused)."""
+    refuse_collection_actors(actors)
+    return {
+        "workers": workers,
+        "allow_other_workers": allow_other_workers,
+        "resources": resources,
+        "retries": retries,
+        "priority": priority,
+    }
 
 
 def refuse_collection_actors(actors: object) -> None:

@@ -191,13 +191,13 @@ class _SpecMaker:
     def __init__(self, func: Callable[..., Any], kwargs: dict[str, Any], options: TaskOptions):
         self.name = funcname(func)
         self.blob = dumps_function(func)
-        self.kwarg_refs: set[Key] = set()
+        self.kwarg_refs: dict[Key, Any] = {}
         self.kwargs = kwargs
         self.packed_kwargs = find_refs(kwargs, self.kwarg_refs) if kwargs else kwargs
         self.priority = -options.priority
 
     def row(self, key: Key, args: tuple[Any, ...]) -> Row:
-        refs = set(self.kwarg_refs)
+        refs = dict(self.kwarg_refs)
         packed_args = find_refs(args, refs)
         spec = make_call_spec(self.blob, packed_args, self.packed_kwargs, bool(refs))
         try:

@@ -34,34 +34,60 @@ class KeyRef:
         return f"KeyRef({self.key!r})"
 
 
-def find_refs(obj: Any, found: set[Key]) -> Any:
-    """Replace futures (anything with ``__shoal_key__``) by ``KeyRef``s, collecting their keys."""
+_CONTAINERS = (list, tuple, set, frozenset)
+_ATOMS = (int, float, str, bytes, bool)
+
+
+def find_refs(obj: Any, found: dict[Key, Any]) -> Any:
+    """``obj`` with each future (anything with ``__shoal_key__``) replaced by a ``KeyRef``,
+    inside lists, tuples, sets and dicts. ``found`` gets each key, mapped to the first
+    object met for it (a future, or a ``KeyRef`` already there), in the order met."""
     typ = type(obj)
-    if typ in (int, float, str, bytes, bool) or obj is None:
+    if typ in _ATOMS or obj is None:
         return obj
-    key = getattr(obj, "__shoal_key__", None)
-    if key is not None and not isinstance(obj, type):
-        found.add(key)
-        return KeyRef(key)
     if typ is KeyRef:
-        found.add(obj.key)
+        found.setdefault(obj.key, obj)
         return obj
-    if typ in (list, tuple, set, frozenset):
+    if typ in _CONTAINERS:
         return typ(find_refs(item, found) for item in obj)
     if typ is dict:
         return {k: find_refs(v, found) for k, v in obj.items()}
+    key = getattr(obj, "__shoal_key__", None)
+    if key is not None and not isinstance(obj, type):
+        found.setdefault(key, obj)
+        return KeyRef(key)
     return obj
 
 
-def substitute(obj: Any, data: Mapping[Key, Any]) -> Any:
-    """Replace ``KeyRef``s in ``obj`` by the values in ``data``."""
+_MISSING = object()
+
+
+def substitute(obj: Any, data: Mapping[Key, Any], skip_missing: bool = False) -> Any:
+    """Put the values of ``data`` where ``find_refs`` left ``KeyRef``s.
+
+    With ``skip_missing``, a reference whose key is not in ``data`` is left out of its
+    container (a bare reference becomes None); without, it raises ``KeyError``.
+    """
+    result = _substitute(obj, data, skip_missing)
+    return None if result is _MISSING else result
+
+
+def _substitute(obj: Any, data: Mapping[Key, Any], skip: bool) -> Any:
     typ = type(obj)
     if typ is KeyRef:
+        if skip and obj.key not in data:
+            return _MISSING
         return data[obj.key]
-    if typ in (list, tuple, set, frozenset):
-        return typ(substitute(item, data) for item in obj)
+    if typ in _CONTAINERS:
+        items = (_substitute(item, data, skip) for item in obj)
+        return typ(item for item in items if item is not _MISSING)
     if typ is dict:
-        return {k: substitute(v, data) for k, v in obj.items()}
+        out = {}
+        for k, v in obj.items():
+            value = _substitute(v, data, skip)
+            if value is not _MISSING:
+                out[k] = value
+        return out
     return obj
 
 

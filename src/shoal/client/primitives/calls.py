@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shoal.client.default import get_client, rebinding_to
-from shoal.client.future import Future
-from shoal.client.nested import futures_of
+from shoal.client.future import Future, futures_of
+from shoal.client.modes import Maybe
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 if TYPE_CHECKING:
@@ -109,6 +109,6 @@ async def until(attempt: Callable[[float], Awaitable[T | None]], timeout: float 
             return None
 
 
-def run(client: Client, coro: Awaitable[T]) -> Any:
+def run(client: Client, coro: Awaitable[T]) -> Maybe[T]:
     """The result (synchronous client) or an awaitable (asynchronous client)."""
     return client._run(coro)  # type: ignore[arg-type]

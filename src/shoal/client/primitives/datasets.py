@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from shoal.client.modes import M, Maybe, Moded, by_mode
 from shoal.client.primitives import calls
 
 if TYPE_CHECKING:
@@ -24,12 +25,13 @@ _NO_DEFAULT = object()
 _pending: set[Any] = set()
 
 
-class DatasetsMixin:
+class DatasetsMixin(Moded[M]):
     """``Client`` methods for published datasets."""
 
+    @by_mode
     def publish_dataset(
-        self, *args: Any, name: str | None = None, override: bool = False, **kwargs: Any
-    ) -> Any:
+        self, /, *args: Any, name: str | None = None, override: bool = False, **kwargs: Any
+    ) -> Maybe[None]:
         """Publish values (often persisted collections) under names, for any client:
         ``publish_dataset(x=df)`` or ``publish_dataset(df, name="x")``. A name already
         published raises ``KeyError`` unless ``override=True``."""
@@ -47,12 +49,16 @@ class DatasetsMixin:
             ),
         )
 
-    def get_dataset(self, name: str, default: Any = _NO_DEFAULT, **_dask_only: Any) -> Any:
+    @by_mode
+    def get_dataset(
+        self, /, name: str, default: Any = _NO_DEFAULT, **_dask_only: Any
+    ) -> Maybe[Any]:
         """The dataset published as ``name``; ``default`` (or ``KeyError``) if there is none."""
         client: Client = self  # type: ignore[assignment]
         return calls.run(client, _get_dataset(client, name, default))
 
-    def list_datasets(self, **_dask_only: Any) -> Any:
+    @by_mode
+    def list_datasets(self, /, **_dask_only: Any) -> Maybe[list[str]]:
         """The names of the published datasets."""
         client: Client = self  # type: ignore[assignment]
 
@@ -61,7 +67,8 @@ class DatasetsMixin:
 
         return calls.run(client, names())
 
-    def unpublish_dataset(self, name: str, **_dask_only: Any) -> Any:
+    @by_mode
+    def unpublish_dataset(self, /, name: str, **_dask_only: Any) -> Maybe[None]:
         """Remove the dataset ``name`` (its futures may then be released); ``KeyError`` if
         there is none."""
         client: Client = self  # type: ignore[assignment]
