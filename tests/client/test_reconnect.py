@@ -100,3 +100,28 @@ def test_result_raises_a_clear_error_once_the_reconnect_timeout_passed() -> None
         assert time.monotonic() - start >= 0.9 and fake.opens >= 3  # it kept trying
     finally:
         client.close()
+
+
+def test_settle_waits_for_the_workers_the_old_scheduler_had(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+
+    from shoal.client import reconnect
+
+    asked: list[tuple[int, float]] = []
+
+    async def joined(n: int, timeout: float) -> int:
+        asked.append((n, timeout))
+        return n
+
+    async def never(n: int, timeout: float) -> int:
+        raise TimeoutError(f"1 of {n} workers registered within {timeout} s")
+
+    assert asyncio.run(reconnect.settle(joined, 3)) == 3
+    assert asked == [(3, reconnect.SETTLE_MAX)]
+    assert asyncio.run(reconnect.settle(joined, 0)) == 0  # none expected: no wait at all
+    assert len(asked) == 1
+    with caplog.at_level("WARNING", logger="shoal.client.reconnect"):
+        assert asyncio.run(reconnect.settle(never, 3)) == -1
+    assert "1 of 3 workers registered" in caplog.text
