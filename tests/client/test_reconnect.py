@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -102,7 +103,7 @@ def test_result_raises_a_clear_error_once_the_reconnect_timeout_passed() -> None
         client.close()
 
 
-def test_settle_waits_for_the_workers_the_old_scheduler_had(
+def test_settle_waits_for_the_workers_the_old_scheduler_had_and_for_late_joiners(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     import asyncio
@@ -111,17 +112,22 @@ def test_settle_waits_for_the_workers_the_old_scheduler_had(
 
     asked: list[tuple[int, float]] = []
 
-    async def joined(n: int, timeout: float) -> int:
-        asked.append((n, timeout))
-        return n
+    def cluster_of(workers: int) -> Callable[[int, float], Awaitable[int]]:
+        async def wait_for_workers(n: int, timeout: float) -> int:
+            asked.append((n, timeout))
+            if n > workers:  # the scheduler answers at the deadline: nobody else came
+                raise TimeoutError(f"{workers} of {n} workers registered within {timeout} s")
+            return workers
 
-    async def never(n: int, timeout: float) -> int:
-        raise TimeoutError(f"1 of {n} workers registered within {timeout} s")
+        return wait_for_workers
 
-    assert asyncio.run(reconnect.settle(joined, 3)) == 3
-    assert asked == [(3, reconnect.SETTLE_MAX)]
-    assert asyncio.run(reconnect.settle(joined, 0)) == 0  # none expected: no wait at all
-    assert len(asked) == 1
+    # the old scheduler had 3 when we registered; 5 rejoin: wait for 3, then for more
+    assert asyncio.run(reconnect.settle(cluster_of(5), 3)) == 5
+    assert asked == [(3, reconnect.SETTLE_MAX), (6, reconnect.SETTLE_STABLE)]
+    asked.clear()
+    # none known at registration (the client came first): still wait for whoever rejoins
+    assert asyncio.run(reconnect.settle(cluster_of(2), 0)) == 2
+    assert asked == [(1, reconnect.SETTLE_STABLE), (3, reconnect.SETTLE_STABLE)]
     with caplog.at_level("WARNING", logger="shoal.client.reconnect"):
-        assert asyncio.run(reconnect.settle(never, 3)) == -1
+        assert asyncio.run(reconnect.settle(cluster_of(1), 3)) == -1
     assert "1 of 3 workers registered" in caplog.text

@@ -27,9 +27,9 @@ logger = logging.getLogger(__name__)
 
 #: first and longest pause between two tries to reach the scheduler again (seconds)
 RETRY_FIRST, RETRY_MAX = 0.1, 1.0
-#: after reconnecting to a new scheduler, wait at most this long for its workers to rejoin
-#: (they report what they hold)
-SETTLE_MAX = 10.0
+#: after reconnecting to a new scheduler, wait at most SETTLE_MAX s for its workers to
+#: rejoin (they report what they hold), until none joined for SETTLE_STABLE s
+SETTLE_STABLE, SETTLE_MAX = 2.0, 10.0
 #: rows kept before pruning, beyond twice what live keys need
 PRUNE_SLACK = 1000
 
@@ -115,18 +115,27 @@ async def retry_until(
 
 
 async def settle(wait_for_workers: Callable[[int, float], Awaitable[int]], expected: int) -> int:
-    """Wait until the new scheduler has the ``expected`` workers the old one had when we
-    registered (at most ``SETTLE_MAX`` s), so rejoining workers report their results before
-    we re-declare keys. The scheduler answers when its state changes (no polling here);
-    past the deadline this logs why and goes on: results reported later are still used,
-    only some work may run twice. Returns the workers registered (-1: unknown)."""
-    if expected <= 0:
-        return 0
-    try:
-        return await wait_for_workers(expected, SETTLE_MAX)
-    except Exception as exc:  # TimeoutError from the scheduler, or it went away again
-        logger.warning("reconnected before every worker rejoined: %s", exc)
-        return -1
+    """Wait, at most ``SETTLE_MAX`` s, until the new scheduler has the ``expected`` workers
+    the old one had when we registered, and then until no further worker has joined for
+    ``SETTLE_STABLE`` s (``expected`` may be stale: more workers may have joined since), so
+    rejoining workers report their results before we re-declare keys. The scheduler
+    answers when its state changes (no polling here); past the deadline this logs why and
+    goes on: results reported later are still used, only some work may run twice.
+    Returns the workers registered (-1: unknown)."""
+    deadline = time.monotonic() + SETTLE_MAX
+    count = 0
+    if expected > 0:
+        try:
+            count = await wait_for_workers(expected, SETTLE_MAX)
+        except Exception as exc:  # TimeoutError from the scheduler, or it went away again
+            logger.warning("reconnected before every worker rejoined: %s", exc)
+            return -1
+    while (left := deadline - time.monotonic()) > 0:
+        try:  # one more worker within the window, or the count is stable
+            count = await wait_for_workers(count + 1, min(SETTLE_STABLE, left))
+        except Exception:  # stable (a timeout), or gone again: the stream will say so
+            return count
+    return count
 
 
 __all__ = ["SpecStore", "retry_until", "settle"]
