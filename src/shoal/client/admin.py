@@ -112,8 +112,10 @@ class ClientAdmin:
         return self.register_plugin(plugin, name)
 
     def unregister_worker_plugin(self, name: str, nanny: bool | None = None) -> Any:
-        """Remove a worker plugin (its ``teardown`` runs) from every worker."""
-        return self._ask_scheduler("unregister_worker_plugin", name=name)
+        """Remove a worker plugin (``nanny=True``: a nanny plugin) from every worker (or
+        nanny); its ``teardown`` runs there."""
+        op = "unregister_nanny_plugin" if nanny else "unregister_worker_plugin"
+        return self._ask_scheduler(op, name=name)
 
     def register_worker_callbacks(self, setup: Callable[..., Any] | None = None) -> Any:
         """Run ``setup()`` (or ``setup(dask_worker=worker)``) on every worker, now and on

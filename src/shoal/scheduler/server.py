@@ -318,6 +318,7 @@ class Scheduler(Server):
                 now=time.time(),
             )
         )
+        self.extras.worker_registered(info.get("nanny"))
         self.counters.worker_joined(str(info.get("name") or address))
         logger.info("worker %s joined (%s threads)", address, info["nthreads"])
         await self._serve_worker_stream(address, incarnation, comm)
