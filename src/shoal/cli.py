@@ -384,6 +384,7 @@ def _run(servers: list[Any], announce: str, startup: StartupOptions) -> None:
 async def _serve(servers: list[Any], announce: str, preloads: list[Any]) -> None:
     """Start servers, run until SIGINT/SIGTERM or until all of them closed, then close them.
     (One closing, e.g. a retired worker's nanny, leaves the others running.)"""
+    from shoal.errors import HandshakeError
     from shoal.preload import run_setups, run_teardowns
 
     stop = asyncio.Event()
@@ -391,7 +392,15 @@ async def _serve(servers: list[Any], announce: str, preloads: list[Any]) -> None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     for server in servers:
-        await server.start()
+        try:
+            await server.start()
+        except HandshakeError as exc:  # refused credentials: trying again cannot help
+            for started in servers:
+                await started.close()
+            from shoal.nanny import REFUSED_EXIT_CODE
+
+            click.echo(f"Error: {exc}", err=True)
+            raise SystemExit(REFUSED_EXIT_CODE) from None
         try:
             await run_setups(preloads, server)
         except Exception as exc:

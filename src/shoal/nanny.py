@@ -15,7 +15,9 @@ Rules of this file:
 * ``RESTART_EXIT_CODE`` is a worker that retired at the end of its lifetime and asks for
   a fresh successor (``lifetime_restart``): started at once. ``SCHEDULER_LOST_EXIT_CODE``
   is a worker that could not reach its scheduler within ``death_timeout``: the nanny
-  closes too, with a non-zero ``exit_code`` (restarting could not help).
+  closes too, with a non-zero ``exit_code`` (restarting could not help); so does
+  ``REFUSED_EXIT_CODE``, a worker the scheduler refused at the handshake (wrong token or
+  certificate: the next one would be refused too).
 * Anything else is a death: it is reported to the scheduler with its reason and a new
   worker is started. Only deaths before the worker registered ("dying at start") grow
   the pause before the next start; a running worker that is killed is restarted at once.
@@ -101,6 +103,8 @@ class WorkerSpec:
 RESTART_EXIT_CODE = 75
 #: exit code of a worker that could not reach its scheduler within ``death_timeout``
 SCHEDULER_LOST_EXIT_CODE = 76
+#: exit code of a worker whose scheduler refused it at the handshake (token, certificate)
+REFUSED_EXIT_CODE = 77
 
 
 def death_reason(returncode: int) -> str:
@@ -379,6 +383,15 @@ class Nanny(Server):
             self.exit_code = 1
             self.background(self.close(), "nanny-close")
             return
+        if code == REFUSED_EXIT_CODE:
+            logger.error(
+                "the scheduler refused worker pid %s (see its log); restarting cannot help: "
+                "nanny closes",
+                process.pid,
+            )
+            self.exit_code = 1
+            self.background(self.close(), "nanny-close")
+            return
         reason = death_reason(code)
         if code == 0:
             reason += " without being asked to close"
@@ -480,6 +493,7 @@ class Nanny(Server):
 
 
 __all__ = [
+    "REFUSED_EXIT_CODE",
     "RESTART_EXIT_CODE",
     "SCHEDULER_LOST_EXIT_CODE",
     "Nanny",

@@ -282,6 +282,9 @@ class Server:
         task = asyncio.get_running_loop().create_task(self._guard(coro, name), name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        # a task cancelled before its first step never awaits ``coro``: close it, or Python
+        # warns "coroutine was never awaited" (a no-op for one that ran)
+        task.add_done_callback(lambda _: coro.close())
         return task
 
     async def _guard(self, coro: Awaitable[Any], name: str) -> Any:

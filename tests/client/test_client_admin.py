@@ -291,6 +291,8 @@ def test_processing_and_call_stack_show_running_tasks(client: Client) -> None:
             time.sleep(0.05)
         per_worker = client.profile(merge_workers=False)
         assert set(per_worker) == set(client.scheduler_info()["workers"])
+        assert client.profile(key="held-task")["count"] > 0  # its prefix: "held"
+        assert client.profile(key="other-task")["count"] == 0  # no task of that prefix ran
     finally:
         GATE.set()
     assert future.result() is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -103,3 +104,33 @@ def test_result_raises_a_clear_error_once_the_reconnect_timeout_passed() -> None
         assert time.monotonic() - start >= 0.9 and fake.opens >= 3  # it kept trying
     finally:
         client.close()
+
+
+def test_settle_waits_for_the_workers_the_old_scheduler_had_and_for_late_joiners(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+
+    from shoal.client import reconnect
+
+    asked: list[tuple[int, float]] = []
+
+    def cluster_of(workers: int) -> Callable[[int, float], Awaitable[int]]:
+        async def wait_for_workers(n: int, timeout: float) -> int:
+            asked.append((n, timeout))
+            if n > workers:  # the scheduler answers at the deadline: nobody else came
+                raise TimeoutError(f"{workers} of {n} workers registered within {timeout} s")
+            return workers
+
+        return wait_for_workers
+
+    # the old scheduler had 3 when we registered; 5 rejoin: wait for 3, then for more
+    assert asyncio.run(reconnect.settle(cluster_of(5), 3)) == 5
+    assert asked == [(3, reconnect.SETTLE_MAX), (6, reconnect.SETTLE_STABLE)]
+    asked.clear()
+    # none known at registration (the client came first): still wait for whoever rejoins
+    assert asyncio.run(reconnect.settle(cluster_of(2), 0)) == 2
+    assert asked == [(1, reconnect.SETTLE_STABLE), (3, reconnect.SETTLE_STABLE)]
+    with caplog.at_level("WARNING", logger="shoal.client.reconnect"):
+        assert asyncio.run(reconnect.settle(cluster_of(1), 3)) == -1
+    assert "1 of 3 workers registered" in caplog.text

@@ -254,3 +254,25 @@ def test_workers_and_client_give_up_when_the_scheduler_never_comes_back(
         code = nannies.wait(timeout=60)
         assert code != 0  # the workers exited non-zero after death_timeout; nannies too
         assert time.monotonic() - start >= 2.5
+
+
+def test_a_worker_the_scheduler_refuses_is_not_restarted_for_ever(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A wrong token is refused at the handshake; restarting cannot help, so the worker
+    exits with REFUSED_EXIT_CODE, its nanny closes at once, and the error says why."""
+    cluster.start_scheduler()
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text("not-the-cluster-token\n")
+    os.chmod(wrong, 0o600)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "worker", cluster.address, "--token-file", str(wrong),
+         "--log-level", "info"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    cluster.procs.append(proc)  # type: ignore[arg-type]
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "wrong cluster token" in stderr
+    assert stderr.count("started worker pid") == 1, stderr  # started once, never again
+    assert "restarting cannot help" in stderr

@@ -16,7 +16,7 @@ import pytest
 
 from shoal import LocalCluster
 from shoal.client import Client
-from shoal.plugins import Environ, PipInstall
+from shoal.plugins import Environ, NannyPlugin, PipInstall
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +100,41 @@ def test_environ_restarts_workers_with_its_variables(client: Client) -> None:
     client.register_plugin(Environ({"SHOAL_TEST_ENVIRON": "from-plugin"}))
     client.wait_for_workers(1, timeout=60)
     assert list(client.run(environment, "SHOAL_TEST_ENVIRON").values()) == ["from-plugin"]
+
+
+class Stamp(NannyPlugin):
+    """Marks the nanny it is set up on (and unmarks it at teardown)."""
+
+    name = "stamp"
+
+    def setup(self, nanny: Any) -> None:
+        nanny.shoal_test_stamp = "stamped"
+
+    def teardown(self, nanny: Any) -> None:
+        nanny.shoal_test_stamp = "torn down"
+
+
+def stamp_of(dask_worker: Any) -> str | None:
+    return getattr(dask_worker, "shoal_test_stamp", None)
+
+
+def test_a_nanny_plugin_reaches_nannies_that_join_later(
+    client: Client, cluster: LocalCluster
+) -> None:
+    client.register_plugin(Stamp())
+    assert list(client.run(stamp_of, nanny=True).values()) == ["stamped"]
+    cluster.scale(2)
+    try:
+        client.wait_for_workers(2, timeout=60)
+        stamps = client.run(stamp_of, nanny=True)
+        assert len(stamps) == 2 and set(stamps.values()) == {"stamped"}, stamps
+        client.unregister_worker_plugin("stamp", nanny=True)
+        assert set(client.run(stamp_of, nanny=True).values()) == {"torn down"}
+        with pytest.raises(ValueError, match="no nanny plugin named 'stamp'"):
+            client.unregister_worker_plugin("stamp", nanny=True)
+    finally:
+        cluster.scale(1)
+        cluster.wait_for_workers(1, timeout=60)
 
 
 def make_wheel(directory: Path, name: str) -> Path:

@@ -127,8 +127,10 @@ class ClientAdmin(Moded[M]):
     def unregister_worker_plugin(
         self, /, name: str, nanny: bool | None = None
     ) -> Maybe[dict[Address, Any]]:
-        """Remove a worker plugin (its ``teardown`` runs) from every worker."""
-        return self._ask_scheduler("unregister_worker_plugin", name=name)
+        """Remove a worker plugin (``nanny=True``: a nanny plugin) from every worker (or
+        nanny); its ``teardown`` runs there."""
+        op = "unregister_nanny_plugin" if nanny else "unregister_worker_plugin"
+        return self._ask_scheduler(op, name=name)
 
     @by_mode_returning[dict[Address, Any] | str]()
     def register_worker_callbacks(
@@ -277,22 +279,23 @@ class ClientAdmin(Moded[M]):
         scheduler: bool = False,
     ) -> Maybe[dict[str, Any]]:
         """The workers' sampling profile (dask's tree: ``count``, ``children``,
-        ``description``). Sampling starts at the first ask and runs ~2 minutes after the
-        last. ``plot``, ``server`` and ``scheduler`` profiles are not offered: refused."""
+        ``description``), of the tasks with ``key``'s prefix (``"inc"``) or of all.
+        Sampling starts at the first ask and runs ~2 minutes after the last. ``plot``,
+        ``server`` and ``scheduler`` profiles are not offered: refused."""
         if plot or filename or server or scheduler:
             raise NotImplementedError(
                 "profile(plot=/filename=/server=/scheduler=) is not offered by shoal; "
                 "use performance_report(filename=...) for an HTML profile"
             )
         wanted = [workers] if isinstance(workers, str) else workers
-        return self._run(self._profile(start, stop, wanted, merge_workers))
+        return self._run(self._profile(key, start, stop, wanted, merge_workers))
 
     async def _profile(
-        self, start: float | None, stop: float | None, workers: Any, merge_workers: bool
+        self, key: Any, start: float | None, stop: float | None, workers: Any, merge_workers: bool
     ) -> Any:
         from shoal.worker.profile import merge
 
-        trees = await self._on_each_worker("profile", workers, start=start, stop=stop)
+        trees = await self._on_each_worker("profile", workers, start=start, stop=stop, key=key)
         return merge(*trees.values()) if merge_workers else trees
 
     @by_mode

@@ -120,6 +120,7 @@ class ClientCore:
     async def _reconnect(self, reason: str) -> None:
         """Reach the scheduler again; declare every live key again (see the rules)."""
         old_id = self.scheduler_reply.get("id")
+        old_workers = int(self.scheduler_reply.get("workers") or 0)
 
         async def attempt() -> dict[str, Any]:
             return await self.transport.open(self.id, self.handle_batch, self.lost)
@@ -136,7 +137,8 @@ class ClientCore:
             return
         self.scheduler_reply = reply
         if reply.get("id") != old_id:  # a new scheduler: let rejoining workers report first
-            await reconnect.settle(self._count_workers)
+            settled = await reconnect.settle(self._wait_for_workers, old_workers)
+            reply["workers"] = max(int(reply.get("workers") or 0), settled)
         self.table.flush()
         live = list(self.table.states)
         self.specs.prune(live)
@@ -147,9 +149,10 @@ class ClientCore:
             self._send_op(self.specs.redeclare(live))
         logger.warning("client %s reconnected; declared %d keys again", self.id, len(live))
 
-    async def _count_workers(self) -> int:
-        nthreads = await self.transport.call(self.transport.scheduler_address, "nthreads")
-        return len(nthreads)
+    async def _wait_for_workers(self, n: int, timeout: float) -> int:
+        address = self.transport.scheduler_address
+        count = self.transport.call(address, "wait_for_workers", n=n, timeout=timeout)
+        return int(await asyncio.wait_for(count, timeout + 5.0))
 
     def _cancel_all(self, reason: str) -> None:
         for state in self.table.clear():

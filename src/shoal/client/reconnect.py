@@ -15,6 +15,7 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -24,11 +25,13 @@ from shoal.client import wire
 from shoal.protocol import ops
 from shoal.stimulus import new_stimulus_id
 
+logger = logging.getLogger(__name__)
+
 #: first and longest pause between two tries to reach the scheduler again (seconds)
 RETRY_FIRST, RETRY_MAX = 0.1, 1.0
-#: after reconnecting to a new scheduler, wait until its worker count has been stable
-#: this long (workers that rejoin report what they hold), but at most SETTLE_MAX
-SETTLE_STABLE, SETTLE_MAX = 3.0, 10.0
+#: after reconnecting to a new scheduler, wait at most SETTLE_MAX s for its workers to
+#: rejoin (they report what they hold), until none joined for SETTLE_STABLE s
+SETTLE_STABLE, SETTLE_MAX = 2.0, 10.0
 #: rows kept before pruning, beyond twice what live keys need
 PRUNE_SLACK = 1000
 
@@ -109,22 +112,28 @@ async def retry_until(
         delay = min(delay * 2, RETRY_MAX)
 
 
-async def settle(count_workers: Callable[[], Awaitable[int]]) -> None:
-    """Wait until the scheduler's worker count has not changed for ``SETTLE_STABLE`` s (at
-    most ``SETTLE_MAX`` s): rejoining workers report their results before we re-declare."""
-    start = time.monotonic()
-    last, since = -1, start
-    while time.monotonic() - start < SETTLE_MAX:
+async def settle(wait_for_workers: Callable[[int, float], Awaitable[int]], expected: int) -> int:
+    """Wait, at most ``SETTLE_MAX`` s, until the new scheduler has the ``expected`` workers
+    the old one had when we registered, and then until no further worker has joined for
+    ``SETTLE_STABLE`` s (``expected`` may be stale: more workers may have joined since), so
+    rejoining workers report their results before we re-declare keys. The scheduler
+    answers when its state changes (no polling here); past the deadline this logs why and
+    goes on: results reported later are still used, only some work may run twice.
+    Returns the workers registered (-1: unknown)."""
+    deadline = time.monotonic() + SETTLE_MAX
+    count = 0
+    if expected > 0:
         try:
-            count = await count_workers()
-        except Exception:  # gone again: the caller's stream will say so
-            return
-        now = time.monotonic()
-        if count != last:
-            last, since = count, now
-        elif count > 0 and now - since >= SETTLE_STABLE:
-            return
-        await asyncio.sleep(0.1)
+            count = await wait_for_workers(expected, SETTLE_MAX)
+        except Exception as exc:  # TimeoutError from the scheduler, or it went away again
+            logger.warning("reconnected before every worker rejoined: %s", exc)
+            return -1
+    while (left := deadline - time.monotonic()) > 0:
+        try:  # one more worker within the window, or the count is stable
+            count = await wait_for_workers(count + 1, min(SETTLE_STABLE, left))
+        except Exception:  # stable (a timeout), or gone again: the stream will say so
+            return count
+    return count
 
 
 __all__ = ["SpecStore", "retry_until", "settle"]

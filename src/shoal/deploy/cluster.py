@@ -222,12 +222,13 @@ class Cluster:
             candidates,
             key=lambda job: max((order.get(a, -1) for a in by_job[job]), default=-2),
         )[:count]
+        # one call for all: the state knows every worker retiring with each one
+        # (``also_retiring``), so it never copies a key onto a worker that is leaving too
+        leaving = [a for job in chosen for a in by_job[job]]
         refused: list[str] = []
-        # one worker at a time: retiring several in one call may copy a key onto a
-        # worker that retires next and lose it (the state picks targets per request)
-        for address in (a for job in chosen for a in by_job[job]):
-            result = await self.scheduler_call("retire_workers", workers=[address])
-            refused += result["refused"]
+        if leaving:
+            result = await self.scheduler_call("retire_workers", workers=leaving)
+            refused = list(result["refused"])
         for job in chosen:
             if refused and not to_zero and set(by_job[job]) & set(refused):
                 logger.warning("keeping job %s: its workers hold data no one else can", job)

@@ -417,6 +417,18 @@ class ClientReconnected(Op):
     stream: ClassVar[str] = CLIENT_TO_SCHEDULER
 
 
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim(Op):
+    """Sent just before a coordination rpc that hands keys to this client (a queue's
+    futures, say): the rpc waits until this marker arrived, so every release the client
+    sent before it is applied first."""
+
+    op: ClassVar[str] = "claim"
+    stream: ClassVar[str] = CLIENT_TO_SCHEDULER
+    claim: str
+
+
 # -- scheduler -> client ---------------------------------------------------------------------
 
 

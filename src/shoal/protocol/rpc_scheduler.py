@@ -67,6 +67,8 @@ class SchedulerFireAndForget(Rpc):
     rpc: ClassVar[str] = "fire_and_forget"
     role: ClassVar[str] = SCHEDULER
     keys: Sequence[Key]
+    #: the marker sent on the stream just before (``ops.Claim``): applied after it
+    claim: str | None = None
 
 
 @_register
@@ -88,6 +90,8 @@ class SchedulerGetDataset(Rpc):
     role: ClassVar[str] = SCHEDULER
     name: str
     requester: str
+    #: the marker sent on the stream just before (``ops.Claim``): applied after it
+    claim: str | None = None
 
 
 @_register
@@ -196,6 +200,8 @@ class SchedulerPublishDataset(Rpc):
     role: ClassVar[str] = SCHEDULER
     datasets: Mapping[str, Sequence[Any]]
     override: bool = False
+    #: the marker sent on the stream just before (``ops.Claim``): applied after it
+    claim: str | None = None
 
 
 @_register
@@ -218,6 +224,8 @@ class SchedulerQueueGet(Rpc):
     requester: str
     timeout: float | None = None
     batch: int | None = None
+    #: the marker sent on the stream just before (``ops.Claim``): applied after it
+    claim: str | None = None
 
 
 @_register
@@ -229,6 +237,8 @@ class SchedulerQueuePut(Rpc):
     value: Any
     keys: Sequence[Key]
     timeout: float | None = None
+    #: the marker sent on the stream just before (``ops.Claim``): applied after it
+    claim: str | None = None
 
 
 @_register
@@ -427,6 +437,28 @@ class SchedulerUnregisterWorkerPlugin(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerUnregisterNannyPlugin(Rpc):
+    """Removes a nanny plugin from every nanny (its ``teardown`` runs there)."""
+
+    rpc: ClassVar[str] = "unregister_nanny_plugin"
+    role: ClassVar[str] = SCHEDULER
+    name: str
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerWaitForWorkers(Rpc):
+    """The worker count once at least ``n`` are registered; ``TimeoutError`` after
+    ``timeout`` s. Answered when the state changes, not by polling."""
+
+    rpc: ClassVar[str] = "wait_for_workers"
+    role: ClassVar[str] = SCHEDULER
+    n: int = 1
+    timeout: float = 10.0
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SchedulerUnsubscribeTopic(Rpc):
     rpc: ClassVar[str] = "unsubscribe_topic"
     role: ClassVar[str] = SCHEDULER
@@ -463,6 +495,8 @@ class SchedulerVariableGet(Rpc):
     name: str
     requester: str
     timeout: float | None = None
+    #: the marker sent on the stream just before (``ops.Claim``): applied after it
+    claim: str | None = None
 
 
 @_register
@@ -473,6 +507,8 @@ class SchedulerVariableSet(Rpc):
     name: str
     value: Any
     keys: Sequence[Key]
+    #: the marker sent on the stream just before (``ops.Claim``): applied after it
+    claim: str | None = None
 
 
 @_register

@@ -7,8 +7,12 @@ Rules of this file:
 * Values arrive and leave as ``Serialized``; nothing here unpickles them.
 * Keys of futures inside stored values are wanted by the pseudo-client
   ``COORDINATION_CLIENT`` while something refers to them. The keys of a value handed to
-  a reader stay wanted by ``HANDOFF_CLIENT`` for ``HANDOFF_GRACE`` seconds, until the
-  reader's own want (on its stream) has surely arrived.
+  a reader are claimed for the reader (it wants them) in the same step; its last
+  future's release frees them.
+* Calls carrying keys name a claim the client sent just before on its stream: the call
+  waits (on an event, with a deadline) until that claim arrived, so every earlier
+  message of that client (its submissions, its releases) is applied first. No timer
+  holds keys, and nothing polls.
 * A blocked call waits for a change of its name, then asks the state again; one call
   waits at most ``MAX_WAIT`` seconds (the client asks again until its own deadline).
 """
@@ -26,7 +30,7 @@ from shoal.comm import Comm
 from shoal.protocol import ops
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
-from shoal.scheduler.coordination import CoordinationState, HoldChange, KeyHolds, Stored
+from shoal.scheduler.coordination import CoordinationState, HoldChange, Stored
 from shoal.stimulus import new_stimulus_id
 
 if TYPE_CHECKING:
@@ -42,13 +46,12 @@ FIRE_AND_FORGET_CLIENT = "fire-and-forget"
 MAX_WAIT = 10.0
 #: how often leases that were not refreshed are dropped
 LEASE_CHECK_INTERVAL = 0.25
-#: the pseudo-client that keeps keys just read from a primitive wanted a little longer
-HANDOFF_CLIENT = "shoal-handoff"
-#: seconds a key read from a primitive stays wanted here after the read
-HANDOFF_GRACE = 5.0
-#: how long a stored future's key may take to arrive (its client's stream carries it,
-#: flushed before the call, but another connection may be read first)
-KEY_ARRIVAL_WAIT = 5.0
+#: longest a call waits for the claim its client sent before it on the client's stream
+CLAIM_WAIT = 30.0
+
+
+class ClaimTimeoutError(TimeoutError):
+    """A call named a claim that did not arrive on its client's stream in time."""
 
 
 class Coordination:
@@ -59,8 +62,8 @@ class Coordination:
         self.state = CoordinationState()
         #: name -> event set (then dropped) when something about that name changes
         self._changed: dict[str, asyncio.Event] = {}
-        #: keys just handed to a reader, wanted by ``HANDOFF_CLIENT`` for a while
-        self._handoffs = KeyHolds()
+        #: claim id -> (client that sent it, event set once it arrived on that stream)
+        self._claims: dict[str, tuple[str | None, asyncio.Event]] = {}
 
     def rpc_handlers(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -121,11 +124,20 @@ class Coordination:
     def _apply(
         self, change: HoldChange, handed_to: str | None = None, given: Iterable[Key] = ()
     ) -> None:
+        """Hold/release keys for ``COORDINATION_CLIENT``; ``given`` keys are claimed for the
+        reader ``handed_to`` (its client's own release frees them)."""
         now = time.time()
         feed = self.scheduler.feed
-        given = tuple(given)
+        given = tuple(dict.fromkeys(given))
         if handed_to is not None and given:
-            self._hand_off(given)
+            feed(
+                ev.KeysDesired(
+                    client=handed_to,
+                    keys=given,
+                    now=now,
+                    stimulus_id=new_stimulus_id("claimed-by-reader"),
+                )
+            )
         if change.held:
             feed(
                 ev.KeysDesired(
@@ -146,53 +158,39 @@ class Coordination:
             )
         self.scheduler.flush()
 
-    def _hand_off(self, keys: tuple[Key, ...]) -> None:
-        """Keep ``keys`` wanted for ``HANDOFF_GRACE`` seconds by ``HANDOFF_CLIENT``: the
-        reader's own want comes on its stream, maybe after a release of an older future
-        for the same key sent just before; this bridges the two."""
-        change = self._handoffs.hold(keys)
-        now = time.time()
-        if change.held:
-            self.scheduler.feed(
-                ev.KeysDesired(
-                    client=HANDOFF_CLIENT,
-                    keys=change.held,
-                    now=now,
-                    stimulus_id=new_stimulus_id("handoff"),
-                )
-            )
-        loop = asyncio.get_running_loop()
-        loop.call_later(HANDOFF_GRACE, self._handoff_over, keys)
+    # -- claims: calls ordered after their client's stream ----------------------------------------
+    def claim_arrived(self, client: str, claim: str) -> None:
+        """The stream of ``client`` brought ``claim``: what it sent before is applied."""
+        self.scheduler.flush()  # its submissions and releases, fed in this loop turn
+        _awaited_by, arrived = self._claims.get(claim) or (None, asyncio.Event())
+        self._claims[claim] = (client, arrived)
+        arrived.set()
 
-    def _handoff_over(self, keys: tuple[Key, ...]) -> None:
-        change = self._handoffs.drop(keys)
-        if change.released and self.scheduler.status == "running":
-            now = time.time()
-            self.scheduler.feed(
-                ev.KeysReleased(
-                    client=HANDOFF_CLIENT,
-                    keys=change.released,
-                    now=now,
-                    stimulus_id=new_stimulus_id("handoff-over"),
-                )
-            )
-
-    async def _known(self, keys: Iterable[Key]) -> None:
-        """Wait (briefly, bounded) until the scheduler knows ``keys``; then go on anyway:
-        an unknown key is held as lost, and its future says so when read."""
-        tasks = self.scheduler.state.tasks
-        missing = [k for k in keys if k not in tasks]
-        if not missing:
+    async def _after_claim(self, claim: str | None) -> None:
+        """Wait until ``claim`` arrived on its client's stream (None: the call has none)."""
+        if claim is None:
             return
-        self.scheduler.flush()  # its submission may sit in the queue of this loop turn
-        deadline = time.monotonic() + KEY_ARRIVAL_WAIT
-        while any(k not in tasks for k in missing) and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
-            self.scheduler.flush()
+        _owner, arrived = self._claims.setdefault(str(claim), (None, asyncio.Event()))
+        try:
+            await asyncio.wait_for(arrived.wait(), CLAIM_WAIT)
+        except TimeoutError:
+            raise ClaimTimeoutError(
+                f"claim {claim!r} did not arrive on its client's stream within {CLAIM_WAIT} s "
+                "(the client's stream is gone or stalled)"
+            ) from None
+        finally:
+            self._claims.pop(str(claim), None)
+        self.scheduler.flush()
+
+    def open_claims(self) -> int:
+        """Claims sent or awaited but not yet matched (0 when idle: nothing leaks)."""
+        return len(self._claims)
 
     def client_gone(self, client: str) -> None:
-        """A client's stream closed: the leases it held are free."""
+        """A client's stream closed: the leases it held are free, its claims are void."""
         self._notify(*self.state.release_owner(client))
+        for claim in [c for c, (owner, _e) in self._claims.items() if owner == client]:
+            del self._claims[claim]
 
     # -- semaphores and locks -----------------------------------------------------------------
     async def semaphore_acquire(
@@ -250,9 +248,10 @@ class Coordination:
         value: Any,
         keys: list[Key],
         timeout: float | None = None,
+        claim: str | None = None,
     ) -> bool:
         item = Stored(value, tuple(keys))
-        await self._known(item.keys)
+        await self._after_claim(claim)
 
         def attempt() -> HoldChange | None:
             done, change = self.state.try_put(name, item)
@@ -272,8 +271,10 @@ class Coordination:
         requester: str,
         timeout: float | None = None,
         batch: int | None = None,
+        claim: str | None = None,
     ) -> list[list[Any]] | None:
         """``[[value, keys], ...]``, or None if nothing came within the timeout."""
+        await self._after_claim(claim)
         return await self._until(name, lambda: self._take(name, batch, requester), timeout)
 
     def _take(self, name: str, batch: int | None, requester: str) -> list[list[Any]] | None:
@@ -288,14 +289,22 @@ class Coordination:
         return self.state.qsize(name)
 
     # -- variables --------------------------------------------------------------------------------
-    async def variable_set(self, comm: Comm | None, name: str, value: Any, keys: list[Key]) -> None:
-        await self._known(keys)
+    async def variable_set(
+        self, comm: Comm | None, name: str, value: Any, keys: list[Key], claim: str | None = None
+    ) -> None:
+        await self._after_claim(claim)
         self._apply(self.state.set_variable(name, Stored(value, tuple(keys))))
         self._notify(name)
 
     async def variable_get(
-        self, comm: Comm | None, name: str, requester: str, timeout: float | None = None
+        self,
+        comm: Comm | None,
+        name: str,
+        requester: str,
+        timeout: float | None = None,
+        claim: str | None = None,
     ) -> list[Any] | None:
+        await self._after_claim(claim)
         item = await self._until(name, lambda: self.state.variables.get(name), timeout)
         if item is None:
             return None
@@ -307,16 +316,23 @@ class Coordination:
 
     # -- datasets ---------------------------------------------------------------------------------
     async def publish_dataset(
-        self, comm: Comm | None, datasets: dict[str, list[Any]], override: bool = False
+        self,
+        comm: Comm | None,
+        datasets: dict[str, list[Any]],
+        override: bool = False,
+        claim: str | None = None,
     ) -> None:
-        await self._known([k for _value, keys in datasets.values() for k in keys])
+        await self._after_claim(claim)
         taken = [n for n in datasets if n in self.state.datasets]
         if taken and not override:
             raise KeyError(f"datasets already published: {taken} (pass override=True)")
         for name, (value, keys) in datasets.items():
             self._apply(self.state.publish(name, Stored(value, tuple(keys)), override=True))
 
-    def get_dataset(self, comm: Comm | None, name: str, requester: str) -> list[Any] | None:
+    async def get_dataset(
+        self, comm: Comm | None, name: str, requester: str, claim: str | None = None
+    ) -> list[Any] | None:
+        await self._after_claim(claim)
         item = self.state.datasets.get(name)
         if item is None:
             return None
@@ -344,8 +360,10 @@ class Coordination:
                 stream.send(msg)
 
     # -- fire and forget --------------------------------------------------------------------------
-    async def fire_and_forget(self, comm: Comm | None, keys: list[Key]) -> None:
-        await self._known(keys)
+    async def fire_and_forget(
+        self, comm: Comm | None, keys: list[Key], claim: str | None = None
+    ) -> None:
+        await self._after_claim(claim)
         now = time.time()
         self.scheduler.feed(
             ev.KeysDesired(

@@ -55,6 +55,9 @@ class SchedulerExtras:
         self.allow_client_code = allow_client_code
         #: worker plugins by name, pickled by the client; never unpickled here
         self.worker_plugins: dict[str, Serialized] = {}
+        #: nanny plugins by name, likewise; and which nannies were sent which of them
+        self.nanny_plugins: dict[str, Serialized] = {}
+        self._nanny_has: defaultdict[Address, set[str]] = defaultdict(set)
         #: scheduler plugins by name (preloaded, or sent with allow_client_code)
         self.plugins: dict[str, Any] = {}
         self.events: defaultdict[str, deque[tuple[float, Any]]] = defaultdict(
@@ -72,6 +75,7 @@ class SchedulerExtras:
             "unregister_worker_plugin": self.unregister_worker_plugin,
             "get_worker_plugin_names": self.get_worker_plugin_names,
             "register_nanny_plugin": self.register_nanny_plugin,
+            "unregister_nanny_plugin": self.unregister_nanny_plugin,
             "register_scheduler_plugin": self.register_scheduler_plugin,
             "run_on_scheduler": self.run_on_scheduler,
             "log_event": self.log_event,
@@ -123,11 +127,44 @@ class SchedulerExtras:
             raise ValueError(f"no worker plugin named {name!r} is registered")
         return await self._to_workers("plugin_remove", name=name)
 
+    def _nannies(self) -> list[Address]:
+        return [w.nanny for w in self.scheduler.state.workers.values() if w.nanny]
+
     async def register_nanny_plugin(
         self, comm: Any, plugin: Serialized, name: str
     ) -> dict[Address, Any]:
-        nannies = [w.nanny for w in self.scheduler.state.workers.values() if w.nanny]
+        self.nanny_plugins[name] = plugin
+        nannies = self._nannies()
+        for nanny in nannies:
+            self._nanny_has[nanny].add(name)
         return await self._to_workers("plugin_add", nannies, plugin=plugin, name=name)
+
+    async def unregister_nanny_plugin(self, comm: Any, name: str) -> dict[Address, Any]:
+        if self.nanny_plugins.pop(name, None) is None:
+            raise ValueError(f"no nanny plugin named {name!r} is registered")
+        for names in self._nanny_has.values():
+            names.discard(name)
+        return await self._to_workers("plugin_remove", self._nannies(), name=name)
+
+    def worker_registered(self, nanny: Address | None) -> None:
+        """A worker registered: a nanny that joined after a nanny plugin was registered
+        gets it now (once: its later workers re-register without a second setup)."""
+        if nanny is None:
+            return
+        missing = {n: p for n, p in self.nanny_plugins.items() if n not in self._nanny_has[nanny]}
+        if missing:
+            self._nanny_has[nanny].update(missing)
+            self.scheduler.background(self._add_nanny_plugins(nanny, missing), "nanny-plugins")
+
+    async def _add_nanny_plugins(self, nanny: Address, plugins: dict[str, Serialized]) -> None:
+        pool = self.scheduler.pool
+        for name, plugin in plugins.items():
+            try:
+                reply = await pool.call(nanny, "plugin_add", plugin=plugin, name=name)
+            except Exception as exc:  # the nanny went away: nothing to set up there
+                reply = {"status": "error", "text": f"{type(exc).__name__}: {exc}"}
+            if reply.get("status") != "OK":
+                logger.warning("nanny plugin %r failed on %s: %s", name, nanny, reply.get("text"))
 
     # -- scheduler code --------------------------------------------------------------------
     def _check_client_code(self, what: str) -> None:

@@ -39,6 +39,7 @@ from shoal.protocol.ops import to_msg
 from shoal.scheduler import adaptive, wire
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
+from shoal.scheduler.changes import StateChanges
 from shoal.scheduler.coordination_server import Coordination
 from shoal.scheduler.extras import SchedulerExtras, dask_info_fields
 from shoal.scheduler.state import SchedulerState
@@ -84,6 +85,8 @@ class Scheduler(Server):
         self._init_observability(dashboard_address)
         #: locks, semaphores, events, queues, variables, datasets (shoal.scheduler.coordination)
         self.coordination = Coordination(self)
+        #: wakes waits on the state (retirements, workers arriving) after each batch
+        self.state_changes = StateChanges()
         super().__init__(
             handlers=self._rpc_handlers(),
             security=security if security is not None else Security.local(),
@@ -214,6 +217,7 @@ class Scheduler(Server):
             return
         events, self._pending = self._pending, []
         self.route(self.state.handle_stimulus(*events))
+        self.state_changes.notify()
 
     def route(self, instructions: Iterable[ins.SchedulerInstruction]) -> None:
         """Send each instruction down its stream; one ``send`` per stream per batch."""
@@ -285,6 +289,7 @@ class Scheduler(Server):
                 now=time.time(),
             )
         )
+        self.extras.worker_registered(info.get("nanny"))
         self.counters.worker_joined(str(info.get("name") or address))
         logger.info("worker %s joined (%s threads)", address, info["nthreads"])
         await self._serve_worker_stream(address, incarnation, comm)
@@ -404,12 +409,28 @@ class Scheduler(Server):
         self.flush()
         refused = [a for a in addresses if a not in self.state.workers or self._kept(a)]
         retiring = [a for a in addresses if a not in refused]
-        deadline = time.monotonic() + timeout
-        while any(a in self.state.workers for a in retiring):  # gone: WorkerLeft was handled
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"workers {retiring} did not retire within {timeout} s")
-            await asyncio.sleep(0.05)
+
+        def still_there() -> list[Address]:  # gone: their WorkerLeft was handled
+            return [a for a in retiring if a in self.state.workers]
+
+        await self.state_changes.wait_for(
+            lambda: not still_there(),
+            float(timeout),
+            lambda: f"workers {still_there()} did not retire within {timeout} s",
+        )
         return {"retired": retiring, "refused": refused}
+
+    async def wait_for_workers(
+        self, comm: Comm | None = None, n: int = 1, timeout: float = 10.0
+    ) -> int:
+        """Return the worker count once at least ``n`` workers are registered;
+        ``TimeoutError`` naming both counts after ``timeout`` seconds."""
+        await self.state_changes.wait_for(
+            lambda: len(self.state.workers) >= int(n),
+            float(timeout),
+            lambda: f"{len(self.state.workers)} of {n} workers registered within {timeout} s",
+        )
+        return len(self.state.workers)
 
     def _kept(self, address: Address) -> bool:
         """Whether ``address`` is a running worker the state refused to retire."""
@@ -529,6 +550,7 @@ class Scheduler(Server):
             **{op_type.op: adapted(op_type) for op_type in wire.CLIENT_EVENT_OF},
             ops.CloseClient.op: lambda **_: None,
             ops.ClientReconnected.op: self._client_reconnected,
+            ops.Claim.op: lambda claim, **_: self.coordination.claim_arrived(client, str(claim)),
         }
 
     def _client_reconnected(self, **_: Any) -> None:
@@ -551,6 +573,7 @@ class Scheduler(Server):
             "worker_died": self.worker_died,
             "restart": self.restart,
             "retire_workers": self.retire_workers,
+            "wait_for_workers": self.wait_for_workers,
             "adaptive_target": self.adaptive_target,
             "workers_to_close": self.workers_to_close,
             **self.coordination.rpc_handlers(),

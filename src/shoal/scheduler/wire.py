@@ -259,7 +259,9 @@ CLIENT_EVENT_OF: dict[type[ops.Op], Callable[[Any, str, float, _NewId], ev.Sched
     ops.Retry: _retry,
 }
 #: ops from a client the shell acts on itself (no state-machine event)
-CLIENT_SHELL_OPS: frozenset[type[ops.Op]] = frozenset({ops.CloseClient, ops.ClientReconnected})
+CLIENT_SHELL_OPS: frozenset[type[ops.Op]] = frozenset(
+    {ops.CloseClient, ops.ClientReconnected, ops.Claim}
+)
 
 
 def client_event(op: ops.Op, client: str, now: float, new_id: _NewId) -> ev.SchedulerEvent:

@@ -3,7 +3,8 @@
 A daemon thread samples the stacks of the threads running tasks every ``INTERVAL``
 seconds, but only while someone asked for profiles recently (``KEEP_SAMPLING`` seconds
 after the last ask), so an idle cluster pays nothing. Samples are merged into one tree
-per second; ``tree(start, stop)`` merges the seconds asked for.
+per second and task prefix (``key_split`` of the key the thread runs, as dask's
+``profile(key="inc")`` selects); ``tree(start, stop, key)`` merges what was asked for.
 
 Rules of this file:
 
@@ -19,6 +20,8 @@ import time
 from collections import deque
 from types import FrameType
 from typing import Any
+
+from shoal.graph.keys import key_split
 
 #: seconds between samples
 INTERVAL = 0.01
@@ -100,8 +103,8 @@ class Sampler:
 
     def __init__(self, worker: Any) -> None:
         self.worker = worker
-        #: (second, tree) for each second with samples, oldest first
-        self.history: deque[tuple[float, dict[str, Any]]] = deque(maxlen=HISTORY)
+        #: (second, {task prefix: tree}) for each second with samples, oldest first
+        self.history: deque[tuple[float, dict[str, dict[str, Any]]]] = deque(maxlen=HISTORY)
         self._asked_until = 0.0
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -128,19 +131,27 @@ class Sampler:
         frames = sys._current_frames()
         second = float(int(time.time()))
         if not self.history or self.history[-1][0] != second:
-            self.history.append((second, empty_tree()))
-        tree = self.history[-1][1]
-        for ident in threads:
+            self.history.append((second, {}))
+        by_prefix = self.history[-1][1]
+        for ident, key in threads.items():
             frame = frames.get(ident)
             if frame is not None:
+                prefix = key_split(key)
+                tree = by_prefix.get(prefix)
+                if tree is None:
+                    tree = by_prefix[prefix] = empty_tree()
                 add_stack(tree, frame)
 
     def tree(self, start: float | None, stop: float | None, key: Any = None) -> dict[str, Any]:
-        """The merged profile of the seconds in [start, stop]; asks to keep sampling."""
+        """The merged profile of the seconds in [start, stop], of the tasks whose prefix is
+        ``key_split(key)`` (all tasks: ``key=None``); asks to keep sampling."""
         self.keep_sampling()
+        prefix = None if key is None else key_split(key)
         chosen = [
-            t
-            for second, t in list(self.history)
+            tree
+            for second, by_prefix in list(self.history)
             if (start is None or second + 1 >= start) and (stop is None or second <= stop)
+            for name, tree in by_prefix.items()
+            if prefix is None or name == prefix
         ]
         return merge(*chosen)

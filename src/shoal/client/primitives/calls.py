@@ -6,6 +6,11 @@ Rules of this file:
 * A primitive made without ``client=`` uses the worker's client inside a task and the
   default client elsewhere, found when first used (so primitives pickle by name).
 * A value read back is unpickled with its futures bound to the client that read it.
+* A call that carries or returns keys first sends a claim on the client's stream (after
+  applying dropped futures, so their releases go first) and names it: the scheduler
+  answers only once everything this client sent before the claim is applied.
+* Keys read back are claimed for this client by the scheduler; those no future here took
+  are released at once.
 * A wait is a sequence of scheduler-side waits, each at most ``MAX_WAIT`` seconds, until
   the caller's deadline: no polling, and nothing waits without a bound per call.
 """
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from shoal.client.default import get_client, rebinding_to
 from shoal.client.future import Future, futures_of
 from shoal.client.modes import Maybe
+from shoal.protocol import ops
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 if TYPE_CHECKING:
@@ -31,6 +37,18 @@ T = TypeVar("T")
 MAX_WAIT = 10.0
 #: extra seconds a call may take beyond its wait before the client gives up on it
 CALL_MARGIN = 30.0
+#: calls that carry or return keys: each is ordered after a claim on the client's stream
+CLAIMING_OPS = frozenset(
+    {
+        "queue_put",
+        "queue_get",
+        "variable_set",
+        "variable_get",
+        "publish_dataset",
+        "get_dataset",
+        "fire_and_forget",
+    }
+)
 
 
 def resolve_client(client: Client | None) -> Client:
@@ -74,6 +92,19 @@ def unpack_value(client: Client, packed: Serialized) -> Any:
         return deserialize(packed)
 
 
+def unpack_claimed(client: Client, items: list[list[Any]]) -> list[Any]:
+    """The values of ``[[value, keys], ...]`` read back; the scheduler claimed their keys
+    for this client, so keys that no future here holds (unpickling failed, or the value
+    hid them) are released now rather than kept until the client closes."""
+    core = client._running_core()
+    try:
+        return [unpack_value(client, value) for value, _keys in items]
+    finally:
+        unheld = [k for _v, keys in items for k in keys if k not in core.table.states]
+        if unheld:
+            core._send_releases(list(dict.fromkeys(unheld)))
+
+
 async def call(client: Client, op: str, wait: float = 0.0, **kwargs: Any) -> Any:
     """One rpc to the scheduler on ``client``'s loop; it may wait ``wait`` seconds there.
 
@@ -82,6 +113,10 @@ async def call(client: Client, op: str, wait: float = 0.0, **kwargs: Any) -> Any
     import asyncio
 
     core = client._running_core()
+    if op in CLAIMING_OPS:
+        core.table.flush()  # dropped futures: their releases go ahead of the claim
+        kwargs["claim"] = claim = uuid.uuid4().hex
+        core.send(ops.Claim(claim=claim))
     stream = getattr(core.transport, "_stream", None)
     if stream is not None:
         stream.flush_now()

@@ -86,7 +86,7 @@ async def _get_dataset(client: Client, name: str, default: Any) -> Any:
         if default is _NO_DEFAULT:
             raise KeyError(f"no dataset named {name!r} is published")
         return default
-    return calls.unpack_value(client, item[0])
+    return calls.unpack_claimed(client, [item])[0]
 
 
 class Datasets(MutableMapping[str, Any]):

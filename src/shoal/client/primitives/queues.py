@@ -94,7 +94,7 @@ class Queue:
         items = await calls.until(attempt, timeout)
         if items is None:
             raise ShoalTimeoutError(f"queue {self.name!r} had no item within {timeout} s")
-        values = [calls.unpack_value(client, value) for value, _keys in items]
+        values = calls.unpack_claimed(client, items)
         return values if n is not None else values[0]
 
     def qsize(self) -> Any:
@@ -149,7 +149,7 @@ class Variable:
         item = await calls.until(attempt, timeout)
         if item is None:
             raise ShoalTimeoutError(f"variable {self.name!r} was not set within {timeout} s")
-        return calls.unpack_value(client, item[0])
+        return calls.unpack_claimed(client, [item])[0]
 
     def delete(self) -> Any:
         client = self.client
