@@ -7,7 +7,6 @@ the scheduler do) does not pull in the client.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers see of the lazy names the client side uses most
@@ -23,11 +22,6 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names the client side us
     from shoal.cluster import LocalCluster as LocalCluster
     from shoal.comm import Security as Security
     from shoal.worker.context import get_client as get_client
-
-try:
-    __version__ = version("shoal")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
 
 _PUBLIC = {
     "Client": "shoal.client",
@@ -81,7 +75,20 @@ _PUBLIC = {
 __all__ = ["__version__", *sorted(_PUBLIC)]
 
 
+def _version() -> str:
+    # importlib.metadata costs tens of ms to import: only pay when the version is asked for
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("shoal")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value = globals()["__version__"] = _version()
+        return value
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'shoal' has no attribute {name!r}")

@@ -48,18 +48,40 @@ def test_sends_in_one_loop_turn_arrive_as_one_batch(address: str) -> None:
     run(main())
 
 
-def test_messages_within_the_interval_are_coalesced(address: str) -> None:
+def test_an_idle_stream_sends_at_once_even_within_the_interval(address: str) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (client, server):
+            stream = BatchedStream(client, interval=60)
+            for msg in ("a", "b", "c"):  # each a round trip's hop: nothing waits a minute
+                stream.send(msg)
+                assert await asyncio.wait_for(server.read(), 5) == (msg,)
+            await stream.close()
+
+    run(main())
+
+
+async def keep_loop_busy(turns: int) -> None:
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
+def test_messages_within_the_interval_are_coalesced_while_the_loop_is_busy(
+    address: str,
+) -> None:
     async def main() -> None:
         async with comm_pair(address) as (client, server):
             stream = BatchedStream(client, interval=60)
             stream.send("a")  # after an idle spell: goes out on the next loop turn
             assert await server.read() == ("a",)
+            busy = asyncio.ensure_future(keep_loop_busy(1000))
             stream.send("b")
             await asyncio.sleep(0)
             stream.send("c")
             await asyncio.sleep(0)
             stream.send("d")
-            # the interval has not passed: only close() can flush them, as one batch
+            await busy
+            # the loop was busy when the flusher woke: it waits out the interval, so only
+            # close() can flush them, as one batch
             await stream.close()
             assert await server.read() == ("b", "c", "d")
             with pytest.raises(CommClosedError):

@@ -95,3 +95,32 @@ def test_report_for_a_custom_mapping() -> None:
     report = monitor.report({"a": 1}, {"a": 300}, now=0.0)
     assert report["managed_bytes"] == 300 and report["spilled_bytes"] == 0
     assert report["unmanaged_bytes"] == 700
+
+
+class CountingBuffer(SpillBuffer):
+    """Counts how often the O(keys) spillable sum is taken."""
+
+    sums = 0
+
+    @property
+    def spillable_weight(self) -> int:
+        type(self).sums += 1
+        return super().spillable_weight
+
+
+def test_spillable_bytes_are_summed_only_past_the_spill_threshold(tmp_path: Path) -> None:
+    rss = [500]
+    buffer = CountingBuffer(str(tmp_path / "s"), target=10_000, weight=lambda v: 100)
+    try:
+        for i in range(5):
+            buffer[str(i)] = i
+        monitor = MemoryMonitor(TH, buffer, measure=lambda: rss[0])
+        for tick in range(10):  # under the spill threshold: no walk over the keys
+            assert monitor.check(now=float(tick)) is None
+        assert CountingBuffer.sums == 0
+        rss[0] = 750  # past spill (700): evict down to the target (600)
+        assert monitor.check(now=11.0) is None
+        assert CountingBuffer.sums == 1
+        assert buffer.pending_weight + buffer.slow_weight == 200
+    finally:
+        buffer.close()

@@ -5,8 +5,12 @@ Rules of this file:
 * ``send`` never blocks and never fails because of the network: it appends to a buffer and
   wakes the flusher. It raises ``CommClosedError`` only once the stream is closed.
 * One background flusher task per stream writes everything buffered as ONE message (a
-  list) at most once per ``interval``; after an idle spell the first message goes out on
-  the next loop turn, so a lone message is not delayed by the interval.
+  list). Coalescing is for load: a message sent on an idle stream goes out on the next
+  loop turn (everything sent in the current turn joins it), and so does one sent soon
+  after the last write while the loop has nothing else ready, so no hop of a round trip
+  waits for a timer. Only while the loop is busy (other callbacks ready: many messages
+  arriving together) does the flusher wait out ``interval`` since its last write, and
+  whatever is sent while a write is in flight (the connection backed up) joins the next.
 * The receiver does ``batch = await comm.read()`` and gets a tuple of messages, in order.
 * A message that cannot be encoded is never dropped silently: it is handed, with the error,
   to ``on_unencodable`` (the client fails the futures it concerns; the default logs it),
@@ -33,7 +37,7 @@ UnencodableHandler = Callable[[Any, Exception], None]
 
 
 class BatchedStream:
-    """Coalesces outgoing messages on ``comm`` into one write per ``interval`` seconds."""
+    """Coalesces outgoing messages on ``comm``: at once when idle, per ``interval`` when busy."""
 
     def __init__(
         self,
@@ -128,9 +132,17 @@ class BatchedStream:
                 return False
             await self._wait(None)
         delay = self._next_flush - self._loop.time()
-        if delay > 0 and not self._closing:
-            await self._wait(delay)  # more messages join the batch meanwhile
+        if delay > 0 and not self._closing and self._loop_is_busy():
+            await self._wait(delay)  # under load: more messages join the batch meanwhile
         return True
+
+    def _loop_is_busy(self) -> bool:
+        """Whether more than one other callback is ready to run (asyncio's ready queue; one
+        is the usual reply being read on an idle loop). A loop without that queue, uvloop
+        say, counts as idle: load then coalesces through the loop turn and the writes in
+        flight alone."""
+        ready = getattr(self._loop, "_ready", None)
+        return ready is not None and len(ready) > 1
 
     async def _wait(self, delay: float | None) -> None:
         """Sleep until send() (delay None) or until the delay passed; close() ends either."""

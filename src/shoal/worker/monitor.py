@@ -156,7 +156,7 @@ class MemoryMonitor:
         reading = MemoryReading(
             rss=self.rss,
             pending=buffer.pending_weight if buffer else 0,
-            spillable=buffer.spillable_weight if buffer else 0,
+            spillable=self._spillable(buffer),
         )
         decision = decide(self.thresholds, reading)
         evict = decision.evict
@@ -167,6 +167,15 @@ class MemoryMonitor:
         if decision.unmanaged_high:
             self._unmanaged_high(now, buffer)
         return self._pause_change(decision.paused, now)
+
+    def _spillable(self, buffer: SpillBuffer | None) -> int:
+        """What ``evict`` could move; summed only past the spill threshold, where ``decide``
+        reads it: the sum walks every key held, which on each tick cost a worker holding
+        many small results a fifth of its CPU."""
+        spill = self.thresholds.spill
+        if buffer is None or spill is None or self.rss <= spill:
+            return 0
+        return buffer.spillable_weight
 
     def report(
         self, data: Mapping[Key, Any], nbytes: Mapping[Key, int], now: float
