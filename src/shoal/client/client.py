@@ -575,8 +575,8 @@ class Client(ClientAdmin[M], DatasetsMixin[M]):
         return self._run(core.transport.call(core.transport.scheduler_address, op, **kwargs))
 
     @by_mode
-    def who_has(self, /, futures: Any = None) -> Maybe[dict[Key, list[Address]]]:
-        """``{key: [worker addresses]}`` for the futures given (all keys by default)."""
+    def who_has(self, /, futures: Any = None) -> Maybe[dict[Key, tuple[Address, ...]]]:
+        """``{key: (worker addresses)}`` for the futures given (all keys by default)."""
         keys = None if futures is None else [f.key for f in futures_of(futures)]
         return self._ask_scheduler("who_has", keys=keys)
 
