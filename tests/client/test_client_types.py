@@ -32,7 +32,7 @@ from shoal.client.modes import Async, Mode, Sync
 def sync_use() -> None:
     client = Client()
     assert_type(client, Client[Sync])
-    assert_type(client.who_has(), dict[str | tuple[object, ...], list[str]])
+    assert_type(client.who_has(), dict[str | tuple[object, ...], tuple[str, ...]])
     assert_type(client.nthreads(), dict[str, int])
     assert_type(client.close(), None)
     assert_type(client.submit(len, "x"), Future)
