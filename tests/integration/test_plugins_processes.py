@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,8 +127,12 @@ def test_a_nanny_plugin_reaches_nannies_that_join_later(
     cluster.scale(2)
     try:
         client.wait_for_workers(2, timeout=60)
-        stamps = client.run(stamp_of, nanny=True)
-        assert len(stamps) == 2 and set(stamps.values()) == {"stamped"}, stamps
+        # the new nanny gets the plugins just after its worker registered (asynchronously;
+        # Environ, registered earlier, restarts that worker too)
+        deadline = time.monotonic() + 30
+        while list((stamps := client.run(stamp_of, nanny=True)).values()) != ["stamped"] * 2:
+            assert time.monotonic() < deadline, stamps
+            time.sleep(0.1)
         client.unregister_worker_plugin("stamp", nanny=True)
         assert set(client.run(stamp_of, nanny=True).values()) == {"torn down"}
         with pytest.raises(ValueError, match="no nanny plugin named 'stamp'"):
