@@ -29,6 +29,10 @@ SOAK = os.environ.get("SHOAL_CHAOS_SOAK") == "1"
 SEED = int(os.environ.get("SHOAL_CHAOS_SEED", "20261201"))
 #: K1's DAG: the issue's ~17k tasks (about 15 s fault-free on a quiet 2-core machine)
 K1_TASKS = 17_600
+#: what each K1 task takes (seconds): 17,600 tasks on 4 workers then last ~90 s fault-free,
+#: long enough for >= 20 kills at the issue's 2-5 s pace (no-op tasks took 39 s on a quiet
+#: CI machine: only 19 kills, even at a compressed pace)
+K1_TASK_SECONDS = 0.02
 #: the other scenarios' DAG: smaller, so the PR tier stays within its time
 SMALL_TASKS = 20_000 if SOAK else 3_000
 
@@ -84,7 +88,7 @@ def make_cluster(tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def k1_dag() -> Dag:
-    return random_dag(SEED, K1_TASKS)
+    return random_dag(SEED, K1_TASKS, task_seconds=K1_TASK_SECONDS)
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +98,7 @@ def small_dag() -> Dag:
 
 def fault_free(tmp_path: Path, dag: Dag) -> float:
     """Wall seconds of ``dag`` on 4 workers of one node, without faults (measured once)."""
-    key = (dag.seed, dag.n_tasks)
+    key = (dag.seed, dag.n_tasks, dag.task_seconds)
     if key not in FAULT_FREE_WALL:
         cluster = ChaosCluster(tmp_path / f"baseline-{dag.n_tasks}")
         fds_before = psutil.Process().num_fds()

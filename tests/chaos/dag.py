@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,12 +47,21 @@ def chaos_task(index: int, *inputs: str) -> str:
     return digest(key, inputs)
 
 
+def slow_chaos_task(seconds: float, index: int, *inputs: str) -> str:
+    """``chaos_task`` that first waits ``seconds`` (a task that takes time, like real
+    ones: the DAG then lasts long enough for the kill storm's pace)."""
+    time.sleep(seconds)
+    return chaos_task(index, *inputs)
+
+
 @dataclass(frozen=True)
 class Dag:
     """``deps[i]``: the indices task ``i`` reads (all smaller than ``i``)."""
 
     seed: int
     deps: tuple[tuple[int, ...], ...]
+    #: how long each task takes besides its digest (seconds)
+    task_seconds: float = 0.0
 
     @property
     def n_tasks(self) -> int:
@@ -63,13 +73,20 @@ class Dag:
         return [key_of(i) for i in range(self.n_tasks) if i not in read]
 
     def dask_graph(self) -> dict[str, Any]:
+        if self.task_seconds:
+            return {
+                key_of(i): (slow_chaos_task, self.task_seconds, i, *(key_of(d) for d in deps))
+                for i, deps in enumerate(self.deps)
+            }
         return {
             key_of(i): (chaos_task, i, *(key_of(d) for d in deps))
             for i, deps in enumerate(self.deps)
         }
 
 
-def random_dag(seed: int, n_tasks: int, width: int = 400, max_inputs: int = 3) -> Dag:
+def random_dag(
+    seed: int, n_tasks: int, width: int = 400, max_inputs: int = 3, task_seconds: float = 0.0
+) -> Dag:
     """Layers of ``width`` tasks; each task reads 0..``max_inputs`` tasks of the layer
     before (and sometimes one further back), so results must travel between workers."""
     rng = random.Random(seed)
@@ -86,4 +103,4 @@ def random_dag(seed: int, n_tasks: int, width: int = 400, max_inputs: int = 3) -
         if layer >= 2 and rng.random() < 0.1:
             picks.add(rng.randrange(0, prev_start))
         deps.append(tuple(sorted(picks)))
-    return Dag(seed=seed, deps=tuple(deps))
+    return Dag(seed=seed, deps=tuple(deps), task_seconds=task_seconds)

@@ -25,7 +25,7 @@ from tests.chaos.oracle import combined, oracle_values
 from tests.chaos.watchdog import Watchdog
 
 #: wall seconds of fault-free runs, by (seed, n_tasks), measured in this session
-FAULT_FREE_WALL: dict[tuple[int, int], float] = {}
+FAULT_FREE_WALL: dict[tuple[int, int, float], float] = {}
 
 
 @dataclass
@@ -105,5 +105,7 @@ def figures_on_failure(scenario: str, ledger_dir: Path, faults: dict[str, Any]) 
 
 
 def report(result: RunResult, seed: int) -> None:
-    baseline = FAULT_FREE_WALL.get((seed, result.n_tasks))
+    baseline = next(
+        (w for (s, n, _), w in FAULT_FREE_WALL.items() if (s, n) == (seed, result.n_tasks)), None
+    )
     print(result.line(baseline), flush=True)
