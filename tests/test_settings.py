@@ -80,6 +80,9 @@ def test_arguments_beat_configuration() -> None:
         assert Worker("tcp://127.0.0.1:1", memory_spill_fraction=None).memory_spill_fraction is None
     with dask.config.set({"shoal.worker.memory.spill": False}):
         assert Worker("tcp://127.0.0.1:1").memory_spill_fraction is None
+    assert Worker("tcp://127.0.0.1:1").config.spill_writes_wait == 10.0
+    with dask.config.set({"shoal.worker.memory.spill-writes-wait": "250ms"}):
+        assert Worker("tcp://127.0.0.1:1").config.spill_writes_wait == 0.25
 
 
 def test_distributed_allowed_failures_is_honoured() -> None:

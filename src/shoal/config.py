@@ -80,6 +80,9 @@ class WorkerConfig:
     memory_spill_fraction: float | None = 0.7
     #: fraction of process memory at which the worker stops starting tasks
     memory_pause_fraction: float | None = 0.8
+    #: seconds a task waits for the spill writer to catch up before it runs anyway (a
+    #: stuck disk must not stop the worker; the monitor's pause still applies)
+    spill_writes_wait: float = 10.0
     #: seconds between heartbeats to the scheduler
     heartbeat_interval: float = 0.5
     #: seconds to keep trying to reach a lost (or not yet started) scheduler before

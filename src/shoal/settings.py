@@ -57,6 +57,7 @@ WORKER_KEYS: dict[str, tuple[str | None, Callable[[Any], Any], str]] = {
     ),
     "worker.memory.spill": ("distributed.worker.memory.spill", _fraction, "memory_spill_fraction"),
     "worker.memory.pause": ("distributed.worker.memory.pause", _fraction, "memory_pause_fraction"),
+    "worker.memory.spill-writes-wait": (None, parse_timedelta, "spill_writes_wait"),
     "worker.connections.outgoing": (
         "distributed.worker.connections.outgoing",
         int,

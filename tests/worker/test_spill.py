@@ -214,8 +214,8 @@ def test_task_inputs_read_spilled_values_lazily(buf: SpillBuffer) -> None:
 def test_a_task_thread_waits_for_pending_writes_before_it_runs(tmp_path: Path) -> None:
     _GATE.clear()
     buffer = SpillBuffer(str(tmp_path / "s"), target=0.5, weight=lambda v: 1)
-    wait = spill.wait_for_spill_writes(buffer)
-    assert wait is not None and spill.wait_for_spill_writes({}) is None
+    wait = spill.wait_for_spill_writes(buffer, timeout=10)
+    assert wait is not None and spill.wait_for_spill_writes({}, timeout=10) is None
     try:
         buffer["k"] = SlowToPickle()  # queued; the writer waits on the gate
         assert not buffer.wait_for_writes(0.05), "pending, yet the wait returned at once"
@@ -226,6 +226,27 @@ def test_a_task_thread_waits_for_pending_writes_before_it_runs(tmp_path: Path) -
         _GATE.set()
         waited.join(10)
         assert not waited.is_alive() and buffer.pending_weight == 0 and "k" in buffer.disk
+    finally:
+        _GATE.set()
+        buffer.close()
+
+
+def test_a_stuck_spill_writer_delays_a_task_only_for_the_configured_wait(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _GATE.clear()
+    buffer = SpillBuffer(str(tmp_path / "s"), target=0.5, weight=lambda v: 1)
+    wait = spill.wait_for_spill_writes(buffer, timeout=0.2)
+    assert wait is not None
+    try:
+        buffer["k"] = SlowToPickle()  # the writer is stuck on the gate
+        waited = threading.Thread(target=wait)
+        with caplog.at_level("WARNING", logger="shoal.worker"):
+            waited.start()
+            waited.join(10)
+        assert not waited.is_alive(), "the task waited past the configured spill wait"
+        assert buffer.pending_weight == 1, "the write finished, so the bound was not tested"
+        assert "running the task anyway" in caplog.text
     finally:
         _GATE.set()
         buffer.close()

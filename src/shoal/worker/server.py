@@ -198,7 +198,7 @@ class Worker(Server, WorkerStateView):
         self.data: MutableMapping[Key, Any] = make_data(
             data_factory(data), os.path.join(self.local_directory, "storage"), self.config
         )
-        self.runner.before_run = wait_for_spill_writes(self.data)
+        self.runner.before_run = wait_for_spill_writes(self.data, self.config.spill_writes_wait)
         self.shm = SharedMemoryTransfers(self.config.shared_memory)
         self.memory_monitor = MemoryMonitor(MemoryThresholds.from_config(self.config), self.data)
         self.state = self._new_state()

@@ -536,25 +536,20 @@ def make_data(
     return SpillBuffer(directory, limit * target)
 
 
-#: the longest a task waits for the spill writer before it runs anyway (a stuck disk must
-#: not stop the worker; the monitor's pause still applies)
-WRITES_WAIT = 10.0
-
-
-def wait_for_spill_writes(data: object) -> Callable[[], None] | None:
-    """What a task thread calls before it runs: wait (bounded) until values queued for disk
-    are written, so results do not pile up on memory that is still in use. None when
-    ``data`` does not spill in the background."""
+def wait_for_spill_writes(data: object, timeout: float) -> Callable[[], None] | None:
+    """What a task thread calls before it runs: wait (at most ``timeout`` seconds) until
+    values queued for disk are written, so results do not pile up on memory that is still
+    in use. None when ``data`` does not spill in the background."""
     if not isinstance(data, SpillBuffer):
         return None
     buffer = data
 
     def wait() -> None:
-        if buffer.pending_weight and not buffer.wait_for_writes(WRITES_WAIT):
+        if buffer.pending_weight and not buffer.wait_for_writes(timeout):
             logger.warning(
                 "the spill writer is %s behind after %.0fs; running the task anyway",
                 format_bytes(buffer.pending_weight),
-                WRITES_WAIT,
+                timeout,
             )
 
     return wait
