@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from shoal import Client
+from shoal import Client, WorkerPlugin
 from shoal.comm import Security
 from shoal.errors import CancelledError, KilledWorker
 from tests.integration.conftest import free_port, stop_process, wait_for, wait_for_port
@@ -276,3 +276,38 @@ def test_a_worker_the_scheduler_refuses_is_not_restarted_for_ever(
     assert "wrong cluster token" in stderr
     assert stderr.count("started worker pid") == 1, stderr  # started once, never again
     assert "restarting cannot help" in stderr
+
+
+class SetupLedger(WorkerPlugin):
+    """Leaves a file named after the worker's pid each time it is set up."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def setup(self, worker: Any) -> None:
+        Path(self.folder, f"{os.getpid()}-{time.monotonic_ns()}").touch()
+
+
+def test_worker_plugins_survive_a_scheduler_restart(cluster: Cluster, tmp_path: Path) -> None:
+    """The restarted scheduler learns the plugin from the worker that rejoins (which does
+    not set it up twice) and hands it to a worker that joins afterwards."""
+    ledger = tmp_path / "setups"
+    ledger.mkdir()
+    cluster.start_scheduler()
+    cluster.start_workers(1, "--death-timeout", "60s")
+    with cluster.client(1) as client:
+        client.register_plugin(SetupLedger(str(ledger)), name="ledger")
+        assert len(list(ledger.iterdir())) == 1
+        assert cluster.scheduler is not None
+        cluster.scheduler.kill()
+        cluster.scheduler.wait()
+        cluster.start_scheduler()
+        wait_for(lambda: len(cluster.note(client)) == 1, timeout=60)
+        cluster.start_workers(1, "--death-timeout", "60s")
+        wait_for(lambda: len(cluster.note(client)) == 2, timeout=60)
+        wait_for(lambda: len(list(ledger.iterdir())) >= 2, timeout=30)
+        # the scheduler knows it again: an idempotent registration sets nothing up
+        client.register_plugin(SetupLedger(str(ledger)), name="ledger", idempotent=True)
+        pids = sorted(int(f.name.split("-")[0]) for f in ledger.iterdir())
+        worker_pids = sorted(int(w["pid"]) for w in cluster.note(client).values())
+        assert pids == worker_pids, "each worker is set up once: the rejoined one not twice"

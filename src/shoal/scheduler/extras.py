@@ -17,7 +17,7 @@ import inspect
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from shoal._types import Address, Key
@@ -55,6 +55,8 @@ class SchedulerExtras:
         self.allow_client_code = allow_client_code
         #: worker plugins by name, pickled by the client; never unpickled here
         self.worker_plugins: dict[str, Serialized] = {}
+        #: worker plugins unregistered here (not adopted again from a rejoining worker)
+        self._unregistered: set[str] = set()
         #: nanny plugins by name, likewise; and which nannies were sent which of them
         self.nanny_plugins: dict[str, Serialized] = {}
         self._nanny_has: defaultdict[Address, set[str]] = defaultdict(set)
@@ -97,6 +99,14 @@ class SchedulerExtras:
         return {"worker_plugins": dict(self.worker_plugins)}
 
     # -- worker and nanny plugins ------------------------------------------------------------
+    def adopt_worker_plugins(self, worker: Address, plugins: Mapping[str, Serialized]) -> None:
+        """A registering worker's plugins that we do not know (we restarted since they
+        were registered): keep them, so that workers joining later get them too."""
+        for name, plugin in plugins.items():
+            if name not in self.worker_plugins and name not in self._unregistered:
+                logger.info("worker plugin %r learnt again from worker %s", name, worker)
+                self.worker_plugins[name] = plugin
+
     async def _to_workers(
         self, op: str, workers: Iterable[Address] | None = None, **kwargs: Any
     ) -> dict[Address, Any]:
@@ -117,6 +127,7 @@ class SchedulerExtras:
         self, comm: Any, plugin: Serialized, name: str
     ) -> dict[Address, Any]:
         self.worker_plugins[name] = plugin
+        self._unregistered.discard(name)
         return await self._to_workers("plugin_add", plugin=plugin, name=name)
 
     def get_worker_plugin_names(self, comm: Any) -> list[str]:
@@ -125,6 +136,7 @@ class SchedulerExtras:
     async def unregister_worker_plugin(self, comm: Any, name: str) -> dict[Address, Any]:
         if self.worker_plugins.pop(name, None) is None:
             raise ValueError(f"no worker plugin named {name!r} is registered")
+        self._unregistered.add(name)  # a worker away meanwhile must not bring it back
         return await self._to_workers("plugin_remove", name=name)
 
     def _nannies(self) -> list[Address]:

@@ -258,6 +258,7 @@ class Scheduler(Server):
             await comm.close()
             return self.TOOK_COMM
         incarnation = next(self._incarnations)
+        self.extras.adopt_worker_plugins(address, info.get("worker_plugins") or {})
         reply = {"status": "OK", "time": time.time(), "id": self.id, "incarnation": incarnation}
         await comm.write({**reply, **self.extras.registration_reply()})
         stream = BatchedStream(comm, interval=self.comm_config.batch_interval)

@@ -7,6 +7,9 @@ Rules of this file:
   worker or the task state machine (transition hooks swallow their errors).
 * Plugins the scheduler hands over at registration are set up before the worker says
   it is running, so a worker that joins later (or restarts) has them before any task.
+* A worker keeps each plugin's bytes and reports them when it registers: a scheduler
+  that restarted learns the plugins again from its workers (and hands them to workers
+  that join later); a plugin already set up here with the same bytes is not set up twice.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class WorkerExtras:
         self.worker = worker
         #: plugins by name, in the order they were added
         self.plugins: dict[str, Any] = {}
+        #: the pickled form each plugin came in, by name (reported at registration)
+        self.plugin_blobs: dict[str, Serialized] = {}
         self.sampler = Sampler(worker)
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
@@ -50,8 +55,12 @@ class WorkerExtras:
 
     # -- plugins ---------------------------------------------------------------------------
     async def setup_registered(self, plugins: Mapping[str, Serialized]) -> None:
-        """Set up the plugins the scheduler handed over when we registered."""
+        """Set up the plugins the scheduler handed over when we registered, but those set
+        up here already from the same bytes (we rejoined a scheduler that learnt them from
+        us)."""
         for name, blob in plugins.items():
+            if name in self.plugins and _same_bytes(self.plugin_blobs.get(name), blob):
+                continue
             reply = await self.plugin_add(None, blob, name)
             if reply["status"] != "OK":
                 logger.error("worker plugin %r failed to set up: %s", name, reply["text"])
@@ -62,6 +71,7 @@ class WorkerExtras:
             if name in self.plugins:
                 await self.plugin_remove(None, name)
             self.plugins[name] = obj
+            self.plugin_blobs[name] = plugin
             self._update_transition_hook()
             await call_hook(obj, "setup", self.worker)
         except Exception as exc:
@@ -71,6 +81,7 @@ class WorkerExtras:
 
     async def plugin_remove(self, comm: Any, name: str) -> dict[str, Any]:
         plugin = self.plugins.pop(name, None)
+        self.plugin_blobs.pop(name, None)
         self._update_transition_hook()
         if plugin is None:
             return {"status": "OK", "removed": False}
@@ -162,3 +173,9 @@ def _overrides(plugin: object, hook: str) -> bool:
 
     method = getattr(type(plugin), hook, None)
     return method is not None and method is not getattr(WorkerPlugin, hook, None)
+
+
+def _same_bytes(a: Serialized | None, b: Serialized) -> bool:
+    if a is None or bytes(a.header) != bytes(b.header) or len(a.buffers) != len(b.buffers):
+        return False
+    return all(bytes(x) == bytes(y) for x, y in zip(a.buffers, b.buffers, strict=True))

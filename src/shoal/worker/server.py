@@ -329,6 +329,8 @@ class Worker(Server, WorkerStateView):
             )
         if await self._reach_scheduler():
             logger.info("worker %s rejoined as incarnation %s", self.address, self.incarnation)
+            # plugins registered while we were away (those we have are not set up again)
+            await self.extras.setup_registered(self._plugins_at_registration)
             return
         if self.status not in ("closing", "closed"):
             logger.error("worker %s: scheduler gone past death_timeout; closing", self.address)
@@ -418,6 +420,7 @@ class Worker(Server, WorkerStateView):
             "services": self.service_ports,
             "local_directory": self.local_directory,
             "pid": os.getpid(),
+            "worker_plugins": dict(self.extras.plugin_blobs),
         }
 
     async def _scheduler_stream(self, comm: Comm) -> None:
