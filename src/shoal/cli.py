@@ -11,8 +11,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -308,9 +309,25 @@ def worker(
         for worker_name in names
     ]
     _run(servers, "worker at %s", startup)
-    code = max(server.exit_code for server in servers)
-    if code:
-        sys.exit(code)  # e.g. RESTART_EXIT_CODE: the nanny starts a successor
+    # e.g. RESTART_EXIT_CODE: the nanny starts a successor
+    _exit_past_task_threads(max(server.exit_code for server in servers))
+
+
+def _exit_past_task_threads(code: int) -> NoReturn:
+    """Exit with ``code`` once the workers closed. A task thread still running (a task in
+    ``time.sleep(1e6)``, say) would make the interpreter wait for it at exit for ever, and
+    the process would outlive a SIGTERM: name such threads and exit without them."""
+    running = [
+        t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
+    ]
+    if running:
+        names = ", ".join(sorted(t.name for t in running))
+        logger.warning("exiting while %d thread(s) still run tasks: %s", len(running), names)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _worker_options_from_environ() -> dict[str, Any]:
@@ -414,10 +431,18 @@ async def _serve(servers: list[Any], announce: str, preloads: list[Any]) -> None
     waiter = asyncio.ensure_future(stop.wait())
     closed = asyncio.ensure_future(asyncio.gather(*(s.wait_closed() for s in servers)))
     await asyncio.wait([waiter, closed], return_when=asyncio.FIRST_COMPLETED)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal: do not wait for closing
+        loop.add_signal_handler(sig, _exit_at_second_signal, sig)
     for server in servers:
         await run_teardowns(preloads, server)
         await server.close()
     waiter.cancel()
+
+
+def _exit_at_second_signal(sig: int) -> None:
+    logger.warning("signal %d while closing: exiting now", sig)
+    logging.shutdown()
+    os._exit(128 + sig)
 
 
 # -- demo ------------------------------------------------------------------------------------

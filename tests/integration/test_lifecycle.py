@@ -311,3 +311,16 @@ def test_worker_plugins_survive_a_scheduler_restart(cluster: Cluster, tmp_path: 
         pids = sorted(int(f.name.split("-")[0]) for f in ledger.iterdir())
         worker_pids = sorted(int(w["pid"]) for w in cluster.note(client).values())
         assert pids == worker_pids, "each worker is set up once: the rejoined one not twice"
+
+
+def test_a_worker_exits_on_sigterm_while_a_task_blocks_its_thread(cluster: Cluster) -> None:
+    """The task never returns; SIGTERM still ends the worker process (the interpreter
+    would otherwise wait for the task thread at exit for ever)."""
+    cluster.start_scheduler()
+    worker = cluster.start_workers(1, "--no-nanny")
+    with cluster.client(1) as client:
+        blocked = client.submit(time.sleep, 3600, key="blocks-its-thread")
+        wait_for(lambda: client.processing().get(next(iter(cluster.note(client))), ()), 30)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        assert blocked.status == "pending"  # nothing ran it to the end
