@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from shoal import LocalCluster
 from shoal.client import Client
 from shoal.plugins import Environ, NannyPlugin, PipInstall
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -129,10 +129,12 @@ def test_a_nanny_plugin_reaches_nannies_that_join_later(
         client.wait_for_workers(2, timeout=60)
         # the new nanny gets the plugins just after its worker registered (asynchronously;
         # Environ, registered earlier, restarts that worker too)
-        deadline = time.monotonic() + 30
-        while list((stamps := client.run(stamp_of, nanny=True)).values()) != ["stamped"] * 2:
-            assert time.monotonic() < deadline, stamps
-            time.sleep(0.1)
+        wait_until(
+            lambda: list(client.run(stamp_of, nanny=True).values()) == ["stamped"] * 2,
+            timeout=30,
+            what="both nannies stamped",
+            interval=0.1,
+        )
         client.unregister_worker_plugin("stamp", nanny=True)
         assert set(client.run(stamp_of, nanny=True).values()) == {"torn down"}
         with pytest.raises(ValueError, match="no nanny plugin named 'stamp'"):
