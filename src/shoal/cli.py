@@ -395,48 +395,77 @@ def _run(servers: list[Any], announce: str, startup: StartupOptions) -> None:
     except PreloadError as exc:
         raise click.UsageError(str(exc)) from None
     with pid_file(startup.pid_file):
-        asyncio.run(_serve(servers, announce, modules))
+        try:
+            asyncio.run(_serve(servers, announce, modules))
+        except _ExitWith as exc:
+            raise SystemExit(exc.code) from None
 
 
 async def _serve(servers: list[Any], announce: str, preloads: list[Any]) -> None:
     """Start servers, run until SIGINT/SIGTERM or until all of them closed, then close them.
-    (One closing, e.g. a retired worker's nanny, leaves the others running.)"""
-    from shoal.errors import HandshakeError
-    from shoal.preload import run_setups, run_teardowns
+    (One closing, e.g. a retired worker's nanny, leaves the others running.) A signal
+    while they start (a worker still trying to reach its scheduler) stops them too."""
+    from shoal.preload import run_teardowns
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.ensure_future(stop.wait())
+    starting = asyncio.ensure_future(_start_all(servers, announce, preloads))
+    await asyncio.wait([waiter, starting], return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        logger.info("stopped while starting; closing")
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+    elif starting.exception() is not None:
+        waiter.cancel()
+        for server in servers:
+            await server.close()
+        raise starting.exception()  # type: ignore[misc]
+    else:
+        closed = asyncio.ensure_future(asyncio.gather(*(s.wait_closed() for s in servers)))
+        await asyncio.wait([waiter, closed], return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal: do not wait for closing
+        loop.add_signal_handler(sig, _exit_at_second_signal, sig)
+    for server in servers:
+        if starting.done() and not starting.cancelled():
+            await run_teardowns(preloads, server)
+        await server.close()
+    waiter.cancel()
+
+
+async def _start_all(servers: list[Any], announce: str, preloads: list[Any]) -> None:
+    """Start ``servers`` one by one with their preloads; a failure raises what the CLI
+    exits with (the caller closes the servers)."""
+    from shoal.errors import HandshakeError
+    from shoal.preload import run_setups
+
     for server in servers:
         try:
             await server.start()
         except HandshakeError as exc:  # refused credentials: trying again cannot help
-            for started in servers:
-                await started.close()
             from shoal.nanny import REFUSED_EXIT_CODE
 
             click.echo(f"Error: {exc}", err=True)
-            raise SystemExit(REFUSED_EXIT_CODE) from None
+            raise _ExitWith(REFUSED_EXIT_CODE) from None
         try:
             await run_setups(preloads, server)
         except Exception as exc:
-            for started in servers:
-                await started.close()
             raise click.ClickException(str(exc)) from None
         logger.info(announce, server.address)
         login = getattr(server, "dashboard_login_link", None)
         if login:  # like a notebook server: the one place the token is shown
             click.echo(f"Dashboard at {server.dashboard_link}\n  log in: {login}", err=True)
-    waiter = asyncio.ensure_future(stop.wait())
-    closed = asyncio.ensure_future(asyncio.gather(*(s.wait_closed() for s in servers)))
-    await asyncio.wait([waiter, closed], return_when=asyncio.FIRST_COMPLETED)
-    for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal: do not wait for closing
-        loop.add_signal_handler(sig, _exit_at_second_signal, sig)
-    for server in servers:
-        await run_teardowns(preloads, server)
-        await server.close()
-    waiter.cancel()
+
+
+class _ExitWith(Exception):
+    """Exit the CLI with this code (SystemExit itself must not cross an asyncio task)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 def _exit_at_second_signal(sig: int) -> None:

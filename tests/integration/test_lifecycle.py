@@ -324,3 +324,13 @@ def test_a_worker_exits_on_sigterm_while_a_task_blocks_its_thread(cluster: Clust
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
         assert blocked.status == "pending"  # nothing ran it to the end
+
+
+def test_a_worker_still_looking_for_its_scheduler_exits_on_sigterm(cluster: Cluster) -> None:
+    """No scheduler ever answers and ``death_timeout`` is for ever: the worker keeps
+    trying inside its start-up, and SIGTERM must still end it."""
+    worker = cluster.start_workers(1, "--no-nanny")
+    process = psutil.Process(worker.pid)
+    wait_for(lambda: any(c.status == "LISTEN" for c in process.net_connections("tcp")), 60)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
