@@ -28,6 +28,28 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from shoal._types import Key
 from shoal.comm import Comm
 from shoal.protocol import ops
+from shoal.protocol.rpc_scheduler import (
+    SchedulerEventClear,
+    SchedulerEventSet,
+    SchedulerEventWait,
+    SchedulerFireAndForget,
+    SchedulerForwardOutput,
+    SchedulerGetDataset,
+    SchedulerListDatasets,
+    SchedulerPublishDataset,
+    SchedulerQueueCreate,
+    SchedulerQueueGet,
+    SchedulerQueuePut,
+    SchedulerQueueQsize,
+    SchedulerSemaphoreAcquire,
+    SchedulerSemaphoreCount,
+    SchedulerSemaphoreRefresh,
+    SchedulerSemaphoreRelease,
+    SchedulerUnpublishDataset,
+    SchedulerVariableDelete,
+    SchedulerVariableGet,
+    SchedulerVariableSet,
+)
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
 from shoal.scheduler.coordination import CoordinationState, HoldChange, Stored
@@ -67,26 +89,26 @@ class Coordination:
 
     def rpc_handlers(self) -> dict[str, Callable[..., Any]]:
         return {
-            "semaphore_acquire": self.semaphore_acquire,
-            "semaphore_release": self.semaphore_release,
-            "semaphore_refresh": self.semaphore_refresh,
-            "semaphore_count": self.semaphore_count,
-            "event_set": self.event_set,
-            "event_clear": self.event_clear,
-            "event_wait": self.event_wait,
-            "queue_create": self.queue_create,
-            "queue_put": self.queue_put,
-            "queue_get": self.queue_get,
-            "queue_qsize": self.queue_qsize,
-            "variable_set": self.variable_set,
-            "variable_get": self.variable_get,
-            "variable_delete": self.variable_delete,
-            "publish_dataset": self.publish_dataset,
-            "get_dataset": self.get_dataset,
-            "list_datasets": self.list_datasets,
-            "unpublish_dataset": self.unpublish_dataset,
-            "fire_and_forget": self.fire_and_forget,
-            "forward_output": self.forward_output,
+            SchedulerSemaphoreAcquire.rpc: self.semaphore_acquire,
+            SchedulerSemaphoreRelease.rpc: self.semaphore_release,
+            SchedulerSemaphoreRefresh.rpc: self.semaphore_refresh,
+            SchedulerSemaphoreCount.rpc: self.semaphore_count,
+            SchedulerEventSet.rpc: self.event_set,
+            SchedulerEventClear.rpc: self.event_clear,
+            SchedulerEventWait.rpc: self.event_wait,
+            SchedulerQueueCreate.rpc: self.queue_create,
+            SchedulerQueuePut.rpc: self.queue_put,
+            SchedulerQueueGet.rpc: self.queue_get,
+            SchedulerQueueQsize.rpc: self.queue_qsize,
+            SchedulerVariableSet.rpc: self.variable_set,
+            SchedulerVariableGet.rpc: self.variable_get,
+            SchedulerVariableDelete.rpc: self.variable_delete,
+            SchedulerPublishDataset.rpc: self.publish_dataset,
+            SchedulerGetDataset.rpc: self.get_dataset,
+            SchedulerListDatasets.rpc: self.list_datasets,
+            SchedulerUnpublishDataset.rpc: self.unpublish_dataset,
+            SchedulerFireAndForget.rpc: self.fire_and_forget,
+            SchedulerForwardOutput.rpc: self.forward_output,
         }
 
     def attach(self) -> None:
@@ -346,18 +368,18 @@ class Coordination:
         self._apply(self.state.unpublish(name))
 
     # -- output of tasks (shoal.print, shoal.warn) -------------------------------------------------
-    def forward_output(self, comm: Comm | None, kind: str, text: str, **fields: Any) -> None:
+    def forward_output(
+        self, comm: Comm | None, kind: str, text: str, stream: str = "", category: str = ""
+    ) -> None:
         """Send a task's printed text or warning to every client, unread."""
+        # the rpc keeps print()'s word ("stream") for what the client op calls "file"
         output = ops.Output(
-            kind=str(kind),
-            text=str(text),
-            file=str(fields.get("stream") or ""),  # the rpc keeps print()'s word for it
-            category=str(fields.get("category") or ""),
+            kind=str(kind), text=str(text), file=str(stream), category=str(category)
         )
         msg = ops.to_msg(output)
-        for stream in list(self.scheduler.client_streams.values()):
-            if not stream.closed:
-                stream.send(msg)
+        for client_stream in list(self.scheduler.client_streams.values()):
+            if not client_stream.closed:
+                client_stream.send(msg)
 
     # -- fire and forget --------------------------------------------------------------------------
     async def fire_and_forget(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 import uuid
 from collections import deque
@@ -36,6 +37,27 @@ from shoal.preload import import_preloads, run_setups
 from shoal.protocol import ops
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.ops import to_msg
+from shoal.protocol.rpc_base import WORKER, build
+from shoal.protocol.rpc_scheduler import (
+    SchedulerAdaptiveTarget,
+    SchedulerBroadcast,
+    SchedulerGetLogs,
+    SchedulerHasWhat,
+    SchedulerIdentity,
+    SchedulerNthreads,
+    SchedulerRegisterClient,
+    SchedulerRegisterWorker,
+    SchedulerRestart,
+    SchedulerRetireWorkers,
+    SchedulerSchedulerInfo,
+    SchedulerStory,
+    SchedulerUpdateData,
+    SchedulerWaitForWorkers,
+    SchedulerWhoHas,
+    SchedulerWorkerDied,
+    SchedulerWorkersToClose,
+)
+from shoal.protocol.rpc_workers import NannyRestart
 from shoal.scheduler import adaptive, wire
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
@@ -245,13 +267,26 @@ class Scheduler(Server):
         }
 
     # -- workers -------------------------------------------------------------------------------
-    async def register_worker(self, comm: Comm, **info: Any) -> object:
-        address = info["address"]
+    async def register_worker(  # the fields of rpc_scheduler.SchedulerRegisterWorker
+        self,
+        comm: Comm,
+        address: Address,
+        nthreads: int,
+        name: str | int | None = None,
+        memory_limit: int = 0,
+        resources: dict[str, float] | None = None,
+        nanny: Address | None = None,
+        services: dict[str, int] | None = None,
+        local_directory: str | None = None,
+        pid: int | None = None,
+        held: Iterable[Iterable[Any]] = (),
+        running: Iterable[Key] = (),
+    ) -> object:
         refusal = role_refusal(comm.peer_info, "worker")
-        if (info.get("nanny"), info.get("pid")) in self._reported_dead:
+        if (nanny, pid) in self._reported_dead:
             # its nanny is stopping this process (memory, say): it must not rejoin meanwhile
             # and take tasks that would then die with it, blamed on "stream closed"
-            refusal = f"worker {address} (pid {info.get('pid')}) was reported dead by its nanny"
+            refusal = f"worker {address} (pid {pid}) was reported dead by its nanny"
         if refusal or address in self.worker_streams:
             text = refusal or f"worker {address} already registered"
             await comm.write({"status": "error", "text": text})
@@ -265,33 +300,33 @@ class Scheduler(Server):
         self.worker_extra[address] = {
             "last_seen": time.monotonic(),
             "metrics": {},
-            "pid": info.get("pid"),
-            "local_directory": info.get("local_directory"),
+            "pid": pid,
+            "local_directory": local_directory,
             "incarnation": incarnation,
         }
-        held = tuple((key, int(n)) for key, n in info.get("held") or ())
-        running = tuple(info.get("running") or ())
-        if held or running:
+        holds = tuple((key, int(n)) for key, n in held or ())
+        runs = tuple(running or ())
+        if holds or runs:
             self.worker_reconnects += 1
         self.feed(
             ev.WorkerJoined(
                 address=address,
-                name=str(info.get("name") or address),
-                nthreads=int(info["nthreads"]),
-                memory_limit=int(info.get("memory_limit") or 0),
-                resources=dict(info.get("resources") or {}),
-                nanny=info.get("nanny"),
-                services=dict(info.get("services") or {}),
+                name=str(name or address),
+                nthreads=int(nthreads),
+                memory_limit=int(memory_limit or 0),
+                resources=dict(resources or {}),
+                nanny=nanny,
+                services=dict(services or {}),
                 incarnation=incarnation,
-                held=held,
-                running=running,
+                held=holds,
+                running=runs,
                 stimulus_id=f"worker-joined-{address}-{incarnation}",
                 now=time.time(),
             )
         )
-        self.extras.worker_registered(info.get("nanny"))
-        self.counters.worker_joined(str(info.get("name") or address))
-        logger.info("worker %s joined (%s threads)", address, info["nthreads"])
+        self.extras.worker_registered(nanny)
+        self.counters.worker_joined(str(name or address))
+        logger.info("worker %s joined (%s threads)", address, nthreads)
         await self._serve_worker_stream(address, incarnation, comm)
         return self.TOOK_COMM
 
@@ -385,7 +420,7 @@ class Scheduler(Server):
             if info.nanny is None and stream is not None and not stream.closed:
                 stream.send(to_msg(ops.CloseWorker(reason="cluster restart")))
         results = await asyncio.gather(
-            *(self.pool.call(nanny, "restart") for nanny in nannies), return_exceptions=True
+            *(self.pool.call(nanny, NannyRestart()) for nanny in nannies), return_exceptions=True
         )
         failed = [n for n, r in zip(nannies, results, strict=True) if isinstance(r, BaseException)]
         for nanny in failed:
@@ -500,7 +535,7 @@ class Scheduler(Server):
         return task_finished
 
     # -- clients -------------------------------------------------------------------------------
-    async def register_client(self, comm: Comm, client: str, **_: Any) -> object:
+    async def register_client(self, comm: Comm, client: str) -> object:
         await comm.write(
             {
                 "status": "OK",
@@ -559,29 +594,44 @@ class Scheduler(Server):
     # -- rpc ---------------------------------------------------------------------------------
     def _rpc_handlers(self) -> dict[str, Callable[..., Any]]:
         return {
-            "register-worker": self.register_worker,
-            "register-client": self.register_client,
-            "who_has": self.who_has,
-            "has_what": self.has_what,
-            "nthreads": self.nthreads,
-            "scheduler_info": self.scheduler_info,
-            "update_data": self.update_data,
-            "story": self.story_handler,
-            "identity": self.identity,
-            "broadcast": self.broadcast,
-            "get_logs": self.get_logs,
-            "worker_died": self.worker_died,
-            "restart": self.restart,
-            "retire_workers": self.retire_workers,
-            "wait_for_workers": self.wait_for_workers,
-            "adaptive_target": self.adaptive_target,
-            "workers_to_close": self.workers_to_close,
+            SchedulerRegisterWorker.rpc: self.register_worker,
+            SchedulerRegisterClient.rpc: self.register_client,
+            SchedulerWhoHas.rpc: self.who_has,
+            SchedulerHasWhat.rpc: self.has_what,
+            SchedulerNthreads.rpc: self.nthreads,
+            SchedulerSchedulerInfo.rpc: self.scheduler_info,
+            SchedulerUpdateData.rpc: self.update_data,
+            SchedulerStory.rpc: self.story_handler,
+            SchedulerIdentity.rpc: self.identity,
+            SchedulerBroadcast.rpc: self.broadcast,
+            SchedulerGetLogs.rpc: self.get_logs,
+            SchedulerWorkerDied.rpc: self.worker_died,
+            SchedulerRestart.rpc: self.restart,
+            SchedulerRetireWorkers.rpc: self.retire_workers,
+            SchedulerWaitForWorkers.rpc: self.wait_for_workers,
+            SchedulerAdaptiveTarget.rpc: self.adaptive_target,
+            SchedulerWorkersToClose.rpc: self.workers_to_close,
             **self.coordination.rpc_handlers(),
         }
 
-    def adaptive_target(self, comm: Comm | None = None, **options: Any) -> int:
+    def adaptive_target(
+        self,
+        comm: Comm | None = None,
+        *,
+        target_duration: float,
+        minimum: int = 0,
+        maximum: float = math.inf,
+        threads_per_worker: int | None = None,
+    ) -> int:
         """Workers the current work needs (``scheduler.adaptive``; options as there)."""
-        return adaptive.adaptive_target(adaptive.measure_load(self.state), **options)
+        load = adaptive.measure_load(self.state)
+        return adaptive.adaptive_target(
+            load,
+            target_duration=target_duration,
+            minimum=minimum,
+            maximum=maximum,
+            threads_per_worker=threads_per_worker,
+        )
 
     def workers_to_close(
         self, comm: Comm | None = None, n: int = 0, idle_only: bool = False
@@ -663,9 +713,10 @@ class Scheduler(Server):
         kwargs: dict[str, Any] | None = None,
         workers: Iterable[Address] | None = None,
     ) -> dict[Address, Any]:
+        rpc = build(WORKER, op, kwargs or {})  # refused here if the workers have no such rpc
         targets = list(workers) if workers is not None else list(self.worker_streams)
         results = await asyncio.gather(
-            *(self.pool.call(w, op, **(kwargs or {})) for w in targets), return_exceptions=True
+            *(self.pool.call(w, rpc) for w in targets), return_exceptions=True
         )
         out = {}
         for worker, result in zip(targets, results, strict=True):
