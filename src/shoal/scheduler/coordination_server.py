@@ -27,29 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from shoal._types import Key
 from shoal.comm import Comm
-from shoal.protocol import ops
-from shoal.protocol.rpc_scheduler import (
-    SchedulerEventClear,
-    SchedulerEventSet,
-    SchedulerEventWait,
-    SchedulerFireAndForget,
-    SchedulerForwardOutput,
-    SchedulerGetDataset,
-    SchedulerListDatasets,
-    SchedulerPublishDataset,
-    SchedulerQueueCreate,
-    SchedulerQueueGet,
-    SchedulerQueuePut,
-    SchedulerQueueQsize,
-    SchedulerSemaphoreAcquire,
-    SchedulerSemaphoreCount,
-    SchedulerSemaphoreRefresh,
-    SchedulerSemaphoreRelease,
-    SchedulerUnpublishDataset,
-    SchedulerVariableDelete,
-    SchedulerVariableGet,
-    SchedulerVariableSet,
-)
+from shoal.protocol import ops, rpc_scheduler
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
 from shoal.scheduler.coordination import CoordinationState, HoldChange, Stored
@@ -89,26 +67,26 @@ class Coordination:
 
     def rpc_handlers(self) -> dict[str, Callable[..., Any]]:
         return {
-            SchedulerSemaphoreAcquire.rpc: self.semaphore_acquire,
-            SchedulerSemaphoreRelease.rpc: self.semaphore_release,
-            SchedulerSemaphoreRefresh.rpc: self.semaphore_refresh,
-            SchedulerSemaphoreCount.rpc: self.semaphore_count,
-            SchedulerEventSet.rpc: self.event_set,
-            SchedulerEventClear.rpc: self.event_clear,
-            SchedulerEventWait.rpc: self.event_wait,
-            SchedulerQueueCreate.rpc: self.queue_create,
-            SchedulerQueuePut.rpc: self.queue_put,
-            SchedulerQueueGet.rpc: self.queue_get,
-            SchedulerQueueQsize.rpc: self.queue_qsize,
-            SchedulerVariableSet.rpc: self.variable_set,
-            SchedulerVariableGet.rpc: self.variable_get,
-            SchedulerVariableDelete.rpc: self.variable_delete,
-            SchedulerPublishDataset.rpc: self.publish_dataset,
-            SchedulerGetDataset.rpc: self.get_dataset,
-            SchedulerListDatasets.rpc: self.list_datasets,
-            SchedulerUnpublishDataset.rpc: self.unpublish_dataset,
-            SchedulerFireAndForget.rpc: self.fire_and_forget,
-            SchedulerForwardOutput.rpc: self.forward_output,
+            rpc_scheduler.SchedulerSemaphoreAcquire.rpc: self.semaphore_acquire,
+            rpc_scheduler.SchedulerSemaphoreRelease.rpc: self.semaphore_release,
+            rpc_scheduler.SchedulerSemaphoreRefresh.rpc: self.semaphore_refresh,
+            rpc_scheduler.SchedulerSemaphoreCount.rpc: self.semaphore_count,
+            rpc_scheduler.SchedulerEventSet.rpc: self.event_set,
+            rpc_scheduler.SchedulerEventClear.rpc: self.event_clear,
+            rpc_scheduler.SchedulerEventWait.rpc: self.event_wait,
+            rpc_scheduler.SchedulerQueueCreate.rpc: self.queue_create,
+            rpc_scheduler.SchedulerQueuePut.rpc: self.queue_put,
+            rpc_scheduler.SchedulerQueueGet.rpc: self.queue_get,
+            rpc_scheduler.SchedulerQueueQsize.rpc: self.queue_qsize,
+            rpc_scheduler.SchedulerVariableSet.rpc: self.variable_set,
+            rpc_scheduler.SchedulerVariableGet.rpc: self.variable_get,
+            rpc_scheduler.SchedulerVariableDelete.rpc: self.variable_delete,
+            rpc_scheduler.SchedulerPublishDataset.rpc: self.publish_dataset,
+            rpc_scheduler.SchedulerGetDataset.rpc: self.get_dataset,
+            rpc_scheduler.SchedulerListDatasets.rpc: self.list_datasets,
+            rpc_scheduler.SchedulerUnpublishDataset.rpc: self.unpublish_dataset,
+            rpc_scheduler.SchedulerFireAndForget.rpc: self.fire_and_forget,
+            rpc_scheduler.SchedulerForwardOutput.rpc: self.forward_output,
         }
 
     def attach(self) -> None:

@@ -22,29 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from shoal._types import Address, Key
 from shoal.plugins import call_hook, plugin_name
-from shoal.protocol import ops
+from shoal.protocol import ops, rpc_scheduler
 from shoal.protocol.rpc_base import Rpc
-from shoal.protocol.rpc_scheduler import (
-    SchedulerGetEvents,
-    SchedulerGetMetadata,
-    SchedulerGetTaskStream,
-    SchedulerGetWorkerPluginNames,
-    SchedulerLogEvent,
-    SchedulerNbytes,
-    SchedulerProcessing,
-    SchedulerRegisterNannyPlugin,
-    SchedulerRegisterSchedulerPlugin,
-    SchedulerRegisterWorkerPlugin,
-    SchedulerReplicate,
-    SchedulerRunOnScheduler,
-    SchedulerSetMetadata,
-    SchedulerSubscribeTopic,
-    SchedulerUnregisterNannyPlugin,
-    SchedulerUnregisterSchedulerPlugin,
-    SchedulerUnregisterWorkerPlugin,
-    SchedulerUnsubscribeTopic,
-    SchedulerVersions,
-)
 from shoal.protocol.rpc_workers import (
     NannyPluginAdd,
     NannyPluginRemove,
@@ -99,25 +78,25 @@ class SchedulerExtras:
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
         return {
-            SchedulerRegisterWorkerPlugin.rpc: self.register_worker_plugin,
-            SchedulerUnregisterWorkerPlugin.rpc: self.unregister_worker_plugin,
-            SchedulerGetWorkerPluginNames.rpc: self.get_worker_plugin_names,
-            SchedulerRegisterNannyPlugin.rpc: self.register_nanny_plugin,
-            SchedulerUnregisterNannyPlugin.rpc: self.unregister_nanny_plugin,
-            SchedulerRegisterSchedulerPlugin.rpc: self.register_scheduler_plugin,
-            SchedulerRunOnScheduler.rpc: self.run_on_scheduler,
-            SchedulerLogEvent.rpc: self.log_event,
-            SchedulerGetEvents.rpc: self.get_events,
-            SchedulerSetMetadata.rpc: self.set_metadata,
-            SchedulerGetMetadata.rpc: self.get_metadata,
-            SchedulerProcessing.rpc: self.processing,
-            SchedulerNbytes.rpc: self.nbytes,
-            SchedulerGetTaskStream.rpc: self.get_task_stream,
-            SchedulerVersions.rpc: self.versions,
-            SchedulerReplicate.rpc: self.replicate,
-            SchedulerUnregisterSchedulerPlugin.rpc: self.unregister_scheduler_plugin,
-            SchedulerSubscribeTopic.rpc: self.subscribe_topic,
-            SchedulerUnsubscribeTopic.rpc: self.unsubscribe_topic,
+            rpc_scheduler.SchedulerRegisterWorkerPlugin.rpc: self.register_worker_plugin,
+            rpc_scheduler.SchedulerUnregisterWorkerPlugin.rpc: self.unregister_worker_plugin,
+            rpc_scheduler.SchedulerGetWorkerPluginNames.rpc: self.get_worker_plugin_names,
+            rpc_scheduler.SchedulerRegisterNannyPlugin.rpc: self.register_nanny_plugin,
+            rpc_scheduler.SchedulerUnregisterNannyPlugin.rpc: self.unregister_nanny_plugin,
+            rpc_scheduler.SchedulerRegisterSchedulerPlugin.rpc: self.register_scheduler_plugin,
+            rpc_scheduler.SchedulerRunOnScheduler.rpc: self.run_on_scheduler,
+            rpc_scheduler.SchedulerLogEvent.rpc: self.log_event,
+            rpc_scheduler.SchedulerGetEvents.rpc: self.get_events,
+            rpc_scheduler.SchedulerSetMetadata.rpc: self.set_metadata,
+            rpc_scheduler.SchedulerGetMetadata.rpc: self.get_metadata,
+            rpc_scheduler.SchedulerProcessing.rpc: self.processing,
+            rpc_scheduler.SchedulerNbytes.rpc: self.nbytes,
+            rpc_scheduler.SchedulerGetTaskStream.rpc: self.get_task_stream,
+            rpc_scheduler.SchedulerVersions.rpc: self.versions,
+            rpc_scheduler.SchedulerReplicate.rpc: self.replicate,
+            rpc_scheduler.SchedulerUnregisterSchedulerPlugin.rpc: self.unregister_scheduler_plugin,
+            rpc_scheduler.SchedulerSubscribeTopic.rpc: self.subscribe_topic,
+            rpc_scheduler.SchedulerUnsubscribeTopic.rpc: self.unsubscribe_topic,
         }
 
     def registration_reply(self) -> dict[str, Any]:

@@ -34,29 +34,10 @@ from shoal.http.records import ClusterCounters, TaskStream
 from shoal.logs import MemoryLogHandler
 from shoal.loop_monitor import GcPolicy, LoopMonitor
 from shoal.preload import import_preloads, run_setups
-from shoal.protocol import ops
+from shoal.protocol import ops, rpc_scheduler
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.ops import to_msg
 from shoal.protocol.rpc_base import WORKER, build
-from shoal.protocol.rpc_scheduler import (
-    SchedulerAdaptiveTarget,
-    SchedulerBroadcast,
-    SchedulerGetLogs,
-    SchedulerHasWhat,
-    SchedulerIdentity,
-    SchedulerNthreads,
-    SchedulerRegisterClient,
-    SchedulerRegisterWorker,
-    SchedulerRestart,
-    SchedulerRetireWorkers,
-    SchedulerSchedulerInfo,
-    SchedulerStory,
-    SchedulerUpdateData,
-    SchedulerWaitForWorkers,
-    SchedulerWhoHas,
-    SchedulerWorkerDied,
-    SchedulerWorkersToClose,
-)
 from shoal.protocol.rpc_workers import NannyRestart
 from shoal.scheduler import adaptive, wire
 from shoal.scheduler import events as ev
@@ -594,23 +575,23 @@ class Scheduler(Server):
     # -- rpc ---------------------------------------------------------------------------------
     def _rpc_handlers(self) -> dict[str, Callable[..., Any]]:
         return {
-            SchedulerRegisterWorker.rpc: self.register_worker,
-            SchedulerRegisterClient.rpc: self.register_client,
-            SchedulerWhoHas.rpc: self.who_has,
-            SchedulerHasWhat.rpc: self.has_what,
-            SchedulerNthreads.rpc: self.nthreads,
-            SchedulerSchedulerInfo.rpc: self.scheduler_info,
-            SchedulerUpdateData.rpc: self.update_data,
-            SchedulerStory.rpc: self.story_handler,
-            SchedulerIdentity.rpc: self.identity,
-            SchedulerBroadcast.rpc: self.broadcast,
-            SchedulerGetLogs.rpc: self.get_logs,
-            SchedulerWorkerDied.rpc: self.worker_died,
-            SchedulerRestart.rpc: self.restart,
-            SchedulerRetireWorkers.rpc: self.retire_workers,
-            SchedulerWaitForWorkers.rpc: self.wait_for_workers,
-            SchedulerAdaptiveTarget.rpc: self.adaptive_target,
-            SchedulerWorkersToClose.rpc: self.workers_to_close,
+            rpc_scheduler.SchedulerRegisterWorker.rpc: self.register_worker,
+            rpc_scheduler.SchedulerRegisterClient.rpc: self.register_client,
+            rpc_scheduler.SchedulerWhoHas.rpc: self.who_has,
+            rpc_scheduler.SchedulerHasWhat.rpc: self.has_what,
+            rpc_scheduler.SchedulerNthreads.rpc: self.nthreads,
+            rpc_scheduler.SchedulerSchedulerInfo.rpc: self.scheduler_info,
+            rpc_scheduler.SchedulerUpdateData.rpc: self.update_data,
+            rpc_scheduler.SchedulerStory.rpc: self.story_handler,
+            rpc_scheduler.SchedulerIdentity.rpc: self.identity,
+            rpc_scheduler.SchedulerBroadcast.rpc: self.broadcast,
+            rpc_scheduler.SchedulerGetLogs.rpc: self.get_logs,
+            rpc_scheduler.SchedulerWorkerDied.rpc: self.worker_died,
+            rpc_scheduler.SchedulerRestart.rpc: self.restart,
+            rpc_scheduler.SchedulerRetireWorkers.rpc: self.retire_workers,
+            rpc_scheduler.SchedulerWaitForWorkers.rpc: self.wait_for_workers,
+            rpc_scheduler.SchedulerAdaptiveTarget.rpc: self.adaptive_target,
+            rpc_scheduler.SchedulerWorkersToClose.rpc: self.workers_to_close,
             **self.coordination.rpc_handlers(),
         }
 
