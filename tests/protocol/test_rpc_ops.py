@@ -199,3 +199,31 @@ def test_a_name_spelled_outside_the_schema_is_found() -> None:
         "m.py:4: get_data",
     ]
     assert calls_by_name([("m.py", code)]) == ["m.py:2", "m.py:3"]
+
+
+TYPED_CALLS = """
+from typing_extensions import assert_type
+from shoal.comm import ConnectionPool
+from shoal.protocol.rpc_scheduler import SchedulerWaitForWorkers, SchedulerWhoHas
+
+async def use(pool: ConnectionPool) -> None:
+    assert_type(await pool.call("tcp://s:1", SchedulerWaitForWorkers(n=2)), int)
+    assert_type(await pool.call("tcp://s:1", SchedulerWhoHas(), reply_timeout=None),
+                dict[str | tuple[object, ...], tuple[str, ...]])
+    await pool.call("tcp://s:1", SchedulerWhoHas(kyes=["x"]))  # error: no such field
+    await pool.call("tcp://s:1", "who_has", keys=["x"])  # error: a name, not a struct
+"""
+
+
+def test_a_call_is_typed_by_its_struct_and_refuses_names_and_unknown_fields(
+    tmp_path: Path,
+) -> None:
+    mypy_api = pytest.importorskip("mypy.api")
+    program = tmp_path / "typed_calls.py"
+    program.write_text(TYPED_CALLS)
+    cache = SRC.parent / ".mypy_cache"
+    flags = ["--strict", "--cache-dir", str(cache), "--no-error-summary", "--hide-error-context"]
+    out, err, _ = mypy_api.run([*flags, str(program)])
+    assert not err, err
+    errors = [line.split(":")[1] for line in out.splitlines() if ": error:" in line]
+    assert errors == ["10", "11", "11"], out  # line 11: a str for the struct, and keys=
