@@ -25,15 +25,36 @@ import struct
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
 import numpy as np
 
 from shoal.comm import BatchedStream, Comm, ConnectionPool, Security, connect
 from shoal.protocol import Serialized, serialize
+from shoal.protocol.rpc_base import Rpc
 from shoal.server import Server
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Echo(Rpc[Any]):
+    """The bench server's ``echo``: answered with ``x``."""
+
+    rpc: ClassVar[str] = "echo"
+    role: ClassVar[str] = "bench"
+    x: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Put(Rpc[int]):
+    """The bench server's ``put``: stores ``data``, answers its size in bytes."""
+
+    rpc: ClassVar[str] = "put"
+    role: ClassVar[str] = "bench"
+    data: Serialized
+
 
 _LEN = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -139,7 +160,7 @@ async def bench_rpc(
 
     async def shoal_rpc() -> int:
         for i in range(n):
-            await pool.call(address, "echo", x=i)
+            await pool.call(address, Echo(x=i))
         return n
 
     reader, writer = await asyncio.open_connection("127.0.0.1", plain_port)
@@ -198,7 +219,7 @@ async def bench_bulk(
     pool = ConnectionPool(security=Security(token=token), role="bench")
 
     async def shoal_bulk() -> int:
-        assert await pool.call(address, "put", data=serialize(array)) >= array.nbytes
+        assert await pool.call(address, Put(data=serialize(array))) >= array.nbytes
         return array.nbytes
 
     raw = socket.create_connection(("127.0.0.1", raw_port))

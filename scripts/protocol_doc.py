@@ -39,6 +39,18 @@ def _type_text(cls: type, name: str) -> str:
     return text.replace("shoal._types.", "").replace("<class '", "").replace("'>", "")
 
 
+def _reply_text(rpc: type[rpc_ops.Rpc[typing.Any]]) -> str:
+    """The reply the struct declares: its ``Rpc[R]`` parameter."""
+    for base in getattr(rpc, "__orig_bases__", ()):
+        args = typing.get_args(base)
+        if args:
+            text = str(args[0]).replace("typing.", "").replace("collections.abc.", "")
+            text = text.replace("<class '", "").replace("'>", "").replace("shoal._types.", "")
+            text = text.replace("'", "")
+            return "any" if text == "Any" else f"`{text}`".replace("|", "\\|")
+    return "any"
+
+
 def _field_text(cls: type, f: dataclasses.Field[object]) -> str:
     text = f"`{f.name}`: {_type_text(cls, f.name)}"
     if f.default is not dataclasses.MISSING:
@@ -65,12 +77,10 @@ def render() -> str:
             parts.append(f"| `{name}` | {fields} | {_doc(cls)} |\n")
     parts.append(RPC_HEADER)
     for role in rpc_ops.ROLES:
-        parts.append(f"\n### {role}\n| rpc | fields | meaning |\n|---|---|---|\n")
+        parts.append(f"\n### {role}\n| rpc | fields | reply | meaning |\n|---|---|---|---|\n")
         for name, rpc in sorted(rpc_ops.RPCS[role].items()):
             fields = "; ".join(_field_text(rpc, f) for f in dataclasses.fields(rpc))
-            if rpc.open:
-                fields += "; and more (the handler reads them)" if fields else "any (read by it)"
-            parts.append(f"| `{name}` | {fields} | {_doc(rpc)} |\n")
+            parts.append(f"| `{name}` | {fields} | {_reply_text(rpc)} | {_doc(rpc)} |\n")
     return "".join(parts)
 
 
@@ -80,7 +90,9 @@ RPC_HEADER = """
 A request is `{"op": NAME, field: value, ...}`; the reply is `{"status": "OK", "result":
 ...}` or an error reply (`{"status": "error", "exception", "traceback", "type", "text",
 ...}`). Generated from `src/shoal/protocol/rpc_ops.py`; `comm` (the connection) is not a
-field.
+field. Every field on the wire is declared. Callers send the struct, never the name:
+`await pool.call(address, SchedulerWhoHas(keys=keys))`; the reply column is the struct's
+type parameter (`Rpc[R]`), what the call is typed to return.
 """
 
 

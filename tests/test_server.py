@@ -13,6 +13,7 @@ from shoal.comm import BatchedStream, Comm, ConnectionPool, Security, connect
 from shoal.errors import CommClosedError, CommError
 from shoal.server import Server
 from tests.conftest import run, wait_for_condition
+from tests.fake_rpcs import Add, Echo, EchoWrongField, bare
 
 SECURITY = Security.local()
 
@@ -41,8 +42,8 @@ def test_sync_and_async_handlers_answer(address: str) -> None:
         async with make({"add": add, "role": peer_role}) as server:
             await server.listen(address)
             pool = ConnectionPool(security=SECURITY, role="client")
-            assert await pool.call(server.address, "add", a=1, b=2) == 3
-            assert await pool.call(server.address, "role") == "client"
+            assert await pool.call(server.address, Add(a=1, b=2)) == 3
+            assert await pool.call(server.address, bare("role")) == "client"
             await pool.close()
 
     run(main())
@@ -57,10 +58,10 @@ def test_handler_errors_reach_the_caller_and_the_server_goes_on(address: str) ->
             await server.listen(address)
             pool = ConnectionPool(security=SECURITY, role="client")
             with pytest.raises(Flaky, match="handler failed"):
-                await pool.call(server.address, "fail")
+                await pool.call(server.address, bare("fail"))
             with pytest.raises(TypeError):
-                await pool.call(server.address, "echo", wrong_kwarg=1)
-            assert await pool.call(server.address, "echo", x=5) == 5
+                await pool.call(server.address, EchoWrongField(wrong_kwarg=1))
+            assert await pool.call(server.address, Echo(x=5)) == 5
             await pool.close()
 
     run(main())
@@ -72,7 +73,7 @@ def test_unknown_op_is_an_error_reply_naming_it(address: str) -> None:
             await server.listen(address)
             pool = ConnectionPool(security=SECURITY, role="client")
             with pytest.raises(ValueError, match="'no_such_op'"):
-                await pool.call(server.address, "no_such_op")
+                await pool.call(server.address, bare("no_such_op"))
             await pool.close()
 
     run(main())
@@ -84,7 +85,7 @@ def test_unencodable_result_is_an_error_reply(address: str) -> None:
             await server.listen(address)
             pool = ConnectionPool(security=SECURITY, role="client")
             with pytest.raises(TypeError, match="serialize"):
-                await pool.call(server.address, "obj")
+                await pool.call(server.address, bare("obj"))
             await pool.close()
 
     run(main())
@@ -238,7 +239,7 @@ def test_listen_twice_and_address_is_the_first(address: str) -> None:
             assert server.address == server.listeners[0].address
             pool = ConnectionPool(security=SECURITY, role="client")
             for listener in server.listeners:
-                assert await pool.call(listener.address, "echo", x=listener.address) == (
+                assert await pool.call(listener.address, Echo(x=listener.address)) == (
                     listener.address
                 )
             await pool.close()

@@ -45,6 +45,14 @@ from shoal.comm import Comm, Security
 from shoal.comm.hostaddr import Bind
 from shoal.comm.security import child_environ
 from shoal.nanny_plugins import NannyExtras
+from shoal.protocol.rpc_scheduler import SchedulerWorkerDied
+from shoal.protocol.rpc_workers import (
+    NannyKill,
+    NannyRestart,
+    NannyTerminate,
+    NannyWorkerClosing,
+    NannyWorkerReady,
+)
 from shoal.server import Server
 from shoal.worker.local_dir import remove_directory_of_dead_worker, remove_stale_directories
 from shoal.worker.memory import parse_memory_limit
@@ -225,11 +233,11 @@ class Nanny(Server):
         )
         super().__init__(
             handlers={
-                "restart": self.restart,
-                "kill": self.kill,
-                "terminate": self.terminate,
-                "worker_ready": self._worker_ready,
-                "worker_closing": self._worker_closing,
+                NannyRestart.rpc: self.restart,
+                NannyKill.rpc: self.kill,
+                NannyTerminate.rpc: self.terminate,
+                NannyWorkerReady.rpc: self._worker_ready,
+                NannyWorkerClosing.rpc: self._worker_closing,
             },
             security=security if security is not None else Security(token=None),
             role="nanny",
@@ -413,13 +421,8 @@ class Nanny(Server):
     async def _report(self, address: str | None, reason: str) -> None:
         """Tell the scheduler why the worker died (it blames tasks with this reason)."""
         try:
-            await self.pool.call(
-                self.scheduler_address,
-                "worker_died",
-                address=address,
-                nanny=self.address,
-                reason=reason,
-            )
+            died = SchedulerWorkerDied(address=address, nanny=self.address, reason=reason)
+            await self.pool.call(self.scheduler_address, died)
         except Exception as exc:  # the scheduler may be gone: nothing to tell then
             logger.info("could not report a worker death to the scheduler: %s", exc)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.plugins import call_hook
+from shoal.protocol.rpc_workers import NannyPluginAdd, NannyPluginRemove, NannyRun
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 if TYPE_CHECKING:
@@ -29,7 +30,11 @@ class NannyExtras:
         self.plugins: dict[str, Any] = {}
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
-        return {"plugin_add": self.plugin_add, "plugin_remove": self.plugin_remove, "run": self.run}
+        return {
+            NannyPluginAdd.rpc: self.plugin_add,
+            NannyPluginRemove.rpc: self.plugin_remove,
+            NannyRun.rpc: self.run,
+        }
 
     async def plugin_add(self, comm: Any, plugin: Serialized, name: str) -> dict[str, Any]:
         try:

@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import tblib
 
 from shoal import loop as shared_loop
+from shoal.comm.pool import CONFIGURED
 from shoal.graph.spec import run_spec
+from shoal.protocol.rpc_base import Rpc
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 SCHEDULER = "tcp://scheduler:8686"
 WORKERS = ("tcp://worker-a:1", "tcp://worker-b:2")
+R = TypeVar("R")
 
 
 def error_fields(exc: BaseException) -> dict[str, Any]:
@@ -74,8 +77,11 @@ class FakeTransport:
             if msg["op"] == "update-graph":
                 self.queue.extend((row[0], row[1]) for row in msg["tasks"])
 
-    async def call(self, address: str, op: str, /, **kwargs: Any) -> Any:
-        kwargs.pop("reply_timeout", None)  # a deadline for the pool, not part of the rpc
+    async def call(
+        self, address: str, rpc: Rpc[R], /, *, reply_timeout: float | None = CONFIGURED
+    ) -> Any:
+        kwargs = rpc.to_msg()  # what would go on the wire (reply_timeout is the pool's)
+        op = kwargs.pop("op")
         self.calls.append((address, op, kwargs))
         if address == SCHEDULER:
             return getattr(self, f"_scheduler_{op}")(**kwargs)

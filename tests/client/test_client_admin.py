@@ -351,9 +351,9 @@ def test_repr_does_no_network_io_and_shows_the_cached_workers(client: Client) ->
     calls: list[str] = []
     real_call = core.transport.call
 
-    async def counting(address: str, op: str, /, **kwargs: Any) -> Any:
-        calls.append(op)
-        return await real_call(address, op, **kwargs)
+    async def counting(address: str, rpc: Any, /, **options: Any) -> Any:
+        calls.append(rpc.rpc)
+        return await real_call(address, rpc, **options)
 
     core.transport.call = counting  # type: ignore[method-assign]
     try:

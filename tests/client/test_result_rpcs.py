@@ -30,9 +30,9 @@ def _count_calls(client: Client) -> list[tuple[str, str]]:
     calls: list[tuple[str, str]] = []
     real_call = transport.call
 
-    async def call(address: str, op: str, /, **kwargs: Any) -> Any:
-        calls.append((address, op))
-        return await real_call(address, op, **kwargs)
+    async def call(address: str, rpc: Any, /, **options: Any) -> Any:
+        calls.append((address, rpc.rpc))
+        return await real_call(address, rpc, **options)
 
     transport.call = call
     return calls

@@ -33,6 +33,7 @@ from shoal.protocol import Serialized, dumps, encode_frames, serialize
 from shoal.protocol import handshake as hs
 from shoal.server import Server
 from tests.conftest import run, wait_for_condition
+from tests.fake_rpcs import Echo
 
 SECURITY = Security.local()
 CONFIG = CommConfig(handshake_timeout=0.5, connect_timeout=5)
@@ -105,7 +106,7 @@ class Caller:
 
     async def _loop(self) -> None:
         while True:
-            assert await self.pool.call(self.address, "echo", x=self.answers) == self.answers
+            assert await self.pool.call(self.address, Echo(x=self.answers)) == self.answers
             self.answers += 1
             await asyncio.sleep(0.001)  # pacing, so the attackers get the loop too
 

@@ -13,7 +13,9 @@ import pytest
 from shoal.comm import Comm, ConnectionPool, Security, connect, listen
 from shoal.config import CommConfig, TCPKeepalive
 from shoal.errors import ShoalTimeoutError
+from shoal.protocol.rpc_workers import WorkerGetData
 from tests.conftest import run
+from tests.fake_rpcs import bare
 
 SECURITY = Security.local()
 
@@ -31,10 +33,10 @@ def test_a_peer_that_never_answers_gives_a_timely_error_naming_peer_and_op() -> 
         try:
             start = time.monotonic()
             with pytest.raises(ShoalTimeoutError, match=r"did not answer 'get_data' within 0.5s"):
-                await pool.call(listener.address, "get_data", keys=("x",))
+                await pool.call(listener.address, WorkerGetData(keys=("x",)))
             assert time.monotonic() - start < 5
             with pytest.raises(ShoalTimeoutError, match=re.escape("within 0.2s")) as info:
-                await pool.call(listener.address, "ping", reply_timeout=0.2)
+                await pool.call(listener.address, bare("ping"), reply_timeout=0.2)
             assert "127.0.0.1" in str(info.value)
             assert isinstance(info.value, TimeoutError)
             assert pool.open == 0  # a comm that timed out mid-call is never reused
@@ -55,7 +57,7 @@ def test_reply_timeout_none_waits_past_the_configured_deadline() -> None:
         listener = await listen("tcp://127.0.0.1:0", slow_answer, security=SECURITY, role="worker")
         pool = ConnectionPool(security=SECURITY, role="worker", config=CommConfig(call_timeout=0.1))
         try:
-            assert await pool.call(listener.address, "run", reply_timeout=None) == "late"
+            assert await pool.call(listener.address, bare("run"), reply_timeout=None) == "late"
         finally:
             await pool.close()
             await listener.stop()

@@ -14,6 +14,7 @@ from shoal.config import CommConfig
 from shoal.errors import CommClosedError, RemoteError
 from shoal.server import Server
 from tests.conftest import run
+from tests.fake_rpcs import Echo, bare
 
 SECURITY = Security.local()
 
@@ -56,7 +57,7 @@ def test_call_returns_the_result(address: str) -> None:
     async def main() -> None:
         async with servers(1, address) as (server,):
             p = pool()
-            assert await p.call(server.address, "echo", x={"a": [1, 2]}) == {"a": (1, 2)}
+            assert await p.call(server.address, Echo(x={"a": [1, 2]})) == {"a": (1, 2)}
             await p.close()
 
     run(main())
@@ -67,10 +68,10 @@ def test_call_raises_the_remote_exception(address: str) -> None:
         async with servers(1, address) as (server,):
             p = pool()
             with pytest.raises(Boom, match="remote boom"):
-                await p.call(server.address, "boom")
+                await p.call(server.address, bare("boom"))
             # the comm survives an error reply and is reused
             assert p.open == 1
-            assert await p.call(server.address, "echo", x=1) == 1
+            assert await p.call(server.address, Echo(x=1)) == 1
             assert p.open == 1
             await p.close()
 
@@ -82,7 +83,7 @@ def test_remote_errors_without_unpickling(address: str) -> None:
         async with servers(1, address) as (server,):
             p = ConnectionPool(security=SECURITY, role="scheduler", deserialize_errors=False)
             with pytest.raises(RemoteError, match="Boom: remote boom"):
-                await p.call(server.address, "boom")
+                await p.call(server.address, bare("boom"))
             await p.close()
 
     run(main())
@@ -92,7 +93,7 @@ def test_sequential_calls_reuse_one_connection(address: str) -> None:
     async def main() -> None:
         async with servers(1, address) as (server,):
             p = pool()
-            seen = {await p.call(server.address, "whoami") for _ in range(20)}
+            seen = {await p.call(server.address, bare("whoami")) for _ in range(20)}
             assert len(seen) == 1
             assert p.open == 1
             await p.close()
@@ -104,9 +105,7 @@ def test_concurrent_calls_open_several_connections(address: str) -> None:
     async def main() -> None:
         async with servers(1, address) as (server,):
             p = pool()
-            results = await asyncio.gather(
-                *(p.call(server.address, "echo", x=i) for i in range(10))
-            )
+            results = await asyncio.gather(*(p.call(server.address, Echo(x=i)) for i in range(10)))
             assert results == list(range(10))
             assert 1 <= p.open <= 10
             await p.close()
@@ -182,7 +181,7 @@ def test_cancelled_call_aborts_its_comm(address: str) -> None:
             await server.listen(address)
             p = pool()
             with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(p.call(server.address, "never"), 0.05)
+                await asyncio.wait_for(p.call(server.address, bare("never")), 0.05)
             assert p.open == 0  # half a conversation is never reused
             await p.close()
 

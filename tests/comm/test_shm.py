@@ -14,6 +14,7 @@ import pytest
 from shoal.comm import shm
 from shoal.comm.shm import SHM_MIN_BYTES, SharedMemoryTransfers, ShmUnavailable, host_identity
 from shoal.protocol.messages import dumps, loads
+from shoal.protocol.rpc_workers import WorkerGetData
 from shoal.protocol.serialize import deserialize, serialize
 
 pytestmark = pytest.mark.skipif(not host_identity(), reason="needs Linux memfds and /proc")
@@ -93,24 +94,24 @@ def test_other_hosts_and_turned_off_do_not_use_shared_memory() -> None:
 def test_get_data_asks_again_over_tcp_when_mapping_fails() -> None:
     sender, receiver = SharedMemoryTransfers(), SharedMemoryTransfers()
     value = np.ones(SHM_MIN_BYTES // 8)
-    calls: list[dict[str, Any]] = []
+    calls: list[WorkerGetData] = []
 
-    async def call(peer: str, op: str, **kwargs: Any) -> Any:
-        calls.append(kwargs)
+    async def call(peer: str, rpc: WorkerGetData, **options: Any) -> Any:
+        calls.append(rpc)
         reply = _reply(k=value)
-        if sender.wants(kwargs.get("shm")):
+        if sender.wants(rpc.shm):
             sender.place(reply)
             sender.close()  # gone before the receiver maps it: the shm path must fail
         return _over_the_wire(reply)
 
     async def main() -> None:
         for _ in range(2):
-            reply = await receiver.get_data(call, "tcp://peer:1", keys=("k",))
+            reply = await receiver.get_data(call, "tcp://peer:1", WorkerGetData(keys=("k",)))
             assert np.array_equal(deserialize(reply["data"]["k"]), value)
 
     asyncio.run(main())
     # first fetch: shm, then TCP; second fetch: TCP at once (the peer is refused)
-    assert ["shm" in c for c in calls] == [True, False, False]
+    assert [c.shm is not None for c in calls] == [True, False, False]
 
 
 def test_held_fds_are_closed_after_hold() -> None:

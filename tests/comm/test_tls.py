@@ -16,6 +16,7 @@ from shoal.comm import Security, connect
 from shoal.comm.security import cert_roles
 from shoal.config import CommConfig
 from shoal.errors import CommError, HandshakeError, ShoalTimeoutError
+from shoal.protocol.rpc_scheduler import SchedulerRegisterWorker
 from shoal.scheduler.server import Scheduler
 from shoal.worker.server import Worker
 from tests.conftest import run
@@ -200,7 +201,7 @@ def test_a_client_certificate_cannot_register_as_a_worker(ca: trustme.CA) -> Non
         comm = await connect(
             scheduler.address, security=security(ca, client_cert), role="client", config=FAST
         )
-        await comm.write({"op": "register-worker", "address": "tls://127.0.0.1:1"})
+        await comm.write(SchedulerRegisterWorker(address="tls://127.0.0.1:1", nthreads=1).to_msg())
         reply: Any = await comm.read()
         assert reply["status"] == "error" and "may not act as a worker" in reply["text"]
         await comm.close()

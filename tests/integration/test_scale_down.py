@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal import Client, LocalCluster
+from shoal.protocol.rpc_scheduler import SchedulerRetireWorkers
 
 from .conftest import wait_for
 
@@ -28,10 +29,10 @@ def test_scaling_four_to_one_retires_in_one_call_and_recomputes_nothing(
         retire_calls: list[Any] = []
         call = cluster.scheduler_call
 
-        async def counting(op: str, **kwargs: Any) -> Any:
-            if op == "retire_workers":
-                retire_calls.append(sorted(kwargs["workers"]))
-            return await call(op, **kwargs)
+        async def counting(rpc: Any) -> Any:
+            if isinstance(rpc, SchedulerRetireWorkers):
+                retire_calls.append(sorted(rpc.workers))
+            return await call(rpc)
 
         cluster.scheduler_call = counting  # type: ignore[method-assign]
         workers = sorted(cluster.scheduler.state.workers)

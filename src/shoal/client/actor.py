@@ -23,6 +23,8 @@ from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from shoal._types import Key
+from shoal.protocol.rpc_base import Rpc
+from shoal.protocol.rpc_workers import WorkerActorAttribute, WorkerActorExecute
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 if TYPE_CHECKING:
@@ -97,14 +99,16 @@ class Actor:
         if callable(attr):
             return self._method(name)
         client = self._resolved_client()
-        return client._run(self._call(client, "actor_attribute", attribute=name))
+        attribute = WorkerActorAttribute(actor=self._key, attribute=name)
+        return client._run(self._call(client, attribute))
 
     def _method(self, name: str) -> Callable[..., ActorFuture]:
         def call(*args: Any, **kwargs: Any) -> ActorFuture:
             client = self._resolved_client()
-            coro = self._call(
-                client, "actor_execute", function=name, args=serialize((args, kwargs))
+            execute = WorkerActorExecute(
+                actor=self._key, function=name, args=serialize((args, kwargs))
             )
+            coro = self._call(client, execute)
             core = client._running_core()
             if client.asynchronous:
                 return ActorFuture(asyncio.ensure_future(coro))
@@ -114,10 +118,9 @@ class Actor:
         call.__name__ = name
         return call
 
-    async def _call(self, client: Client, op: str, **kwargs: Any) -> Any:
+    async def _call(self, client: Client, rpc: Rpc[Serialized]) -> Any:
         core = client._running_core()
-        reply: Serialized = await core.transport.call(self._address, op, actor=self._key, **kwargs)
-        return deserialize(reply)
+        return deserialize(await core.transport.call(self._address, rpc))
 
     def __dir__(self) -> Iterable[str]:
         return sorted(set(dir(type(self))) | {n for n in dir(self._cls) if not n.startswith("_")})

@@ -34,6 +34,40 @@ from shoal.plugins import (
     WorkerPlugin,
     plugin_name,
 )
+from shoal.protocol.rpc_base import Rpc
+from shoal.protocol.rpc_scheduler import (
+    SchedulerGetEvents,
+    SchedulerGetLogs,
+    SchedulerGetMetadata,
+    SchedulerGetTaskStream,
+    SchedulerGetWorkerPluginNames,
+    SchedulerLogEvent,
+    SchedulerNbytes,
+    SchedulerNthreads,
+    SchedulerProcessing,
+    SchedulerRegisterNannyPlugin,
+    SchedulerRegisterSchedulerPlugin,
+    SchedulerRegisterWorkerPlugin,
+    SchedulerReplicate,
+    SchedulerRunOnScheduler,
+    SchedulerSchedulerInfo,
+    SchedulerSetMetadata,
+    SchedulerSubscribeTopic,
+    SchedulerUnregisterNannyPlugin,
+    SchedulerUnregisterSchedulerPlugin,
+    SchedulerUnregisterWorkerPlugin,
+    SchedulerUnsubscribeTopic,
+    SchedulerVersions,
+)
+from shoal.protocol.rpc_workers import (
+    NannyRestart,
+    NannyRun,
+    WorkerCallStack,
+    WorkerGetLogs,
+    WorkerProfile,
+    WorkerRun,
+    WorkerVersions,
+)
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 if TYPE_CHECKING:
@@ -42,6 +76,8 @@ if TYPE_CHECKING:
     from shoal.client.executor import ClientExecutor
 
 T = TypeVar("T")
+#: the reply an rpc struct declares
+R = TypeVar("R")
 _NO_DEFAULT = object()
 OnError = Literal["raise", "return", "ignore"]
 
@@ -79,7 +115,7 @@ class ClientAdmin(Moded[M]):
     if TYPE_CHECKING:
 
         def _run(self, coro: Coroutine[Any, Any, T]) -> Maybe[T]: ...
-        def _ask_scheduler(self, op: str, **kwargs: Any) -> Maybe[Any]: ...
+        def _ask_scheduler(self, rpc: Rpc[R]) -> Maybe[R]: ...
 
     status: str
 
@@ -100,13 +136,13 @@ class ClientAdmin(Moded[M]):
         call, scheduler = core.transport.call, core.transport.scheduler_address
         blob = serialize(plugin)
         if _is(plugin, SchedulerPlugin, "SchedulerPlugin"):
-            return await call(scheduler, "register_scheduler_plugin", plugin=blob, name=name)
+            return await call(scheduler, SchedulerRegisterSchedulerPlugin(plugin=blob, name=name))
         if _is(plugin, NannyPlugin, "NannyPlugin"):
-            replies = await call(scheduler, "register_nanny_plugin", plugin=blob, name=name)
+            replies = await call(scheduler, SchedulerRegisterNannyPlugin(plugin=blob, name=name))
             return _checked(replies, name)
-        if idempotent and name in await call(scheduler, "get_worker_plugin_names"):
+        if idempotent and name in await call(scheduler, SchedulerGetWorkerPluginNames()):
             return {}
-        replies = await call(scheduler, "register_worker_plugin", plugin=blob, name=name)
+        replies = await call(scheduler, SchedulerRegisterWorkerPlugin(plugin=blob, name=name))
         return _checked(replies, name)
 
     @by_mode_returning[dict[Address, Any] | str]()
@@ -129,8 +165,9 @@ class ClientAdmin(Moded[M]):
     ) -> Maybe[dict[Address, Any]]:
         """Remove a worker plugin (``nanny=True``: a nanny plugin) from every worker (or
         nanny); its ``teardown`` runs there."""
-        op = "unregister_nanny_plugin" if nanny else "unregister_worker_plugin"
-        return self._ask_scheduler(op, name=name)
+        if nanny:
+            return self._ask_scheduler(SchedulerUnregisterNannyPlugin(name=name))
+        return self._ask_scheduler(SchedulerUnregisterWorkerPlugin(name=name))
 
     @by_mode_returning[dict[Address, Any] | str]()
     def register_worker_callbacks(
@@ -163,10 +200,10 @@ class ClientAdmin(Moded[M]):
 
     async def _run_on_scheduler(self, function: Any, args: Any, kwargs: Any) -> Any:
         core = self._running_core()
-        blobs = {"function": serialize(function), "args": serialize(args)}
-        reply = await core.transport.call(
-            core.transport.scheduler_address, "run_on_scheduler", **blobs, kwargs=serialize(kwargs)
+        run = SchedulerRunOnScheduler(
+            function=serialize(function), args=serialize(args), kwargs=serialize(kwargs)
         )
+        reply = await core.transport.call(core.transport.scheduler_address, run)
         return deserialize(reply) if isinstance(reply, Serialized) else reply
 
     # -- run on workers ----------------------------------------------------------------------
@@ -215,7 +252,9 @@ class ClientAdmin(Moded[M]):
         core = self._running_core()
         deadline = None if timeout is None else time.monotonic() + float(timeout)
         while True:
-            info = await core.transport.call(core.transport.scheduler_address, "scheduler_info")
+            info = await core.transport.call(
+                core.transport.scheduler_address, SchedulerSchedulerInfo()
+            )
             running = [w for w in info["workers"].values() if w.get("status") == "running"]
             if len(running) >= n:
                 return
@@ -231,7 +270,7 @@ class ClientAdmin(Moded[M]):
     @by_mode
     def ncores(self, /, workers: Any = None, **_: Any) -> Maybe[dict[Address, int]]:
         """``{worker address: threads}`` (dask's older name for ``nthreads``)."""
-        return self._ask_scheduler("nthreads")
+        return self._ask_scheduler(SchedulerNthreads())
 
     @by_mode
     def processing(
@@ -239,13 +278,14 @@ class ClientAdmin(Moded[M]):
     ) -> Maybe[dict[Address, list[Key]]]:
         """``{worker address: [keys assigned to it]}``."""
         targets = [workers] if isinstance(workers, str) else workers
-        return self._ask_scheduler("processing", workers=None if targets is None else list(targets))
+        wanted = None if targets is None else list(targets)
+        return self._ask_scheduler(SchedulerProcessing(workers=wanted))
 
     @by_mode
     def nbytes(self, /, keys: Any = None, summary: bool = True, **_: Any) -> Maybe[dict[Key, int]]:
         """Bytes held per key (``summary=True``: per key prefix)."""
         wanted = None if keys is None else [getattr(k, "key", k) for k in keys]
-        return self._ask_scheduler("nbytes", keys=wanted, summary=summary)
+        return self._ask_scheduler(SchedulerNbytes(keys=wanted, summary=summary))
 
     @by_mode
     def call_stack(self, /, futures: Any = None, keys: Any = None) -> Maybe[dict[Address, Any]]:
@@ -254,14 +294,14 @@ class ClientAdmin(Moded[M]):
         wanted: list[Any] | None = None
         if futures is not None or keys is not None:
             wanted = [f.key for f in futures_of(futures or [])] + list(keys or [])
-        return self._run(self._on_each_worker("call_stack", keys=wanted))
+        return self._run(self._on_each_worker(WorkerCallStack(keys=wanted)))
 
     async def _on_each_worker(
-        self, op: str, workers: Sequence[str] | None = None, **kwargs: Any
-    ) -> dict[Address, Any]:
+        self, rpc: Rpc[R], workers: Sequence[str] | None = None
+    ) -> dict[Address, R]:
         core = self._running_core()
         targets = await data.worker_addresses(core, workers)
-        replies = await asyncio.gather(*(core.transport.call(w, op, **kwargs) for w in targets))
+        replies = await asyncio.gather(*(core.transport.call(w, rpc) for w in targets))
         return dict(zip(targets, replies, strict=True))
 
     @by_mode
@@ -295,7 +335,7 @@ class ClientAdmin(Moded[M]):
     ) -> Any:
         from shoal.worker.profile import merge
 
-        trees = await self._on_each_worker("profile", workers, start=start, stop=stop, key=key)
+        trees = await self._on_each_worker(WorkerProfile(start=start, stop=stop, key=key), workers)
         return merge(*trees.values()) if merge_workers else trees
 
     @by_mode
@@ -312,7 +352,7 @@ class ClientAdmin(Moded[M]):
         """Finished tasks and transfers: dicts with ``key``, ``worker``, ``startstops``."""
         if plot:
             raise NotImplementedError("get_task_stream(plot=True) needs bokeh: not offered")
-        return self._ask_scheduler("get_task_stream", start=start, stop=stop, count=count or 0)
+        return self._ask_scheduler(SchedulerGetTaskStream(start=start, stop=stop, count=count or 0))
 
     @by_mode
     def get_versions(
@@ -326,8 +366,8 @@ class ClientAdmin(Moded[M]):
         from shoal.versions import get_versions, mismatches
 
         core = self._running_core()
-        scheduler = await core.transport.call(core.transport.scheduler_address, "versions")
-        workers = await self._on_each_worker("versions", packages=packages or None)
+        scheduler = await core.transport.call(core.transport.scheduler_address, SchedulerVersions())
+        workers = await self._on_each_worker(WorkerVersions(packages=packages or None))
         result = {"client": get_versions(packages), "scheduler": scheduler, "workers": workers}
         if check:
             problems = mismatches(result)
@@ -347,14 +387,14 @@ class ClientAdmin(Moded[M]):
         self, workers: list[str], timeout: float, raise_for_error: bool
     ) -> dict[str, str]:
         core = self._running_core()
-        info = await core.transport.call(core.transport.scheduler_address, "scheduler_info")
+        info = await core.transport.call(core.transport.scheduler_address, SchedulerSchedulerInfo())
         targets = await data.worker_addresses(core, workers)
         out: dict[str, str] = {}
         calls = {}
         for address in targets:
             nanny = info["workers"][address].get("nanny")
             if nanny:
-                calls[address] = core.transport.call(nanny, "restart")
+                calls[address] = core.transport.call(nanny, NannyRestart())
             else:
                 out[address] = f"worker {address} has no nanny: it cannot be restarted"
         replies = await asyncio.wait_for(
@@ -371,7 +411,7 @@ class ClientAdmin(Moded[M]):
     @by_mode
     def log_event(self, /, topic: str | list[str], msg: Any) -> Maybe[None]:
         """Record ``msg`` (msgpack data: dicts, lists, strings, numbers) under ``topic``."""
-        return self._ask_scheduler("log_event", topic=topic, msg=msg)
+        return self._ask_scheduler(SchedulerLogEvent(topic=topic, msg=msg))
 
     @by_mode_returning[tuple[tuple[float, Any], ...] | dict[str, tuple[tuple[float, Any], ...]]]()
     def get_events(
@@ -383,7 +423,7 @@ class ClientAdmin(Moded[M]):
     async def _get_events(self, topic: str | None) -> Any:
         core = self._running_core()
         reply = await core.transport.call(
-            core.transport.scheduler_address, "get_events", topic=topic
+            core.transport.scheduler_address, SchedulerGetEvents(topic=topic)
         )
         if topic is not None:
             return tuple((t, _lists(msg)) for t, msg in reply)
@@ -394,7 +434,7 @@ class ClientAdmin(Moded[M]):
     @by_mode
     def set_metadata(self, /, key: str | list[str], value: Any) -> Maybe[None]:
         """Store ``value`` (msgpack data) in the scheduler under ``key`` (a list: a path)."""
-        return self._ask_scheduler("set_metadata", keys=_path(key), value=value)
+        return self._ask_scheduler(SchedulerSetMetadata(keys=_path(key), value=value))
 
     @by_mode
     def get_metadata(self, /, key: str | list[str], default: Any = _NO_DEFAULT) -> Maybe[Any]:
@@ -404,7 +444,7 @@ class ClientAdmin(Moded[M]):
     async def _get_metadata(self, keys: list[str], default: Any) -> Any:
         core = self._running_core()
         reply = await core.transport.call(
-            core.transport.scheduler_address, "get_metadata", keys=keys
+            core.transport.scheduler_address, SchedulerGetMetadata(keys=keys)
         )
         if reply["found"]:
             return _lists(reply["value"])
@@ -418,14 +458,14 @@ class ClientAdmin(Moded[M]):
         ``topic`` from now on (by any client, or by tasks through ``log_event``)."""
         core = self._running_core()
         core.topic_handlers[topic] = handler
-        return self._ask_scheduler("subscribe_topic", topic=topic, client=core.id)
+        return self._ask_scheduler(SchedulerSubscribeTopic(topic=topic, client=core.id))
 
     @by_mode
     def unsubscribe_topic(self, /, topic: str) -> Maybe[None]:
         """Stop calling the handler of ``topic``."""
         core = self._running_core()
         core.topic_handlers.pop(topic, None)
-        return self._ask_scheduler("unsubscribe_topic", topic=topic, client=core.id)
+        return self._ask_scheduler(SchedulerUnsubscribeTopic(topic=topic, client=core.id))
 
     @by_mode
     def replicate(
@@ -442,13 +482,13 @@ class ClientAdmin(Moded[M]):
         core = self._running_core()
         wanted = None if workers is None else await data.worker_addresses(core, workers)
         await core.transport.call(
-            core.transport.scheduler_address, "replicate", keys=keys, n=n, workers=wanted
+            core.transport.scheduler_address, SchedulerReplicate(keys=keys, n=n, workers=wanted)
         )
 
     @by_mode
     def unregister_scheduler_plugin(self, /, name: str) -> Maybe[str]:
         """Remove a scheduler plugin (needs ``--allow-client-code``, like adding one)."""
-        return self._ask_scheduler("unregister_scheduler_plugin", name=name)
+        return self._ask_scheduler(SchedulerUnregisterSchedulerPlugin(name=name))
 
     def futures_of(self, futures: Any) -> list[Future]:
         """The futures inside ``futures`` (nested lists, dicts, dask collections)."""
@@ -547,9 +587,9 @@ class ClientAdmin(Moded[M]):
         core = self._running_core()
         call, scheduler = core.transport.call, core.transport.scheduler_address
         state = {
-            "scheduler": await call(scheduler, "scheduler_info"),
-            "scheduler_logs": await call(scheduler, "get_logs"),
-            "workers": await self._on_each_worker("get_logs"),
+            "scheduler": await call(scheduler, SchedulerSchedulerInfo()),
+            "scheduler_logs": await call(scheduler, SchedulerGetLogs()),
+            "workers": await self._on_each_worker(WorkerGetLogs()),
             "versions": await self._get_versions(False, []),
         }
         for name in exclude:
@@ -613,7 +653,7 @@ async def _run_everywhere(
     """``Client.run``: call the function on each worker (or its nanny)."""
     targets = await data.worker_addresses(core, workers)
     if nanny:
-        info = await core.transport.call(core.transport.scheduler_address, "scheduler_info")
+        info = await core.transport.call(core.transport.scheduler_address, SchedulerSchedulerInfo())
         where = {w: info["workers"][w].get("nanny") for w in targets}
         missing = [w for w, n in where.items() if not n]
         if missing:
@@ -621,8 +661,9 @@ async def _run_everywhere(
     else:
         where = {w: w for w in targets}
     blobs = {"function": serialize(function), "args": serialize(args), "kwargs": serialize(kwargs)}
+    rpc = NannyRun(**blobs) if nanny else WorkerRun(**blobs)
     replies = await asyncio.gather(
-        *(core.transport.call(where[w], "run", **blobs) for w in targets), return_exceptions=True
+        *(core.transport.call(where[w], rpc) for w in targets), return_exceptions=True
     )
     out: dict[Address, Any] = {}
     for worker, reply in zip(targets, replies, strict=True):

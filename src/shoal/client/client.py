@@ -46,6 +46,17 @@ from shoal.comm import Security
 from shoal.config import CommConfig
 from shoal.errors import CommClosedError, ShoalTimeoutError
 from shoal.loop import run_sync
+from shoal.protocol.rpc_base import Rpc
+from shoal.protocol.rpc_scheduler import (
+    SchedulerGetLogs,
+    SchedulerHasWhat,
+    SchedulerNthreads,
+    SchedulerRestart,
+    SchedulerRetireWorkers,
+    SchedulerSchedulerInfo,
+    SchedulerWhoHas,
+)
+from shoal.protocol.rpc_workers import WorkerGetLogs
 from shoal.settings import client_settings
 from shoal.sizes import format_bytes
 
@@ -54,6 +65,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("shoal.client")
 T = TypeVar("T")
+#: the reply an rpc struct declares
+R = TypeVar("R")
 
 #: synchronous clients still open, closed at interpreter exit
 _open_sync_clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -570,15 +583,15 @@ class Client(ClientAdmin[M], DatasetsMixin[M]):
         return self._run_with_options(function, args, kwargs, workers, wait, nanny, on_error)
 
     # -- questions for the scheduler ---------------------------------------------------------------
-    def _ask_scheduler(self, op: str, **kwargs: Any) -> Maybe[Any]:
+    def _ask_scheduler(self, rpc: Rpc[R]) -> Maybe[R]:
         core = self._running_core()
-        return self._run(core.transport.call(core.transport.scheduler_address, op, **kwargs))
+        return self._run(core.transport.call(core.transport.scheduler_address, rpc))
 
     @by_mode
     def who_has(self, /, futures: Any = None) -> Maybe[dict[Key, tuple[Address, ...]]]:
         """``{key: (worker addresses)}`` for the futures given (all keys by default)."""
         keys = None if futures is None else [f.key for f in futures_of(futures)]
-        return self._ask_scheduler("who_has", keys=keys)
+        return self._ask_scheduler(SchedulerWhoHas(keys=keys))
 
     @by_mode
     def has_what(
@@ -586,12 +599,13 @@ class Client(ClientAdmin[M], DatasetsMixin[M]):
     ) -> Maybe[dict[Address, list[Key]]]:
         """``{worker address: [keys]}`` for the workers given (all by default)."""
         targets = [workers] if isinstance(workers, str) else workers
-        return self._ask_scheduler("has_what", workers=None if targets is None else list(targets))
+        wanted = None if targets is None else list(targets)
+        return self._ask_scheduler(SchedulerHasWhat(workers=wanted))
 
     @by_mode
     def nthreads(self) -> Maybe[dict[Address, int]]:
         """``{worker address: number of threads}``."""
-        return self._ask_scheduler("nthreads")
+        return self._ask_scheduler(SchedulerNthreads())
 
     @by_mode
     def restart(
@@ -605,8 +619,8 @@ class Client(ClientAdmin[M], DatasetsMixin[M]):
     async def _restart(self, timeout: float, wait_for_workers: bool) -> dict[str, int]:
         core = self._running_core()
         before = len((await self._scheduler_info())["workers"])
-        call = core.transport.call(core.transport.scheduler_address, "restart")
-        result: dict[str, int] = await asyncio.wait_for(call, timeout)
+        call = core.transport.call(core.transport.scheduler_address, SchedulerRestart())
+        result = await asyncio.wait_for(call, timeout)
         if wait_for_workers:
             await self._wait_for_workers(before, timeout)
         return result
@@ -632,10 +646,9 @@ class Client(ClientAdmin[M], DatasetsMixin[M]):
 
     async def _retire_workers(self, workers: list[str], timeout: float) -> dict[str, list[str]]:
         core = self._running_core()
-        call = core.transport.call(
-            core.transport.scheduler_address, "retire_workers", workers=workers, timeout=timeout
-        )
-        result: dict[str, Sequence[str]] = await asyncio.wait_for(call, timeout + 10)
+        retire = SchedulerRetireWorkers(workers=workers, timeout=timeout)
+        call = core.transport.call(core.transport.scheduler_address, retire)
+        result = await asyncio.wait_for(call, timeout + 10)
         return {name: list(addresses) for name, addresses in result.items()}
 
     @by_mode
@@ -645,9 +658,7 @@ class Client(ClientAdmin[M], DatasetsMixin[M]):
 
     async def _scheduler_info(self) -> dict[str, Any]:
         core = self._running_core()
-        info: dict[str, Any] = await core.transport.call(
-            core.transport.scheduler_address, "scheduler_info"
-        )
+        info = await core.transport.call(core.transport.scheduler_address, SchedulerSchedulerInfo())
         self._info = info
         return info
 
@@ -707,11 +718,11 @@ class Client(ClientAdmin[M], DatasetsMixin[M]):
         core = self._running_core()
         call, scheduler = core.transport.call, core.transport.scheduler_address
         if where is None:
-            records = await call(scheduler, "get_logs", n=n)
+            records = await call(scheduler, SchedulerGetLogs(n=n))
             return [tuple(r) for r in records]
-        kwargs = {} if n is None else {"n": n}
+        rpc = WorkerGetLogs() if n is None else WorkerGetLogs(n=n)
         targets = await data.worker_addresses(core, workers)
-        replies = await asyncio.gather(*(call(w, "get_logs", **kwargs) for w in targets))
+        replies = await asyncio.gather(*(call(w, rpc) for w in targets))
         return {w: [tuple(r) for r in records] for w, records in zip(targets, replies, strict=True)}
 
     def __repr__(self) -> str:

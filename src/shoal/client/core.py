@@ -35,6 +35,7 @@ from shoal.client.unsendable import fail_unsendable
 from shoal.errors import CommClosedError, CommError, ProtocolError
 from shoal.protocol import ops
 from shoal.protocol.ops import SCHEDULER_TO_CLIENT, KeyInMemory, from_msg, to_msg
+from shoal.protocol.rpc_scheduler import SchedulerWaitForWorkers
 
 logger = logging.getLogger("shoal.client")
 
@@ -151,8 +152,8 @@ class ClientCore:
 
     async def _wait_for_workers(self, n: int, timeout: float) -> int:
         address = self.transport.scheduler_address
-        count = self.transport.call(address, "wait_for_workers", n=n, timeout=timeout)
-        return int(await asyncio.wait_for(count, timeout + 5.0))
+        count = self.transport.call(address, SchedulerWaitForWorkers(n=n, timeout=timeout))
+        return await asyncio.wait_for(count, timeout + 5.0)
 
     def _cancel_all(self, reason: str) -> None:
         for state in self.table.clear():

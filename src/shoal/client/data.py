@@ -30,9 +30,12 @@ from shoal.client.future import Future
 from shoal.client.future_state import ErrorInfo, FutureState
 from shoal.errors import CommError, FutureLostError, ShoalTimeoutError
 from shoal.graph.spec import find_refs, substitute
-from shoal.protocol.rpc_ops import request
-from shoal.protocol.rpc_scheduler import SchedulerWhoHas
-from shoal.protocol.rpc_workers import WorkerGetData
+from shoal.protocol.rpc_scheduler import (
+    SchedulerSchedulerInfo,
+    SchedulerUpdateData,
+    SchedulerWhoHas,
+)
+from shoal.protocol.rpc_workers import WorkerGetData, WorkerRun, WorkerUpdateData
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 logger = logging.getLogger("shoal.client")
@@ -137,8 +140,7 @@ def _hinted_holders(
 
 
 async def _ask_who_has(core: ClientCore, keys: Sequence[Key]) -> Any:
-    name, fields = request(SchedulerWhoHas(keys=keys))
-    return await core.transport.call(core.transport.scheduler_address, name, **fields)
+    return await core.transport.call(core.transport.scheduler_address, SchedulerWhoHas(keys=keys))
 
 
 def _plan(keys: Sequence[Key], who_has: dict[Key, Iterable[Address]]) -> dict[Address, list[Key]]:
@@ -166,8 +168,7 @@ async def _fetch_round(
 ) -> None:
     async def one(worker: Address, keys: list[Key]) -> None:
         try:
-            name, fields = request(WorkerGetData(keys=keys, who=core.id))
-            reply = await core.transport.call(worker, name, **fields)
+            reply = await core.transport.call(worker, WorkerGetData(keys=keys, who=core.id))
         except (CommError, ShoalTimeoutError) as exc:
             logger.info("client %s: get_data from %s failed: %s", core.id, worker, exc)
             return
@@ -204,14 +205,10 @@ async def scatter(
         targets = await worker_addresses(core, workers)
         assignment = _assign(list(to_send), targets, broadcast)
         who_has, nbytes = await _push(core, to_send, assignment, type_names)
-        await core.transport.call(
-            core.transport.scheduler_address,
-            "update_data",
-            client=core.id,
-            who_has=who_has,
-            nbytes=nbytes,
-            type_names=type_names,
+        update = SchedulerUpdateData(
+            client=core.id, who_has=who_has, nbytes=nbytes, type_names=type_names
         )
+        await core.transport.call(core.transport.scheduler_address, update)
     return core.register_scattered(keys, [tokens[k] for k in keys], type_names)
 
 
@@ -234,7 +231,7 @@ async def _push(
     workers = list(assignment)
     replies = await asyncio.gather(
         *(
-            core.transport.call(w, "update_data", data={k: blobs[k] for k in assignment[w]})
+            core.transport.call(w, WorkerUpdateData(data={k: blobs[k] for k in assignment[w]}))
             for w in workers
         )
     )
@@ -253,7 +250,7 @@ async def _push(
 
 async def worker_addresses(core: ClientCore, wanted: Sequence[str] | None) -> list[Address]:
     """The addresses of the workers named in ``wanted`` (addresses or names), or all."""
-    info = await core.transport.call(core.transport.scheduler_address, "scheduler_info")
+    info = await core.transport.call(core.transport.scheduler_address, SchedulerSchedulerInfo())
     workers: dict[Address, dict[str, Any]] = dict(info.get("workers") or {})
     if wanted is None:
         if not workers:
@@ -278,9 +275,9 @@ async def run(
 ) -> dict[Address, Any]:
     """Run ``function(*args, **kwargs)`` on each worker; results by worker address."""
     targets = await worker_addresses(core, workers)
-    blobs = {"function": serialize(function), "args": serialize(args), "kwargs": serialize(kwargs)}
+    rpc = WorkerRun(function=serialize(function), args=serialize(args), kwargs=serialize(kwargs))
     # user code of any length: no reply deadline (a dead worker still breaks the comm)
-    calls = (core.transport.call(w, "run", reply_timeout=None, **blobs) for w in targets)
+    calls = (core.transport.call(w, rpc, reply_timeout=None) for w in targets)
     results = await asyncio.gather(*calls)
     return {
         w: deserialize(r) if isinstance(r, Serialized) else r

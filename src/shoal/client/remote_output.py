@@ -20,6 +20,7 @@ import warnings
 from typing import Any
 
 from shoal.protocol import ops
+from shoal.protocol.rpc_scheduler import SchedulerForwardOutput
 
 
 def _in_task() -> bool:
@@ -28,11 +29,11 @@ def _in_task() -> bool:
     return getattr(thread_state, "worker", None) is not None
 
 
-def _forward(kind: str, **fields: Any) -> None:
+def _forward(output: SchedulerForwardOutput) -> None:
     from shoal.client.primitives import calls
 
     client = calls.resolve_client(None)
-    client._run(calls.call(client, "forward_output", kind=kind, **fields))
+    client._run(calls.call(client, output))
 
 
 def print(*args: Any, **kwargs: Any) -> None:
@@ -46,7 +47,7 @@ def print(*args: Any, **kwargs: Any) -> None:
         return  # printed to a file of the task's own: nothing for the clients
     text = io.StringIO()
     builtins.print(*args, sep=kwargs.get("sep"), end=kwargs.get("end"), file=text)
-    _forward("print", text=text.getvalue(), stream=stream)
+    _forward(SchedulerForwardOutput(kind="print", text=text.getvalue(), stream=stream))
 
 
 def warn(message: Any, category: type[Warning] | None = UserWarning, stacklevel: int = 1,
@@ -55,7 +56,7 @@ def warn(message: Any, category: type[Warning] | None = UserWarning, stacklevel:
     category = category or UserWarning
     warnings.warn(message, category, stacklevel=stacklevel + 1, source=source)
     if _in_task():
-        _forward("warn", text=str(message), category=category.__name__)
+        _forward(SchedulerForwardOutput(kind="warn", text=str(message), category=category.__name__))
 
 
 def show(op: ops.Output) -> None:

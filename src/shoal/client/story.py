@@ -13,6 +13,8 @@ from typing import Any
 
 from shoal._types import Key
 from shoal.client.transport import Transport
+from shoal.protocol.rpc_scheduler import SchedulerSchedulerInfo, SchedulerStory
+from shoal.protocol.rpc_workers import WorkerStory
 
 #: where a record from the scheduler comes from
 SCHEDULER = "scheduler"
@@ -26,10 +28,10 @@ async def gather_story(transport: Transport, keys: Sequence[Key]) -> list[tuple[
     meanwhile) is skipped.
     """
     scheduler = transport.scheduler_address
-    info = await transport.call(scheduler, "scheduler_info")
+    info = await transport.call(scheduler, SchedulerSchedulerInfo())
     sources = [SCHEDULER, *info.get("workers", {})]
-    calls = [transport.call(scheduler, "story", keys=list(keys))]
-    calls += [transport.call(worker, "story", keys=list(keys)) for worker in sources[1:]]
+    calls = [transport.call(scheduler, SchedulerStory(keys=list(keys)))]
+    calls += [transport.call(worker, WorkerStory(keys=list(keys))) for worker in sources[1:]]
     answers = await asyncio.gather(*calls, return_exceptions=True)
     merged: list[tuple[Any, ...]] = []
     for where, records in zip(sources, answers, strict=True):

@@ -16,18 +16,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from shoal.comm import BatchedStream, Comm, ConnectionPool, Security, connect, raise_remote
 from shoal.comm.batched import UnencodableHandler
+from shoal.comm.pool import CONFIGURED
 from shoal.config import CommConfig
 from shoal.errors import CommError, ProtocolError
+from shoal.protocol.rpc_base import Rpc
+from shoal.protocol.rpc_scheduler import SchedulerRegisterClient
 
 logger = logging.getLogger("shoal.client")
 
 Msg = dict[str, Any]
 BatchHandler = Callable[[Sequence[Msg]], None]
 LostHandler = Callable[[str], None]
+#: the reply an rpc struct declares
+R = TypeVar("R")
 
 
 class Transport(Protocol):
@@ -52,8 +57,11 @@ class Transport(Protocol):
         """Seconds within which messages sent go out together in one frame set."""
         ...
 
-    async def call(self, address: str, op: str, /, **kwargs: Any) -> Any:
-        """One rpc to ``address``; the result, or the remote exception raised here."""
+    async def call(
+        self, address: str, rpc: Rpc[R], /, *, reply_timeout: float | None = CONFIGURED
+    ) -> R:
+        """One rpc to ``address``; the result, or the remote exception raised here.
+        ``reply_timeout``: as ``ConnectionPool.call`` (None: wait as long as it takes)."""
         ...
 
     async def close(self) -> None:
@@ -91,7 +99,7 @@ class CommTransport:
             config=self.config,
         )
         try:
-            await comm.write({"op": "register-client", "client": client_id})
+            await comm.write(SchedulerRegisterClient(client=client_id).to_msg())
             reply = await comm.read()
         except BaseException:
             comm.abort()
@@ -135,8 +143,10 @@ class CommTransport:
     def coalescing_interval(self) -> float:
         return self.config.batch_interval
 
-    async def call(self, address: str, op: str, /, **kwargs: Any) -> Any:
-        return await self.pool.call(address, op, **kwargs)
+    async def call(
+        self, address: str, rpc: Rpc[R], /, *, reply_timeout: float | None = CONFIGURED
+    ) -> R:
+        return await self.pool.call(address, rpc, reply_timeout=reply_timeout)
 
     async def close(self) -> None:
         self._closing = True

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from shoal.comm.core import DEFAULT_CONFIG, Comm
 from shoal.comm.rpc import exchange, unwrap_reply
@@ -24,9 +24,12 @@ from shoal.comm.security import Security
 from shoal.comm.transports import connect
 from shoal.config import CommConfig
 from shoal.errors import CommClosedError
+from shoal.protocol.rpc_base import Rpc
 
 #: ``reply_timeout`` not given: the pool's ``config.call_timeout`` applies
-_CONFIGURED: Any = object()
+CONFIGURED: Any = object()
+#: the reply an rpc struct declares
+R = TypeVar("R")
 
 
 class ConnectionPool:
@@ -92,24 +95,24 @@ class ConnectionPool:
         self._wake_one()
 
     async def call(
-        self, address: str, op: str, /, *, reply_timeout: float | None = _CONFIGURED, **kwargs: Any
-    ) -> Any:
-        """One rpc: send ``{"op": op, **kwargs}``; return the result or raise the remote error.
+        self, address: str, rpc: Rpc[R], /, *, reply_timeout: float | None = CONFIGURED
+    ) -> R:
+        """One rpc: send the struct ``rpc``; return the result or raise the remote error.
 
         No reply within ``reply_timeout`` seconds (default ``config.call_timeout``) raises
         ``ShoalTimeoutError`` naming the peer and the op."""
-        timeout = self.config.call_timeout if reply_timeout is _CONFIGURED else reply_timeout
+        timeout = self.config.call_timeout if reply_timeout is CONFIGURED else reply_timeout
         comm = None if self._closed else self._take_idle(address)
         if comm is None:
             comm = await self.connect(address)
         try:
-            reply = await exchange(comm, {"op": op, **kwargs}, timeout)
+            reply = await exchange(comm, rpc.to_msg(), timeout)
         except BaseException:
             comm.abort()
             self.reuse(address, comm)
             raise
         self.reuse(address, comm)
-        return unwrap_reply(reply, deserialize=self.deserialize_errors)
+        return cast(R, unwrap_reply(reply, deserialize=self.deserialize_errors))
 
     async def close(self) -> None:
         """Close every idle comm, abort those handed out, and refuse new connects."""

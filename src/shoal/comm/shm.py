@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import itertools
 import mmap
 import os
@@ -37,6 +38,7 @@ from functools import cache
 from typing import Any
 
 from shoal.comm.core import logger
+from shoal.protocol.rpc_workers import WorkerGetData
 from shoal.protocol.serialize import Serialized
 
 #: buffers at least this large travel through shared memory
@@ -89,11 +91,18 @@ class SharedMemoryTransfers:
 
     # -- receiver ------------------------------------------------------------------------
     async def get_data(
-        self, call: Callable[..., Awaitable[Any]], peer: str, **kwargs: Any
+        self,
+        call: Callable[..., Awaitable[Any]],
+        peer: str,
+        request: WorkerGetData,
+        **options: Any,
     ) -> Mapping[str, Any]:
-        """``call(peer, "get_data", **kwargs)``, through shared memory where it can be."""
+        """``call(peer, request, **options)`` (options: the pool's, e.g. ``reply_timeout``),
+        through shared memory where it can be."""
         extra = self.request_kwargs(peer)
-        reply: Mapping[str, Any] = await call(peer, "get_data", **kwargs, **extra)
+        reply: Mapping[str, Any] = await call(
+            peer, dataclasses.replace(request, **extra), **options
+        )
         if not extra:
             return reply
         try:
@@ -101,7 +110,7 @@ class SharedMemoryTransfers:
         except ShmUnavailable as exc:
             logger.info("shared memory with %s does not work, using TCP: %s", peer, exc)
             self.refuse(peer)
-            reply = await call(peer, "get_data", **kwargs)
+            reply = await call(peer, request, **options)
             return reply
 
     def request_kwargs(self, peer: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
+from shoal.protocol.rpc_scheduler import SchedulerAdaptiveTarget
 from shoal.scheduler.adaptive import decide
 
 if TYPE_CHECKING:
@@ -85,15 +86,13 @@ class Adaptive:
     async def adapt_once(self) -> int | None:
         """One round; returns the size scaled to (workers), or None."""
         cluster = self.cluster
-        options: dict[str, object] = {
-            "target_duration": self.target_duration,
-            "minimum": self.minimum,
-        }
-        if not math.isinf(self.maximum):
-            options["maximum"] = self.maximum
-        if cluster.threads_per_worker:
-            options["threads_per_worker"] = cluster.threads_per_worker
-        target = int(await cluster.scheduler_call("adaptive_target", **options))
+        ask = SchedulerAdaptiveTarget(
+            target_duration=self.target_duration,
+            minimum=self.minimum,
+            maximum=self.maximum,
+            threads_per_worker=cluster.threads_per_worker or None,
+        )
+        target = await cluster.scheduler_call(ask)
         current = len(cluster.jobs) * cluster.processes
         decision = decide(current, target, self.down_count, self.wait_count)
         self.down_count = decision.down_count

@@ -28,6 +28,15 @@ from shoal import loop as shared_loop
 from shoal.comm import Security
 from shoal.comm.pool import ConnectionPool
 from shoal.errors import ShoalTimeoutError
+from shoal.protocol.rpc_base import Rpc
+from shoal.protocol.rpc_scheduler import (
+    SchedulerGetLogs,
+    SchedulerIdentity,
+    SchedulerNthreads,
+    SchedulerRetireWorkers,
+    SchedulerSchedulerInfo,
+    SchedulerWorkersToClose,
+)
 from shoal.sizes import parse_bytes, parse_timedelta
 
 if TYPE_CHECKING:
@@ -36,6 +45,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("shoal.deploy")
 T = TypeVar("T")
+#: the reply an rpc struct declares
+R = TypeVar("R")
 
 
 class Job:
@@ -133,10 +144,11 @@ class Cluster:
         await self._close()
 
     # -- rpc to the scheduler ---------------------------------------------------------------
-    async def scheduler_call(self, op: str, /, **kwargs: Any) -> Any:
+    async def scheduler_call(self, rpc: Rpc[R], /) -> R:
+        """One rpc to the scheduler: ``await cluster.scheduler_call(SchedulerNthreads())``."""
         if self._pool is None:
             self._pool = ConnectionPool(security=self.security, role="client", name="cluster")
-        return await self._pool.call(self.scheduler_address, op, **kwargs)
+        return await self._pool.call(self.scheduler_address, rpc)
 
     @property
     def dashboard_link(self) -> str | None:
@@ -144,7 +156,7 @@ class Cluster:
         return self._dashboard
 
     async def _learn_dashboard(self) -> None:
-        self._dashboard = (await self.scheduler_call("identity")).get("dashboard")
+        self._dashboard = (await self.scheduler_call(SchedulerIdentity())).get("dashboard")
 
     # -- scale ------------------------------------------------------------------------------
     def scale(
@@ -208,10 +220,10 @@ class Cluster:
             self.jobs[name] = job
 
     async def _remove_jobs(self, count: int, *, to_zero: bool, idle_only: bool) -> None:
-        info = await self.scheduler_call("scheduler_info")
+        info = await self.scheduler_call(SchedulerSchedulerInfo())
         by_job = self._workers_by_job(info["workers"])
         ranking = await self.scheduler_call(
-            "workers_to_close", n=len(info["workers"]), idle_only=idle_only
+            SchedulerWorkersToClose(n=len(info["workers"]), idle_only=idle_only)
         )
         order = {address: i for i, address in enumerate(ranking)}
         candidates = [
@@ -227,7 +239,7 @@ class Cluster:
         leaving = [a for job in chosen for a in by_job[job]]
         refused: list[str] = []
         if leaving:
-            result = await self.scheduler_call("retire_workers", workers=leaving)
+            result = await self.scheduler_call(SchedulerRetireWorkers(workers=leaving))
             refused = list(result["refused"])
         for job in chosen:
             if refused and not to_zero and set(by_job[job]) & set(refused):
@@ -276,7 +288,7 @@ class Cluster:
     async def _wait_for_workers(self, n: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            joined = len(await self.scheduler_call("nthreads"))
+            joined = len(await self.scheduler_call(SchedulerNthreads()))
             if joined >= n:
                 return
             for job in self.jobs.values():
@@ -301,7 +313,7 @@ class Cluster:
         return self._sync(self._get_logs())
 
     async def _get_logs(self) -> dict[str, str]:
-        records = await self.scheduler_call("get_logs")
+        records = await self.scheduler_call(SchedulerGetLogs())
         logs = {"Scheduler": "\n".join(" ".join(map(str, record)) for record in records)}
         logs.update({name: job.logs() for name, job in self.jobs.items()})
         return logs

@@ -36,6 +36,7 @@ from shoal.comm import Security
 from shoal.comm.security import child_environ
 from shoal.deploy.cluster import Cluster, Job
 from shoal.deploy.commands import worker_argv
+from shoal.protocol.rpc_workers import WorkerGetLogs
 from shoal.scheduler.server import Scheduler
 from shoal.sizes import parse_timedelta
 from shoal.worker.server import Worker
@@ -258,7 +259,7 @@ class LocalCluster(Cluster):
             info = self.scheduler.scheduler_info()["workers"]
             for name, addresses in self._workers_by_job(info).items():
                 replies = await asyncio.gather(
-                    *(self.scheduler.pool.call(w, "get_logs") for w in addresses)
+                    *(self.scheduler.pool.call(w, WorkerGetLogs()) for w in addresses)
                 )
                 out[name] = [record for reply in replies for record in reply]
         return out

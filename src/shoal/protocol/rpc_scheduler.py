@@ -5,12 +5,21 @@ See ``shoal.protocol.rpc_ops`` for the rules.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from shoal._types import Address, Key
-from shoal.protocol.rpc_base import SCHEDULER, Rpc, _register
+from shoal.protocol.rpc_base import (
+    SCHEDULER,
+    AddPlugin,
+    ByName,
+    Claiming,
+    Rpc,
+    RunFunction,
+    _register,
+)
 from shoal.protocol.serialize import Serialized
 
 # -- scheduler -----------------------------------------------------------------------------
@@ -18,17 +27,22 @@ from shoal.protocol.serialize import Serialized
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerAdaptiveTarget(Rpc):
-    """Workers the current work needs (options as in ``scheduler.adaptive``)."""
+class SchedulerAdaptiveTarget(Rpc[int]):
+    """Workers the current work needs so it takes about ``target_duration`` s (as in
+    ``scheduler.adaptive.adaptive_target``)."""
 
     rpc: ClassVar[str] = "adaptive_target"
     role: ClassVar[str] = SCHEDULER
-    open: ClassVar[bool] = True
+    target_duration: float
+    minimum: int = 0
+    maximum: float = math.inf
+    #: what a new worker brings (None: the current average)
+    threads_per_worker: int | None = None
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerBroadcast(Rpc):
+class SchedulerBroadcast(Rpc[Any]):
     rpc: ClassVar[str] = "broadcast"
     role: ClassVar[str] = SCHEDULER
     op: str
@@ -38,23 +52,21 @@ class SchedulerBroadcast(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerEventClear(Rpc):
+class SchedulerEventClear(ByName[None]):
     rpc: ClassVar[str] = "event_clear"
     role: ClassVar[str] = SCHEDULER
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerEventSet(Rpc):
+class SchedulerEventSet(ByName[None]):
     rpc: ClassVar[str] = "event_set"
     role: ClassVar[str] = SCHEDULER
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerEventWait(Rpc):
+class SchedulerEventWait(Rpc[bool]):
     rpc: ClassVar[str] = "event_wait"
     role: ClassVar[str] = SCHEDULER
     name: str
@@ -63,40 +75,40 @@ class SchedulerEventWait(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerFireAndForget(Rpc):
+class SchedulerFireAndForget(Claiming[Any]):
     rpc: ClassVar[str] = "fire_and_forget"
     role: ClassVar[str] = SCHEDULER
     keys: Sequence[Key]
-    #: the marker sent on the stream just before (``ops.Claim``): applied after it
-    claim: str | None = None
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerForwardOutput(Rpc):
+class SchedulerForwardOutput(Rpc[Any]):
     """Send a task's printed text or warning to every client, unread."""
 
     rpc: ClassVar[str] = "forward_output"
     role: ClassVar[str] = SCHEDULER
-    open: ClassVar[bool] = True
+    #: "print" or "warn"
     kind: str
     text: str
+    #: print()'s ``file``: "stdout" or "stderr"
+    stream: str = ""
+    #: a warning's category name
+    category: str = ""
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerGetDataset(Rpc):
+class SchedulerGetDataset(Claiming[list[Any] | None]):
     rpc: ClassVar[str] = "get_dataset"
     role: ClassVar[str] = SCHEDULER
     name: str
     requester: str
-    #: the marker sent on the stream just before (``ops.Claim``): applied after it
-    claim: str | None = None
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerGetEvents(Rpc):
+class SchedulerGetEvents(Rpc[Any]):
     rpc: ClassVar[str] = "get_events"
     role: ClassVar[str] = SCHEDULER
     topic: str | None = None
@@ -104,7 +116,7 @@ class SchedulerGetEvents(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerGetLogs(Rpc):
+class SchedulerGetLogs(Rpc[Any]):
     """This scheduler's latest log records."""
 
     rpc: ClassVar[str] = "get_logs"
@@ -114,7 +126,7 @@ class SchedulerGetLogs(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerGetMetadata(Rpc):
+class SchedulerGetMetadata(Rpc[Any]):
     rpc: ClassVar[str] = "get_metadata"
     role: ClassVar[str] = SCHEDULER
     keys: Sequence[str]
@@ -123,7 +135,7 @@ class SchedulerGetMetadata(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerGetTaskStream(Rpc):
+class SchedulerGetTaskStream(Rpc[Any]):
     rpc: ClassVar[str] = "get_task_stream"
     role: ClassVar[str] = SCHEDULER
     start: float | None = None
@@ -133,14 +145,14 @@ class SchedulerGetTaskStream(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerGetWorkerPluginNames(Rpc):
+class SchedulerGetWorkerPluginNames(Rpc[Any]):
     rpc: ClassVar[str] = "get_worker_plugin_names"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerHasWhat(Rpc):
+class SchedulerHasWhat(Rpc[Any]):
     rpc: ClassVar[str] = "has_what"
     role: ClassVar[str] = SCHEDULER
     workers: Sequence[Address] | None = None
@@ -148,21 +160,21 @@ class SchedulerHasWhat(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerIdentity(Rpc):
+class SchedulerIdentity(Rpc[dict[str, Any]]):
     rpc: ClassVar[str] = "identity"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerListDatasets(Rpc):
+class SchedulerListDatasets(Rpc[Sequence[str]]):
     rpc: ClassVar[str] = "list_datasets"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerLogEvent(Rpc):
+class SchedulerLogEvent(Rpc[Any]):
     rpc: ClassVar[str] = "log_event"
     role: ClassVar[str] = SCHEDULER
     topic: str | Sequence[str]
@@ -171,7 +183,7 @@ class SchedulerLogEvent(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerNbytes(Rpc):
+class SchedulerNbytes(Rpc[Any]):
     rpc: ClassVar[str] = "nbytes"
     role: ClassVar[str] = SCHEDULER
     keys: Sequence[Key] | None = None
@@ -180,14 +192,14 @@ class SchedulerNbytes(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerNthreads(Rpc):
+class SchedulerNthreads(Rpc[dict[Address, int]]):
     rpc: ClassVar[str] = "nthreads"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerProcessing(Rpc):
+class SchedulerProcessing(Rpc[Any]):
     rpc: ClassVar[str] = "processing"
     role: ClassVar[str] = SCHEDULER
     workers: Sequence[Address] | None = None
@@ -195,18 +207,16 @@ class SchedulerProcessing(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerPublishDataset(Rpc):
+class SchedulerPublishDataset(Claiming[Any]):
     rpc: ClassVar[str] = "publish_dataset"
     role: ClassVar[str] = SCHEDULER
     datasets: Mapping[str, Sequence[Any]]
     override: bool = False
-    #: the marker sent on the stream just before (``ops.Claim``): applied after it
-    claim: str | None = None
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerQueueCreate(Rpc):
+class SchedulerQueueCreate(Rpc[Any]):
     rpc: ClassVar[str] = "queue_create"
     role: ClassVar[str] = SCHEDULER
     name: str
@@ -215,7 +225,7 @@ class SchedulerQueueCreate(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerQueueGet(Rpc):
+class SchedulerQueueGet(Claiming[list[Any] | None]):
     """``[[value, keys], ...]``, or None if nothing came within the timeout."""
 
     rpc: ClassVar[str] = "queue_get"
@@ -224,82 +234,84 @@ class SchedulerQueueGet(Rpc):
     requester: str
     timeout: float | None = None
     batch: int | None = None
-    #: the marker sent on the stream just before (``ops.Claim``): applied after it
-    claim: str | None = None
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerQueuePut(Rpc):
+class SchedulerQueuePut(Claiming[bool]):
     rpc: ClassVar[str] = "queue_put"
     role: ClassVar[str] = SCHEDULER
     name: str
     value: Any
     keys: Sequence[Key]
     timeout: float | None = None
-    #: the marker sent on the stream just before (``ops.Claim``): applied after it
-    claim: str | None = None
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerQueueQsize(Rpc):
+class SchedulerQueueQsize(ByName[int]):
     rpc: ClassVar[str] = "queue_qsize"
     role: ClassVar[str] = SCHEDULER
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRegisterClient(Rpc):
+class SchedulerRegisterClient(Rpc[Any]):
     """Opens the client stream: -> ``{"status": "OK", "id", ...}``, then a BatchedStream."""
 
     rpc: ClassVar[str] = "register-client"
     role: ClassVar[str] = SCHEDULER
-    open: ClassVar[bool] = True
     client: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRegisterWorker(Rpc):
-    """Opens the worker stream (fields: the worker description), as register-client."""
+class SchedulerRegisterWorker(Rpc[Any]):
+    """Opens the worker stream, as register-client; the fields describe the worker."""
 
     rpc: ClassVar[str] = "register-worker"
     role: ClassVar[str] = SCHEDULER
-    open: ClassVar[bool] = True
+    address: Address
+    nthreads: int
+    name: str | int | None = None
+    memory_limit: int = 0
+    resources: Mapping[str, float] | None = None
+    nanny: Address | None = None
+    #: service name -> port (the dashboard's "http", ``services=``)
+    services: Mapping[str, int] | None = None
+    local_directory: str | None = None
+    pid: int | None = None
+    #: on a rejoin: ``[(key, nbytes), ...]`` it holds, and the keys it runs
+    held: Sequence[Sequence[Any]] = ()
+    running: Sequence[Key] = ()
+    #: the worker plugins it has, pickled, by name (a restarted scheduler learns them)
+    worker_plugins: Mapping[str, Serialized] | None = None
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRegisterNannyPlugin(Rpc):
+class SchedulerRegisterNannyPlugin(AddPlugin[Any]):
     rpc: ClassVar[str] = "register_nanny_plugin"
     role: ClassVar[str] = SCHEDULER
-    plugin: Serialized
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRegisterSchedulerPlugin(Rpc):
+class SchedulerRegisterSchedulerPlugin(AddPlugin[Any]):
     rpc: ClassVar[str] = "register_scheduler_plugin"
     role: ClassVar[str] = SCHEDULER
-    plugin: Serialized
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRegisterWorkerPlugin(Rpc):
+class SchedulerRegisterWorkerPlugin(AddPlugin[Any]):
     rpc: ClassVar[str] = "register_worker_plugin"
     role: ClassVar[str] = SCHEDULER
-    plugin: Serialized
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerReplicate(Rpc):
+class SchedulerReplicate(Rpc[Any]):
     """Copy each key to ``n`` of ``workers`` (all running ones by default)."""
 
     rpc: ClassVar[str] = "replicate"
@@ -312,14 +324,14 @@ class SchedulerReplicate(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRestart(Rpc):
+class SchedulerRestart(Rpc[dict[str, int]]):
     rpc: ClassVar[str] = "restart"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRetireWorkers(Rpc):
+class SchedulerRetireWorkers(Rpc[dict[str, Sequence[Address]]]):
     """Retire ``workers`` (addresses)."""
 
     rpc: ClassVar[str] = "retire_workers"
@@ -330,24 +342,21 @@ class SchedulerRetireWorkers(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRunOnScheduler(Rpc):
+class SchedulerRunOnScheduler(RunFunction[Any]):
     rpc: ClassVar[str] = "run_on_scheduler"
     role: ClassVar[str] = SCHEDULER
-    function: Serialized
-    args: Serialized
-    kwargs: Serialized
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSchedulerInfo(Rpc):
+class SchedulerSchedulerInfo(Rpc[dict[str, Any]]):
     rpc: ClassVar[str] = "scheduler_info"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSemaphoreAcquire(Rpc):
+class SchedulerSemaphoreAcquire(Rpc[bool]):
     rpc: ClassVar[str] = "semaphore_acquire"
     role: ClassVar[str] = SCHEDULER
     name: str
@@ -360,15 +369,14 @@ class SchedulerSemaphoreAcquire(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSemaphoreCount(Rpc):
+class SchedulerSemaphoreCount(ByName[int]):
     rpc: ClassVar[str] = "semaphore_count"
     role: ClassVar[str] = SCHEDULER
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSemaphoreRefresh(Rpc):
+class SchedulerSemaphoreRefresh(Rpc[Any]):
     """Extend leases."""
 
     rpc: ClassVar[str] = "semaphore_refresh"
@@ -378,7 +386,7 @@ class SchedulerSemaphoreRefresh(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSemaphoreRelease(Rpc):
+class SchedulerSemaphoreRelease(Rpc[bool]):
     rpc: ClassVar[str] = "semaphore_release"
     role: ClassVar[str] = SCHEDULER
     name: str
@@ -387,7 +395,7 @@ class SchedulerSemaphoreRelease(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSetMetadata(Rpc):
+class SchedulerSetMetadata(Rpc[Any]):
     rpc: ClassVar[str] = "set_metadata"
     role: ClassVar[str] = SCHEDULER
     keys: Sequence[str]
@@ -396,7 +404,7 @@ class SchedulerSetMetadata(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerStory(Rpc):
+class SchedulerStory(Rpc[Any]):
     rpc: ClassVar[str] = "story"
     role: ClassVar[str] = SCHEDULER
     keys: Sequence[Key]
@@ -404,7 +412,7 @@ class SchedulerStory(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSubscribeTopic(Rpc):
+class SchedulerSubscribeTopic(Rpc[Any]):
     rpc: ClassVar[str] = "subscribe_topic"
     role: ClassVar[str] = SCHEDULER
     topic: str
@@ -413,41 +421,37 @@ class SchedulerSubscribeTopic(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerUnpublishDataset(Rpc):
+class SchedulerUnpublishDataset(ByName[Any]):
     rpc: ClassVar[str] = "unpublish_dataset"
     role: ClassVar[str] = SCHEDULER
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerUnregisterSchedulerPlugin(Rpc):
+class SchedulerUnregisterSchedulerPlugin(ByName[Any]):
     rpc: ClassVar[str] = "unregister_scheduler_plugin"
     role: ClassVar[str] = SCHEDULER
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerUnregisterWorkerPlugin(Rpc):
+class SchedulerUnregisterWorkerPlugin(ByName[Any]):
     rpc: ClassVar[str] = "unregister_worker_plugin"
     role: ClassVar[str] = SCHEDULER
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerUnregisterNannyPlugin(Rpc):
+class SchedulerUnregisterNannyPlugin(ByName[Any]):
     """Removes a nanny plugin from every nanny (its ``teardown`` runs there)."""
 
     rpc: ClassVar[str] = "unregister_nanny_plugin"
     role: ClassVar[str] = SCHEDULER
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerWaitForWorkers(Rpc):
+class SchedulerWaitForWorkers(Rpc[int]):
     """The worker count once at least ``n`` are registered; ``TimeoutError`` after
     ``timeout`` s. Answered when the state changes, not by polling."""
 
@@ -459,7 +463,7 @@ class SchedulerWaitForWorkers(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerUnsubscribeTopic(Rpc):
+class SchedulerUnsubscribeTopic(Rpc[Any]):
     rpc: ClassVar[str] = "unsubscribe_topic"
     role: ClassVar[str] = SCHEDULER
     topic: str
@@ -468,7 +472,7 @@ class SchedulerUnsubscribeTopic(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerUpdateData(Rpc):
+class SchedulerUpdateData(Rpc[Any]):
     """After a scatter: these keys are on these workers. -> "OK"."""
 
     rpc: ClassVar[str] = "update_data"
@@ -481,47 +485,42 @@ class SchedulerUpdateData(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerVariableDelete(Rpc):
+class SchedulerVariableDelete(ByName[Any]):
     rpc: ClassVar[str] = "variable_delete"
     role: ClassVar[str] = SCHEDULER
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerVariableGet(Rpc):
+class SchedulerVariableGet(Claiming[Any]):
     rpc: ClassVar[str] = "variable_get"
     role: ClassVar[str] = SCHEDULER
     name: str
     requester: str
     timeout: float | None = None
-    #: the marker sent on the stream just before (``ops.Claim``): applied after it
-    claim: str | None = None
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerVariableSet(Rpc):
+class SchedulerVariableSet(Claiming[Any]):
     rpc: ClassVar[str] = "variable_set"
     role: ClassVar[str] = SCHEDULER
     name: str
     value: Any
     keys: Sequence[Key]
-    #: the marker sent on the stream just before (``ops.Claim``): applied after it
-    claim: str | None = None
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerVersions(Rpc):
+class SchedulerVersions(Rpc[dict[str, Any]]):
     rpc: ClassVar[str] = "versions"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerWhoHas(Rpc):
-    """-> ``{key: [worker address, ...]}`` (all keys if None)."""
+class SchedulerWhoHas(Rpc[dict[Key, tuple[Address, ...]]]):
+    """-> ``{key: (worker address, ...)}`` (all keys if None; msgpack gives tuples)."""
 
     rpc: ClassVar[str] = "who_has"
     role: ClassVar[str] = SCHEDULER
@@ -530,7 +529,7 @@ class SchedulerWhoHas(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerWorkerDied(Rpc):
+class SchedulerWorkerDied(Rpc[Any]):
     """A nanny's report."""
 
     rpc: ClassVar[str] = "worker_died"
@@ -542,7 +541,7 @@ class SchedulerWorkerDied(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerWorkersToClose(Rpc):
+class SchedulerWorkersToClose(Rpc[list[Address]]):
     """The ``n`` running workers whose retirement copies the least unique data."""
 
     rpc: ClassVar[str] = "workers_to_close"

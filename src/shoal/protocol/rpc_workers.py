@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from shoal._types import Key
-from shoal.protocol.rpc_base import NANNY, WORKER, Rpc, _register
+from shoal.protocol.rpc_base import NANNY, WORKER, AddPlugin, ByName, Rpc, RunFunction, _register
 from shoal.protocol.serialize import Serialized
 
 # -- worker --------------------------------------------------------------------------------
@@ -18,7 +18,7 @@ from shoal.protocol.serialize import Serialized
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerActorAttribute(Rpc):
+class WorkerActorAttribute(Rpc[Serialized]):
     rpc: ClassVar[str] = "actor_attribute"
     role: ClassVar[str] = WORKER
     actor: Key
@@ -27,7 +27,7 @@ class WorkerActorAttribute(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerActorExecute(Rpc):
+class WorkerActorExecute(Rpc[Serialized]):
     rpc: ClassVar[str] = "actor_execute"
     role: ClassVar[str] = WORKER
     actor: Key
@@ -37,7 +37,7 @@ class WorkerActorExecute(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerCallStack(Rpc):
+class WorkerCallStack(Rpc[Any]):
     """The formatted stack of each running task (of ``keys``, or all)."""
 
     rpc: ClassVar[str] = "call_stack"
@@ -47,7 +47,7 @@ class WorkerCallStack(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerClose(Rpc):
+class WorkerClose(Rpc[Any]):
     rpc: ClassVar[str] = "close"
     role: ClassVar[str] = WORKER
     reason: str = ""
@@ -55,7 +55,7 @@ class WorkerClose(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerGetData(Rpc):
+class WorkerGetData(Rpc[dict[str, Any]]):
     """-> ``{"status": "OK", "data": {key: Serialized}, "nbytes"}`` or ``{"status": "busy"}``."""
 
     rpc: ClassVar[str] = "get_data"
@@ -67,7 +67,7 @@ class WorkerGetData(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerGetLogs(Rpc):
+class WorkerGetLogs(Rpc[list[Any]]):
     rpc: ClassVar[str] = "get_logs"
     role: ClassVar[str] = WORKER
     n: int = 1000
@@ -75,31 +75,28 @@ class WorkerGetLogs(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerKeys(Rpc):
+class WorkerKeys(Rpc[Any]):
     rpc: ClassVar[str] = "keys"
     role: ClassVar[str] = WORKER
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerPluginAdd(Rpc):
+class WorkerPluginAdd(AddPlugin[Any]):
     rpc: ClassVar[str] = "plugin_add"
     role: ClassVar[str] = WORKER
-    plugin: Serialized
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerPluginRemove(Rpc):
+class WorkerPluginRemove(ByName[Any]):
     rpc: ClassVar[str] = "plugin_remove"
     role: ClassVar[str] = WORKER
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerProfile(Rpc):
+class WorkerProfile(Rpc[Any]):
     """The sampling profile between ``start`` and ``stop`` (all kept, by default)."""
 
     rpc: ClassVar[str] = "profile"
@@ -111,19 +108,16 @@ class WorkerProfile(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerRun(Rpc):
+class WorkerRun(RunFunction[Any]):
     """``Client.run``."""
 
     rpc: ClassVar[str] = "run"
     role: ClassVar[str] = WORKER
-    function: Serialized
-    args: Serialized
-    kwargs: Serialized
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerStory(Rpc):
+class WorkerStory(Rpc[Any]):
     rpc: ClassVar[str] = "story"
     role: ClassVar[str] = WORKER
     keys: Sequence[Key]
@@ -131,7 +125,7 @@ class WorkerStory(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerUpdateData(Rpc):
+class WorkerUpdateData(Rpc[dict[str, Any]]):
     """Store these values -> ``{"nbytes": {...}, "type_names": {...}}``."""
 
     rpc: ClassVar[str] = "update_data"
@@ -141,7 +135,7 @@ class WorkerUpdateData(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerVersions(Rpc):
+class WorkerVersions(Rpc[Any]):
     rpc: ClassVar[str] = "versions"
     role: ClassVar[str] = WORKER
     packages: Sequence[str] | None = None
@@ -152,7 +146,7 @@ class WorkerVersions(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NannyKill(Rpc):
+class NannyKill(Rpc[Any]):
     """Stop the worker."""
 
     rpc: ClassVar[str] = "kill"
@@ -161,24 +155,21 @@ class NannyKill(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NannyPluginAdd(Rpc):
+class NannyPluginAdd(AddPlugin[Any]):
     rpc: ClassVar[str] = "plugin_add"
     role: ClassVar[str] = NANNY
-    plugin: Serialized
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NannyPluginRemove(Rpc):
+class NannyPluginRemove(ByName[Any]):
     rpc: ClassVar[str] = "plugin_remove"
     role: ClassVar[str] = NANNY
-    name: str
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NannyRestart(Rpc):
+class NannyRestart(Rpc[Any]):
     """Stop the worker and start a fresh one."""
 
     rpc: ClassVar[str] = "restart"
@@ -187,17 +178,14 @@ class NannyRestart(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NannyRun(Rpc):
+class NannyRun(RunFunction[Any]):
     rpc: ClassVar[str] = "run"
     role: ClassVar[str] = NANNY
-    function: Serialized
-    args: Serialized
-    kwargs: Serialized
 
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NannyTerminate(Rpc):
+class NannyTerminate(Rpc[Any]):
     """Stop the worker and close the nanny."""
 
     rpc: ClassVar[str] = "terminate"
@@ -206,7 +194,7 @@ class NannyTerminate(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NannyWorkerClosing(Rpc):
+class NannyWorkerClosing(Rpc[Any]):
     """The worker ``pid`` is closing on request and will exit with ``exit_code``."""
 
     rpc: ClassVar[str] = "worker_closing"
@@ -217,7 +205,7 @@ class NannyWorkerClosing(Rpc):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NannyWorkerReady(Rpc):
+class NannyWorkerReady(Rpc[Any]):
     rpc: ClassVar[str] = "worker_ready"
     role: ClassVar[str] = NANNY
     address: str

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from shoal._types import Key
 from shoal.comm import Comm
-from shoal.protocol import ops
+from shoal.protocol import ops, rpc_scheduler
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
 from shoal.scheduler.coordination import CoordinationState, HoldChange, Stored
@@ -67,26 +67,26 @@ class Coordination:
 
     def rpc_handlers(self) -> dict[str, Callable[..., Any]]:
         return {
-            "semaphore_acquire": self.semaphore_acquire,
-            "semaphore_release": self.semaphore_release,
-            "semaphore_refresh": self.semaphore_refresh,
-            "semaphore_count": self.semaphore_count,
-            "event_set": self.event_set,
-            "event_clear": self.event_clear,
-            "event_wait": self.event_wait,
-            "queue_create": self.queue_create,
-            "queue_put": self.queue_put,
-            "queue_get": self.queue_get,
-            "queue_qsize": self.queue_qsize,
-            "variable_set": self.variable_set,
-            "variable_get": self.variable_get,
-            "variable_delete": self.variable_delete,
-            "publish_dataset": self.publish_dataset,
-            "get_dataset": self.get_dataset,
-            "list_datasets": self.list_datasets,
-            "unpublish_dataset": self.unpublish_dataset,
-            "fire_and_forget": self.fire_and_forget,
-            "forward_output": self.forward_output,
+            rpc_scheduler.SchedulerSemaphoreAcquire.rpc: self.semaphore_acquire,
+            rpc_scheduler.SchedulerSemaphoreRelease.rpc: self.semaphore_release,
+            rpc_scheduler.SchedulerSemaphoreRefresh.rpc: self.semaphore_refresh,
+            rpc_scheduler.SchedulerSemaphoreCount.rpc: self.semaphore_count,
+            rpc_scheduler.SchedulerEventSet.rpc: self.event_set,
+            rpc_scheduler.SchedulerEventClear.rpc: self.event_clear,
+            rpc_scheduler.SchedulerEventWait.rpc: self.event_wait,
+            rpc_scheduler.SchedulerQueueCreate.rpc: self.queue_create,
+            rpc_scheduler.SchedulerQueuePut.rpc: self.queue_put,
+            rpc_scheduler.SchedulerQueueGet.rpc: self.queue_get,
+            rpc_scheduler.SchedulerQueueQsize.rpc: self.queue_qsize,
+            rpc_scheduler.SchedulerVariableSet.rpc: self.variable_set,
+            rpc_scheduler.SchedulerVariableGet.rpc: self.variable_get,
+            rpc_scheduler.SchedulerVariableDelete.rpc: self.variable_delete,
+            rpc_scheduler.SchedulerPublishDataset.rpc: self.publish_dataset,
+            rpc_scheduler.SchedulerGetDataset.rpc: self.get_dataset,
+            rpc_scheduler.SchedulerListDatasets.rpc: self.list_datasets,
+            rpc_scheduler.SchedulerUnpublishDataset.rpc: self.unpublish_dataset,
+            rpc_scheduler.SchedulerFireAndForget.rpc: self.fire_and_forget,
+            rpc_scheduler.SchedulerForwardOutput.rpc: self.forward_output,
         }
 
     def attach(self) -> None:
@@ -346,18 +346,18 @@ class Coordination:
         self._apply(self.state.unpublish(name))
 
     # -- output of tasks (shoal.print, shoal.warn) -------------------------------------------------
-    def forward_output(self, comm: Comm | None, kind: str, text: str, **fields: Any) -> None:
+    def forward_output(
+        self, comm: Comm | None, kind: str, text: str, stream: str = "", category: str = ""
+    ) -> None:
         """Send a task's printed text or warning to every client, unread."""
+        # the rpc keeps print()'s word ("stream") for what the client op calls "file"
         output = ops.Output(
-            kind=str(kind),
-            text=str(text),
-            file=str(fields.get("stream") or ""),  # the rpc keeps print()'s word for it
-            category=str(fields.get("category") or ""),
+            kind=str(kind), text=str(text), file=str(stream), category=str(category)
         )
         msg = ops.to_msg(output)
-        for stream in list(self.scheduler.client_streams.values()):
-            if not stream.closed:
-                stream.send(msg)
+        for client_stream in list(self.scheduler.client_streams.values()):
+            if not client_stream.closed:
+                client_stream.send(msg)
 
     # -- fire and forget --------------------------------------------------------------------------
     async def fire_and_forget(

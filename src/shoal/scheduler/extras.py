@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from shoal._types import Address, Key
 from shoal.plugins import call_hook, plugin_name
-from shoal.protocol import ops
+from shoal.protocol import ops, rpc_scheduler
+from shoal.protocol.rpc_base import Rpc
+from shoal.protocol.rpc_workers import (
+    NannyPluginAdd,
+    NannyPluginRemove,
+    WorkerPluginAdd,
+    WorkerPluginRemove,
+)
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.stimulus import new_stimulus_id
 
@@ -73,25 +80,25 @@ class SchedulerExtras:
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
         return {
-            "register_worker_plugin": self.register_worker_plugin,
-            "unregister_worker_plugin": self.unregister_worker_plugin,
-            "get_worker_plugin_names": self.get_worker_plugin_names,
-            "register_nanny_plugin": self.register_nanny_plugin,
-            "unregister_nanny_plugin": self.unregister_nanny_plugin,
-            "register_scheduler_plugin": self.register_scheduler_plugin,
-            "run_on_scheduler": self.run_on_scheduler,
-            "log_event": self.log_event,
-            "get_events": self.get_events,
-            "set_metadata": self.set_metadata,
-            "get_metadata": self.get_metadata,
-            "processing": self.processing,
-            "nbytes": self.nbytes,
-            "get_task_stream": self.get_task_stream,
-            "versions": self.versions,
-            "replicate": self.replicate,
-            "unregister_scheduler_plugin": self.unregister_scheduler_plugin,
-            "subscribe_topic": self.subscribe_topic,
-            "unsubscribe_topic": self.unsubscribe_topic,
+            rpc_scheduler.SchedulerRegisterWorkerPlugin.rpc: self.register_worker_plugin,
+            rpc_scheduler.SchedulerUnregisterWorkerPlugin.rpc: self.unregister_worker_plugin,
+            rpc_scheduler.SchedulerGetWorkerPluginNames.rpc: self.get_worker_plugin_names,
+            rpc_scheduler.SchedulerRegisterNannyPlugin.rpc: self.register_nanny_plugin,
+            rpc_scheduler.SchedulerUnregisterNannyPlugin.rpc: self.unregister_nanny_plugin,
+            rpc_scheduler.SchedulerRegisterSchedulerPlugin.rpc: self.register_scheduler_plugin,
+            rpc_scheduler.SchedulerRunOnScheduler.rpc: self.run_on_scheduler,
+            rpc_scheduler.SchedulerLogEvent.rpc: self.log_event,
+            rpc_scheduler.SchedulerGetEvents.rpc: self.get_events,
+            rpc_scheduler.SchedulerSetMetadata.rpc: self.set_metadata,
+            rpc_scheduler.SchedulerGetMetadata.rpc: self.get_metadata,
+            rpc_scheduler.SchedulerProcessing.rpc: self.processing,
+            rpc_scheduler.SchedulerNbytes.rpc: self.nbytes,
+            rpc_scheduler.SchedulerGetTaskStream.rpc: self.get_task_stream,
+            rpc_scheduler.SchedulerVersions.rpc: self.versions,
+            rpc_scheduler.SchedulerReplicate.rpc: self.replicate,
+            rpc_scheduler.SchedulerUnregisterSchedulerPlugin.rpc: self.unregister_scheduler_plugin,
+            rpc_scheduler.SchedulerSubscribeTopic.rpc: self.subscribe_topic,
+            rpc_scheduler.SchedulerUnsubscribeTopic.rpc: self.unsubscribe_topic,
         }
 
     def registration_reply(self) -> dict[str, Any]:
@@ -108,12 +115,12 @@ class SchedulerExtras:
                 self.worker_plugins[name] = plugin
 
     async def _to_workers(
-        self, op: str, workers: Iterable[Address] | None = None, **kwargs: Any
+        self, rpc: Rpc[Any], workers: Iterable[Address] | None = None
     ) -> dict[Address, Any]:
         targets = list(workers) if workers is not None else list(self.scheduler.worker_streams)
         pool = self.scheduler.pool
         replies = await asyncio.gather(
-            *(pool.call(w, op, **kwargs) for w in targets), return_exceptions=True
+            *(pool.call(w, rpc) for w in targets), return_exceptions=True
         )
         out: dict[Address, Any] = {}
         for worker, reply in zip(targets, replies, strict=True):
@@ -128,7 +135,7 @@ class SchedulerExtras:
     ) -> dict[Address, Any]:
         self.worker_plugins[name] = plugin
         self._unregistered.discard(name)
-        return await self._to_workers("plugin_add", plugin=plugin, name=name)
+        return await self._to_workers(WorkerPluginAdd(plugin=plugin, name=name))
 
     def get_worker_plugin_names(self, comm: Any) -> list[str]:
         return list(self.worker_plugins)
@@ -137,7 +144,7 @@ class SchedulerExtras:
         if self.worker_plugins.pop(name, None) is None:
             raise ValueError(f"no worker plugin named {name!r} is registered")
         self._unregistered.add(name)  # a worker away meanwhile must not bring it back
-        return await self._to_workers("plugin_remove", name=name)
+        return await self._to_workers(WorkerPluginRemove(name=name))
 
     def _nannies(self) -> list[Address]:
         return [w.nanny for w in self.scheduler.state.workers.values() if w.nanny]
@@ -149,14 +156,14 @@ class SchedulerExtras:
         nannies = self._nannies()
         for nanny in nannies:
             self._nanny_has[nanny].add(name)
-        return await self._to_workers("plugin_add", nannies, plugin=plugin, name=name)
+        return await self._to_workers(NannyPluginAdd(plugin=plugin, name=name), nannies)
 
     async def unregister_nanny_plugin(self, comm: Any, name: str) -> dict[Address, Any]:
         if self.nanny_plugins.pop(name, None) is None:
             raise ValueError(f"no nanny plugin named {name!r} is registered")
         for names in self._nanny_has.values():
             names.discard(name)
-        return await self._to_workers("plugin_remove", self._nannies(), name=name)
+        return await self._to_workers(NannyPluginRemove(name=name), self._nannies())
 
     def worker_registered(self, nanny: Address | None) -> None:
         """A worker registered: a nanny that joined after a nanny plugin was registered
@@ -172,7 +179,7 @@ class SchedulerExtras:
         pool = self.scheduler.pool
         for name, plugin in plugins.items():
             try:
-                reply = await pool.call(nanny, "plugin_add", plugin=plugin, name=name)
+                reply = await pool.call(nanny, NannyPluginAdd(plugin=plugin, name=name))
             except Exception as exc:  # the nanny went away: nothing to set up there
                 reply = {"status": "error", "text": f"{type(exc).__name__}: {exc}"}
             if reply.get("status") != "OK":
@@ -197,7 +204,7 @@ class SchedulerExtras:
     async def run_on_scheduler(
         self, comm: Any, function: Serialized, args: Serialized, kwargs: Serialized
     ) -> Serialized:
-        self._check_client_code("run_on_scheduler")
+        self._check_client_code("Client.run_on_scheduler")
         func = deserialize(function)
         call_kwargs = dict(deserialize(kwargs))
         try:
@@ -212,7 +219,7 @@ class SchedulerExtras:
         return serialize(result)
 
     async def unregister_scheduler_plugin(self, comm: Any, name: str) -> str:
-        self._check_client_code("unregister_scheduler_plugin")
+        self._check_client_code("Client.unregister_scheduler_plugin")
         plugin = self.plugins.pop(name, None)
         if plugin is None:
             raise ValueError(f"no scheduler plugin named {name!r}")

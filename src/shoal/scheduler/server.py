@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +34,12 @@ from shoal.http.records import ClusterCounters, TaskStream
 from shoal.logs import MemoryLogHandler
 from shoal.loop_monitor import GcPolicy, LoopMonitor
 from shoal.preload import import_preloads, run_setups
-from shoal.protocol import ops
+from shoal.protocol import ops, rpc_scheduler
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.ops import to_msg
+from shoal.protocol.rpc_base import WORKER, build
+from shoal.protocol.rpc_workers import NannyRestart
+from shoal.protocol.serialize import Serialized
 from shoal.scheduler import adaptive, wire
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
@@ -245,20 +249,34 @@ class Scheduler(Server):
         }
 
     # -- workers -------------------------------------------------------------------------------
-    async def register_worker(self, comm: Comm, **info: Any) -> object:
-        address = info["address"]
+    async def register_worker(  # the fields of rpc_scheduler.SchedulerRegisterWorker
+        self,
+        comm: Comm,
+        address: Address,
+        nthreads: int,
+        name: str | int | None = None,
+        memory_limit: int = 0,
+        resources: dict[str, float] | None = None,
+        nanny: Address | None = None,
+        services: dict[str, int] | None = None,
+        local_directory: str | None = None,
+        pid: int | None = None,
+        held: Iterable[Iterable[Any]] = (),
+        running: Iterable[Key] = (),
+        worker_plugins: Mapping[str, Serialized] | None = None,
+    ) -> object:
         refusal = role_refusal(comm.peer_info, "worker")
-        if (info.get("nanny"), info.get("pid")) in self._reported_dead:
+        if (nanny, pid) in self._reported_dead:
             # its nanny is stopping this process (memory, say): it must not rejoin meanwhile
             # and take tasks that would then die with it, blamed on "stream closed"
-            refusal = f"worker {address} (pid {info.get('pid')}) was reported dead by its nanny"
+            refusal = f"worker {address} (pid {pid}) was reported dead by its nanny"
         if refusal or address in self.worker_streams:
             text = refusal or f"worker {address} already registered"
             await comm.write({"status": "error", "text": text})
             await comm.close()
             return self.TOOK_COMM
         incarnation = next(self._incarnations)
-        self.extras.adopt_worker_plugins(address, info.get("worker_plugins") or {})
+        self.extras.adopt_worker_plugins(address, worker_plugins or {})
         reply = {"status": "OK", "time": time.time(), "id": self.id, "incarnation": incarnation}
         await comm.write({**reply, **self.extras.registration_reply()})
         stream = BatchedStream(comm, interval=self.comm_config.batch_interval)
@@ -266,33 +284,33 @@ class Scheduler(Server):
         self.worker_extra[address] = {
             "last_seen": time.monotonic(),
             "metrics": {},
-            "pid": info.get("pid"),
-            "local_directory": info.get("local_directory"),
+            "pid": pid,
+            "local_directory": local_directory,
             "incarnation": incarnation,
         }
-        held = tuple((key, int(n)) for key, n in info.get("held") or ())
-        running = tuple(info.get("running") or ())
-        if held or running:
+        holds = tuple((key, int(n)) for key, n in held or ())
+        runs = tuple(running or ())
+        if holds or runs:
             self.worker_reconnects += 1
         self.feed(
             ev.WorkerJoined(
                 address=address,
-                name=str(info.get("name") or address),
-                nthreads=int(info["nthreads"]),
-                memory_limit=int(info.get("memory_limit") or 0),
-                resources=dict(info.get("resources") or {}),
-                nanny=info.get("nanny"),
-                services=dict(info.get("services") or {}),
+                name=str(name or address),
+                nthreads=int(nthreads),
+                memory_limit=int(memory_limit or 0),
+                resources=dict(resources or {}),
+                nanny=nanny,
+                services=dict(services or {}),
                 incarnation=incarnation,
-                held=held,
-                running=running,
+                held=holds,
+                running=runs,
                 stimulus_id=f"worker-joined-{address}-{incarnation}",
                 now=time.time(),
             )
         )
-        self.extras.worker_registered(info.get("nanny"))
-        self.counters.worker_joined(str(info.get("name") or address))
-        logger.info("worker %s joined (%s threads)", address, info["nthreads"])
+        self.extras.worker_registered(nanny)
+        self.counters.worker_joined(str(name or address))
+        logger.info("worker %s joined (%s threads)", address, nthreads)
         await self._serve_worker_stream(address, incarnation, comm)
         return self.TOOK_COMM
 
@@ -386,7 +404,7 @@ class Scheduler(Server):
             if info.nanny is None and stream is not None and not stream.closed:
                 stream.send(to_msg(ops.CloseWorker(reason="cluster restart")))
         results = await asyncio.gather(
-            *(self.pool.call(nanny, "restart") for nanny in nannies), return_exceptions=True
+            *(self.pool.call(nanny, NannyRestart()) for nanny in nannies), return_exceptions=True
         )
         failed = [n for n, r in zip(nannies, results, strict=True) if isinstance(r, BaseException)]
         for nanny in failed:
@@ -501,7 +519,7 @@ class Scheduler(Server):
         return task_finished
 
     # -- clients -------------------------------------------------------------------------------
-    async def register_client(self, comm: Comm, client: str, **_: Any) -> object:
+    async def register_client(self, comm: Comm, client: str) -> object:
         await comm.write(
             {
                 "status": "OK",
@@ -560,29 +578,44 @@ class Scheduler(Server):
     # -- rpc ---------------------------------------------------------------------------------
     def _rpc_handlers(self) -> dict[str, Callable[..., Any]]:
         return {
-            "register-worker": self.register_worker,
-            "register-client": self.register_client,
-            "who_has": self.who_has,
-            "has_what": self.has_what,
-            "nthreads": self.nthreads,
-            "scheduler_info": self.scheduler_info,
-            "update_data": self.update_data,
-            "story": self.story_handler,
-            "identity": self.identity,
-            "broadcast": self.broadcast,
-            "get_logs": self.get_logs,
-            "worker_died": self.worker_died,
-            "restart": self.restart,
-            "retire_workers": self.retire_workers,
-            "wait_for_workers": self.wait_for_workers,
-            "adaptive_target": self.adaptive_target,
-            "workers_to_close": self.workers_to_close,
+            rpc_scheduler.SchedulerRegisterWorker.rpc: self.register_worker,
+            rpc_scheduler.SchedulerRegisterClient.rpc: self.register_client,
+            rpc_scheduler.SchedulerWhoHas.rpc: self.who_has,
+            rpc_scheduler.SchedulerHasWhat.rpc: self.has_what,
+            rpc_scheduler.SchedulerNthreads.rpc: self.nthreads,
+            rpc_scheduler.SchedulerSchedulerInfo.rpc: self.scheduler_info,
+            rpc_scheduler.SchedulerUpdateData.rpc: self.update_data,
+            rpc_scheduler.SchedulerStory.rpc: self.story_handler,
+            rpc_scheduler.SchedulerIdentity.rpc: self.identity,
+            rpc_scheduler.SchedulerBroadcast.rpc: self.broadcast,
+            rpc_scheduler.SchedulerGetLogs.rpc: self.get_logs,
+            rpc_scheduler.SchedulerWorkerDied.rpc: self.worker_died,
+            rpc_scheduler.SchedulerRestart.rpc: self.restart,
+            rpc_scheduler.SchedulerRetireWorkers.rpc: self.retire_workers,
+            rpc_scheduler.SchedulerWaitForWorkers.rpc: self.wait_for_workers,
+            rpc_scheduler.SchedulerAdaptiveTarget.rpc: self.adaptive_target,
+            rpc_scheduler.SchedulerWorkersToClose.rpc: self.workers_to_close,
             **self.coordination.rpc_handlers(),
         }
 
-    def adaptive_target(self, comm: Comm | None = None, **options: Any) -> int:
+    def adaptive_target(
+        self,
+        comm: Comm | None = None,
+        *,
+        target_duration: float,
+        minimum: int = 0,
+        maximum: float = math.inf,
+        threads_per_worker: int | None = None,
+    ) -> int:
         """Workers the current work needs (``scheduler.adaptive``; options as there)."""
-        return adaptive.adaptive_target(adaptive.measure_load(self.state), **options)
+        load = adaptive.measure_load(self.state)
+        return adaptive.adaptive_target(
+            load,
+            target_duration=target_duration,
+            minimum=minimum,
+            maximum=maximum,
+            threads_per_worker=threads_per_worker,
+        )
 
     def workers_to_close(
         self, comm: Comm | None = None, n: int = 0, idle_only: bool = False
@@ -664,9 +697,10 @@ class Scheduler(Server):
         kwargs: dict[str, Any] | None = None,
         workers: Iterable[Address] | None = None,
     ) -> dict[Address, Any]:
+        rpc = build(WORKER, op, kwargs or {})  # refused here if the workers have no such rpc
         targets = list(workers) if workers is not None else list(self.worker_streams)
         results = await asyncio.gather(
-            *(self.pool.call(w, op, **(kwargs or {})) for w in targets), return_exceptions=True
+            *(self.pool.call(w, rpc) for w in targets), return_exceptions=True
         )
         out = {}
         for worker, result in zip(targets, results, strict=True):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal._types import Key
 from shoal.comm import Comm
+from shoal.protocol.rpc_workers import WorkerActorAttribute, WorkerActorExecute
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.worker.execute import thread_state
 
@@ -80,7 +81,7 @@ def actor_handlers(worker: Worker) -> dict[str, Callable[..., Any]]:
     def actor_attribute(comm: Comm, actor: Key, attribute: str) -> Serialized:
         return serialize(getattr(_lookup(worker, actor), attribute))
 
-    return {"actor_execute": actor_execute, "actor_attribute": actor_attribute}
+    return {WorkerActorExecute.rpc: actor_execute, WorkerActorAttribute.rpc: actor_attribute}
 
 
 def drop_actor(worker: Worker, key: Key) -> None:

@@ -22,6 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from shoal._types import Key
 from shoal.plugins import call_hook
+from shoal.protocol.rpc_workers import (
+    WorkerCallStack,
+    WorkerPluginAdd,
+    WorkerPluginRemove,
+    WorkerProfile,
+    WorkerRun,
+    WorkerVersions,
+)
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.worker.execute import thread_state
 from shoal.worker.profile import Sampler
@@ -45,12 +53,12 @@ class WorkerExtras:
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
         return {
-            "plugin_add": self.plugin_add,
-            "plugin_remove": self.plugin_remove,
-            "run": self.run,
-            "call_stack": self.call_stack,
-            "profile": self.profile,
-            "versions": self.versions,
+            WorkerPluginAdd.rpc: self.plugin_add,
+            WorkerPluginRemove.rpc: self.plugin_remove,
+            WorkerRun.rpc: self.run,
+            WorkerCallStack.rpc: self.call_stack,
+            WorkerProfile.rpc: self.profile,
+            WorkerVersions.rpc: self.versions,
         }
 
     # -- plugins ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, TypeVar
 
 from shoal._types import Address, Key
 from shoal.comm import BatchedStream, Comm, Security, connect, get_address_host
@@ -37,6 +38,19 @@ from shoal.nanny import RESTART_EXIT_CODE, SCHEDULER_LOST_EXIT_CODE
 from shoal.protocol import ops
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.ops import to_msg
+from shoal.protocol.rpc_base import Rpc
+from shoal.protocol.rpc_scheduler import SchedulerRegisterWorker, SchedulerRetireWorkers
+from shoal.protocol.rpc_workers import (
+    NannyWorkerClosing,
+    NannyWorkerReady,
+    WorkerClose,
+    WorkerGetData,
+    WorkerGetLogs,
+    WorkerKeys,
+    WorkerRun,
+    WorkerStory,
+    WorkerUpdateData,
+)
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.server import Server
 from shoal.stimulus import new_stimulus_id
@@ -70,6 +84,8 @@ from shoal.worker.transfer import is_network_failure, unsendable_of, values_for_
 from shoal.worker.warm_imports import import_task_modules
 
 logger = logging.getLogger("shoal.worker")
+#: the reply an rpc struct declares
+R = TypeVar("R")
 #: fetch failures can repeat many times a second: each distinct line once per interval
 _repeats = RepeatLimiter()
 
@@ -346,7 +362,8 @@ class Worker(Server, WorkerStateView):
             config=self.comm_config,
         )
         try:
-            await comm.write({**self._identity(), **reconnect.holdings_report(self.state)})
+            holdings = reconnect.holdings_report(self.state)
+            await comm.write(dataclasses.replace(self._identity(), **holdings).to_msg())
             reply = await comm.read()
         except BaseException:
             comm.abort()
@@ -364,10 +381,9 @@ class Worker(Server, WorkerStateView):
         if self.nanny:
             await self.pool.call(
                 self.nanny,
-                "worker_ready",
-                address=self.address,
-                pid=os.getpid(),
-                local_directory=self.local_directory,
+                NannyWorkerReady(
+                    address=self.address, pid=os.getpid(), local_directory=self.local_directory
+                ),
             )
 
     async def _tell_nanny_closing(self) -> None:
@@ -377,7 +393,7 @@ class Worker(Server, WorkerStateView):
         try:
             await asyncio.wait_for(
                 self.pool.call(
-                    self.nanny, "worker_closing", pid=os.getpid(), exit_code=self.exit_code
+                    self.nanny, NannyWorkerClosing(pid=os.getpid(), exit_code=self.exit_code)
                 ),
                 NANNY_CALL_TIMEOUT,
             )
@@ -408,20 +424,19 @@ class Worker(Server, WorkerStateView):
             nbytes = sum(int(n) for n in reply.get("nbytes", {}).values())
             self.transfer_log.received(sender, len(reply["data"]), nbytes, start, time.time())
 
-    def _identity(self) -> dict[str, Any]:
-        return {
-            "op": "register-worker",
-            "address": self.address,
-            "name": self.name,
-            "nthreads": self.nthreads,
-            "memory_limit": self.memory_limit,
-            "resources": self.resources,
-            "nanny": self.nanny,
-            "services": self.service_ports,
-            "local_directory": self.local_directory,
-            "pid": os.getpid(),
-            "worker_plugins": dict(self.extras.plugin_blobs),
-        }
+    def _identity(self) -> SchedulerRegisterWorker:
+        return SchedulerRegisterWorker(
+            address=self.address,
+            name=self.name,
+            nthreads=self.nthreads,
+            memory_limit=self.memory_limit,
+            resources=self.resources,
+            nanny=self.nanny,
+            services=self.service_ports,
+            local_directory=self.local_directory,
+            pid=os.getpid(),
+            worker_plugins=dict(self.extras.plugin_blobs),
+        )
 
     async def _scheduler_stream(self, comm: Comm) -> None:
         pending: list[ev.WorkerEvent] = []
@@ -455,7 +470,7 @@ class Worker(Server, WorkerStateView):
         while True:
             try:
                 reply = await self.pool.call(
-                    self.scheduler_address, "retire_workers", workers=[self.address]
+                    self.scheduler_address, SchedulerRetireWorkers(workers=[self.address])
                 )
             except (CommError, OSError) as exc:
                 logger.warning(
@@ -574,8 +589,7 @@ class Worker(Server, WorkerStateView):
             reply = await self.shm.get_data(
                 self.pool.call,
                 inst.worker,
-                keys=tuple(inst.keys),
-                who=self.address,
+                WorkerGetData(keys=tuple(inst.keys), who=self.address),
                 reply_timeout=self.comm_config.fetch_timeout,
             )
         except Exception as exc:  # classified: the network, or the values (worker.transfer)
@@ -699,13 +713,13 @@ class Worker(Server, WorkerStateView):
     # -- rpc handlers ----------------------------------------------------------------------
     def _rpc_handlers(self) -> dict[str, Callable[..., Any]]:
         return {
-            "get_data": self.get_data,
-            "update_data": self.update_data,
-            "run": self.run,
-            "story": self.story_handler,
-            "get_logs": self.get_logs,
-            "keys": self.keys,
-            "close": self.close_handler,
+            WorkerGetData.rpc: self.get_data,
+            WorkerUpdateData.rpc: self.update_data,
+            WorkerRun.rpc: self.run,
+            WorkerStory.rpc: self.story_handler,
+            WorkerGetLogs.rpc: self.get_logs,
+            WorkerKeys.rpc: self.keys,
+            WorkerClose.rpc: self.close_handler,
             **actor_handlers(self),
         }
 
@@ -812,8 +826,9 @@ class _Scheduler:
         self.port = int(address.rsplit(":", 1)[-1]) if ":" in address.split("//")[-1] else 0
         self._worker = worker
 
-    async def call(self, op: str, /, **kwargs: Any) -> Any:
-        return await self._worker.pool.call(self.address, op, **kwargs)
+    async def call(self, rpc: Rpc[R], /) -> R:
+        """One rpc to the scheduler: ``await worker.scheduler.call(SchedulerWhoHas())``."""
+        return await self._worker.pool.call(self.address, rpc)
 
 
 __all__ = ["Worker"]

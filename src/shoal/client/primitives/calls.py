@@ -17,38 +17,31 @@ Rules of this file:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from shoal._types import Key
 from shoal.client.default import get_client, rebinding_to
 from shoal.client.future import Future, futures_of
 from shoal.client.modes import Maybe
 from shoal.protocol import ops
+from shoal.protocol.rpc_base import Claiming, Rpc
 from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 if TYPE_CHECKING:
     from shoal.client.client import Client
 
 T = TypeVar("T")
+#: the reply an rpc struct declares
+R = TypeVar("R")
 
 #: the longest one call waits on the scheduler (its own bound is shorter: it answers first)
 MAX_WAIT = 10.0
 #: extra seconds a call may take beyond its wait before the client gives up on it
 CALL_MARGIN = 30.0
-#: calls that carry or return keys: each is ordered after a claim on the client's stream
-CLAIMING_OPS = frozenset(
-    {
-        "queue_put",
-        "queue_get",
-        "variable_set",
-        "variable_get",
-        "publish_dataset",
-        "get_dataset",
-        "fire_and_forget",
-    }
-)
 
 
 def resolve_client(client: Client | None) -> Client:
@@ -81,7 +74,7 @@ def dask_futures_of(value: Any) -> list[Future]:
     return list({f.key: f for f in found}.values())
 
 
-def pack_value(value: Any) -> tuple[Serialized, list[Hashable]]:
+def pack_value(value: Any) -> tuple[Serialized, list[Key]]:
     """``value`` pickled (its futures pickle as keys) and the keys of its futures."""
     return serialize(value), [f.key for f in dask_futures_of(value)]
 
@@ -105,29 +98,31 @@ def unpack_claimed(client: Client, items: list[list[Any]]) -> list[Any]:
             core._send_releases(list(dict.fromkeys(unheld)))
 
 
-async def call(client: Client, op: str, wait: float = 0.0, **kwargs: Any) -> Any:
+async def call(client: Client, rpc: Rpc[R], wait: float = 0.0) -> R:
     """One rpc to the scheduler on ``client``'s loop; it may wait ``wait`` seconds there.
 
     The client's stream is flushed first, so tasks just submitted (whose futures may be
-    in ``kwargs``) reach the scheduler ahead of this call."""
+    in ``rpc``) reach the scheduler ahead of this call. A ``Claiming`` rpc (it carries or
+    returns keys) is ordered after a claim sent on the client's stream."""
     import asyncio
 
     core = client._running_core()
-    if op in CLAIMING_OPS:
+    if isinstance(rpc, Claiming):
         core.table.flush()  # dropped futures: their releases go ahead of the claim
-        kwargs["claim"] = claim = uuid.uuid4().hex
+        claim = uuid.uuid4().hex
+        rpc = dataclasses.replace(rpc, claim=claim)
         core.send(ops.Claim(claim=claim))
     stream = getattr(core.transport, "_stream", None)
     if stream is not None:
         stream.flush_now()
-    coro = core.transport.call(core.transport.scheduler_address, op, **kwargs)
+    coro = core.transport.call(core.transport.scheduler_address, rpc)
     return await asyncio.wait_for(coro, wait + CALL_MARGIN)
 
 
-async def call_keeping(client: Client, op: str, keep: Any, **kwargs: Any) -> Any:
+async def call_keeping(client: Client, rpc: Rpc[R], keep: Any) -> R:
     """``call``, holding ``keep`` (the futures sent) until the scheduler holds their keys:
     an asynchronous caller's own references may be gone before the coroutine runs."""
-    result = await call(client, op, **kwargs)
+    result = await call(client, rpc)
     del keep
     return result
 

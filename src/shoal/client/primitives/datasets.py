@@ -16,6 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.client.modes import M, Maybe, Moded, by_mode
 from shoal.client.primitives import calls
+from shoal.protocol.rpc_scheduler import (
+    SchedulerFireAndForget,
+    SchedulerGetDataset,
+    SchedulerListDatasets,
+    SchedulerPublishDataset,
+    SchedulerUnpublishDataset,
+)
 
 if TYPE_CHECKING:
     from shoal.client.client import Client
@@ -45,7 +52,7 @@ class DatasetsMixin(Moded[M]):
         return calls.run(
             client,
             calls.call_keeping(
-                client, "publish_dataset", named, datasets=packed, override=override
+                client, SchedulerPublishDataset(datasets=packed, override=override), named
             ),
         )
 
@@ -63,7 +70,7 @@ class DatasetsMixin(Moded[M]):
         client: Client = self  # type: ignore[assignment]
 
         async def names() -> list[str]:
-            return list(await calls.call(client, "list_datasets"))
+            return list(await calls.call(client, SchedulerListDatasets()))
 
         return calls.run(client, names())
 
@@ -72,7 +79,7 @@ class DatasetsMixin(Moded[M]):
         """Remove the dataset ``name`` (its futures may then be released); ``KeyError`` if
         there is none."""
         client: Client = self  # type: ignore[assignment]
-        return calls.run(client, calls.call(client, "unpublish_dataset", name=name))
+        return calls.run(client, calls.call(client, SchedulerUnpublishDataset(name=name)))
 
     @property
     def datasets(self) -> Datasets:
@@ -81,7 +88,7 @@ class DatasetsMixin(Moded[M]):
 
 
 async def _get_dataset(client: Client, name: str, default: Any) -> Any:
-    item = await calls.call(client, "get_dataset", name=name, requester=client.id)
+    item = await calls.call(client, SchedulerGetDataset(name=name, requester=client.id))
     if item is None:
         if default is _NO_DEFAULT:
             raise KeyError(f"no dataset named {name!r} is published")
@@ -124,7 +131,7 @@ def fire_and_forget(obj: Any) -> None:
     for future in futures:
         by_client.setdefault(id(future.client), (future.client, []))[1].append(future.key)
     for client, keys in by_client.values():
-        coro = calls.call_keeping(client, "fire_and_forget", futures, keys=keys)
+        coro = calls.call_keeping(client, SchedulerFireAndForget(keys=keys), futures)
         if client.asynchronous:
             import asyncio
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shoal.client.primitives import calls
+from shoal.protocol.rpc_scheduler import SchedulerEventClear, SchedulerEventSet, SchedulerEventWait
 
 if TYPE_CHECKING:
     from shoal.client.client import Client
@@ -24,11 +25,11 @@ class Event:
 
     def set(self) -> Any:
         client = self.client
-        return calls.run(client, calls.call(client, "event_set", name=self.name))
+        return calls.run(client, calls.call(client, SchedulerEventSet(name=self.name)))
 
     def clear(self) -> Any:
         client = self.client
-        return calls.run(client, calls.call(client, "event_clear", name=self.name))
+        return calls.run(client, calls.call(client, SchedulerEventClear(name=self.name)))
 
     def is_set(self) -> Any:
         client = self.client
@@ -40,7 +41,9 @@ class Event:
 
     async def _wait(self, client: Client, timeout: float | None) -> bool:
         async def attempt(wait: float) -> bool | None:
-            is_set = await calls.call(client, "event_wait", wait, name=self.name, timeout=wait)
+            is_set = await calls.call(
+                client, SchedulerEventWait(name=self.name, timeout=wait), wait
+            )
             return True if is_set else None
 
         return await calls.until(attempt, timeout) is not None

@@ -20,6 +20,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from shoal.client.primitives import calls
+from shoal.protocol.rpc_scheduler import (
+    SchedulerSemaphoreAcquire,
+    SchedulerSemaphoreCount,
+    SchedulerSemaphoreRefresh,
+    SchedulerSemaphoreRelease,
+)
 
 if TYPE_CHECKING:
     from shoal.client.client import Client
@@ -66,7 +72,7 @@ class _Refresher:
             if not held:
                 break
             try:
-                lost = await calls.call(self.client, "semaphore_refresh", leases=held)
+                lost = await calls.call(self.client, SchedulerSemaphoreRefresh(leases=held))
             except Exception as exc:  # the client is closing, or the scheduler is away
                 logger.info("could not refresh leases of %s: %s", self.client.id, exc)
                 continue
@@ -114,10 +120,7 @@ class Semaphore:
         lease_id = calls.new_name("lease")
 
         async def attempt(wait: float) -> bool | None:
-            granted = await calls.call(
-                client,
-                "semaphore_acquire",
-                wait,
+            acquire = SchedulerSemaphoreAcquire(
                 name=self.name,
                 lease_id=lease_id,
                 owner=client.id,
@@ -125,6 +128,7 @@ class Semaphore:
                 lease_timeout=self.lease_timeout,
                 timeout=wait,
             )
+            granted = await calls.call(client, acquire, wait)
             return True if granted else None
 
         if await calls.until(attempt, timeout) is None:
@@ -142,7 +146,9 @@ class Semaphore:
 
     async def _release(self, client: Client, lease_id: str) -> bool:
         _Refresher.of(client).discard(self.name, lease_id)
-        released = await calls.call(client, "semaphore_release", name=self.name, lease_id=lease_id)
+        released = await calls.call(
+            client, SchedulerSemaphoreRelease(name=self.name, lease_id=lease_id)
+        )
         if not released:
             logger.warning("lease %s of %r had expired before its release", lease_id, self.name)
         return bool(released)
@@ -150,7 +156,7 @@ class Semaphore:
     def get_value(self) -> Any:
         """How many leases of ``name`` are held now (by anyone)."""
         client = self.client
-        return calls.run(client, calls.call(client, "semaphore_count", name=self.name))
+        return calls.run(client, calls.call(client, SchedulerSemaphoreCount(name=self.name)))
 
     def __enter__(self) -> Semaphore:
         self.acquire()
@@ -208,7 +214,7 @@ class Lock(Semaphore):
         client = self.client
 
         async def count() -> bool:
-            return bool(await calls.call(client, "semaphore_count", name=self.name))
+            return bool(await calls.call(client, SchedulerSemaphoreCount(name=self.name)))
 
         return calls.run(client, count())
 

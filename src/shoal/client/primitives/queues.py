@@ -15,6 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.client.primitives import calls
 from shoal.errors import ShoalTimeoutError
+from shoal.protocol.rpc_scheduler import (
+    SchedulerQueueCreate,
+    SchedulerQueueGet,
+    SchedulerQueuePut,
+    SchedulerQueueQsize,
+    SchedulerVariableDelete,
+    SchedulerVariableGet,
+    SchedulerVariableSet,
+)
 
 if TYPE_CHECKING:
     from shoal.client.client import Client
@@ -44,7 +53,7 @@ class Queue:
 
     async def _create(self, client: Client) -> None:
         if not self._created:
-            await calls.call(client, "queue_create", name=self.name, maxsize=self.maxsize)
+            await calls.call(client, SchedulerQueueCreate(name=self.name, maxsize=self.maxsize))
             self._created = True
 
     def put(self, value: Any, timeout: float | None = None, **_dask_only: Any) -> Any:
@@ -59,9 +68,8 @@ class Queue:
         await self._create(client)
 
         async def attempt(wait: float) -> bool | None:
-            done = await calls.call(
-                client, "queue_put", wait, name=self.name, value=packed, keys=keys, timeout=wait
-            )
+            put = SchedulerQueuePut(name=self.name, value=packed, keys=keys, timeout=wait)
+            done = await calls.call(client, put, wait)
             return True if done else None
 
         done = await calls.until(attempt, timeout)
@@ -80,16 +88,8 @@ class Queue:
         n = None if batch is False else (0 if batch is True else int(batch))
 
         async def attempt(wait: float) -> list[Any] | None:
-            got: list[Any] | None = await calls.call(
-                client,
-                "queue_get",
-                wait,
-                name=self.name,
-                requester=client.id,
-                timeout=wait,
-                batch=n,
-            )
-            return got
+            get = SchedulerQueueGet(name=self.name, requester=client.id, timeout=wait, batch=n)
+            return await calls.call(client, get, wait)
 
         items = await calls.until(attempt, timeout)
         if items is None:
@@ -102,7 +102,7 @@ class Queue:
 
         async def qsize() -> int:
             await self._create(client)
-            return int(await calls.call(client, "queue_qsize", name=self.name))
+            return await calls.call(client, SchedulerQueueQsize(name=self.name))
 
         return calls.run(client, qsize())
 
@@ -131,7 +131,7 @@ class Variable:
         return calls.run(
             client,
             calls.call_keeping(
-                client, "variable_set", value, name=self.name, value=packed, keys=keys
+                client, SchedulerVariableSet(name=self.name, value=packed, keys=keys), value
             ),
         )
 
@@ -141,10 +141,8 @@ class Variable:
 
     async def _get(self, client: Client, timeout: float | None) -> Any:
         async def attempt(wait: float) -> list[Any] | None:
-            got: list[Any] | None = await calls.call(
-                client, "variable_get", wait, name=self.name, requester=client.id, timeout=wait
-            )
-            return got
+            get = SchedulerVariableGet(name=self.name, requester=client.id, timeout=wait)
+            return await calls.call(client, get, wait)
 
         item = await calls.until(attempt, timeout)
         if item is None:
@@ -153,7 +151,7 @@ class Variable:
 
     def delete(self) -> Any:
         client = self.client
-        return calls.run(client, calls.call(client, "variable_delete", name=self.name))
+        return calls.run(client, calls.call(client, SchedulerVariableDelete(name=self.name)))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Variable, (self.name,))
