@@ -34,6 +34,10 @@ _submission_order = itertools.count()
 #: one row of ``update-graph``: (key, run_spec, dependencies, priority, token)
 Row = tuple[Key, Serialized, tuple[Key, ...], tuple[float, ...], str]
 
+#: most tasks in one ``update-graph`` message: the scheduler handles one in one loop turn
+#: (~30 ms for 2,000 no-op tasks), so a bigger submission goes in several
+MAX_ROWS_PER_MESSAGE = 2_000
+
 
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
