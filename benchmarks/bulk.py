@@ -198,6 +198,12 @@ def million_rows(ntasks: int, only: tuple[str, ...] = ("map", "dask")) -> list[s
                         if latest["tasks"] <= numbers["tasks"]:
                             break  # tasks finish and go faster than new ones arrive
                         numbers = latest
+                    print(
+                        f"{name}: submitted in {submitted:.1f}s; the scheduler held "
+                        f"{numbers['tasks']:,} tasks at {numbers['rss'] / 2**20:,.0f} MiB "
+                        f"after {time.perf_counter() - start:.1f}s",
+                        flush=True,
+                    )  # what a run stopped by its timeout still tells
                     wait(handle)
                     total = time.perf_counter() - start
                     after = client.run_on_scheduler(_scheduler_numbers)
