@@ -68,13 +68,16 @@ def test_a_finished_future_fetches_its_result_from_the_worker(
     assert repr(future).startswith("<Future: finished, type: int, key: inc-")
 
 
-def test_map_sends_all_tasks_in_one_message(client: Client, fake: FakeTransport) -> None:
-    futures = client.map(inc, range(1000))
-    assert len(futures) == 1000
+def test_a_map_of_up_to_a_part_sends_all_tasks_in_one_message(
+    client: Client, fake: FakeTransport
+) -> None:
+    n = MAX_ROWS_PER_MESSAGE
+    futures = client.map(inc, range(n))
+    assert len(futures) == n
     [msg] = fake.messages("update-graph")
-    assert len(msg["tasks"]) == 1000
+    assert len(msg["tasks"]) == n and fake.sent_apart == 0
     fake.compute()
-    assert client.gather(futures) == list(range(1, 1001))
+    assert client.gather(futures) == list(range(1, n + 1))
 
 
 def test_a_big_map_goes_in_parts_each_apart_and_wanting_its_own_keys(

@@ -50,9 +50,7 @@ def test_impure_calls_get_fresh_keys() -> None:
 
 def test_an_impure_map_names_every_call_uniquely_and_unlike_the_next_map() -> None:
     def keys() -> list[Any]:
-        return build_map(
-            inc, [[1] * 1000], {}, key=None, pure=False, options=TaskOptions()
-        ).keys
+        return build_map(inc, [[1] * 1000], {}, key=None, pure=False, options=TaskOptions()).keys
 
     first, second = keys(), keys()
     assert len(set(first)) == len(first) == 1000

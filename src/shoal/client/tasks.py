@@ -35,8 +35,9 @@ _submission_order = itertools.count()
 Row = tuple[Key, Serialized, tuple[Key, ...], tuple[float, ...], str]
 
 #: most tasks in one ``update-graph`` message: the scheduler handles one in one loop turn
-#: (~35 ms for 1,000 no-op tasks on a loaded machine), so a bigger one goes in several
-MAX_ROWS_PER_MESSAGE = 1_000
+#: (~100 ms for 500 no-op tasks on a loaded machine: 2 cores, load 7), so a bigger one goes
+#: in several
+MAX_ROWS_PER_MESSAGE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,6 @@ def _call_key(name: str, func_token: str | None, args: Any, kwargs: Any) -> str:
 
 def _pure_key(name: str, func_token: str, args: Any, kwargs: Any) -> str:
     from dask.base import tokenize
-
 
     token = tokenize(func_token, args, kwargs) if kwargs else tokenize(func_token, args)
     return f"{name}-{token}"
