@@ -62,6 +62,22 @@ def test_policy_freezes_after_enough_tasks_and_thaws_when_idle(thawed: None) -> 
     assert not policy.frozen and gc.get_freeze_count() == 0
 
 
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the collector frees it
+
+
+def test_young_cyclic_garbage_is_collected_before_a_freeze_not_frozen(thawed: None) -> None:
+    import weakref
+
+    policy = GcPolicy(freeze_after=10)
+    node = _Node()
+    alive = weakref.ref(node)
+    del node
+    policy.tasks_added(10)
+    assert policy.frozen and alive() is None
+
+
 def test_the_scheduler_applies_the_policy_to_a_graph(thawed: None) -> None:
     with LocalCluster(n_workers=1, processes=False) as cluster, Client(cluster) as client:
         scheduler = cluster.scheduler

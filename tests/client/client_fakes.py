@@ -60,6 +60,8 @@ class FakeTransport:
         self.report_holders = True
         #: workers that answer get_data with "busy" this many more times
         self.busy: dict[str, int] = {}
+        #: how many messages were sent each in a frame set of its own
+        self.sent_apart = 0
 
     # -- the Transport interface ------------------------------------------------------------
     async def open(self, client_id: str, on_batch: Any, on_lost: Any) -> dict[str, Any]:
@@ -71,7 +73,9 @@ class FakeTransport:
     def coalescing_interval(self) -> float:
         return 0.0
 
-    def send(self, *msgs: dict[str, Any]) -> None:
+    def send(self, *msgs: dict[str, Any], apart: bool = False) -> None:
+        if apart:
+            self.sent_apart += len(msgs)
         for msg in msgs:
             self.sent.append(msg)
             if msg["op"] == "update-graph":

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from shoal.client import Client, Future, default_client, set_default_client
+from shoal.client.tasks import MAX_ROWS_PER_MESSAGE
 from shoal.errors import CancelledError, CommClosedError, SerializationError, ShoalTimeoutError
 from tests.client.client_fakes import SCHEDULER, WORKERS, FakeTransport, barrier
 
@@ -67,13 +68,42 @@ def test_a_finished_future_fetches_its_result_from_the_worker(
     assert repr(future).startswith("<Future: finished, type: int, key: inc-")
 
 
-def test_map_sends_all_tasks_in_one_message(client: Client, fake: FakeTransport) -> None:
-    futures = client.map(inc, range(1000))
-    assert len(futures) == 1000
+def test_a_map_of_up_to_a_part_sends_all_tasks_in_one_message(
+    client: Client, fake: FakeTransport
+) -> None:
+    n = MAX_ROWS_PER_MESSAGE
+    futures = client.map(inc, range(n))
+    assert len(futures) == n
     [msg] = fake.messages("update-graph")
-    assert len(msg["tasks"]) == 1000
+    assert len(msg["tasks"]) == n and fake.sent_apart == 0
     fake.compute()
-    assert client.gather(futures) == list(range(1, 1001))
+    assert client.gather(futures) == list(range(1, n + 1))
+
+
+def test_a_big_map_goes_in_parts_each_apart_and_wanting_its_own_keys(
+    client: Client, fake: FakeTransport
+) -> None:
+    held = client.submit(inc, 0, key="held")
+    n = 2 * MAX_ROWS_PER_MESSAGE + 5
+    futures = client.map(inc, range(n))
+    keys = [f.key for f in futures]
+    parts = fake.messages("update-graph")[1:]
+    assert [len(msg["tasks"]) for msg in parts] == [MAX_ROWS_PER_MESSAGE] * 2 + [5]
+    assert [row[0] for msg in parts for row in msg["tasks"]] == keys  # in call order
+    assert [msg["wanted"] for msg in parts[:2]] == [
+        [row[0] for row in msg["tasks"]] for msg in parts[:2]
+    ]
+    assert parts[2]["wanted"] == keys[-5:]
+    assert fake.sent_apart == 3
+    # a key held already is not sent again, and the last part still wants it
+    fresh = [f"fresh-{i}" for i in range(MAX_ROWS_PER_MESSAGE + 1)]
+    again = client.map(inc, [*range(len(fresh)), 0], key=[*fresh, "held"])
+    assert again[-1].key == held.key
+    more = fake.messages("update-graph")[4:]
+    assert [len(msg["tasks"]) for msg in more] == [MAX_ROWS_PER_MESSAGE, 1]
+    assert more[1]["wanted"] == [fresh[-1], "held"]
+    fake.compute()
+    assert client.gather(futures) == list(range(1, n + 1))
 
 
 def test_map_of_nothing_sends_nothing(client: Client, fake: FakeTransport) -> None:

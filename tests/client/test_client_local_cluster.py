@@ -223,3 +223,31 @@ def test_shutdown_closes_the_cluster_too() -> None:
     assert client.submit(inc, 1).result(timeout=20) == 2
     client.shutdown()
     assert client.status == "closed" and cluster.status == "closed"
+
+
+def test_a_big_map_reaches_the_scheduler_in_parts_one_per_loop_turn(
+    cluster: object, client: Client
+) -> None:
+    from shoal.client.tasks import MAX_ROWS_PER_MESSAGE
+    from shoal.scheduler import events as ev
+
+    scheduler = cluster.scheduler  # type: ignore[attr-defined]
+    flush = scheduler.flush
+    parts: list[list[object]] = []  # per state-machine batch: the new tasks' keys
+
+    def recording_flush() -> None:
+        graphs = [e for e in scheduler._pending if isinstance(e, ev.GraphSubmitted)]
+        if graphs:
+            parts.append([task.key for graph in graphs for task in graph.tasks])
+        flush()
+
+    scheduler.flush = recording_flush
+    try:
+        n = 2 * MAX_ROWS_PER_MESSAGE + 10
+        futures = client.map(inc, range(n), pure=False)
+        assert client.gather(futures) == list(range(1, n + 1))
+    finally:
+        del scheduler.flush
+    # each part was its own batch (a loop turn of its own: others are served in between)
+    assert [len(keys) for keys in parts] == [MAX_ROWS_PER_MESSAGE] * 2 + [10]
+    assert [key for keys in parts for key in keys] == [f.key for f in futures]

@@ -48,6 +48,16 @@ def test_impure_calls_get_fresh_keys() -> None:
     assert submit(1, pure=False).keys != submit(1, pure=False).keys
 
 
+def test_an_impure_map_names_every_call_uniquely_and_unlike_the_next_map() -> None:
+    def keys() -> list[Any]:
+        return build_map(inc, [[1] * 1000], {}, key=None, pure=False, options=TaskOptions()).keys
+
+    first, second = keys(), keys()
+    assert len(set(first)) == len(first) == 1000
+    assert not set(first) & set(second)
+    assert all(k.startswith("inc-") and len(k) == len("inc-") + 32 for k in first)
+
+
 def test_a_row_is_key_spec_dependencies_priority_token() -> None:
     batch = submit(1, key="k")
     [(key, spec, deps, priority, token)] = batch.rows

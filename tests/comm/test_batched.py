@@ -219,3 +219,43 @@ def test_flush_now_hands_everything_over_at_once_and_in_order(address: str) -> N
             stream.abort()
 
     asyncio.run(main())
+
+
+def test_messages_sent_apart_each_arrive_in_a_frame_set_of_their_own(address: str) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (a, b):
+            stream = BatchedStream(a, interval=0.001)
+            stream.send({"op": "before-1"}, {"op": "before-2"})
+            stream.send({"op": "part-1"}, {"op": "part-2"}, {"op": "part-3"}, apart=True)
+            stream.send({"op": "after-1"}, {"op": "after-2"})
+            batches: list[list[str]] = []
+            while sum(map(len, batches)) < 7:
+                batch = await asyncio.wait_for(b.read(), 5)
+                batches.append([msg["op"] for msg in batch])
+            assert batches == [
+                ["before-1", "before-2"],
+                ["part-1"],
+                ["part-2"],
+                ["part-3"],
+                ["after-1", "after-2"],
+            ]
+            stream.abort()
+
+    asyncio.run(main())
+
+
+def test_flush_now_keeps_messages_sent_apart_in_their_own_frame_sets(address: str) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (a, b):
+            stream = BatchedStream(a, interval=60)
+            stream.send({"op": "first"})
+            stream.send({"op": "part-1"}, {"op": "part-2"}, apart=True)
+            stream.flush_now()
+            batches: list[list[str]] = []
+            while sum(map(len, batches)) < 3:
+                batch = await asyncio.wait_for(b.read(), 5)
+                batches.append([msg["op"] for msg in batch])
+            assert batches == [["first"], ["part-1"], ["part-2"]]
+            stream.abort()
+
+    asyncio.run(main())

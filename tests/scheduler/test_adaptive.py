@@ -108,8 +108,8 @@ def test_measure_load_counts_queued_work_at_measured_durations() -> None:
 def held(key: str, nbytes: int, *holders: WorkerInfo) -> SchedulerTask:
     ts = SchedulerTask(key, TaskPrefix(key_split(key)))
     ts.state, ts.nbytes = "memory", nbytes
+    ts.who_has = dict.fromkeys(holders)
     for ws in holders:
-        ts.who_has[ws] = None
         ws.has_what[ts] = None
     return ts
 

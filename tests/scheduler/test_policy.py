@@ -40,16 +40,15 @@ def worker(
 def in_memory(key: str, nbytes: int, *holders: WorkerInfo) -> SchedulerTask:
     ts = SchedulerTask(key, TaskPrefix(key_split(key)))
     ts.state, ts.nbytes = "memory", nbytes
+    ts.who_has = dict.fromkeys(holders)
     for ws in holders:
-        ts.who_has[ws] = None
         ws.has_what[ts] = None
     return ts
 
 
 def needing(*deps: SchedulerTask, prefix: TaskPrefix | None = None) -> SchedulerTask:
     ts = SchedulerTask("t", prefix or TaskPrefix("t"))
-    for dep in deps:
-        ts.dependencies[dep] = None
+    ts.dependencies = dict.fromkeys(deps)
     return ts
 
 
@@ -168,8 +167,8 @@ def test_pick_worker_weighs_queued_work_against_transfers() -> None:
 def _holding(key: str, *workers: WorkerInfo) -> SchedulerTask:
     ts = SchedulerTask(key, TaskPrefix(key))
     ts.state = "memory"
+    ts.who_has = dict.fromkeys(workers)
     for ws in workers:
-        ts.who_has[ws] = None
         ws.has_what[ts] = None
     return ts
 
@@ -178,9 +177,9 @@ def _running_dependent_of(ts: SchedulerTask, ws: WorkerInfo, key: str) -> Schedu
     dts = SchedulerTask(key, TaskPrefix(key))
     dts.state = "processing"
     dts.processing_on = ws
-    dts.dependencies[ts] = None
-    ts.dependents[dts] = None
-    ts.waiters[dts] = None
+    dts.dependencies = {ts: None}
+    ts.dependents = {**ts.dependents, dts: None}
+    ts.waiters = {**ts.waiters, dts: None}
     ws.processing[dts] = None
     return dts
 
@@ -214,8 +213,9 @@ def test_nothing_is_surplus_while_a_dependent_may_be_fetching_it() -> None:
 def test_a_key_many_tasks_still_wait_for_keeps_its_copies() -> None:
     w1, w2 = (WorkerInfo(f"w{i}", f"w{i}", 1) for i in (1, 2))
     ts = _holding("x", w1, w2)
-    for n in range(REPLICA_SCAN_LIMIT + 1):
-        ts.waiters[SchedulerTask(f"q{n}", TaskPrefix("q"))] = None
+    ts.waiters = {
+        SchedulerTask(f"q{n}", TaskPrefix("q")): None for n in range(REPLICA_SCAN_LIMIT + 1)
+    }
     assert surplus_replicas(ts) == []
 
 

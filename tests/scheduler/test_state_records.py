@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from shoal.scheduler.policy import DEFAULT_DURATION, restriction_sig
 from shoal.scheduler.state_records import (
+    EMPTY_DICT,
+    EMPTY_SET,
     ClientInfo,
     SchedulerTask,
     TaskPrefix,
@@ -86,7 +90,7 @@ def test_queue_pop_prefers_within_a_window() -> None:
     ts = tasks(10)
     dep = SchedulerTask("dep", TaskPrefix("dep"))
     for t in ts:
-        t.dependencies[dep] = None
+        t.dependencies = {dep: None}
         q.push(t, None)
     assert q.pop_preferring(None, lambda t: t is ts[2], 4) is ts[2]
     assert q.pop_preferring(None, lambda t: t is ts[8], 4) is ts[0]  # beyond the window
@@ -131,3 +135,53 @@ def test_fill_index_compacts_stale_entries() -> None:
     assert WorkerInfo("z", "z", 0).fill_seq == -1
     index.update(zero := WorkerInfo("z", "z", 0))
     assert zero.fill_seq == -1  # no threads: never offered tasks
+
+
+def test_records_are_slotted_and_start_with_the_shared_empty_containers() -> None:
+    ts = SchedulerTask("x", TaskPrefix("x"))
+    for record in (ts, TaskPrefix("x"), WorkerInfo("w", "w", 1), ClientInfo("c")):
+        assert not hasattr(record, "__dict__")
+    assert ts.dependencies is ts.dependents is ts.waiters is EMPTY_DICT
+    assert ts.who_has is EMPTY_DICT
+    assert ts.waiting_on is EMPTY_SET and ts.who_wants == ()
+    assert ts.resource_restrictions is ts.annotations is EMPTY_DICT
+
+
+def test_the_shared_empty_containers_refuse_inserts_and_stay_empty() -> None:
+    other = SchedulerTask("y", TaskPrefix("y"))
+    with pytest.raises(TypeError):
+        EMPTY_DICT[other] = None
+    with pytest.raises(TypeError):
+        EMPTY_DICT.setdefault(other, None)
+    with pytest.raises(TypeError):
+        EMPTY_DICT.update({other: None})
+    with pytest.raises(TypeError):
+        EMPTY_SET.add(other)
+    with pytest.raises(TypeError):
+        EMPTY_SET.update({other})
+    assert EMPTY_DICT.pop(other, None) is None  # reads and no-op removals work
+    EMPTY_SET.discard(other)
+    assert not EMPTY_DICT and not EMPTY_SET and other not in EMPTY_DICT
+
+
+def test_a_state_machine_run_leaves_the_shared_empties_empty() -> None:
+    from shoal.scheduler import events as ev
+    from shoal.scheduler.state import SchedulerState
+
+    s = SchedulerState(validate=True)
+    s.handle_stimulus(
+        ev.WorkerJoined(address="w1", name="w1", nthreads=1, stimulus_id="w"),
+        ev.GraphSubmitted(
+            client="c",
+            tasks=(
+                ev.NewTask(key="a", run_spec="spec"),
+                ev.NewTask(key="b", run_spec="spec", dependencies=("a",)),
+            ),
+            wanted=("b",),
+            stimulus_id="g",
+        ),
+    )
+    a, b = s.tasks["a"], s.tasks["b"]
+    assert b.waiting_on == {a} and a.waiters == {b: None} and a.who_wants == ()
+    assert b.who_wants == ("c",) and a.dependencies is EMPTY_DICT
+    assert not EMPTY_DICT and not EMPTY_SET

@@ -29,7 +29,7 @@ from shoal._types import Key
 from shoal.client import reconnect, remote_output, wire
 from shoal.client.future_state import ErrorInfo, FutureState
 from shoal.client.refs import KeyTable
-from shoal.client.tasks import TaskBatch
+from shoal.client.tasks import MAX_ROWS_PER_MESSAGE, Row, TaskBatch
 from shoal.client.transport import Msg, Transport
 from shoal.client.unsendable import fail_unsendable
 from shoal.errors import CommClosedError, CommError, ProtocolError
@@ -164,15 +164,16 @@ class ClientCore:
         if self.status != "running":
             raise CommClosedError(f"client {self.id} is {self.status}, not running")
 
-    def send(self, op: ops.Op) -> None:
-        """Queue an op to the scheduler (update-graph rows are kept for reconnects)."""
-        self._send_op(op)
+    def send(self, op: ops.Op, apart: bool = False) -> None:
+        """Queue an op to the scheduler (update-graph rows are kept for reconnects);
+        ``apart``: in a frame set of its own."""
+        self._send_op(op, apart)
 
-    def _send_op(self, op: ops.Op) -> None:
+    def _send_op(self, op: ops.Op, apart: bool = False) -> None:
         if type(op) is ops.UpdateGraph:
             self.specs.record(op, lambda: list(self.table.states))
         try:
-            self.transport.send(to_msg(op))
+            self.transport.send(to_msg(op), apart=apart)
         except CommError as exc:  # the stream ended; lost() reports it
             logger.info("client %s could not send %s: %s", self.id, op.op, exc)
 
@@ -251,10 +252,29 @@ class ClientCore:
                 state.token = row[4]
         result = self.table.acquire_many(batch.keys, batch.tokens)
         if to_send:
-            restrictions = batch.restrictions
-            per_key = {r[0]: restrictions for r in to_send} if restrictions else None
-            self._send_op(wire.update_graph(to_send, seen, per_key))
+            self._send_rows(to_send, seen, batch.restrictions)
         return result
+
+    def _send_rows(
+        self, rows: list[Row], wanted: set[Key], restrictions: dict[str, Any] | None
+    ) -> None:
+        """One ``update-graph``, or for many rows (a big ``map``) several, each wanting its
+        own keys and sent in a frame set of its own: the scheduler takes them one per loop
+        turn and nobody waits on one huge message. The rows are independent (a row only
+        depends on keys that exist already), so no part needs a later one; the last part
+        also wants the keys that were not sent again."""
+        parts = [
+            rows[i : i + MAX_ROWS_PER_MESSAGE] for i in range(0, len(rows), MAX_ROWS_PER_MESSAGE)
+        ]
+        for n, part in enumerate(parts):
+            keys = [row[0] for row in part]
+            if n == len(parts) - 1 and len(parts) > 1:
+                sent = {row[0] for row in rows}
+                keys += [key for key in wanted if key not in sent]
+            elif len(parts) == 1:
+                keys = list(wanted)
+            per_key = {r[0]: restrictions for r in part} if restrictions else None
+            self._send_op(wire.update_graph(part, keys, per_key), apart=len(parts) > 1)
 
     def desire(self, keys: Iterable[Key]) -> None:
         """We hold new futures for keys submitted elsewhere: ask the scheduler about them."""

@@ -30,15 +30,15 @@ from shoal.client import wire
 from shoal.client.core import ClientCore
 from shoal.client.future import futures_pickled
 from shoal.client.future_state import FutureState
-from shoal.client.tasks import _submission_order
+from shoal.client.tasks import MAX_ROWS_PER_MESSAGE, _submission_order
 from shoal.errors import SerializationError
 from shoal.graph.dask import DaskGraph, frontiers, refer_to_futures, restrictions_of
 from shoal.graph.keys import normalize_key
 from shoal.protocol import ops
 from shoal.protocol.serialize import OUT_OF_BAND_BYTES, Serialized, serialize
 
-#: most tasks in one ``update-graph`` message (the scheduler handles one in ~0.1 s)
-MAX_TASKS_PER_MESSAGE = 2_000
+#: most tasks in one ``update-graph`` message (the scheduler handles one per loop turn)
+MAX_TASKS_PER_MESSAGE = MAX_ROWS_PER_MESSAGE
 #: most out-of-band frames in one message (the frame-set limit is 16,384)
 MAX_FRAMES_PER_MESSAGE = 4_000
 #: most bytes of run specs in one message
@@ -190,11 +190,7 @@ def _messages(core: ClientCore, prepared: PreparedGraph) -> tuple[list[ops.Updat
 
 
 async def _send_paced(core: ClientCore, messages: list[ops.UpdateGraph]) -> None:
-    """Send each message in a frame set of its own: the stream coalesces what is sent
-    within one interval, so wait that long between messages."""
-    pause = 1.5 * core.transport.coalescing_interval()
-    for n, msg in enumerate(messages):
-        if n:
-            await asyncio.sleep(pause)
-            core.check_running()
-        core.send(msg)
+    """Send each message in a frame set of its own (the stream keeps them apart and in
+    order), so the scheduler handles one per loop turn."""
+    for msg in messages:
+        core.send(msg, apart=len(messages) > 1)

@@ -49,8 +49,9 @@ class Transport(Protocol):
         """Register with the scheduler and start delivering its messages; its reply."""
         ...
 
-    def send(self, *msgs: Msg) -> None:
-        """Queue messages on the scheduler stream (never blocks)."""
+    def send(self, *msgs: Msg, apart: bool = False) -> None:
+        """Queue messages on the scheduler stream (never blocks); ``apart``: each in a
+        frame set of its own (the parts of a big submission)."""
         ...
 
     def coalescing_interval(self) -> float:
@@ -135,10 +136,10 @@ class CommTransport:
         if not self._closing:
             on_lost(reason)
 
-    def send(self, *msgs: Msg) -> None:
+    def send(self, *msgs: Msg, apart: bool = False) -> None:
         if self._stream is None:
             raise RuntimeError("the transport is not open")
-        self._stream.send(*msgs)
+        self._stream.send(*msgs, apart=apart)
 
     def coalescing_interval(self) -> float:
         return self.config.batch_interval

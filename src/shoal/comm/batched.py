@@ -12,6 +12,9 @@ Rules of this file:
   arriving together) does the flusher wait out ``interval`` since its last write, and
   whatever is sent while a write is in flight (the connection backed up) joins the next.
 * The receiver does ``batch = await comm.read()`` and gets a tuple of messages, in order.
+* ``send(*msgs, apart=True)`` puts each of ``msgs`` in a frame set of its own (order kept):
+  the receiver then handles a big submission (many ``update-graph`` parts) one part per
+  read, answering others in between, and no single frame set is huge to encode or decode.
 * A message that cannot be encoded is never dropped silently: it is handed, with the error,
   to ``on_unencodable`` (the client fails the futures it concerns; the default logs it),
   and the rest of its batch still goes out. A broken comm ends the stream (logged); it is
@@ -51,6 +54,8 @@ class BatchedStream:
         self.on_unencodable = on_unencodable
         #: messages waiting for the next flush, oldest first
         self._buffer: list[Any] = []
+        #: positions in ``_buffer`` where a new frame set starts (``send(apart=True)``)
+        self._cuts: list[int] = []
         #: what the flusher sleeps on; resolved by close(), and by send() if _wakes_on_send
         self._wakeup: asyncio.Future[None] | None = None
         self._wakes_on_send = False
@@ -67,11 +72,19 @@ class BatchedStream:
         """True once ``close`` was called or the comm ended."""
         return self._closing or self.comm.closed
 
-    def send(self, *msgs: Any) -> None:
-        """Queue messages for the next flush. Never blocks."""
+    def send(self, *msgs: Any, apart: bool = False) -> None:
+        """Queue messages for the next flush. Never blocks. ``apart``: each message goes
+        in a frame set of its own, joined by nothing sent before or after it."""
         if self.closed:
             raise CommClosedError(f"batched stream to {self.comm.peer_address} is closed")
-        self._buffer.extend(msgs)
+        if apart:
+            for msg in msgs:
+                if self._buffer and (not self._cuts or self._cuts[-1] != len(self._buffer)):
+                    self._cuts.append(len(self._buffer))
+                self._buffer.append(msg)
+                self._cuts.append(len(self._buffer))
+        else:
+            self._buffer.extend(msgs)
         if self._wakes_on_send:
             self._wake_flusher()
 
@@ -82,17 +95,15 @@ class BatchedStream:
         unless the socket is backed up), so they leave even if this process dies next. A
         worker does this with ``task-started`` before a task runs. Order is kept: the
         flusher also hands each batch over synchronously when it takes it."""
-        if self.closed or not self._buffer:
-            return
-        frames = self._frames_of(self._buffer)
-        self._buffer = []
-        if frames is None:
-            return
-        try:
-            self.comm.write_frames_nowait(frames)
-        except CommError as exc:
-            logger.info("batched stream to %s ended: %s", self.comm.peer_address, exc)
-            self.abort()
+        while not self.closed and self._buffer:
+            frames = self._frames_of(self._take_batch())
+            if frames is None:
+                continue
+            try:
+                self.comm.write_frames_nowait(frames)
+            except CommError as exc:
+                logger.info("batched stream to %s ended: %s", self.comm.peer_address, exc)
+                self.abort()
 
     async def close(self) -> None:
         """Flush what is buffered, then close the comm."""
@@ -106,6 +117,7 @@ class BatchedStream:
         """Drop what is buffered and abort the comm."""
         self._closing = True
         self._buffer.clear()
+        self._cuts.clear()
         self._task.cancel()
         self.comm.abort()
 
@@ -114,7 +126,7 @@ class BatchedStream:
         # the one top-level guard of this task: comm errors end the stream, bugs are logged
         try:
             while await self._wait_for_batch():
-                batch, self._buffer = self._buffer, []
+                batch = self._take_batch()
                 self._next_flush = self._loop.time() + self.interval
                 await self._write(batch)
         except CommError as exc:
@@ -124,6 +136,16 @@ class BatchedStream:
             self.comm.abort()
         finally:
             self._closing = True
+
+    def _take_batch(self) -> list[Any]:
+        """The messages of the next frame set: all buffered, or up to the first cut."""
+        if not self._cuts:
+            batch, self._buffer = self._buffer, []
+            return batch
+        end = self._cuts[0]
+        batch, self._buffer = self._buffer[:end], self._buffer[end:]
+        self._cuts = [cut - end for cut in self._cuts[1:]]
+        return batch
 
     async def _wait_for_batch(self) -> bool:
         """Wait until a flush is due; False once closing with nothing left to send."""

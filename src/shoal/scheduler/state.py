@@ -98,6 +98,7 @@ from shoal.scheduler.instructions import (
 from shoal.scheduler.policy import restriction_sig
 from shoal.scheduler.state_copies import plan_spare_copies
 from shoal.scheduler.state_records import (
+    EMPTY_DICT,
     ClientInfo,
     SchedulerTask,
     TaskPrefix,
@@ -253,7 +254,7 @@ class SchedulerState(Recovery):
     def _want(self, cs: ClientInfo, ts: SchedulerTask, recs: Recs) -> None:
         """``cs`` holds a future for ``ts``: tell it what it already can know."""
         if cs.id not in ts.who_wants:
-            ts.who_wants[cs.id] = None
+            ts.who_wants += (cs.id,)
             cs.wants_what[ts] = None
         if ts.state == "memory":
             self.engine.emit(
@@ -274,7 +275,8 @@ class SchedulerState(Recovery):
 
     def _unwant(self, cs: ClientInfo, ts: SchedulerTask, recs: Recs) -> None:
         cs.wants_what.pop(ts, None)
-        ts.who_wants.pop(cs.id, None)
+        if cs.id in ts.who_wants:
+            ts.who_wants = tuple(c for c in ts.who_wants if c != cs.id)
         self.engine.maybe_release(ts, recs)
 
     def _tell_erred(
@@ -353,15 +355,19 @@ class SchedulerState(Recovery):
         """Give a spec-less released task (new, or only referred to) its definition."""
         ts.run_spec, ts.token, ts.retries = nt.run_spec, nt.token, nt.retries
         ts.priority = tuple(nt.priority)
-        ts.resource_restrictions = dict(nt.resources)
+        ts.resource_restrictions = dict(nt.resources) if nt.resources else EMPTY_DICT
         ts.allow_other_workers = nt.allow_other_workers
         ts.restriction_sig = restriction_sig(nt.workers, nt.resources)
-        ts.annotations = nt.annotations
+        ts.annotations = nt.annotations or EMPTY_DICT
         for dep_key in nt.dependencies:
             dep = self.tasks.get(dep_key)
             if dep is None:
                 dep = self.engine.new_task(dep_key)
             if dep is not ts:
+                if ts.dependencies is EMPTY_DICT:
+                    ts.dependencies = {}
+                if dep.dependents is EMPTY_DICT:
+                    dep.dependents = {}
                 ts.dependencies[dep] = None
                 dep.dependents[ts] = None
 
@@ -448,7 +454,8 @@ class SchedulerState(Recovery):
                         self.engine.add_replica(ts, ws)
                 self._want(cs, ts, recs)
                 continue
-            ts.who_wants[cs.id] = None
+            if cs.id not in ts.who_wants:
+                ts.who_wants += (cs.id,)
             cs.wants_what[ts] = None
             if ts.state != "released":
                 recs.update(self.engine.transition(ts, "released"))

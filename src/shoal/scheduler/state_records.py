@@ -6,6 +6,13 @@ Containers that are ever iterated to make a decision or emit an instruction are 
 as insertion-ordered sets (``dict[X, None]``), so that one event sequence always produces
 the same instructions: sets of objects or strings iterate in an order that changes from
 run to run.
+
+Memory (a million tasks must fit in ~2 KB each): most of a task's containers stay empty
+for its whole life (a map task has no dependencies, dependents or waiters), and an empty
+dict is 64 bytes, an empty set 216. So every record starts with the shared, insert-refusing
+``EMPTY_DICT`` / ``EMPTY_SET``, and code that inserts first gives the record a container of
+its own (``if ts.x is EMPTY_DICT: ts.x = {}``); a missed site raises instead of sharing.
+``who_wants`` is a tuple of client ids: nearly always one, or none.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from shoal._types import Address, Key, SchedulerTaskStateName
 from shoal.scheduler.policy import DEFAULT_DURATION, RestrictionSig, fill
@@ -24,6 +31,40 @@ if TYPE_CHECKING:
     #: an entry of a lazy heap: (sort key, sequence number, record)
     _QueueEntry: TypeAlias = "tuple[tuple[float, ...], int, SchedulerTask]"
     _FillEntry: TypeAlias = "tuple[float, int, WorkerInfo]"
+
+
+class _SharedEmptyDict(dict):  # type: ignore[type-arg]
+    """The one empty dict that records share until they need their own: reads work,
+    inserting raises (``pop(k, default)`` and ``clear()`` are harmless no-ops)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *_: object, **__: object) -> NoReturn:
+        raise TypeError("the shared empty dict of a record: give the record its own first")
+
+    __setitem__ = setdefault = update = __ior__ = _refuse
+
+    def __hash__(self) -> int:  # type: ignore[override]  # immutable: a plain default
+        return 0
+
+
+class _SharedEmptySet(set):  # type: ignore[type-arg]
+    """The one empty set that records share until they need their own (see above)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *_: object, **__: object) -> NoReturn:
+        raise TypeError("the shared empty set of a record: give the record its own first")
+
+    add = update = __ior__ = _refuse
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return 0
+
+
+#: the empty containers every record starts with (compare with ``is``, never insert)
+EMPTY_DICT: dict[Any, Any] = _SharedEmptyDict()
+EMPTY_SET: set[Any] = _SharedEmptySet()
 
 
 class TaskPrefix:
@@ -68,17 +109,18 @@ class SchedulerTask:
     #: digest of the definition, to refuse a different task under this key; None: unknown
     token: str | None = None
     #: tasks whose outputs this one needs; mirrored by their ``dependents``
-    dependencies: dict[SchedulerTask, None] = field(default_factory=dict)
+    dependencies: dict[SchedulerTask, None] = EMPTY_DICT
     #: tasks that need this one's output; mirrored by their ``dependencies``
-    dependents: dict[SchedulerTask, None] = field(default_factory=dict)
+    dependents: dict[SchedulerTask, None] = EMPTY_DICT
     #: dependencies not in memory yet; non-empty exactly in state "waiting"
-    waiting_on: set[SchedulerTask] = field(default_factory=set)
+    waiting_on: set[SchedulerTask] = EMPTY_SET
     #: exactly the dependents in waiting/queued/no-worker/processing: they need this data
-    waiters: dict[SchedulerTask, None] = field(default_factory=dict)
-    #: ids of clients holding futures for this key; mirrored by ``ClientInfo.wants_what``
-    who_wants: dict[str, None] = field(default_factory=dict)
+    waiters: dict[SchedulerTask, None] = EMPTY_DICT
+    #: ids of clients holding futures for this key, in arrival order, no repeats; mirrored
+    #: by ``ClientInfo.wants_what``
+    who_wants: tuple[str, ...] = ()
     #: workers holding the result; non-empty exactly in state "memory"
-    who_has: dict[WorkerInfo, None] = field(default_factory=dict)
+    who_has: dict[WorkerInfo, None] = EMPTY_DICT
     #: the worker running the current attempt; set exactly in state "processing"
     processing_on: WorkerInfo | None = None
     #: id of the current (or last) attempt; reports about another attempt are stale
@@ -102,13 +144,13 @@ class SchedulerTask:
     #: how many workers died (unexpectedly) while running this task
     suspicious: int = 0
     #: abstract resources held while running, e.g. {"GPU": 1}
-    resource_restrictions: Mapping[str, float] = field(default_factory=dict)
+    resource_restrictions: Mapping[str, float] = EMPTY_DICT
     #: run elsewhere when no running worker satisfies the restrictions
     allow_other_workers: bool = False
     #: the two restrictions above as one hashable value (None: unrestricted)
     restriction_sig: RestrictionSig = None
     #: other annotations, passed on to the worker
-    annotations: Mapping[str, object] = field(default_factory=dict)
+    annotations: Mapping[str, object] = EMPTY_DICT
     #: entry number in ``SchedulerState.queued`` while state is "queued"; -1 otherwise
     queue_seq: int = -1
 

@@ -39,6 +39,8 @@ from shoal.scheduler.policy import (
 )
 from shoal.scheduler.state_copies import KeptInputs, unsafe
 from shoal.scheduler.state_records import (
+    EMPTY_DICT,
+    EMPTY_SET,
     ClientInfo,
     SchedulerTask,
     TaskPrefix,
@@ -255,6 +257,8 @@ class TransitionEngine:
         return Failure(exc, None, str(exc), "", ts)
 
     def add_replica(self, ts: SchedulerTask, ws: WorkerInfo) -> None:
+        if ts.who_has is EMPTY_DICT:
+            ts.who_has = {}
         ts.who_has[ws] = None
         ws.has_what[ts] = None
         ws.nbytes += max(ts.nbytes, 0)
@@ -295,7 +299,7 @@ class TransitionEngine:
             del ws.has_what[ts]
             ws.nbytes -= max(ts.nbytes, 0)
             self._free(ws, (ts.key,))
-        ts.who_has = {}
+        ts.who_has = EMPTY_DICT
         self.spare_in_flight.pop(ts, None)
         self.kept.forget(ts)
         self.stop_keeping(ts)
@@ -409,7 +413,7 @@ class TransitionEngine:
         """Take an active task out of its state's container; it no longer needs its inputs."""
         state = ts.state
         if state == "waiting":
-            ts.waiting_on.clear()
+            ts.waiting_on = EMPTY_SET
         elif state == "queued":
             self.queued.discard(ts)
         elif state == "no-worker":
@@ -418,7 +422,8 @@ class TransitionEngine:
             self._unassign(ts, free=True)
         recs: Recs = {}
         for dep in ts.dependencies:
-            dep.waiters.pop(ts, None)
+            if dep.waiters.pop(ts, 0) is None and not dep.waiters:
+                dep.waiters = EMPTY_DICT  # an emptied dict keeps its table: drop it
             if release_deps:
                 self.maybe_release(dep, recs)
         return recs
@@ -482,8 +487,12 @@ class TransitionEngine:
         recs: Recs = {}
         ts.state = "waiting"
         for dep in ts.dependencies:
+            if dep.waiters is EMPTY_DICT:
+                dep.waiters = {}
             dep.waiters[ts] = None
             if dep.state != "memory":
+                if ts.waiting_on is EMPTY_SET:
+                    ts.waiting_on = set()
                 ts.waiting_on.add(dep)
                 if dep.state == "released":
                     recs[dep] = "waiting"
@@ -582,11 +591,14 @@ class TransitionEngine:
             if ts in dts.waiting_on:
                 dts.waiting_on.remove(ts)
                 if not dts.waiting_on:
+                    dts.waiting_on = EMPTY_SET  # an empty set of its own is 216 bytes
                     recs[dts] = "processing"
         keep = self.spare_copy_bytes > 0 and unsafe(ts, self.spare_copy_bytes, len(self.fill_index))
         for dep in ts.dependencies:
             if ts in dep.waiters:
                 del dep.waiters[ts]
+                if not dep.waiters:
+                    dep.waiters = EMPTY_DICT
                 if len(dep.who_has) > 1:
                     self.replica_review[dep] = None
                 if keep and dep.state == "memory" and 0 <= dep.nbytes <= self.spare_copy_bytes:
@@ -602,6 +614,8 @@ class TransitionEngine:
         recs: Recs = {}
         for dts in ts.waiters:
             if dts.state == "waiting":
+                if dts.waiting_on is EMPTY_SET:
+                    dts.waiting_on = set()
                 dts.waiting_on.add(ts)
             else:
                 recs[dts] = "waiting"
@@ -662,8 +676,10 @@ class TransitionEngine:
         recs: Recs = {}
         for dep in ts.dependencies:
             del dep.dependents[ts]
+            if not dep.dependents:
+                dep.dependents = EMPTY_DICT
             self.maybe_release(dep, recs)
-        ts.dependencies = {}
+        ts.dependencies = EMPTY_DICT
         return recs
 
 
