@@ -724,7 +724,7 @@ class Worker(Server, WorkerStateView):
             if unsendable:
                 reply["unsendable"] = unsendable
             if self.shm.wants(shm):  # a peer on this host: large buffers go in memfds
-                await self.shm.place_soon(reply)
+                await self.shm.place_soon(reply, shm)
             await self._reply(comm, ok_reply(reply))
             return self.REPLIED
         finally:
