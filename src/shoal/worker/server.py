@@ -723,7 +723,7 @@ class Worker(Server, WorkerStateView):
             reply = {"status": "OK", "data": data, "nbytes": nbytes}
             if unsendable:
                 reply["unsendable"] = unsendable
-            if self.shm.wants(shm):  # a peer on this host: large buffers go in memfds
+            if self.shm.wants(shm):  # a peer on this host: large buffers skip the socket
                 await self.shm.place_soon(reply, shm)
             await self._reply(comm, ok_reply(reply))
             return self.REPLIED
