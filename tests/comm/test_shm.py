@@ -169,6 +169,27 @@ def test_get_data_asks_again_over_tcp_and_then_in_the_next_mode() -> None:
     assert modes == [READ, "tcp", MEMFD, "tcp", "tcp"]
 
 
+def test_a_read_buffer_is_handed_back_and_let_go_long_before_hold() -> None:
+    sender, receiver = SharedMemoryTransfers(hold=60), SharedMemoryTransfers()
+    request = receiver.request_kwargs("peer")["shm"]
+
+    async def main() -> tuple[Any, int, int]:
+        reply = _reply(a=np.arange(SHM_MIN_BYTES // 8))
+        await sender.place_soon(reply, request)
+        lent = sender.held
+        got = deserialize(receiver.receive(_over_the_wire(reply))["data"]["a"])
+        for _ in range(100):  # bounded: 10 s at most, against a hold of 60 s
+            if not sender.held:
+                break
+            await asyncio.sleep(0.1)
+        return got, lent, sender.held
+
+    got, lent, held = asyncio.run(main())
+    assert (lent, held) == (1, 0)
+    assert np.array_equal(got, np.arange(SHM_MIN_BYTES // 8))
+    sender.close()
+
+
 @pytest.mark.parametrize("mode", [READ, MEMFD])
 def test_what_is_lent_is_let_go_after_hold(mode: str) -> None:
     sender = SharedMemoryTransfers(hold=0.01)

@@ -12,8 +12,10 @@ the reply says where, per key, in one of two modes:
   (``comm/buffers.py``: 2 MiB pages, so 100 faults for 200 MB), then reads the ticket
   back. The sender keeps the buffer alive while the ticket is set and clears the ticket
   *before* letting go, so a ticket still set after the copy proves the copy was of the
-  right bytes; anything else is ``ShmUnavailable``. Nothing is created anywhere: no fd,
-  no mapping, no name.
+  right bytes; anything else is ``ShmUnavailable``. Having checked it, the receiver
+  clears the ticket (``process_vm_writev``, best effort) to hand the buffer back, and the
+  sender, which looks every ``RETURN_POLL`` seconds while it lends anything, lets go of it
+  then instead of after ``hold``. Nothing is created anywhere: no fd, no mapping, no name.
 * ``memfd``: each buffer is written into an anonymous ``memfd`` named ``shoal-<pid>-<n>``;
   the reply carries its fd number and size. The receiver opens
   ``/proc/<sender pid>/fd/<fd>``, checks the name, maps it, and the pickle's buffers are
@@ -63,6 +65,8 @@ SHM_MIN_BYTES = 1024 * 1024
 SHM_PREFIX = "shoal-"
 #: seconds a sender keeps what it lent for the receiver to take it
 DEFAULT_HOLD = 10.0
+#: seconds between a lending sender's looks for buffers handed back
+RETURN_POLL = 0.2
 #: buffers a sender lends at most at once (per mode); past it, replies go over TCP
 MAX_HELD = 1024
 #: the receiver copies from the sender's memory (``process_vm_readv``)
@@ -121,6 +125,8 @@ class SharedMemoryTransfers:
         self._demoted: dict[str, int] = {}
         self._names = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+        #: buffers lent out since start, in either mode
+        self.lent_total = 0
 
     @property
     def held(self) -> int:
@@ -202,6 +208,7 @@ class SharedMemoryTransfers:
             for index, buf in enumerate(buffers):
                 if buf.nbytes < SHM_MIN_BYTES:
                     continue
+                self.lent_total += 1
                 if mode == READ:
                     entries.append([index, *self._lend(buf)])
                 else:
@@ -250,9 +257,11 @@ class SharedMemoryTransfers:
         return name, fd
 
     def schedule_expiry(self) -> None:
-        """Let go of lent buffers once their ``hold`` is over (call on the event loop)."""
+        """Let go of lent buffers once handed back or their ``hold`` is over (call on the
+        event loop)."""
         if self._timer is None and (self._held or self._lent):
-            self._timer = asyncio.get_running_loop().call_later(self.hold, self._expire)
+            delay = min(self.hold, RETURN_POLL) if self._lent else self.hold
+            self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
 
     def _expire(self) -> None:
         self._timer = None
@@ -261,7 +270,7 @@ class SharedMemoryTransfers:
             if deadline <= now:
                 self._close_fd(fd)
         for slot, (_, deadline) in list(self._lent.items()):
-            if deadline <= now:
+            if deadline <= now or self._tickets[slot] == 0:  # over, or handed back
                 self._let_go(slot)
         self.schedule_expiry()
 
@@ -317,12 +326,14 @@ def _address_of(buf: object) -> int:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _process_vm_readv = getattr(_libc, "process_vm_readv", None)
-if _process_vm_readv is not None:
-    _process_vm_readv.restype = ctypes.c_ssize_t
-    _process_vm_readv.argtypes = [
-        ctypes.c_int, ctypes.POINTER(_IoVec), ctypes.c_ulong,
-        ctypes.POINTER(_IoVec), ctypes.c_ulong, ctypes.c_ulong,
-    ]  # fmt: skip
+_process_vm_writev = getattr(_libc, "process_vm_writev", None)
+for _call in (_process_vm_readv, _process_vm_writev):
+    if _call is not None:
+        _call.restype = ctypes.c_ssize_t
+        _call.argtypes = [
+            ctypes.c_int, ctypes.POINTER(_IoVec), ctypes.c_ulong,
+            ctypes.POINTER(_IoVec), ctypes.c_ulong, ctypes.c_ulong,
+        ]  # fmt: skip
 
 
 def _read_into(pid: int, local: int, remote: int, nbytes: int, what: str) -> None:
@@ -352,7 +363,20 @@ def _read_remote(pid: int, address: int, nbytes: int, ticket_at: int, ticket: in
     _read_into(pid, ctypes.addressof(seen), ticket_at, ctypes.sizeof(seen), "a ticket")
     if seen.value != ticket:
         raise ShmUnavailable(f"process {pid} no longer lends that buffer")
+    _hand_back(pid, ticket_at)
     return view
+
+
+def _hand_back(pid: int, ticket_at: int) -> None:
+    """Clear the ticket in the sender so that it lets go now (best effort: else at hold).
+    Should the sender have let go and lent the slot anew in between, the new reader's
+    check fails and it falls back: never wrong bytes."""
+    if _process_vm_writev is None:
+        return
+    zero = ctypes.c_uint64(0)
+    size = ctypes.sizeof(zero)
+    mine, theirs = _IoVec(ctypes.addressof(zero), size), _IoVec(ticket_at, size)
+    _process_vm_writev(pid, ctypes.byref(mine), 1, ctypes.byref(theirs), 1, 0)
 
 
 # -- memfd -------------------------------------------------------------------------------
