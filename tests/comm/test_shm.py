@@ -1,5 +1,5 @@
-"""Shared-memory transfers, one process playing both ends: bytes intact, fds closed, and
-every way it cannot work falls back instead of failing."""
+"""Same-host transfers, one process playing both ends: bytes intact, nothing left lent or
+open, stale addresses and fds refused, and every way it cannot work falls back."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from shoal.comm import shm
-from shoal.comm.shm import SHM_MIN_BYTES, SharedMemoryTransfers, ShmUnavailable, host_identity
+from shoal.comm.shm import (
+    MEMFD,
+    READ,
+    SHM_MIN_BYTES,
+    SharedMemoryTransfers,
+    ShmUnavailable,
+    host_identity,
+)
 from shoal.protocol.messages import dumps, loads
 from shoal.protocol.rpc_workers import WorkerGetData
 from shoal.protocol.serialize import deserialize, serialize
@@ -46,13 +53,61 @@ def _own_mappings() -> list[str]:
         return [line for line in f if f"memfd:{shm.SHM_PREFIX}{os.getpid()}-" in line]
 
 
+def test_read_mode_copies_large_buffers_and_creates_nothing() -> None:
+    big = np.arange(SHM_MIN_BYTES // 4, dtype=np.int64)  # 2 MiB
+    blob = bytes(range(256)) * (SHM_MIN_BYTES // 128)  # read-only memory lends too
+    sender, receiver = SharedMemoryTransfers(), SharedMemoryTransfers()
+    request = receiver.request_kwargs("peer")["shm"]
+    assert request.endswith(f"#{READ}") and sender.wants(request)
+    reply = _reply(big=big, blob=blob, small=np.arange(10))
+    sender.place(reply, request)
+    assert reply["shm_mode"] == READ and set(reply["shm"]) == {"big", "blob"}
+    assert sender.held == 2 and not _own_memfds() and not _own_mappings()
+    assert sum(len(bytes(f)) for f in dumps(reply)) < SHM_MIN_BYTES  # bytes left the socket
+    received = receiver.receive(_over_the_wire(reply))
+    got = deserialize(received["data"]["big"])
+    assert np.array_equal(got, big) and got.flags.writeable
+    assert deserialize(received["data"]["blob"]) == blob
+    big[:] = -1  # a copy: the receiver's value is its own
+    assert got[1] == 1
+    sender.close()
+    assert sender.held == 0
+
+
+def test_read_mode_refuses_what_is_no_longer_lent() -> None:
+    sender, receiver = SharedMemoryTransfers(), SharedMemoryTransfers()
+    request = receiver.request_kwargs("peer")["shm"]
+    late = _reply(a=np.ones(SHM_MIN_BYTES // 8))
+    sender.place(late, request)
+    sender.close()  # let go: the ticket is cleared before the buffer is dropped
+    with pytest.raises(ShmUnavailable, match="no longer lends"):
+        receiver.receive(_over_the_wire(late))
+    again = _reply(a=np.zeros(SHM_MIN_BYTES // 8))
+    sender.place(again, request)  # the same ticket slot, lent anew
+    assert again["shm"]["a"][0][3] == late["shm"]["a"][0][3]
+    with pytest.raises(ShmUnavailable, match="no longer lends"):
+        receiver.receive(_over_the_wire(late))  # the old ticket does not match the new one
+    assert not deserialize(receiver.receive(_over_the_wire(again))["data"]["a"]).any()
+    sender.close()
+
+
+def test_older_peers_asking_with_a_bare_identity_get_memfds() -> None:
+    sender = SharedMemoryTransfers()
+    assert sender.wants(host_identity())
+    reply = _reply(a=np.ones(SHM_MIN_BYTES // 8))
+    sender.place(reply, host_identity())
+    assert reply["shm_mode"] == MEMFD and len(_own_memfds()) == 1
+    sender.close()
+
+
 def test_large_buffers_travel_as_memfds_and_arrive_intact() -> None:
     big = np.arange(SHM_MIN_BYTES // 4, dtype=np.int64)  # 2 MiB
     small = np.arange(10)
-    sender, receiver = SharedMemoryTransfers(), SharedMemoryTransfers()
-    assert sender.wants(receiver.request_kwargs("peer")["shm"])
+    sender, receiver = SharedMemoryTransfers(), SharedMemoryTransfers(modes=(MEMFD,))
+    request = receiver.request_kwargs("peer")["shm"]
+    assert request.endswith(f"#{MEMFD}") and sender.wants(request)
     reply = _reply(big=big, small=small)
-    sender.place(reply)
+    sender.place(reply, request)
     assert set(reply["shm"]) == {"big"} and sender.held == 1
     wire = _over_the_wire(reply)
     assert sum(len(bytes(f)) for f in dumps(reply)) < SHM_MIN_BYTES  # bytes left the socket
@@ -91,7 +146,7 @@ def test_other_hosts_and_turned_off_do_not_use_shared_memory() -> None:
     assert not on.wants("another-boot/pid:[1]/0") and not on.wants(None)
 
 
-def test_get_data_asks_again_over_tcp_when_mapping_fails() -> None:
+def test_get_data_asks_again_over_tcp_and_then_in_the_next_mode() -> None:
     sender, receiver = SharedMemoryTransfers(), SharedMemoryTransfers()
     value = np.ones(SHM_MIN_BYTES // 8)
     calls: list[WorkerGetData] = []
@@ -100,26 +155,50 @@ def test_get_data_asks_again_over_tcp_when_mapping_fails() -> None:
         calls.append(rpc)
         reply = _reply(k=value)
         if sender.wants(rpc.shm):
-            sender.place(reply)
-            sender.close()  # gone before the receiver maps it: the shm path must fail
+            sender.place(reply, rpc.shm)
+            sender.close()  # let go before the receiver takes it: the shm path must fail
         return _over_the_wire(reply)
 
     async def main() -> None:
-        for _ in range(2):
+        for _ in range(3):
             reply = await receiver.get_data(call, "tcp://peer:1", WorkerGetData(keys=("k",)))
             assert np.array_equal(deserialize(reply["data"]["k"]), value)
 
     asyncio.run(main())
-    # first fetch: shm, then TCP; second fetch: TCP at once (the peer is refused)
-    assert [c.shm is not None for c in calls] == [True, False, False]
+    # each fetch: the next mode fails, then TCP; once both modes failed, TCP at once
+    modes = [(c.shm or "#tcp").rpartition("#")[2] for c in calls]
+    assert modes == [READ, "tcp", MEMFD, "tcp", "tcp"]
 
 
-def test_held_fds_are_closed_after_hold() -> None:
+def test_a_read_buffer_is_handed_back_and_let_go_long_before_hold() -> None:
+    sender, receiver = SharedMemoryTransfers(hold=60), SharedMemoryTransfers()
+    request = receiver.request_kwargs("peer")["shm"]
+
+    async def main() -> tuple[Any, int, int]:
+        reply = _reply(a=np.arange(SHM_MIN_BYTES // 8))
+        await sender.place_soon(reply, request)
+        lent = sender.held
+        got = deserialize(receiver.receive(_over_the_wire(reply))["data"]["a"])
+        for _ in range(100):  # bounded: 10 s at most, against a hold of 60 s
+            if not sender.held:
+                break
+            await asyncio.sleep(0.1)
+        return got, lent, sender.held
+
+    got, lent, held = asyncio.run(main())
+    assert (lent, held) == (1, 0)
+    assert np.array_equal(got, np.arange(SHM_MIN_BYTES // 8))
+    sender.close()
+
+
+@pytest.mark.parametrize("mode", [READ, MEMFD])
+def test_what_is_lent_is_let_go_after_hold(mode: str) -> None:
     sender = SharedMemoryTransfers(hold=0.01)
 
     async def main() -> None:
         reply = _reply(a=np.ones(SHM_MIN_BYTES // 8))
-        await sender.place_soon(reply)
+        await sender.place_soon(reply, f"{host_identity()}#{mode}")
+        assert reply["shm_mode"] == mode
         assert sender.held == 1
         for _ in range(500):  # bounded: 5 s at most
             if not sender.held:

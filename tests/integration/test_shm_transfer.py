@@ -1,5 +1,6 @@
-"""Same-host transfers between worker processes through shared memory: bytes intact,
-TCP when turned off, and nothing of ours left anywhere after both workers are killed."""
+"""Same-host transfers between worker processes without the socket, in both modes (the
+receiver reads the sender's memory; a memfd): bytes intact, TCP when turned off, and
+nothing of ours left anywhere after both workers are killed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from shoal import Client, LocalCluster, get_worker
-from shoal.comm.shm import SHM_PREFIX, host_identity
+from shoal.comm.shm import MEMFD, MODES, READ, SHM_PREFIX, host_identity
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.skipif(not host_identity(), reason="needs Linux memfds and /proc")
 NBYTES = 8 * 2**20
@@ -32,8 +34,13 @@ def shm_books() -> dict[str, int]:
     return {
         "pid": os.getpid(),
         "held": worker.shm.held,
+        "lent": worker.shm.lent_total,
         "incoming": worker.transfer_log.incoming_count,
     }
+
+
+def use_modes(modes: tuple[str, ...]) -> None:
+    get_worker().shm.modes = modes
 
 
 def traces_of(pids: set[int]) -> list[str]:
@@ -71,13 +78,19 @@ def wait_until_gone(pids: set[int], timeout: float = 30.0) -> None:
 EXPECTED = int(np.arange(NBYTES // 8, dtype=np.int64).sum())
 
 
-def test_large_values_move_through_shared_memory_intact() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_large_values_move_through_shared_memory_intact(mode: str) -> None:
     with LocalCluster(n_workers=2, threads_per_worker=1) as cluster, Client(cluster) as client:
         workers = sorted(client.scheduler_info()["workers"])
+        client.run(use_modes, (mode,))
         assert transfer(client, workers) == EXPECTED
         books = client.run(shm_books)
-        assert books[workers[0]]["held"] == 1  # the sender made one memfd for the array
+        assert books[workers[0]]["lent"] == 1  # the sender lent the array's one buffer
         assert books[workers[1]]["incoming"] == 1
+        pids = {int(b["pid"]) for b in books.values()}
+        assert bool(traces_of(pids)) == (mode == MEMFD)  # a read makes nothing to leave
+        if mode == READ:  # the receiver handed it back: let go long before the 10 s hold
+            wait_until(lambda: client.run(shm_books)[workers[0]]["held"] == 0, timeout=5)
 
 
 def test_turned_off_it_moves_over_tcp() -> None:
@@ -88,18 +101,21 @@ def test_turned_off_it_moves_over_tcp() -> None:
         workers = sorted(client.scheduler_info()["workers"])
         assert transfer(client, workers) == EXPECTED
         books = client.run(shm_books)
-        assert books[workers[0]]["held"] == 0
+        assert books[workers[0]]["lent"] == 0
         assert books[workers[1]]["incoming"] == 1
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("when", ["after", "during"])
-def test_killing_both_workers_leaves_nothing_behind(when: str) -> None:
+def test_killing_both_workers_leaves_nothing_behind(when: str, mode: str) -> None:
     with LocalCluster(n_workers=2, threads_per_worker=1) as cluster, Client(cluster) as client:
         workers = sorted(client.scheduler_info()["workers"])
+        client.run(use_modes, (mode,))
         pids = {int(b["pid"]) for b in client.run(shm_books).values()}
         if when == "after":
             assert transfer(client, workers) == EXPECTED
-            assert traces_of(pids)  # the sender's fd and the receiver's mapping exist now
+            if mode == MEMFD:
+                assert traces_of(pids)  # the sender's fd and the receiver's mapping exist now
         else:
             source = client.submit(make_array, 64 * NBYTES, workers=[workers[0]], pure=False)
             client.submit(checksum, source, workers=[workers[1]], pure=False)

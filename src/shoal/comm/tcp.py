@@ -7,9 +7,12 @@ Rules of this file:
 * Complete frame sets wait in a deque; one waiter future wakes the single reader. No task,
   queue or callback per message.
 * A small message is one ``transport.write`` (one send() call). A large frame is never
-  concatenated with anything: it is handed to the transport a chunk at a time as the
-  socket drains (``_Outbox``), so asyncio never copies it whole. ``write`` awaits only
-  while the transport is paused.
+  concatenated with anything. Over plain TCP it is written straight from its own memory
+  to the socket's fd whenever the transport has nothing queued, so no byte
+  of it is copied in user space; only a 64 KiB nudge per socket-full goes through the
+  transport (which copies it) so that the transport watches for writability and resumes
+  us. Under TLS it goes to the transport a chunk at a time as the socket drains
+  (``_Outbox``). ``write`` awaits only while the transport is paused.
 * Before authentication the socket is read exactly one handshake frame set at a time: first
   its 16-byte header (checked against ``HANDSHAKE_LIMITS``), then exactly its payload; then
   reading pauses until the handshake asks for more. So no byte that follows the handshake
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import struct
 from collections import deque
@@ -48,8 +52,12 @@ from shoal.protocol.messages import dumps, loads
 
 #: pieces smaller than this are joined into one write (one send() call)
 _JOIN_BYTES = 64 * 1024
-#: a large frame goes to the transport this many bytes at a time
+#: a large frame goes to the transport this many bytes at a time (TLS)
 _CHUNK_BYTES = 1024 * 1024
+#: when the socket is full, this much of a large frame goes through the transport: more
+#: than its high-water mark, so that it pauses us until the socket has drained
+_NUDGE_BYTES = 64 * 1024
+_HIGH_WATER = _NUDGE_BYTES // 2
 #: unread frame sets at which reading pauses; it resumes below half of it
 _PAUSE_READING_AT = 1024
 #: seconds ``close()`` waits for unsent bytes to drain before aborting
@@ -65,19 +73,27 @@ def _sockaddr(sockname: object, scheme: str = "tcp") -> str:
 
 
 class _Outbox:
-    """Hands frames to the transport in pieces it can send without copying much.
+    """Hands frames to the socket in pieces that are not copied whole.
 
     asyncio copies whatever the socket does not take at once into its own buffer (and, on
-    Python < 3.12, ``writelines`` joins its list first). Feeding a large frame in chunks,
-    each only once the transport has drained, keeps those copies to a chunk at most.
+    Python < 3.12, ``writelines`` joins its list first). With ``fileno`` (of a plain TCP
+    socket) a large frame is written from its own memory while the transport holds
+    nothing; without it (TLS) it is fed in chunks, each once the transport has drained,
+    which keeps asyncio's copies to a chunk at a time.
     """
 
-    def __init__(self, transport: asyncio.WriteTransport) -> None:
+    def __init__(self, transport: asyncio.WriteTransport, fileno: int | None) -> None:
         self.transport = transport
+        #: the socket's fd: open for as long as the transport is not closing
+        self.fileno = fileno
+        if fileno is not None:  # resume only once the transport's buffer is empty
+            transport.set_write_buffer_limits(high=_HIGH_WATER, low=0)
         #: what is not yet handed to the transport, in order
         self.queue: deque[memoryview] = deque()
         #: the transport asked us to stop (its buffer is above the high-water mark)
         self.paused = False
+        #: bytes of large frames sent with our own send() calls (tests count copies by it)
+        self.sent_direct = 0
 
     @property
     def busy(self) -> bool:
@@ -102,13 +118,49 @@ class _Outbox:
             if small:
                 transport.write(b"".join(small))
                 continue
+            if self.fileno is not None and self._send_direct():
+                continue
             head = queue[0]
-            if head.nbytes > _CHUNK_BYTES:
-                queue[0] = head[_CHUNK_BYTES:]
-                head = head[:_CHUNK_BYTES]
+            limit = _CHUNK_BYTES if self.fileno is None else _NUDGE_BYTES
+            if head.nbytes > limit:
+                queue[0] = head[limit:]
+                head = head[:limit]
             else:
                 queue.popleft()
             transport.write(head)  # may call pause_writing(), which ends this loop
+
+    def _send_direct(self) -> bool:
+        """Write the head of the queue to the socket ourselves; False when the socket is
+        full or the transport still holds bytes (they must go first). A transport that is
+        not closing has not closed its fd, so ``fileno`` is still this socket."""
+        assert self.fileno is not None
+        if self.transport.get_write_buffer_size() or self.transport.is_closing():
+            return False
+        head = self.queue[0]
+        try:
+            sent = os.write(self.fileno, head)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return False  # the transport's own write meets the error and reports it
+        self.sent_direct += sent
+        if sent == head.nbytes:
+            self.queue.popleft()
+            return True
+        self.queue[0] = head[sent:]
+        return False
+
+    def close(self) -> None:
+        self.fileno = None  # the transport closes the socket; never write to the number again
+
+
+def _direct_fileno(sock: object) -> int | None:
+    """The fd of the transport's TCP socket, for sends from our own buffers, or None."""
+    fileno = getattr(sock, "fileno", None)
+    if fileno is None or getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    fd = fileno()
+    return fd if isinstance(fd, int) and fd >= 0 else None
 
 
 def _byte_view(buf: Buffer) -> memoryview:
@@ -151,9 +203,9 @@ class TCPComm(Comm, asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self._outbox = _Outbox(transport)
-        self._lost = asyncio.get_running_loop().create_future()
         sock = transport.get_extra_info("socket")
+        self._outbox = _Outbox(transport, _direct_fileno(sock) if self._scheme == "tcp" else None)
+        self._lost = asyncio.get_running_loop().create_future()
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.local_address = _sockaddr(transport.get_extra_info("sockname"), self._scheme)
@@ -233,6 +285,8 @@ class TCPComm(Comm, asyncio.BufferedProtocol):
             self._set_error(CommClosedError(f"connection to {self.peer_address} was closed"))
         self._wake()
         self._wake_drainers()
+        if self._outbox is not None:
+            self._outbox.close()
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
 

@@ -740,8 +740,8 @@ class Worker(Server, WorkerStateView):
             reply = {"status": "OK", "data": data, "nbytes": nbytes}
             if unsendable:
                 reply["unsendable"] = unsendable
-            if self.shm.wants(shm):  # a peer on this host: large buffers go in memfds
-                await self.shm.place_soon(reply)
+            if self.shm.wants(shm):  # a peer on this host: large buffers skip the socket
+                await self.shm.place_soon(reply, shm)
             await self._reply(comm, ok_reply(reply))
             return self.REPLIED
         finally:
