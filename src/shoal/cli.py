@@ -377,8 +377,10 @@ def _run(servers: list[Any], announce: str, startup: StartupOptions) -> None:
         modules = import_preloads(startup.preload)
     except PreloadError as exc:
         raise click.UsageError(str(exc)) from None
+    from shoal.loop import run
+
     with pid_file(startup.pid_file):
-        asyncio.run(_serve(servers, announce, modules))
+        run(_serve(servers, announce, modules))
 
 
 async def _serve(servers: list[Any], announce: str, preloads: list[Any]) -> None:
