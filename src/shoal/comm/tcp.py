@@ -26,7 +26,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from shoal.comm.accept import Acceptor
 from shoal.comm.addressing import parse_host_port, unparse_address, unparse_host_port
@@ -149,7 +149,8 @@ class TCPComm(Comm, asyncio.BufferedProtocol):
 
     # -- asyncio protocol callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # a stream transport; uvloop's is one without subclassing asyncio.Transport
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         self._outbox = _Outbox(transport)
         self._lost = asyncio.get_running_loop().create_future()
