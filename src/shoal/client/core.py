@@ -264,14 +264,27 @@ class ClientCore:
         states = self.table.states
         if any(key in states for key in batch.keys):
             return None
+        deps = [dep for row in batch.rows for dep in row[2]]
+        if any(dep not in states for dep in deps):
+            return None
         _refuse_conflicts(batch, states)  # the same key twice in the batch, other calls
+        # the inputs are held until update-graph is out: a release of one of them already
+        # queued on the loop (its future dropped meanwhile) must not overtake it
+        self.table.acquire_many(deps, [None] * len(deps))
         result = self.table.acquire_many(batch.keys, batch.tokens)
         assert self.loop is not None
-        self.loop.call_soon_threadsafe(self._send_new, batch, result)
+        self.loop.call_soon_threadsafe(self._send_new, batch, result, deps)
         return result
 
-    def _send_new(self, batch: TaskBatch, states: list[FutureState]) -> None:
+    def _send_new(self, batch: TaskBatch, states: list[FutureState], deps: list[Key]) -> None:
         """``submit_soon``'s half on the loop."""
+        try:
+            self._send_new_tasks(batch, states)
+        finally:
+            for dep in deps:
+                self.table.drop(dep)
+
+    def _send_new_tasks(self, batch: TaskBatch, states: list[FutureState]) -> None:
         if self.status != "running":  # closed meanwhile: nobody will answer these
             for state in states:
                 if not state.done():
