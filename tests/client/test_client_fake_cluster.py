@@ -149,6 +149,38 @@ def test_submit_and_map_of_new_keys_do_not_wait_for_the_loop(
     assert [f.result() for f in results] == [2, 11, 21]
 
 
+def test_an_input_released_meanwhile_is_released_after_the_update_graph_using_it(
+    client: Client, fake: FakeTransport
+) -> None:
+    loop = client._running_core().loop
+    assert loop is not None
+    other = client.submit(inc, 0, key="other")
+    first = client.submit(inc, 1, key="first")
+    fake.settle()
+    blocked, release = threading.Event(), threading.Event()
+
+    def block_the_loop() -> None:
+        blocked.set()
+        release.wait(30)
+
+    loop.call_soon_threadsafe(block_the_loop)
+    assert blocked.wait(10)
+    del other  # a release flush is queued on the loop before the next submit's send
+    gc.collect()
+    second = client.submit(inc, first, key="second")
+    del first  # dropped before the loop ran: its release must wait for "second"'s graph
+    gc.collect()
+    release.set()
+    fake.settle()
+    fake.settle()
+    sent = [(m["op"], m.get("keys")) for m in fake.sent if m["op"] != "update-graph"]
+    graphs = [i for i, m in enumerate(fake.sent) if m["op"] == "update-graph"]
+    releases = [i for i, m in enumerate(fake.sent) if "first" in (m.get("keys") or ())]
+    assert sent and releases and releases[0] > graphs[-1], fake.ops()
+    fake.compute()
+    assert second.result() == 3
+
+
 def test_a_non_picklable_argument_fails_at_submit(client: Client, fake: FakeTransport) -> None:
     with pytest.raises(SerializationError, match="lock"):
         client.submit(inc, threading.Lock())
