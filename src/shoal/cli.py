@@ -394,9 +394,11 @@ def _run(servers: list[Any], announce: str, startup: StartupOptions) -> None:
         modules = import_preloads(startup.preload)
     except PreloadError as exc:
         raise click.UsageError(str(exc)) from None
+    from shoal.loop import run
+
     with pid_file(startup.pid_file):
         try:
-            asyncio.run(_serve(servers, announce, modules))
+            run(_serve(servers, announce, modules))
         except _ExitWith as exc:
             raise SystemExit(exc.code) from None
 

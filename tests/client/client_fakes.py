@@ -43,14 +43,14 @@ class FakeTransport:
     scheduler_address = SCHEDULER
 
     def __init__(self, workers: Sequence[str] = WORKERS) -> None:
-        #: every message the client sent on its stream, in order
-        self.sent: list[dict[str, Any]] = []
+        #: every message the client sent on its stream, in order (``sent``)
+        self._sent: list[dict[str, Any]] = []
         #: every rpc: (address, op, kwargs)
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         #: values held by each worker
         self.data: dict[str, dict[Any, Any]] = {w: {} for w in workers}
-        #: run specs submitted and not yet computed, in order
-        self.queue: list[tuple[Any, Serialized]] = []
+        #: run specs submitted and not yet computed, in order (``queue``)
+        self._queue: list[tuple[Any, Serialized]] = []
         self.on_batch: Callable[[Sequence[dict[str, Any]]], None] | None = None
         self.on_lost: Callable[[str], None] | None = None
         self.client_id = ""
@@ -77,9 +77,9 @@ class FakeTransport:
         if apart:
             self.sent_apart += len(msgs)
         for msg in msgs:
-            self.sent.append(msg)
+            self._sent.append(msg)
             if msg["op"] == "update-graph":
-                self.queue.extend((row[0], row[1]) for row in msg["tasks"])
+                self._queue.extend((row[0], row[1]) for row in msg["tasks"])
 
     async def call(
         self, address: str, rpc: Rpc[R], /, *, reply_timeout: float | None = CONFIGURED
@@ -95,6 +95,33 @@ class FakeTransport:
         self.closed = True
 
     # -- what tests look at ------------------------------------------------------------------
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        """What was sent, once the client's loop ran what callers queued (submit() hands
+        its tasks to the loop without waiting)."""
+        self.settle()
+        return self._sent
+
+    @property
+    def queue(self) -> list[tuple[Any, Serialized]]:
+        self.settle()
+        return self._queue
+
+    @queue.setter
+    def queue(self, items: list[tuple[Any, Serialized]]) -> None:
+        self.settle()
+        self._queue = items
+
+    def settle(self) -> None:
+        """From a test's thread: wait until the loop ran every callback queued so far."""
+        if shared_loop.in_loop_thread() or _running_loop() is not None:
+            return
+
+        async def turn() -> None:
+            pass
+
+        shared_loop.run_sync(turn())
+
     def ops(self) -> list[str]:
         return [msg["op"] for msg in self.sent]
 

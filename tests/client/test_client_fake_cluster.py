@@ -151,6 +151,66 @@ def test_a_key_can_be_reused_once_its_futures_are_gone(client: Client, fake: Fak
     assert second.result() == 3
 
 
+def test_submit_and_map_of_new_keys_do_not_wait_for_the_loop(
+    client: Client, fake: FakeTransport
+) -> None:
+    loop = client._running_core().loop
+    assert loop is not None
+    blocked, release = threading.Event(), threading.Event()
+
+    def block_the_loop() -> None:
+        blocked.set()
+        release.wait(30)
+
+    loop.call_soon_threadsafe(block_the_loop)
+    assert blocked.wait(10)
+    results: list[Any] = []
+    submitter = threading.Thread(
+        target=lambda: results.extend([client.submit(inc, 1), *client.map(inc, [10, 20])])
+    )
+    submitter.start()
+    submitter.join(10)  # the loop is still blocked: a round trip to it could not finish
+    alive = submitter.is_alive()
+    release.set()
+    submitter.join(10)
+    assert not alive and [f.status for f in results] == ["pending"] * 3
+    assert len(fake.messages("update-graph")) == 2  # sent once the loop ran again, in order
+    fake.compute()
+    assert [f.result() for f in results] == [2, 11, 21]
+
+
+def test_an_input_released_meanwhile_is_released_after_the_update_graph_using_it(
+    client: Client, fake: FakeTransport
+) -> None:
+    loop = client._running_core().loop
+    assert loop is not None
+    other = client.submit(inc, 0, key="other")
+    first = client.submit(inc, 1, key="first")
+    fake.settle()
+    blocked, release = threading.Event(), threading.Event()
+
+    def block_the_loop() -> None:
+        blocked.set()
+        release.wait(30)
+
+    loop.call_soon_threadsafe(block_the_loop)
+    assert blocked.wait(10)
+    del other  # a release flush is queued on the loop before the next submit's send
+    gc.collect()
+    second = client.submit(inc, first, key="second")
+    del first  # dropped before the loop ran: its release must wait for "second"'s graph
+    gc.collect()
+    release.set()
+    fake.settle()
+    fake.settle()
+    sent = [(m["op"], m.get("keys")) for m in fake.sent if m["op"] != "update-graph"]
+    graphs = [i for i, m in enumerate(fake.sent) if m["op"] == "update-graph"]
+    releases = [i for i, m in enumerate(fake.sent) if "first" in (m.get("keys") or ())]
+    assert sent and releases and releases[0] > graphs[-1], fake.ops()
+    fake.compute()
+    assert second.result() == 3
+
+
 def test_a_non_picklable_argument_fails_at_submit(client: Client, fake: FakeTransport) -> None:
     with pytest.raises(SerializationError, match="lock"):
         client.submit(inc, threading.Lock())

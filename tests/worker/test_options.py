@@ -16,6 +16,7 @@ from shoal.cluster_options import WORKER_OPTIONS_ENV, process_arguments
 from shoal.nanny import Nanny
 from shoal.worker import options
 from shoal.worker.server import Worker
+from shoal.worker.task_threads import TaskThreads
 
 #: the parameters the seed (worker-description.txt) names, and its informational state
 #: that a user sets at construction
@@ -83,7 +84,7 @@ def test_state_and_runner_exist_before_start(workers: list[Worker]) -> None:
     worker = make(workers, nthreads=3, resources={"GPU": 2})
     assert worker.state.nthreads == 3 and worker.state.available_resources == {"GPU": 2.0}
     assert worker.tasks == {} and worker.executing_count == 0
-    assert isinstance(worker.executor, ThreadPoolExecutor)
+    assert isinstance(worker.executor, TaskThreads)
     assert worker.runner.executor is worker.executor
 
 

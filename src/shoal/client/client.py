@@ -40,7 +40,7 @@ from shoal.client.primitives.datasets import DatasetsMixin
 from shoal.client.refs import KeyTable
 from shoal.client.scatter_input import ScatterInput
 from shoal.client.story import gather_story
-from shoal.client.tasks import TaskOptions, build_map, build_submit
+from shoal.client.tasks import TaskBatch, TaskOptions, build_map, build_submit
 from shoal.client.transport import CommTransport, Transport
 from shoal.comm import Security
 from shoal.config import CommConfig
@@ -333,6 +333,16 @@ class Client(ClientAdmin[M], DatasetsMixin[M]):
         assert core.loop is not None
         return asyncio.run_coroutine_threadsafe(call(), core.loop).result()
 
+    def _submit(self, batch: TaskBatch) -> list[FutureState]:
+        """The batch's futures; from the caller's thread without a loop round trip when
+        its keys are all new (``ClientCore.submit_soon``)."""
+        core = self._running_core()
+        if threading.get_ident() != core.loop_thread:
+            states = core.submit_soon(batch)
+            if states is not None:
+                return states
+        return self._on_loop(core.submit, batch)
+
     def _done_awaitable(self) -> Maybe[None]:
         """What an asynchronous client returns from actions that completed already."""
         if not self.asynchronous:
@@ -385,7 +395,7 @@ class Client(ClientAdmin[M], DatasetsMixin[M]):
             pure = False
         options = TaskOptions.make(workers, allow_other_workers, retries, priority, resources)
         batch = build_submit(func, args, kwargs, key=key, pure=pure, options=options)
-        [state] = self._on_loop(self._running_core().submit, batch)
+        [state] = self._submit(batch)
         return Future._adopt(state, self)
 
     def map(
@@ -420,7 +430,7 @@ class Client(ClientAdmin[M], DatasetsMixin[M]):
         batch = build_map(func, iterables, kwargs, key=key, pure=pure, options=options)
         if not batch.keys:
             return []
-        states = self._on_loop(self._running_core().submit, batch)
+        states = self._submit(batch)
         return [Future._adopt(state, self) for state in states]
 
     @by_mode

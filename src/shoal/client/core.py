@@ -276,6 +276,51 @@ class ClientCore:
             per_key = {r[0]: restrictions for r in part} if restrictions else None
             self._send_op(wire.update_graph(part, keys, per_key), apart=len(parts) > 1)
 
+    def submit_soon(self, batch: TaskBatch) -> list[FutureState] | None:
+        """From a thread other than the loop's: when every key of the batch is new here,
+        take its references now and send the tasks on the loop's next turn, without waiting
+        for the loop (None otherwise: the caller takes ``submit``'s round trip, which
+        handles resets of cancelled or lost keys). Conflicts still raise here."""
+        self.check_running()
+        states = self.table.states
+        if any(key in states for key in batch.keys):
+            return None
+        deps = [dep for row in batch.rows for dep in row[2]]
+        if any(dep not in states for dep in deps):
+            return None
+        _refuse_conflicts(batch, states)  # the same key twice in the batch, other calls
+        # the inputs are held until update-graph is out: a release of one of them already
+        # queued on the loop (its future dropped meanwhile) must not overtake it
+        self.table.acquire_many(deps, [None] * len(deps))
+        result = self.table.acquire_many(batch.keys, batch.tokens)
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self._send_new, batch, result, deps)
+        return result
+
+    def _send_new(self, batch: TaskBatch, states: list[FutureState], deps: list[Key]) -> None:
+        """``submit_soon``'s half on the loop."""
+        try:
+            self._send_new_tasks(batch, states)
+        finally:
+            for dep in deps:
+                self.table.drop(dep)
+
+    def _send_new_tasks(self, batch: TaskBatch, states: list[FutureState]) -> None:
+        if self.status != "running":  # closed meanwhile: nobody will answer these
+            for state in states:
+                if not state.done():
+                    state.cancel(f"client {self.id} is {self.status}")
+            return
+        # no table.flush() first, unlike submit(): a future of these keys dropped since
+        # submit_soon must be released after its update-graph, not before
+        to_send = []
+        seen: set[Key] = set()
+        for row in batch.rows:
+            if row[0] not in seen:
+                seen.add(row[0])
+                to_send.append(row)
+        self._send_rows(to_send, seen, batch.restrictions)
+
     def desire(self, keys: Iterable[Key]) -> None:
         """We hold new futures for keys submitted elsewhere: ask the scheduler about them."""
         if self.status == "running":

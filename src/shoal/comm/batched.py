@@ -7,10 +7,11 @@ Rules of this file:
 * One background flusher task per stream writes everything buffered as ONE message (a
   list). Coalescing is for load: a message sent on an idle stream goes out on the next
   loop turn (everything sent in the current turn joins it), and so does one sent soon
-  after the last write while the loop has nothing else ready, so no hop of a round trip
-  waits for a timer. Only while the loop is busy (other callbacks ready: many messages
-  arriving together) does the flusher wait out ``interval`` since its last write, and
-  whatever is sent while a write is in flight (the connection backed up) joins the next.
+  after the last write unless more messages keep coming, so no hop of a round trip waits
+  for a timer. "Keep coming" is probed with public asyncio only (any loop, uvloop too): the
+  flusher yields one loop turn, and only if this stream got more messages during it does
+  it wait out ``interval`` since its last write; whatever is sent while a write is in
+  flight (the connection backed up) joins the next.
 * The receiver does ``batch = await comm.read()`` and gets a tuple of messages, in order.
 * ``send(*msgs, apart=True)`` puts each of ``msgs`` in a frame set of its own (order kept):
   the receiver then handles a big submission (many ``update-graph`` parts) one part per
@@ -153,18 +154,18 @@ class BatchedStream:
             if self._closing:
                 return False
             await self._wait(None)
-        delay = self._next_flush - self._loop.time()
-        if delay > 0 and not self._closing and self._loop_is_busy():
-            await self._wait(delay)  # under load: more messages join the batch meanwhile
+        if self._next_flush > self._loop.time() and not self._closing and await self._more_coming():
+            delay = self._next_flush - self._loop.time()
+            if delay > 0:
+                await self._wait(delay)  # under load: more messages join the batch meanwhile
         return True
 
-    def _loop_is_busy(self) -> bool:
-        """Whether more than one other callback is ready to run (asyncio's ready queue; one
-        is the usual reply being read on an idle loop). A loop without that queue, uvloop
-        say, counts as idle: load then coalesces through the loop turn and the writes in
-        flight alone."""
-        ready = getattr(self._loop, "_ready", None)
-        return ready is not None and len(ready) > 1
+    async def _more_coming(self) -> bool:
+        """Whether this stream got more messages during one more loop turn (a loop with work
+        queued for us); on an idle loop this costs one turn, microseconds."""
+        before = len(self._buffer)
+        await asyncio.sleep(0)
+        return len(self._buffer) > before
 
     async def _wait(self, delay: float | None) -> None:
         """Sleep until send() (delay None) or until the delay passed; close() ends either."""

@@ -30,7 +30,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from shoal.comm.accept import Acceptor
 from shoal.comm.addressing import parse_host_port, unparse_address, unparse_host_port
@@ -201,7 +201,8 @@ class TCPComm(Comm, asyncio.BufferedProtocol):
 
     # -- asyncio protocol callbacks ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # a stream transport; uvloop's is one without subclassing asyncio.Transport
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         sock = transport.get_extra_info("socket")
         self._outbox = _Outbox(transport, _direct_fileno(sock) if self._scheme == "tcp" else None)

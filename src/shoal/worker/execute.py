@@ -34,6 +34,7 @@ from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.stimulus import new_stimulus_id
 from shoal.worker.events import ErrorInfo, ExecuteFailed, ExecuteSucceeded, WorkerEvent
 from shoal.worker.options import Executors, make_executors
+from shoal.worker.task_threads import TaskThreads
 
 #: set on a worker's task threads: which worker and key the running task belongs to
 thread_state = threading.local()
@@ -114,7 +115,11 @@ class TaskRunner:
     ) -> None:
         """Run ``spec`` on the executor named ``executor`` (an annotation; else "default")."""
         chosen = self.executors.by_name.get(executor) if isinstance(executor, str) else None
-        (chosen or self.executor).submit(self._run, key, run_id, spec, deps)
+        pool = chosen or self.executor
+        if isinstance(pool, TaskThreads):  # the worker's own threads: no Future per task
+            pool.run_soon(self._run, key, run_id, spec, deps)
+        else:
+            pool.submit(self._run, key, run_id, spec, deps)
 
     def _run(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> None:
         ident = threading.get_ident()

@@ -30,6 +30,7 @@ from shoal._types import Key
 from shoal.config import WorkerConfig
 from shoal.settings import with_settings, worker_settings
 from shoal.sizes import parse_bytes, parse_timedelta
+from shoal.worker.task_threads import TaskThreads
 
 
 class FromConfig(enum.Enum):
@@ -168,9 +169,7 @@ def make_executors(executor: ExecutorOption, nthreads: int) -> Executors:
         if isinstance(spec, Executor):
             by_name[name] = spec
         elif spec in ("default", "threads"):
-            by_name[name] = ThreadPoolExecutor(
-                max_workers=nthreads + SPARE_THREADS, thread_name_prefix=f"shoal-task-{name}"
-            )
+            by_name[name] = TaskThreads(nthreads + SPARE_THREADS, f"shoal-task-{name}")
             owned.add(name)
         elif spec == "offload":
             by_name[name] = offload_executor()
@@ -180,9 +179,7 @@ def make_executors(executor: ExecutorOption, nthreads: int) -> Executors:
                 'names are "default", "threads" and "offload"'
             )
     if "default" not in by_name:
-        by_name["default"] = ThreadPoolExecutor(
-            max_workers=nthreads + SPARE_THREADS, thread_name_prefix="shoal-task"
-        )
+        by_name["default"] = TaskThreads(nthreads + SPARE_THREADS, "shoal-task")
         owned.add("default")
     return Executors(by_name, frozenset(owned))
 
