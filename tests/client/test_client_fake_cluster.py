@@ -15,6 +15,7 @@ from shoal.client import Client, Future, default_client, set_default_client
 from shoal.client.tasks import MAX_ROWS_PER_MESSAGE
 from shoal.errors import CancelledError, CommClosedError, SerializationError, ShoalTimeoutError
 from tests.client.client_fakes import SCHEDULER, WORKERS, FakeTransport, barrier
+from tests.conftest import wait_until
 
 
 def inc(x: int) -> int:
@@ -367,6 +368,29 @@ def test_task_retried_makes_a_future_pending_again(client: Client, fake: FakeTra
     fake.compute()
     fake.deliver({"op": "task-retried", "key": future.key})
     assert future.status == "pending"
+
+
+def test_gather_waits_for_a_key_whose_data_was_lost_and_is_recomputed(
+    client: Client, fake: FakeTransport
+) -> None:
+    """The holder died after the key finished: gather finds no copy, the scheduler says
+    ``lost-data`` (recomputing it), and gather waits for the new result instead of
+    raising FutureLostError."""
+    future = client.submit(inc, 1)
+    (spec,) = fake.queue
+    fake.compute()
+    assert future.status == "finished"
+    fake.data[WORKERS[0]].clear()  # its only holder is gone
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(client.gather(future)))
+    waiter.start()
+    wait_until(lambda: (SCHEDULER, "who_has") in fake.rpc_ops(), 30, "a who_has round")
+    fake.deliver({"op": "lost-data", "key": future.key})
+    assert future.status == "pending"
+    fake.queue = [spec]
+    fake.compute(WORKERS[1])
+    waiter.join(30)
+    assert got == [2] and future.status == "finished"
 
 
 def test_done_callbacks_run_once_in_another_thread(client: Client, fake: FakeTransport) -> None:

@@ -30,6 +30,7 @@ from shoal.scheduler.instructions import (
     FreeKeys,
     KeyErred,
     KeyInMemory,
+    KeyLost,
     KeyRetried,
     KeysCancelledForClient,
     RefreshWhoHas,
@@ -621,8 +622,19 @@ def test_wanted_key_lost_with_its_worker_is_recomputed_elsewhere() -> None:
     handle(s, join("w1"))
     handle(s, finished(one_compute(handle(s, submit([task("x")], ["x"])))))
     handle(s, join("w2"))
-    ct = one_compute(handle(s, leave("w1")))
+    out = handle(s, leave("w1"))
+    ct = one_compute(out)
     assert (ct.key, ct.worker) == ("x", "w2") and s.tasks["x"].suspicious == 0
+    # the client hears that its finished key is pending again (it must not fetch it)
+    assert [(m.client, m.key) for m in of_type(out, KeyLost)] == [("c1", "x")]
+
+
+def test_a_released_key_is_not_reported_lost() -> None:
+    s = new_state()
+    handle(s, join("w1"))
+    handle(s, finished(one_compute(handle(s, submit([task("x")], ["x"])))))
+    out = handle(s, KeysReleased(stimulus_id=sid(), client="c1", keys=("x",)))
+    assert not of_type(out, KeyLost)
 
 
 def test_killed_worker_after_three_unexpected_deaths_blames_only_the_started_task() -> None:

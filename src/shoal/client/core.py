@@ -64,7 +64,8 @@ class ClientCore:
         self._handlers: dict[type[ops.Op], Callable[[Any], None]] = {
             ops.KeyErred: self._task_erred,
             ops.CancelledKeys: self._cancelled_keys,
-            ops.TaskRetried: self._task_retried,
+            ops.TaskRetried: self._back_to_pending,
+            ops.LostData: self._back_to_pending,
             ops.Output: remote_output.show,  # shoal.print / shoal.warn in a task
             ops.TopicEvent: self._event,
         }
@@ -222,7 +223,8 @@ class ClientCore:
         except Exception:
             logger.exception("client %s: the handler of topic %r failed", self.id, op.topic)
 
-    def _task_retried(self, op: ops.TaskRetried) -> None:
+    def _back_to_pending(self, op: ops.TaskRetried | ops.LostData) -> None:
+        """The key is computed again (retried, or its data was lost)."""
         state = self.table.states.get(op.key)
         if state is not None and state.status != "pending":
             state.reset()

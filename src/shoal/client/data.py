@@ -13,6 +13,9 @@ Rules of this file:
 * A worker that cannot be reached, is busy, or no longer holds a key costs a retry
   through ``who_has``, with a growing pause; after ``FETCH_ATTEMPTS`` rounds the keys
   still missing are declared lost.
+* A key whose last copy died is computed again by the scheduler, which says so
+  (``lost-data``: the future is pending again); ``gather`` then waits for its new result
+  instead of fetching, rather than declaring it lost.
 """
 
 from __future__ import annotations
@@ -78,15 +81,22 @@ async def gather(core: ClientCore, obj: Any, errors: Literal["raise", "skip"] = 
     states = [f._state for f in found.values() if isinstance(f, Future)]
     if not states:
         return obj
-    await wait_for_states(states, stop_on_error=errors == "raise")
-    good = []
-    for state in states:
-        if state.status == "finished":
-            good.append(state.key)
-        elif errors == "raise" and state.done():
-            assert state.error is not None
-            raise state.error.rebuild()
-    data = await fetch(core, good, {s.key: s for s in states})
+    by_key = {s.key: s for s in states}
+    data: dict[Key, Any] = {}
+    waiting = states
+    while waiting:
+        await wait_for_states(waiting, stop_on_error=errors == "raise")
+        good = []
+        for state in waiting:
+            if state.status == "finished":
+                good.append(state.key)
+            elif errors == "raise" and state.done():
+                assert state.error is not None
+                raise state.error.rebuild()
+        data.update(await fetch(core, good, by_key))
+        # a key whose last copy died meanwhile is computed again (``lost-data`` made its
+        # future pending): wait for its new result
+        waiting = [s for s in waiting if s.key not in data and s.status == "pending"]
     return substitute(packed, data, skip_missing=errors == "skip")
 
 
@@ -113,7 +123,7 @@ async def fetch(
         else:
             who_has = await _ask_who_has(core, missing)
         await _fetch_round(core, _plan(missing, who_has or {}), data)
-        missing = [k for k in missing if k not in data]
+        missing = [k for k in missing if k not in data and not _computed_again(k, states)]
         if missing and attempt >= FETCH_ATTEMPTS:
             for key in missing:
                 if states and key in states:
@@ -122,6 +132,13 @@ async def fetch(
         if missing and not from_hints:  # a stale hint: ask the scheduler at once
             await asyncio.sleep(min(0.02 * 2**attempt, 1.0))
     raise AssertionError("unreachable")
+
+
+def _computed_again(key: Key, states: dict[Key, FutureState] | None) -> bool:
+    """The scheduler said the key's data was lost and is being recomputed (its future is
+    pending again): fetching it now cannot succeed; the caller waits for it instead."""
+    state = states.get(key) if states else None
+    return state is not None and state.status == "pending"
 
 
 def _hinted_holders(

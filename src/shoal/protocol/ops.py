@@ -472,6 +472,17 @@ class CancelledKeys(Op):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LostData(Op):
+    """A key in memory lost its last copy and is computed again: its future goes back to
+    pending (a ``gather`` waiting on it waits for the new result)."""
+
+    op: ClassVar[str] = "lost-data"
+    stream: ClassVar[str] = SCHEDULER_TO_CLIENT
+    key: Key
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskRetried(Op):
     """An erred key is computed again: its future goes back to pending."""
 

@@ -95,6 +95,15 @@ class KeysCancelledForClient(SchedulerInstruction):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class KeyLost(SchedulerInstruction):
+    """A key the client wants left memory (its last holder died): it is computed again,
+    so its future goes back to pending."""
+
+    client: str
+    key: Key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class KeyRetried(SchedulerInstruction):
     """An erred key is being computed again (its future goes back to pending)."""
 

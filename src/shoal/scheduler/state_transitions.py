@@ -24,6 +24,7 @@ from shoal.scheduler.instructions import (
     FreeKeys,
     KeyErred,
     KeyInMemory,
+    KeyLost,
     SchedulerInstruction,
 )
 from shoal.scheduler.policy import (
@@ -611,6 +612,8 @@ class TransitionEngine:
     def _memory_to_released(self, ts: SchedulerTask) -> Recs:
         self._drop_replicas(ts)
         ts.state = "released"
+        for client in ts.who_wants:  # still wanted: its last copy was lost, not let go
+            self.emit(KeyLost(stimulus_id=self.stimulus_id, client=client, key=ts.key))
         recs: Recs = {}
         for dts in ts.waiters:
             if dts.state == "waiting":

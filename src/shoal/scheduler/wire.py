@@ -292,6 +292,10 @@ def _cancelled(inst: ins.KeysCancelledForClient) -> ops.CancelledKeys:
     return ops.CancelledKeys(keys=inst.keys, reason=inst.reason)
 
 
+def _lost(inst: ins.KeyLost) -> ops.LostData:
+    return ops.LostData(key=inst.key)
+
+
 def _retried(inst: ins.KeyRetried) -> ops.TaskRetried:
     return ops.TaskRetried(key=inst.key)
 
@@ -302,6 +306,7 @@ CLIENT_OP_OF: dict[type[ins.SchedulerInstruction], Callable[[Any], ops.Op]] = {
     ins.KeyErred: _erred_for_client,
     ins.KeysCancelledForClient: _cancelled,
     ins.KeyRetried: _retried,
+    ins.KeyLost: _lost,
 }
 #: ops to clients that the shell sends itself, from no instruction
 CLIENT_SHELL_SENT: frozenset[type[ops.Op]] = frozenset({ops.Output, ops.TopicEvent})
