@@ -489,6 +489,10 @@ class Nanny(Server):
 
     async def _shutdown(self) -> None:
         await self._stop_worker()
+        # our worker is gone: sweep its folder and those of dead workers beside it (a node
+        # lost before ours may have left some that no worker started since could remove)
+        parent = self.spec.local_directory or tempfile.gettempdir()
+        await asyncio.to_thread(remove_stale_directories, parent)
         await super()._shutdown()
 
     def __repr__(self) -> str:

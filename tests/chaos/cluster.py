@@ -173,10 +173,14 @@ class ChaosCluster:
             return False
 
     def kill_node(self, node: Node) -> None:
-        """Node loss: SIGKILL the nanny process and its workers together."""
-        for pid in node.all_pids():
+        """Node loss: SIGKILL the nanny process and its workers together; returns once all
+        of them are gone (a lost machine runs nothing: the next node to start then finds
+        their folders stale and removes them)."""
+        pids = node.all_pids()
+        for pid in pids:
             self.signal_pid(pid, signal.SIGKILL)
         node.proc.wait(timeout=30)
+        wait_until(lambda: not any(_alive(pid) for pid in pids), 30, f"{node.name}'s processes")
         self.nodes.remove(node)
 
     # -- stopping ----------------------------------------------------------------------------
@@ -225,3 +229,10 @@ class ChaosCluster:
                 text = log.read_text(errors="replace").splitlines()[-lines:]
                 out.append(f"--- {log.name}\n" + "\n".join(text))
         return "\n".join(out)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -16,6 +16,7 @@ from shoal.worker.local_dir import (
     remove_directory_of_dead_worker,
     remove_stale_directories,
 )
+from tests.conftest import wait_until
 
 
 def dead_pid() -> int:
@@ -116,3 +117,24 @@ def test_a_folder_left_half_made_by_a_dead_process_is_swept(tmp_path: Path) -> N
     ours.mkdir()
     assert remove_stale_directories(str(tmp_path)) == [str(abandoned)]
     assert not abandoned.exists() and ours.exists()
+
+
+def test_a_killed_owner_not_yet_reaped_counts_as_dead(tmp_path: Path) -> None:
+    """A SIGKILLed worker stays a zombie until its parent (or init) reaps it: its folder
+    is stale already, and a sweep in that window must not keep it for ever."""
+    import psutil
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = psutil.Process(child.pid).create_time()
+        folder = tmp_path / "shoal-worker-zombie"
+        folder.mkdir()
+        (folder / LOCK_NAME).write_text(json.dumps({"pid": child.pid, "start_time": started}))
+        assert remove_stale_directories(str(tmp_path)) == []  # alive: kept
+        os.kill(child.pid, signal.SIGKILL)
+        zombie = psutil.Process(child.pid)
+        wait_until(lambda: zombie.status() == psutil.STATUS_ZOMBIE, 30, "a zombie child")
+        assert remove_stale_directories(str(tmp_path)) == [str(folder)]
+    finally:
+        child.kill()
+        child.wait(timeout=60)

@@ -85,8 +85,13 @@ def _write_lock(path: Path) -> IO[str]:
 
 
 def _start_time(pid: int) -> float | None:
+    """When ``pid`` started; None when it does not run (a zombie, killed and not yet reaped
+    by its parent, runs no more: its folder is stale already)."""
     try:
-        return float(psutil.Process(pid).create_time())
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(process.create_time())
     except psutil.Error:
         return None
 
@@ -151,7 +156,7 @@ def remove_stale_directories(parent: str) -> list[str]:
 
 def _staging_owner_dead(name: str) -> bool:
     pid_text = name[len(STAGING_PREFIX) :].split("-", 1)[0]
-    return pid_text.isdigit() and not psutil.pid_exists(int(pid_text))
+    return pid_text.isdigit() and _start_time(int(pid_text)) is None
 
 
 def remove_directory_of_dead_worker(path: str | None) -> bool:
