@@ -429,6 +429,7 @@ async def _serve(servers: list[Any], announce: str, preloads: list[Any]) -> None
         closed = asyncio.ensure_future(asyncio.gather(*(s.wait_closed() for s in servers)))
         await asyncio.wait([waiter, closed], return_when=asyncio.FIRST_COMPLETED)
         closed.cancel()
+        await asyncio.gather(closed, return_exceptions=True)  # retrieved: no log noise
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal: do not wait for closing
         loop.add_signal_handler(sig, _exit_at_second_signal, sig)
     for server in servers:
