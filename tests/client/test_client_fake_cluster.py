@@ -152,19 +152,25 @@ def test_a_key_can_be_reused_once_its_futures_are_gone(client: Client, fake: Fak
     assert second.result() == 3
 
 
-def test_submit_and_map_of_new_keys_do_not_wait_for_the_loop(
-    client: Client, fake: FakeTransport
-) -> None:
+def block_the_loop(client: Client) -> threading.Event:
+    """Hold the client's loop in a callback until the returned event is set (or 30 s)."""
     loop = client._running_core().loop
     assert loop is not None
     blocked, release = threading.Event(), threading.Event()
 
-    def block_the_loop() -> None:
+    def block() -> None:
         blocked.set()
         release.wait(30)
 
-    loop.call_soon_threadsafe(block_the_loop)
-    assert blocked.wait(10)
+    loop.call_soon_threadsafe(block)
+    assert blocked.wait(10), "the client's loop never ran the blocking callback"
+    return release
+
+
+def test_submit_and_map_of_new_keys_do_not_wait_for_the_loop(
+    client: Client, fake: FakeTransport
+) -> None:
+    release = block_the_loop(client)
     results: list[Any] = []
     submitter = threading.Thread(
         target=lambda: results.extend([client.submit(inc, 1), *client.map(inc, [10, 20])])
@@ -183,19 +189,10 @@ def test_submit_and_map_of_new_keys_do_not_wait_for_the_loop(
 def test_an_input_released_meanwhile_is_released_after_the_update_graph_using_it(
     client: Client, fake: FakeTransport
 ) -> None:
-    loop = client._running_core().loop
-    assert loop is not None
     other = client.submit(inc, 0, key="other")
     first = client.submit(inc, 1, key="first")
     fake.settle()
-    blocked, release = threading.Event(), threading.Event()
-
-    def block_the_loop() -> None:
-        blocked.set()
-        release.wait(30)
-
-    loop.call_soon_threadsafe(block_the_loop)
-    assert blocked.wait(10)
+    release = block_the_loop(client)
     del other  # a release flush is queued on the loop before the next submit's send
     gc.collect()
     second = client.submit(inc, first, key="second")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import mmap
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
@@ -19,39 +21,47 @@ SECURITY = Security.local()
 NBYTES = 32 << 20
 
 
-def test_large_frames_are_written_from_their_own_memory_and_arrive_intact() -> None:
-    value = np.random.default_rng(0).integers(0, 2**63, NBYTES // 8, dtype=np.int64)
+@asynccontextmanager
+async def connected_pair() -> AsyncIterator[tuple[Comm, Comm]]:
+    """A client comm and the server's end of it, over loopback; aborted afterwards."""
     accepted: asyncio.Queue[Comm] = asyncio.Queue()
 
     async def keep(comm: Comm) -> None:
         await accepted.put(comm)
         await asyncio.sleep(60)
 
-    async def main() -> tuple[list[Any], int]:
-        listener = await listen("tcp://127.0.0.1:0", keep, security=SECURITY, role="w")
+    listener = await listen("tcp://127.0.0.1:0", keep, security=SECURITY, role="w")
+    try:
+        client = await connect(listener.address, security=SECURITY, role="c")
+        server = await accepted.get()
         try:
-            client = await connect(listener.address, security=SECURITY, role="c")
-            server = await accepted.get()
+            yield client, server
+        finally:
+            client.abort()
+            server.abort()
+    finally:
+        await listener.stop()
+
+
+def test_large_frames_are_written_from_their_own_memory_and_arrive_intact() -> None:
+    value = np.random.default_rng(0).integers(0, 2**63, NBYTES // 8, dtype=np.int64)
+
+    async def main() -> tuple[list[Any], int]:
+        async with connected_pair() as (client, server):
             assert isinstance(client, TCPComm)
             outbox = client._outbox
             assert outbox is not None
             before = outbox.sent_direct
-            try:
-                messages = [
-                    {"op": "small", "i": 1},
-                    {"op": "data", "value": serialize(value)},
-                    {"op": "small", "i": 2},
-                    {"op": "data", "value": serialize(value[::-1].copy())},
-                ]
-                writes = [asyncio.ensure_future(client.write(m)) for m in messages]
-                reads = [await server.read() for _ in writes]
-                await asyncio.gather(*writes)
-                return reads, outbox.sent_direct - before
-            finally:
-                client.abort()
-                server.abort()
-        finally:
-            await listener.stop()
+            messages = [
+                {"op": "small", "i": 1},
+                {"op": "data", "value": serialize(value)},
+                {"op": "small", "i": 2},
+                {"op": "data", "value": serialize(value[::-1].copy())},
+            ]
+            writes = [asyncio.ensure_future(client.write(m)) for m in messages]
+            reads = [await server.read() for _ in writes]
+            await asyncio.gather(*writes)
+            return reads, outbox.sent_direct - before
 
     reads, direct = run(main())
     assert [m["op"] for m in reads] == ["small", "data", "small", "data"]
@@ -67,25 +77,11 @@ def test_large_frames_are_written_from_their_own_memory_and_arrive_intact() -> N
 
 def test_a_large_frame_lands_in_a_mapping_of_its_final_size() -> None:
     value = np.ones(NBYTES // 8)
-    accepted: asyncio.Queue[Comm] = asyncio.Queue()
-
-    async def keep(comm: Comm) -> None:
-        await accepted.put(comm)
-        await asyncio.sleep(60)
 
     async def main() -> list[memoryview]:
-        listener = await listen("tcp://127.0.0.1:0", keep, security=SECURITY, role="w")
-        try:
-            client = await connect(listener.address, security=SECURITY, role="c")
-            server = await accepted.get()
-            try:
-                await client.write_frames([b"head", value.data.cast("B")])
-                return await server.read_frames()
-            finally:
-                client.abort()
-                server.abort()
-        finally:
-            await listener.stop()
+        async with connected_pair() as (client, server):
+            await client.write_frames([b"head", value.data.cast("B")])
+            return await server.read_frames()
 
     head, body = run(main())
     assert bytes(head) == b"head" and body.nbytes == NBYTES
