@@ -5,36 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from shoal.comm import BatchedStream, Comm, Security, connect, listen
+from shoal.comm import BatchedStream, Comm, Security
 from shoal.errors import CommClosedError, CommError
+from tests.comm import helpers
 from tests.conftest import run
 
 SECURITY = Security.local()
 
 
-@contextlib.asynccontextmanager
-async def comm_pair(address: str) -> AsyncIterator[tuple[Comm, Comm]]:
-    accepted: asyncio.Queue[Comm] = asyncio.Queue()
-    listener = await listen(address, accepted.put, security=SECURITY, role="scheduler")
-    try:
-        client = await connect(listener.address, security=SECURITY, role="worker")
-        server = await accepted.get()
-        try:
-            yield client, server
-        finally:
-            client.abort()
-            server.abort()
-    finally:
-        await listener.stop()
+def comm_pair(address: str) -> contextlib.AbstractAsyncContextManager[tuple[Comm, Comm, Any]]:
+    return helpers.comm_pair(address, server_security=SECURITY)
 
 
 def test_sends_in_one_loop_turn_arrive_as_one_batch(address: str) -> None:
     async def main() -> None:
-        async with comm_pair(address) as (client, server):
+        async with comm_pair(address) as (client, server, _):
             stream = BatchedStream(client)
             for i in range(100):
                 stream.send({"op": "x", "i": i})
@@ -50,7 +39,7 @@ def test_sends_in_one_loop_turn_arrive_as_one_batch(address: str) -> None:
 
 def test_an_idle_stream_sends_at_once_even_within_the_interval(address: str) -> None:
     async def main() -> None:
-        async with comm_pair(address) as (client, server):
+        async with comm_pair(address) as (client, server, _):
             stream = BatchedStream(client, interval=60)
             for msg in ("a", "b", "c"):  # each a round trip's hop: nothing waits a minute
                 stream.send(msg)
@@ -69,7 +58,7 @@ def test_messages_within_the_interval_are_coalesced_while_the_loop_is_busy(
     address: str,
 ) -> None:
     async def main() -> None:
-        async with comm_pair(address) as (client, server):
+        async with comm_pair(address) as (client, server, _):
             stream = BatchedStream(client, interval=60)
             stream.send("a")  # after an idle spell: goes out on the next loop turn
             assert await server.read() == ("a",)
@@ -92,7 +81,7 @@ def test_messages_within_the_interval_are_coalesced_while_the_loop_is_busy(
 
 def test_order_is_kept_across_many_batches(address: str) -> None:
     async def main() -> None:
-        async with comm_pair(address) as (client, server):
+        async with comm_pair(address) as (client, server, _):
             stream = BatchedStream(client, interval=0.001)
 
             async def produce() -> None:
@@ -117,7 +106,7 @@ def test_order_is_kept_across_many_batches(address: str) -> None:
 
 def test_close_flushes_then_closes_and_send_refuses(address: str) -> None:
     async def main() -> None:
-        async with comm_pair(address) as (client, server):
+        async with comm_pair(address) as (client, server, _):
             stream = BatchedStream(client)
             stream.send(1, 2, 3)
             await stream.close()
@@ -136,7 +125,7 @@ def test_a_message_that_cannot_be_encoded_is_dropped_alone(
     address: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def main() -> None:
-        async with comm_pair(address) as (client, server):
+        async with comm_pair(address) as (client, server, _):
             stream = BatchedStream(client)
             stream.send({"op": "ok", "i": 1}, {"op": "bad", "x": object()}, {"op": "ok", "i": 2})
             assert await server.read() == ({"op": "ok", "i": 1}, {"op": "ok", "i": 2})
@@ -153,7 +142,7 @@ def test_a_message_that_cannot_be_encoded_goes_to_its_handler(address: str) -> N
     unsendable: list[tuple[object, Exception]] = []
 
     async def main() -> None:
-        async with comm_pair(address) as (client, server):
+        async with comm_pair(address) as (client, server, _):
             stream = BatchedStream(
                 client, on_unencodable=lambda msg, exc: unsendable.append((msg, exc))
             )
@@ -175,7 +164,7 @@ def test_a_message_that_cannot_be_encoded_goes_to_its_handler(address: str) -> N
 
 def test_peer_going_away_ends_the_stream(address: str) -> None:
     async def main() -> None:
-        async with comm_pair(address) as (client, server):
+        async with comm_pair(address) as (client, server, _):
             stream = BatchedStream(client)
             await server.close()
             with pytest.raises(CommError):
@@ -190,7 +179,7 @@ def test_peer_going_away_ends_the_stream(address: str) -> None:
 
 def test_abort_drops_the_buffer(address: str) -> None:
     async def main() -> None:
-        async with comm_pair(address) as (client, server):
+        async with comm_pair(address) as (client, server, _):
             stream = BatchedStream(client, interval=60)
             stream.send("first")
             assert await server.read() == ("first",)
@@ -205,7 +194,7 @@ def test_abort_drops_the_buffer(address: str) -> None:
 
 def test_flush_now_hands_everything_over_at_once_and_in_order(address: str) -> None:
     async def main() -> None:
-        async with comm_pair(address) as (a, b):
+        async with comm_pair(address) as (a, b, _):
             stream = BatchedStream(a, interval=60)  # the flusher would wait a minute
             stream.send({"op": "first"})
             await asyncio.sleep(0)  # the flusher takes "first" and starts its wait
@@ -223,7 +212,7 @@ def test_flush_now_hands_everything_over_at_once_and_in_order(address: str) -> N
 
 def test_messages_sent_apart_each_arrive_in_a_frame_set_of_their_own(address: str) -> None:
     async def main() -> None:
-        async with comm_pair(address) as (a, b):
+        async with comm_pair(address) as (a, b, _):
             stream = BatchedStream(a, interval=0.001)
             stream.send({"op": "before-1"}, {"op": "before-2"})
             stream.send({"op": "part-1"}, {"op": "part-2"}, {"op": "part-3"}, apart=True)
@@ -246,7 +235,7 @@ def test_messages_sent_apart_each_arrive_in_a_frame_set_of_their_own(address: st
 
 def test_flush_now_keeps_messages_sent_apart_in_their_own_frame_sets(address: str) -> None:
     async def main() -> None:
-        async with comm_pair(address) as (a, b):
+        async with comm_pair(address) as (a, b, _):
             stream = BatchedStream(a, interval=60)
             stream.send({"op": "first"})
             stream.send({"op": "part-1"}, {"op": "part-2"}, apart=True)

@@ -9,7 +9,6 @@ import logging
 import pickle
 import secrets
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from shoal.comm import Comm, Listener, Security, connect, listen
 from shoal.config import CommConfig
 from shoal.errors import CommBrokenError, CommClosedError, CommError, HandshakeError
 from shoal.protocol import FrameLimits, Serialized, deserialize, serialize
+from tests.comm import helpers
 from tests.conftest import run, wait_for_condition
 
 
@@ -54,31 +54,17 @@ def address(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@contextlib.asynccontextmanager
-async def comm_pair(
+def comm_pair(
     address: str,
     *,
     server_security: Security = SECURITY,
     client_security: Security = SECURITY,
     config: CommConfig = FAST,
-) -> AsyncIterator[tuple[Comm, Comm, Listener]]:
+) -> contextlib.AbstractAsyncContextManager[tuple[Comm, Comm, Listener]]:
     """(client end, server end, listener), all closed afterwards."""
-    accepted: asyncio.Queue[Comm] = asyncio.Queue()
-    listener = await listen(
-        address, accepted.put, security=server_security, role="server", name="srv", config=config
+    return helpers.comm_pair(
+        address, server_security=server_security, client_security=client_security, config=config
     )
-    try:
-        client = await connect(
-            listener.address, security=client_security, role="client", name="cli", config=config
-        )
-        server = await accepted.get()
-        try:
-            yield client, server, listener
-        finally:
-            client.abort()
-            server.abort()
-    finally:
-        await listener.stop()
 
 
 class FileMaker:

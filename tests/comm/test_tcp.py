@@ -6,48 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import mmap
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
 
-from shoal.comm import Comm, Security, connect, listen
+from shoal.comm import Security
 from shoal.comm.tcp import _NUDGE_BYTES, TCPComm
 from shoal.protocol.serialize import deserialize, serialize
+from tests.comm.helpers import comm_pair
 from tests.conftest import run
 
 SECURITY = Security.local()
 NBYTES = 32 << 20
 
 
-@asynccontextmanager
-async def connected_pair() -> AsyncIterator[tuple[Comm, Comm]]:
-    """A client comm and the server's end of it, over loopback; aborted afterwards."""
-    accepted: asyncio.Queue[Comm] = asyncio.Queue()
-
-    async def keep(comm: Comm) -> None:
-        await accepted.put(comm)
-        await asyncio.sleep(60)
-
-    listener = await listen("tcp://127.0.0.1:0", keep, security=SECURITY, role="w")
-    try:
-        client = await connect(listener.address, security=SECURITY, role="c")
-        server = await accepted.get()
-        try:
-            yield client, server
-        finally:
-            client.abort()
-            server.abort()
-    finally:
-        await listener.stop()
-
-
 def test_large_frames_are_written_from_their_own_memory_and_arrive_intact() -> None:
     value = np.random.default_rng(0).integers(0, 2**63, NBYTES // 8, dtype=np.int64)
 
     async def main() -> tuple[list[Any], int]:
-        async with connected_pair() as (client, server):
+        async with comm_pair("tcp://127.0.0.1:0", server_security=SECURITY) as (client, server, _):
             assert isinstance(client, TCPComm)
             outbox = client._outbox
             assert outbox is not None
@@ -79,7 +56,7 @@ def test_a_large_frame_lands_in_a_mapping_of_its_final_size() -> None:
     value = np.ones(NBYTES // 8)
 
     async def main() -> list[memoryview]:
-        async with connected_pair() as (client, server):
+        async with comm_pair("tcp://127.0.0.1:0", server_security=SECURITY) as (client, server, _):
             await client.write_frames([b"head", value.data.cast("B")])
             return await server.read_frames()
 
