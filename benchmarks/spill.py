@@ -9,14 +9,22 @@ then a sum of those). Printed per system: the time of each phase, the worker's p
 (sampled from outside every 5 ms), whether the worker process survived, and for shoal the
 longest gap between heartbeats at the scheduler. The last column is dask / shoal: above 1
 means shoal is faster.
+
+``floor`` is the same bytes without a distributed system, in one fresh process with the
+workers' ``MALLOC_TRIM_THRESHOLD_``: make each array, write it to a file, then read each
+back into a ``bytearray`` and sum it. ``--no-dask`` runs shoal and the floor only.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import multiprocessing
+import os
+import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,28 +132,67 @@ def run_dask(n: int, nbytes: int, limit: str) -> Result:
         return workload(client, distributed.wait, n, nbytes)
 
 
+def floor_in_process(n: int, nbytes: int) -> tuple[float, float]:
+    """(write, read back and sum) seconds for ``n`` arrays through plain files."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="shoal-spill-floor-") as folder:
+        start = time.perf_counter()
+        for i in range(n):
+            with open(os.path.join(folder, str(i)), "wb") as f:
+                f.write(make_array(i, nbytes).data)
+        written = time.perf_counter()
+        grand = 0.0
+        for i in range(n):
+            with open(os.path.join(folder, str(i)), "rb") as f:
+                data = bytearray(os.fstat(f.fileno()).st_size)
+                f.readinto(data)
+            grand += float(np.frombuffer(data).sum())
+        done = time.perf_counter()
+    assert grand == float(sum(range(n))) * (nbytes // 8), grand
+    return written - start, done - written
+
+
+def run_floor(n: int, nbytes: int) -> Result:
+    # the floor's process gives freed memory back as eagerly as both systems' workers
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"
+    try:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            write, read = pool.submit(floor_in_process, n, nbytes).result()
+    finally:
+        del os.environ["MALLOC_TRIM_THRESHOLD_"]
+    return Result(persist=write, reduce=read, peak_rss=0, same_pid=True, longest_heartbeat_gap=None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--arrays", type=int, default=300)
     parser.add_argument("--array-mb", type=float, default=10)
     parser.add_argument("--limit", default="1GiB")
+    parser.add_argument("--no-dask", action="store_true", help="shoal and the floor only")
     args = parser.parse_args()
     nbytes = int(args.array_mb * 10**6)
-    results = {
-        "shoal": run_shoal(args.arrays, nbytes, args.limit),
-        "dask": run_dask(args.arrays, nbytes, args.limit),
-    }
+    results = {"shoal": run_shoal(args.arrays, nbytes, args.limit)}
+    if not args.no_dask:
+        results["dask"] = run_dask(args.arrays, nbytes, args.limit)
+    results["floor"] = run_floor(args.arrays, nbytes)
     gb = args.arrays * nbytes / 1e9
     print(f"spill: {args.arrays} x {args.array_mb:g} MB = {gb:.1f} GB, limit {args.limit}")
     print(f"{'':<8}{'persist':>10}{'reduce':>10}{'total':>10}{'peak RSS':>11}{'same pid':>10}"
           f"{'max hb gap':>12}")  # fmt: skip
     for name, r in results.items():
         gap = "-" if r.longest_heartbeat_gap is None else f"{r.longest_heartbeat_gap:.2f}s"
+        rss = f"{r.peak_rss / 2**20:>7.0f} MiB" if r.peak_rss else f"{'-':>11}"
         print(f"{name:<8}{r.persist:>9.2f}s{r.reduce:>9.2f}s{r.total:>9.2f}s"
-              f"{r.peak_rss / 2**20:>7.0f} MiB{r.same_pid!s:>10}{gap:>12}")  # fmt: skip
-    s, d = results["shoal"], results["dask"]
-    print(f"dask/shoal: persist {d.persist / s.persist:.2f}x, reduce {d.reduce / s.reduce:.2f}x, "
-          f"total {d.total / s.total:.2f}x")  # fmt: skip
+              f"{rss}{r.same_pid!s:>10}{gap:>12}")  # fmt: skip
+    s, f = results["shoal"], results["floor"]
+    if "dask" in results:
+        d = results["dask"]
+        print(f"dask/shoal: persist {d.persist / s.persist:.2f}x, "
+              f"reduce {d.reduce / s.reduce:.2f}x, total {d.total / s.total:.2f}x")  # fmt: skip
+    print(f"shoal/floor: persist {s.persist / f.persist:.2f}x, reduce {s.reduce / f.reduce:.2f}x, "
+          f"total {s.total / f.total:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def test_thresholds_from_config_and_turning_them_off() -> None:
     )
     assert (off.target, off.spill, off.pause) == (None, None, None) and not off.monitored
     assert not MemoryThresholds.from_config(WorkerConfig(memory_limit=0)).monitored
+    assert th.write_behind == 100 and off.write_behind == 0
 
 
 def test_below_the_spill_threshold_nothing_happens() -> None:

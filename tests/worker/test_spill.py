@@ -231,6 +231,30 @@ def test_a_task_thread_waits_for_pending_writes_before_it_runs(tmp_path: Path) -
         buffer.close()
 
 
+def test_a_task_runs_while_the_writer_is_behind_by_less_than_allowed(tmp_path: Path) -> None:
+    _GATE.clear()
+    buffer = SpillBuffer(str(tmp_path / "s"), target=0.5, weight=lambda v: 1)
+    wait = spill.wait_for_spill_writes(buffer, timeout=10, behind=1)
+    assert wait is not None
+    try:
+        buffer["k"] = SlowToPickle()  # 1 byte pending: within what the writer may lag
+        ran = threading.Thread(target=wait)
+        ran.start()
+        ran.join(10)
+        assert not ran.is_alive(), "the task waited although the writer was behind by 1 of 1"
+        buffer["j"] = b"two"  # 2 bytes pending now: over the allowance
+        waited = threading.Thread(target=wait)
+        waited.start()
+        waited.join(0.2)
+        assert waited.is_alive(), "the task ran while the writer was further behind than allowed"
+        _GATE.set()
+        waited.join(10)
+        assert not waited.is_alive() and buffer.pending_weight <= 1
+    finally:
+        _GATE.set()
+        buffer.close()
+
+
 def test_a_stuck_spill_writer_delays_a_task_only_for_the_configured_wait(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -64,6 +64,14 @@ class MemoryThresholds:
         )
 
     @property
+    def write_behind(self) -> int:
+        """How many bytes the spill writer may lag while tasks run: the room between the
+        target and the spill threshold (0 when either is off)."""
+        if self.target is None or self.spill is None:
+            return 0
+        return max(0, self.spill - self.target)
+
+    @property
     def monitored(self) -> bool:
         """Whether a monitor has anything to do."""
         return self.spill is not None or self.pause is not None

@@ -214,9 +214,12 @@ class Worker(Server, WorkerStateView):
         self.data: MutableMapping[Key, Any] = make_data(
             data_factory(data), os.path.join(self.local_directory, "storage"), self.config
         )
-        self.runner.before_run = wait_for_spill_writes(self.data, self.config.spill_writes_wait)
+        thresholds = MemoryThresholds.from_config(self.config)
+        self.runner.before_run = wait_for_spill_writes(
+            self.data, self.config.spill_writes_wait, thresholds.write_behind
+        )
         self.shm = SharedMemoryTransfers(self.config.shared_memory)
-        self.memory_monitor = MemoryMonitor(MemoryThresholds.from_config(self.config), self.data)
+        self.memory_monitor = MemoryMonitor(thresholds, self.data)
         self.state = self._new_state()
         #: plugins, run with dask's options, call stacks, profiles (shoal.worker.extras)
         self.extras = WorkerExtras(self)
