@@ -62,6 +62,18 @@ def test_policy_freezes_after_enough_tasks_and_thaws_when_idle(thawed: None) -> 
     assert not policy.frozen and gc.get_freeze_count() == 0
 
 
+def test_policy_freezes_now_and_then_while_a_big_graph_runs(thawed: None) -> None:
+    policy = GcPolicy(freeze_after=100)
+    policy.idle(tasks_held=99)
+    assert not policy.frozen and gc.get_freeze_count() == 0  # a small graph: no freeze
+    policy.idle(tasks_held=100)
+    assert policy.frozen and policy.freezes == 1
+    made_while_running = [_Node() for _ in range(10)]
+    policy.idle(tasks_held=100)
+    assert policy.freezes == 2 and all(gc.is_tracked(n) for n in made_while_running)
+    assert not any(n in gc.get_objects(generation=2) for n in made_while_running[:1])
+
+
 class _Node:
     def __init__(self) -> None:
         self.me = self  # a reference cycle: only the collector frees it

@@ -274,3 +274,34 @@ def test_large_bytes_travel_out_of_band_and_come_back_as_bytes() -> None:
         assert len(blob.buffers) == 1 and blob.buffers[0].obj is value  # not copied on send
         back = deserialize(blob)
         assert type(back) is type(value) and back == value
+
+
+def test_a_run_spec_leaves_out_the_docstring_a_curry_copied() -> None:
+    import dask.array as da
+    import numpy as np
+
+    from shoal.graph.dask import materialize
+
+    nodes = materialize(da.ones(8, chunks=4)).nodes
+    node = next(iter(nodes.values()))  # a ones_like task: a curry wearing numpy's docstring
+    plain, slim = serialize(node), serialize(node, task=True)
+    assert b"Return an array of ones" in plain.header
+    assert b"Return an array of ones" not in slim.header
+    assert len(slim.header) < len(plain.header) - 1000
+    restored = deserialize(slim)
+    assert np.array_equal(restored({}), np.ones(4))
+    assert deserialize(plain).func.func.__name__ == restored.func.func.__name__ == "ones_like"
+
+
+def test_a_task_curry_keeps_the_rest_of_what_it_carries() -> None:
+    from toolz import curry  # type: ignore[import-untyped]
+
+    def scale(x: int, by: int) -> int:
+        return x * by
+
+    curried = curry(scale, by=3)
+    curried.__name__ = "tripled"
+    curried.note = "kept"  # type: ignore[attr-defined]
+    back = deserialize(serialize(curried, task=True))
+    assert back(2) == 6 and back.__name__ == "tripled" and back.note == "kept"
+    assert serialize(b"plain", task=True).header == serialize(b"plain").header

@@ -105,7 +105,7 @@ def _prepare(
 
 def _serialize_node(key: Key, node: Any) -> Serialized:
     try:
-        return serialize(node)
+        return serialize(node, task=True)
     except SerializationError as exc:
         raise SerializationError(f"cannot send the task {key!r} of the dask graph: {exc}") from exc
 

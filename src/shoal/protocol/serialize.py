@@ -7,7 +7,10 @@ calls ``deserialize``, after the connection it came on was authenticated.
 
 from __future__ import annotations
 
+import copyreg
+import io
 import pickle
+import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,8 +51,14 @@ class _LargeBytes:
         return (type(self.data), (pickle.PickleBuffer(self.data),))
 
 
-def serialize(obj: object) -> Serialized:
-    """Pickle ``obj``; functions and ``__main__`` objects are pickled by value."""
+def serialize(obj: object, *, task: bool = False) -> Serialized:
+    """Pickle ``obj``; functions and ``__main__`` objects are pickled by value.
+
+    ``task=True`` is for run specs (dask graph nodes): a toolz ``curry`` leaves out the
+    docstring copied onto it. dask.array's ``ones_like`` curries carried numpy's 2 KB
+    docstring in every task's run spec, held by the scheduler and sent to a worker per
+    task; a worker runs the function and never reads it.
+    """
     buffers: list[pickle.PickleBuffer] = []
     if type(obj) in (bytes, bytearray) and len(obj) >= OUT_OF_BAND_BYTES:  # type: ignore[arg-type]
         obj = _LargeBytes(obj)  # type: ignore[arg-type]
@@ -61,7 +70,10 @@ def serialize(obj: object) -> Serialized:
         return True
 
     try:
-        header = pickle.dumps(obj, protocol=5, buffer_callback=keep_large_out_of_band)
+        if task:
+            header = _dumps_task(obj, keep_large_out_of_band)
+        else:
+            header = pickle.dumps(obj, protocol=5, buffer_callback=keep_large_out_of_band)
         if b"__main__" in header:
             raise pickle.PicklingError("refers to __main__")
     except Exception:
@@ -73,6 +85,39 @@ def serialize(obj: object) -> Serialized:
                 f"cannot serialize {type(obj).__name__} object {_short_repr(obj)}: {exc}"
             ) from exc
     return Serialized(header, tuple(b.raw() for b in buffers))
+
+
+def _dumps_task(obj: object, buffer_callback: Callable[[pickle.PickleBuffer], bool]) -> bytes:
+    table = _task_dispatch_table()
+    if table is None:
+        return pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=5, buffer_callback=buffer_callback)
+    pickler.dispatch_table = table
+    pickler.dump(obj)
+    return out.getvalue()
+
+
+_TASK_DISPATCH: dict[type, Any] = {}
+
+
+def _task_dispatch_table() -> dict[type, Any] | None:
+    """copyreg's reducers plus the slim curry one; None until toolz is imported (no curry
+    can exist before)."""
+    if not _TASK_DISPATCH:
+        functoolz = sys.modules.get("toolz.functoolz")
+        if functoolz is None:
+            return None
+        _TASK_DISPATCH.update(copyreg.dispatch_table)
+        _TASK_DISPATCH[functoolz.curry] = _reduce_curry
+    return _TASK_DISPATCH
+
+
+def _reduce_curry(curried: Any) -> tuple[Any, ...]:
+    """toolz's own reduction, less the ``__doc__`` it copies into the restored object."""
+    restore, (cls, func, args, kwargs, userdict, is_decorated) = curried.__reduce__()
+    userdict = tuple(item for item in userdict if item[0] != "__doc__")
+    return restore, (cls, func, args, kwargs, userdict, is_decorated)
 
 
 def deserialize(value: Serialized) -> Any:
