@@ -6,7 +6,7 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +211,14 @@ def test_task_inputs_read_spilled_values_lazily(buf: SpillBuffer) -> None:
     assert task_inputs({"a": 1}, ["a"]) == {"a": 1}
 
 
+def _waiting_thread(wait: Callable[[], None]) -> threading.Thread:
+    """A thread that runs ``wait``, given 0.2 s to return (still alive: it is waiting)."""
+    thread = threading.Thread(target=wait)
+    thread.start()
+    thread.join(0.2)
+    return thread
+
+
 def test_a_task_thread_waits_for_pending_writes_before_it_runs(tmp_path: Path) -> None:
     _GATE.clear()
     buffer = SpillBuffer(str(tmp_path / "s"), target=0.5, weight=lambda v: 1)
@@ -219,9 +227,7 @@ def test_a_task_thread_waits_for_pending_writes_before_it_runs(tmp_path: Path) -
     try:
         buffer["k"] = SlowToPickle()  # queued; the writer waits on the gate
         assert not buffer.wait_for_writes(0.05), "pending, yet the wait returned at once"
-        waited = threading.Thread(target=wait)
-        waited.start()
-        waited.join(0.2)
+        waited = _waiting_thread(wait)
         assert waited.is_alive(), "the task ran while a value still waited for disk"
         _GATE.set()
         waited.join(10)
@@ -243,9 +249,7 @@ def test_a_task_runs_while_the_writer_is_behind_by_less_than_allowed(tmp_path: P
         ran.join(10)
         assert not ran.is_alive(), "the task waited although the writer was behind by 1 of 1"
         buffer["j"] = b"two"  # 2 bytes pending now: over the allowance
-        waited = threading.Thread(target=wait)
-        waited.start()
-        waited.join(0.2)
+        waited = _waiting_thread(wait)
         assert waited.is_alive(), "the task ran while the writer was further behind than allowed"
         _GATE.set()
         waited.join(10)
