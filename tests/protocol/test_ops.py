@@ -268,6 +268,16 @@ def test_update_graph_rows_become_new_tasks_with_their_restrictions() -> None:
     assert restricted.retries == 2
 
 
+def test_the_layer_name_of_tuple_keys_is_held_once() -> None:
+    rows = [(("-".join(["layer", "x" * 30]), i), None, (), (0,), None) for i in range(3)]
+    assert len({id(row[0][0]) for row in rows}) == 3  # three copies, as msgpack makes them
+    tasks = list(scheduler_wire.new_tasks(rows, {}))
+    assert [t.key for t in tasks] == [row[0] for row in rows]
+    assert len({id(t.key[0]) for t in tasks}) == 1  # type: ignore[index]
+    [plain] = scheduler_wire.new_tasks([("plain", None, (), (0,), None)], {})
+    assert plain.key == "plain"
+
+
 @pytest.mark.parametrize("inst_type", list(scheduler_wire.CLIENT_OP_OF), ids=lambda c: c.__name__)
 def test_scheduler_instructions_reach_the_client_whole(inst_type: type) -> None:
     inst = _instance(inst_type, stimulus_id="sid-3", client="c")

@@ -15,6 +15,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -196,8 +197,14 @@ _NewId = Callable[[str], str]
 def new_tasks(
     rows: Iterable[ops.TaskRow], restrictions: Mapping[Key, Mapping[str, Any]]
 ) -> Iterable[ev.NewTask]:
-    """The tasks of an ``update-graph``, each with its restrictions."""
+    """The tasks of an ``update-graph``, each with its restrictions.
+
+    A dask key is a tuple whose first item names its layer, and msgpack decodes a fresh
+    copy of that name for every key: the name is interned, so a million-task graph holds
+    each name once, not once per task (~85 bytes a task)."""
     for key, run_spec, deps, priority, token in rows:
+        if type(key) is tuple and key and type(key[0]) is str:
+            key = (sys.intern(key[0]), *key[1:])
         extra = restrictions.get(key)
         if extra is None:
             yield ev.NewTask(
