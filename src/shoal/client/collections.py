@@ -30,6 +30,7 @@ from shoal.graph.dask import (
     DaskGraph,
     compute_expr,
     flatten_keys,
+    fuse_outputs,
     materialize,
     persist_expr,
     repack,
@@ -133,6 +134,8 @@ def compute(client: Client, collections: Any, optimize_graph: bool = True, **kwa
     with shoal_dask_config():
         expr, outputs = compute_expr(wanted, optimize_graph)
         graph = materialize(expr)
+        if optimize_graph:
+            graph = fuse_outputs(graph, outputs)
     result = submit_graph(client, graph, outputs, options_of(kwargs))
 
     def place(futures: list[Future]) -> Any:
