@@ -186,6 +186,29 @@ def test_submit_and_map_of_new_keys_do_not_wait_for_the_loop(
     assert [f.result() for f in results] == [2, 11, 21]
 
 
+def test_compute_of_a_small_new_graph_does_not_wait_for_the_loop(
+    client: Client, fake: FakeTransport
+) -> None:
+    import dask.array as da
+
+    release = block_the_loop(client)
+    results: list[Any] = []
+    computer = threading.Thread(
+        target=lambda: results.append(client.compute((da.ones(8, chunks=4) + 1).sum()))
+    )
+    computer.start()
+    computer.join(10)  # the loop is still blocked: a round trip to it could not finish
+    alive = computer.is_alive()
+    release.set()
+    computer.join(10)
+    assert not alive and [f.status for f in results] == ["pending"]
+    fake.settle()
+    [graph] = fake.messages("update-graph")
+    assert graph["wanted"] == [results[0].key]
+    fake.compute()
+    assert results[0].result() == 16
+
+
 def test_an_input_released_meanwhile_is_released_after_the_update_graph_using_it(
     client: Client, fake: FakeTransport
 ) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from shoal.client import Client, Future, as_completed, wait
+from shoal.client.transport import CommTransport
 from shoal.comm import Security
 from shoal.errors import CancelledError, ShoalError, ShoalTimeoutError
 from tests.conftest import wait_until
@@ -166,6 +167,26 @@ def test_a_client_by_address_finds_the_token(cluster: object) -> None:
     address = cluster.scheduler_address  # type: ignore[attr-defined]
     with Client(address, set_as_default=False) as client:
         assert client.submit(inc, 41).result(timeout=20) == 42
+
+
+def test_a_client_on_the_cluster_s_loop_reaches_its_scheduler_in_process(cluster: object) -> None:
+    assert cluster.in_process_address() is None  # type: ignore[attr-defined]  # not its loop
+    with Client(cluster, set_as_default=False) as client:
+        transport = client._running_core().transport
+        assert isinstance(transport, CommTransport)
+        assert transport.scheduler_route.startswith("inproc://")
+        assert client.scheduler_info()["address"] == cluster.scheduler_address  # type: ignore[attr-defined]
+        assert client.submit(inc, 1).result(timeout=20) == 2
+        assert client.gather(client.map(inc, range(5))) == [1, 2, 3, 4, 5]
+
+    async def on_another_loop() -> None:
+        async with Client(cluster, asynchronous=True, set_as_default=False) as other:
+            transport = other._running_core().transport
+            assert isinstance(transport, CommTransport)
+            assert transport.scheduler_route == cluster.scheduler_address  # type: ignore[attr-defined]
+            assert await other.submit(inc, 2) == 3
+
+    asyncio.run(on_another_loop())
 
 
 def test_an_asynchronous_client(cluster: object) -> None:

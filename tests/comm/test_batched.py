@@ -49,6 +49,34 @@ def test_an_idle_stream_sends_at_once_even_within_the_interval(address: str) -> 
     run(main())
 
 
+def test_a_send_on_an_idle_stream_is_with_the_connection_when_it_returns(address: str) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (client, server, _):
+            stream = BatchedStream(client, interval=0.001)
+            await asyncio.sleep(0.01)  # the flusher waits for a send; the interval passed
+            stream.send("a")
+            stream.abort()  # no loop turn since send: only what send wrote itself arrives
+            assert await asyncio.wait_for(server.read(), 5) == ("a",)
+            with pytest.raises(CommError):
+                await server.read()
+
+    run(main())
+
+
+def test_after_an_idle_send_the_rest_of_the_turn_arrives_as_one_batch(address: str) -> None:
+    async def main() -> None:
+        async with comm_pair(address) as (client, server, _):
+            stream = BatchedStream(client, interval=0.001)
+            await asyncio.sleep(0.01)
+            for i in range(100):
+                stream.send(i)
+            assert await server.read() == (0,)
+            assert await server.read() == tuple(range(1, 100))
+            await stream.close()
+
+    run(main())
+
+
 async def keep_loop_busy(turns: int) -> None:
     for _ in range(turns):
         await asyncio.sleep(0)

@@ -8,7 +8,7 @@ from typing import Any
 import dask
 import dask.array as da
 import pytest
-from dask._task_spec import Alias, DataNode, Task
+from dask._task_spec import Alias, DataNode, Task, TaskRef
 
 from shoal._types import Key
 from shoal.client import graph_submit
@@ -16,6 +16,7 @@ from shoal.client.graph_submit import prepare
 from shoal.graph.dask import (
     flatten_keys,
     frontiers,
+    fuse_outputs,
     materialize,
     refer_to_futures,
     repack,
@@ -98,6 +99,50 @@ def test_futures_left_as_plain_arguments_become_dependencies() -> None:
         assert node.dependencies == {"remote"}
         assert node({"remote": 41}) == 42
     assert refer_to_futures(node) is node
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def test_compute_s_finalize_alias_runs_in_the_task_it_names() -> None:
+    from shoal.graph.dask import compute_expr
+
+    expr, outputs = compute_expr([(da.ones(16, chunks=4) + 1).sum()], True)
+    graph = materialize(expr)
+    [out] = outputs
+    assert type(graph.nodes[out]) is Alias  # what dask leaves: one task just to rename
+    fused = fuse_outputs(graph, outputs)
+    assert len(fused.nodes) == len(graph.nodes) - 1
+    assert isinstance(fused.nodes[out], Task)
+    assert fused.dependencies(out) == graph.dependencies(graph.nodes[out].target)
+    assert run(fused.nodes, out) == run(graph.nodes, out) == 32
+
+
+def test_an_output_task_is_fused_with_the_task_only_it_needs() -> None:
+    graph = materialize({"a": (inc, "x"), "b": (inc, "a"), "x": 1})
+    fused = fuse_outputs(graph, ["b"])
+    assert set(fused.nodes) == {"b", "x"}
+    assert fused.dependencies("b") == {"x"}
+    assert run(fused.nodes, "b") == 3
+
+
+@pytest.mark.parametrize(
+    ("dsk", "outputs", "annotations"),
+    [
+        ({"a": (inc, 1), "b": (inc, "a")}, ["a", "b"], {}),  # the dependency is wanted too
+        ({"a": (inc, 1), "b": (inc, "a"), "c": (inc, "a")}, ["b"], {}),  # others need it
+        ({"a": (inc, 1), "b": (inc, "a")}, ["b"], {"retries": {"a": 2}}),  # annotated
+        ({"a": (inc, 1), "b": (operator.add, "a", "a2"), "a2": 1}, ["b"], {}),  # two deps
+        ({"b": Task("b", inc, TaskRef("remote"))}, ["b"], {}),  # not in the graph
+    ],
+)
+def test_outputs_are_not_fused_across_what_must_stay_apart(
+    dsk: dict[str, Any], outputs: list[str], annotations: dict[str, dict[Key, Any]]
+) -> None:
+    graph = materialize(dsk)
+    graph.annotations = annotations
+    assert fuse_outputs(graph, outputs).nodes == graph.nodes
 
 
 def test_keys_flatten_and_repack_with_tuples_as_keys() -> None:

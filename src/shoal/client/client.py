@@ -224,7 +224,10 @@ class Client(ClientAdmin[M], DatasetsMixin[M]):
         s = self._settings
         self._target = await resolve(s.address, s.scheduler_file, s.security, s.cluster_kwargs)
         config = CommConfig(connect_timeout=s.timeout)
-        return CommTransport(self._target.address, self._target.security, self.name, config)
+        target = self._target
+        return CommTransport(
+            target.address, target.security, self.name, config, target.local_address
+        )
 
     @by_mode
     def start(self, /, **kwargs: Any) -> Maybe[Client[Any]]:

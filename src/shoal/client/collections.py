@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -30,6 +31,7 @@ from shoal.graph.dask import (
     DaskGraph,
     compute_expr,
     flatten_keys,
+    fuse_outputs,
     materialize,
     persist_expr,
     repack,
@@ -72,7 +74,11 @@ def submit_graph(
         return _submit_graph_async(client, graph, outputs, options)
     core = client._running_core()
     prepared = graph_submit.prepare(graph, outputs, options)
-    states = cast("list[FutureState]", client._run(graph_submit.send(core, prepared)))
+    states = None
+    if threading.get_ident() != core.loop_thread:  # a small new graph: no loop round trip
+        states = graph_submit.send_soon(core, prepared)
+    if states is None:
+        states = cast("list[FutureState]", client._run(graph_submit.send(core, prepared)))
     return [Future._adopt(state, client) for state in states]
 
 
@@ -133,6 +139,8 @@ def compute(client: Client, collections: Any, optimize_graph: bool = True, **kwa
     with shoal_dask_config():
         expr, outputs = compute_expr(wanted, optimize_graph)
         graph = materialize(expr)
+        if optimize_graph:
+            graph = fuse_outputs(graph, outputs)
     result = submit_graph(client, graph, outputs, options_of(kwargs))
 
     def place(futures: list[Future]) -> Any:

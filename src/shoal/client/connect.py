@@ -1,7 +1,8 @@
 """Where the client connects, and with which token, from what the user gave ``Client``.
 
 * a ``LocalCluster`` (anything with ``.scheduler_address`` and ``.security``): its address
-  and its security;
+  and its security, and its scheduler's ``inproc://`` address when the client runs on the
+  scheduler's loop (``in_process_address``);
 * a string address: ``security=`` if given, else what ``discovery`` knows (a scheduler
   in this process, or the token file ``shoal scheduler`` created);
 * ``scheduler_file=``: the address and token it names;
@@ -28,6 +29,8 @@ class Target:
     cluster: Any = None
     #: whether the client started the cluster (and so closes it)
     owns_cluster: bool = False
+    #: the same scheduler's ``inproc://`` address, usable from this loop (None: none)
+    local_address: str | None = None
 
 
 async def resolve(
@@ -45,7 +48,7 @@ async def resolve(
         found = security or getattr(address, "security", None)
         if found is None:
             found = discovery.security_for(address.scheduler_address)
-        return Target(address.scheduler_address, found, address)
+        return Target(address.scheduler_address, found, address, local_address=_local(address))
     if cluster_kwargs and (address is not None or scheduler_file is not None):
         raise TypeError(
             f"unexpected arguments {sorted(cluster_kwargs)}: they configure a LocalCluster, "
@@ -65,7 +68,20 @@ async def _start_local_cluster(security: Security | None, kwargs: dict[str, Any]
     if security is not None:
         kwargs = {**kwargs, "security": security}
     cluster = await LocalCluster(**kwargs, asynchronous=True)
-    return Target(cluster.scheduler_address, cluster.security, cluster, owns_cluster=True)
+    return Target(
+        cluster.scheduler_address,
+        cluster.security,
+        cluster,
+        owns_cluster=True,
+        local_address=_local(cluster),
+    )
+
+
+def _local(cluster: Any) -> str | None:
+    """The cluster's in-process scheduler address usable from the running loop, if any."""
+    found = getattr(cluster, "in_process_address", None)
+    address = found() if callable(found) else None
+    return address if isinstance(address, str) else None
 
 
 async def close_cluster(cluster: Any) -> None:

@@ -196,6 +196,10 @@ async def _fetch_round(
         for error in (reply.get("unsendable") or {}).values():
             raise _rebuilt(error)  # the value exists but cannot travel: say so, with why
 
+    if len(plan) == 1:  # one holder (a single result): no task for gather to wrap it in
+        [(worker, keys)] = plan.items()
+        await one(worker, keys)
+        return
     await asyncio.gather(*(one(w, ks) for w, ks in plan.items()))
 
 

@@ -4,7 +4,9 @@
 it orders the graph, pickles each node once, and cuts the rows into ``update-graph``
 messages of bounded size. ``send`` runs on the client's loop: it takes references on the
 output keys and sends the messages, each in its own frame set, so the scheduler handles
-a huge graph in bounded steps.
+a huge graph in bounded steps. ``send_soon`` is the synchronous client's shortcut for a
+small graph that is new here (one message, no key live, no dependency outside it): the
+caller takes the references and goes on, the loop sends it on its next turn.
 
 Rules of this file:
 
@@ -157,6 +159,38 @@ async def send(core: ClientCore, prepared: PreparedGraph) -> list[FutureState]:
         if release:
             core.send(ops.ClientReleasesKeys(keys=release))
         return states
+
+
+def send_soon(core: ClientCore, prepared: PreparedGraph) -> list[FutureState] | None:
+    """From a thread other than the loop's: the outputs' states of a graph that fits one
+    message, none of whose keys is live here and whose rows depend only on each other,
+    sent on the loop's next turn without waiting for it. None for any other graph: the
+    caller takes ``send``'s round trip (live keys, resets, frontiers, external keys)."""
+    core.check_running()
+    if len(prepared.batches) != 1:
+        return None
+    [rows] = prepared.batches
+    keys = {row[0] for row in rows}
+    states = core.table.states
+    if any(key in states for key in keys) or any(key not in keys for key in prepared.outputs):
+        return None
+    if any(dep not in keys for row in rows for dep in row[2]):
+        return None
+    msg = wire.update_graph(rows, prepared.outputs, prepared.restrictions[0])
+    result = core.table.acquire_many(prepared.outputs, [None] * len(prepared.outputs))
+    assert core.loop is not None
+    core.loop.call_soon_threadsafe(_send_new_graph, core, msg, result)
+    return result
+
+
+def _send_new_graph(core: ClientCore, msg: ops.UpdateGraph, states: list[FutureState]) -> None:
+    """``send_soon``'s half on the loop."""
+    if core.status != "running":  # closed meanwhile: nobody will answer these
+        for state in states:
+            if not state.done():
+                state.cancel(f"client {core.id} is {core.status}")
+        return
+    core.send(msg)
 
 
 def _messages(core: ClientCore, prepared: PreparedGraph) -> tuple[list[ops.UpdateGraph], set[Key]]:

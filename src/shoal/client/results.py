@@ -1,8 +1,10 @@
 """What ``Future.result()``, ``exception()`` and ``traceback()`` do, in both client modes.
 
-A synchronous client waits in the caller's thread on the future's own event (no trip
-to the loop while waiting), raises a failure right there, and hops to the loop only to
-fetch a finished value. An asynchronous client does the same in a coroutine.
+``result()`` of a synchronous client makes ONE hop to the loop, which waits for the key
+and fetches its value as soon as the scheduler reports it (no wake-up of the caller's
+thread in between, and no second hop to start the fetch); a failure is raised in the
+caller's thread. ``exception()`` and ``traceback()`` wait in the caller's thread on the
+future's own event (nothing to fetch). An asynchronous client does the same in a coroutine.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ def result(future: Future, timeout: float | None) -> Any:
     """The value (or an awaitable of it, for an asynchronous client)."""
     if future.client.asynchronous:
         return _result_async(future, timeout)
-    _wait_here(future, timeout)
     state = future._state
-    if state.status != "finished":
+    if not state.done() and shared_loop.in_loop_thread():
+        raise RuntimeError("waiting for a future on the shoal loop thread would deadlock")
+    value = run_sync(_value_or_failed(future, timeout))
+    if value is _FAILED:
         assert state.error is not None
-        raise state.error.rebuild()
-    return run_sync(_gather(future))
+        raise state.error.rebuild()  # here, with the remote traceback and no loop frames
+    return value
 
 
 def exception(future: Future, timeout: float | None) -> Any:
@@ -52,6 +56,18 @@ async def _gather(future: Future) -> Any:
     from shoal.client import data  # data imports Future: import it when first needed
 
     return await data.gather(future.client._running_core(), future)
+
+
+#: what ``_value_or_failed`` returns for a future that did not finish
+_FAILED = object()
+
+
+async def _value_or_failed(future: Future, timeout: float | None) -> Any:
+    """On the loop: wait until done, then the value (fetched at once), or ``_FAILED``."""
+    await _wait_async(future, timeout)
+    if future._state.status != "finished":
+        return _FAILED
+    return await _gather(future)
 
 
 async def _result_async(future: Future, timeout: float | None) -> Any:

@@ -9,6 +9,8 @@ Rules of this file:
   stream; every batch the scheduler sends is handed to ``on_batch`` in one call, in order.
 * A stream that ends while we did not close it is reported once through ``on_lost``.
 * ``call`` raises the remote exception (original type, remote traceback) on an error reply.
+* ``local_address`` (the same scheduler's ``inproc://`` address, on its own loop) carries
+  the stream and every rpc to the scheduler; ``scheduler_address`` stays what is shown.
 """
 
 from __future__ import annotations
@@ -74,9 +76,16 @@ class CommTransport:
     """The real transport: a ``BatchedStream`` to the scheduler and a ``ConnectionPool``."""
 
     def __init__(
-        self, scheduler_address: str, security: Security, name: str, config: CommConfig
+        self,
+        scheduler_address: str,
+        security: Security,
+        name: str,
+        config: CommConfig,
+        local_address: str | None = None,
     ) -> None:
         self.scheduler_address = scheduler_address
+        #: where the scheduler is reached in fact (its inproc address, when it has one here)
+        self._scheduler_route = local_address or scheduler_address
         self.security = security
         self.name = name
         self.config = config
@@ -86,6 +95,11 @@ class CommTransport:
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
 
+    @property
+    def scheduler_route(self) -> str:
+        """The address the scheduler is reached at: its inproc one, or ``scheduler_address``."""
+        return self._scheduler_route
+
     async def open(
         self, client_id: str, on_batch: BatchHandler, on_lost: LostHandler
     ) -> dict[str, Any]:
@@ -93,7 +107,7 @@ class CommTransport:
             self._stream.abort()
             self._stream = None
         comm = await connect(
-            self.scheduler_address,
+            self._scheduler_route,
             security=self.security,
             role="client",
             name=self.name,
@@ -147,6 +161,8 @@ class CommTransport:
     async def call(
         self, address: str, rpc: Rpc[R], /, *, reply_timeout: float | None = CONFIGURED
     ) -> R:
+        if address == self.scheduler_address:
+            address = self._scheduler_route
         return await self.pool.call(address, rpc, reply_timeout=reply_timeout)
 
     async def close(self) -> None:

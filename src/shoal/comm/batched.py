@@ -5,13 +5,14 @@ Rules of this file:
 * ``send`` never blocks and never fails because of the network: it appends to a buffer and
   wakes the flusher. It raises ``CommClosedError`` only once the stream is closed.
 * One background flusher task per stream writes everything buffered as ONE message (a
-  list). Coalescing is for load: a message sent on an idle stream goes out on the next
-  loop turn (everything sent in the current turn joins it), and so does one sent soon
-  after the last write unless more messages keep coming, so no hop of a round trip waits
-  for a timer. "Keep coming" is probed with public asyncio only (any loop, uvloop too): the
-  flusher yields one loop turn, and only if this stream got more messages during it does
-  it wait out ``interval`` since its last write; whatever is sent while a write is in
-  flight (the connection backed up) joins the next.
+  list). Coalescing is for load: a ``send`` on an idle stream (nothing buffered, no write
+  in flight, none within ``interval``) is written by ``send`` itself, with no loop turn
+  in between; what is sent after it goes out on the next loop turn (everything sent in
+  the current turn joins it), unless more messages keep coming, so no hop of a round trip
+  waits for a timer or for a loop turn. "Keep coming" is probed with public asyncio only
+  (any loop, uvloop too): the flusher yields one loop turn, and only if this stream got
+  more messages during it does it wait out ``interval`` since its last write; whatever is
+  sent while a write is in flight (the connection backed up) joins the next.
 * The receiver does ``batch = await comm.read()`` and gets a tuple of messages, in order.
 * ``send(*msgs, apart=True)`` puts each of ``msgs`` in a frame set of its own (order kept):
   the receiver then handles a big submission (many ``update-graph`` parts) one part per
@@ -78,6 +79,13 @@ class BatchedStream:
         in a frame set of its own, joined by nothing sent before or after it."""
         if self.closed:
             raise CommClosedError(f"batched stream to {self.comm.peer_address} is closed")
+        if self._wakes_on_send and not apart and self._loop.time() >= self._next_flush:
+            # idle (the flusher waits for a send, so nothing is buffered or in flight):
+            # write now, and let what follows within the interval coalesce
+            self._buffer.extend(msgs)
+            self._next_flush = self._loop.time() + self.interval
+            self.flush_now()
+            return
         if apart:
             for msg in msgs:
                 if self._buffer and (not self._cuts or self._cuts[-1] != len(self._buffer)):

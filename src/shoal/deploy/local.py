@@ -8,6 +8,9 @@ Rules of this file:
 * The scheduler runs in this process; each worker (a process under a nanny, or an
   in-process ``Worker`` with ``processes=False``) is one job of the ``Cluster`` base, so
   ``scale`` and ``adapt`` work as on every other cluster.
+* The scheduler also listens on an ``inproc://`` address: a ``Client(cluster)`` on the
+  scheduler's own event loop talks to it through memory instead of a loopback socket
+  (``in_process_address``); every other party uses the TCP address.
 """
 
 from __future__ import annotations
@@ -180,6 +183,18 @@ class LocalCluster(Cluster):
     def scheduler_address(self) -> str:
         return self.scheduler.address
 
+    def in_process_address(self) -> str | None:
+        """The scheduler's ``inproc://`` address when called on the scheduler's own event
+        loop (a client there may use it), else None."""
+        found: tuple[str, asyncio.AbstractEventLoop] | None = getattr(self, "_inproc", None)
+        if found is None or not self.scheduler.listeners:
+            return None
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return found[0] if here is found[1] else None
+
     @property
     def dashboard_link(self) -> str | None:
         """The dashboard's address (None when started with ``dashboard_address=None``)."""
@@ -200,6 +215,8 @@ class LocalCluster(Cluster):
             return
         self.status = "starting"
         await self.scheduler.start()
+        await self.scheduler.listen("inproc://")
+        self._inproc = (self.scheduler.listeners[-1].address, asyncio.get_running_loop())
         await self._scale(self.n_workers)
         await self._wait_for_workers(self.n_workers, timeout=60)
         self.status = "running"

@@ -14,10 +14,15 @@ Rules of this file:
   the cluster; it is a dependency like any other, never a task we send.
 * Keys go out in ``dask.order`` order, dependencies first, so a batch of them depends only
   on itself, earlier batches and external keys.
+* ``fuse_outputs`` runs an output together with the one task it alone depends on (the
+  finalize step ``compute`` adds, an ``Alias`` once dask fused it): one task fewer on the
+  critical path, so one scheduler round trip fewer. It never fuses across annotations,
+  outputs, shared dependencies or ``block_fusion``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +76,51 @@ def materialize(dsk: Any) -> DaskGraph:
     if isinstance(dsk, HighLevelGraph):
         annotations = _hlg_annotations(dsk) or annotations
     return DaskGraph(_normalize(dict(dsk), convert_legacy_graph), annotations)
+
+
+def fuse_outputs(graph: DaskGraph, outputs: Iterable[Key]) -> DaskGraph:
+    """``graph`` with each output run together with its only dependency, where that is a
+    task of this graph which nothing else needs and neither has annotations (see the
+    rules): an output that is an ``Alias`` (what ``compute``'s finalize step becomes once
+    dask fused it) takes its target's task under its own key; an output task is fused with
+    the task it depends on. The outputs keep their keys; the dependency's key is gone."""
+    from dask._task_spec import Alias, Task
+
+    nodes = graph.nodes
+    wanted = set(outputs)
+    annotated = {key for per_key in graph.annotations.values() for key in per_key}
+    candidates: dict[Key, Key] = {}  # output -> its only dependency
+    for key in wanted:
+        node = nodes.get(key)
+        if type(node) is not Alias and not isinstance(node, Task):
+            continue
+        if node.block_fusion or key in annotated or len(node.dependencies) != 1:
+            continue
+        [dep] = node.dependencies
+        inner = nodes.get(dep)
+        if (
+            isinstance(inner, Task)
+            and not inner.block_fusion
+            and dep not in wanted
+            and dep not in annotated
+        ):
+            candidates[key] = dep
+    if not candidates:
+        return graph
+    inner_keys = set(candidates.values())
+    needed_by = Counter(d for node in nodes.values() for d in node.dependencies if d in inner_keys)
+    fused = dict(nodes)
+    for key, dep in candidates.items():
+        if needed_by[dep] != 1:
+            continue
+        node = nodes[key]
+        if type(node) is Alias:
+            fused[key] = nodes[dep].substitute({}, key=key)
+        else:
+            fuse: Any = Task.fuse  # dask's key type is narrower than ours
+            fused[key] = fuse(nodes[dep], node, key=key)
+        del fused[dep]
+    return DaskGraph(fused, graph.annotations)
 
 
 def _normalize(dsk: dict[Key, Any], convert: Any) -> dict[Key, Any]:
