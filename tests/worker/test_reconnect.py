@@ -67,3 +67,24 @@ def test_reach_scheduler_stops_when_the_worker_closes() -> None:
         reach_scheduler(register, "tcp://a:1", death_timeout=None, is_closing=lambda: True)
     )
     assert result is None
+
+
+def test_reach_scheduler_stops_on_a_cancellation_that_a_failure_hid() -> None:
+    async def register(address: str) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:  # as asyncio.wait_for may do when both race
+            raise OSError("connection refused") from None
+
+    async def main() -> bool:
+        task = asyncio.ensure_future(reach_scheduler(register, "tcp://a:1", death_timeout=None))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        if not done:
+            task.cancel()  # a second request: the loop catches only the first one's error
+            await asyncio.wait([task], timeout=5)
+            return False
+        return task.cancelled()
+
+    assert asyncio.run(main()), "the retry loop swallowed the cancellation and kept trying"

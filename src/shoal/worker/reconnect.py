@@ -77,6 +77,7 @@ async def reach_scheduler(
         except HandshakeError:
             raise  # refused credentials (token, certificate, role): trying again cannot help
         except (CommError, OSError, TimeoutError) as exc:
+            _raise_if_cancelled()
             if tries == 1 or tries % 20 == 0:  # a line now and then, not one per try
                 logger.warning("cannot reach scheduler %s (try %d): %s", address, tries, exc)
         pause = next(delays)
@@ -87,6 +88,17 @@ async def reach_scheduler(
             pause = min(pause, left)
         await asyncio.sleep(pause)
     return None
+
+
+def _raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` if this task was asked to stop. ``asyncio.wait_for``
+    (Python 3.10 and 3.11; used by ``connect``) can turn a cancellation that races the
+    inner connect's failure into that failure, and this retry loop would then try again
+    for ever: a worker still looking for its scheduler ignored SIGTERM."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # 3.11+
+    if cancelling is not None and cancelling():
+        raise asyncio.CancelledError
 
 
 def _address_from_file(path: str, fallback: str) -> str:
