@@ -117,11 +117,16 @@ class TaskRunner:
         chosen = self.executors.by_name.get(executor) if isinstance(executor, str) else None
         pool = chosen or self.executor
         if isinstance(pool, TaskThreads):  # the worker's own threads: no Future per task
-            pool.run_soon(self._run, key, run_id, spec, deps)
+            # reported once the thread is idle again: the next task handed out reuses it
+            pool.run_soon(self._run, key, run_id, spec, deps, then=self.push)
         else:
-            pool.submit(self._run, key, run_id, spec, deps)
+            pool.submit(self._run_and_push, key, run_id, spec, deps)
 
-    def _run(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> None:
+    def _run_and_push(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> None:
+        self.push(self._run(key, run_id, spec, deps))
+
+    def _run(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> WorkerEvent:
+        """Run one task in this thread; its outcome as an event (for ``push``)."""
         ident = threading.get_ident()
         self.threads[key] = ident
         self.active_threads[ident] = key
@@ -164,7 +169,7 @@ class TaskRunner:
         finally:
             self.active_threads.pop(ident, None)
             thread_state.key = None
-        self.push(event)
+        return event
 
     def push(self, event: WorkerEvent) -> None:
         """Hand an event to the loop from any thread; one wake-up per burst."""
