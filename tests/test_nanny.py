@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from shoal.nanny import BACKOFF_FIRST, BACKOFF_MAX, Nanny, death_reason, restart_delay
 
@@ -34,7 +35,9 @@ class _Recorder(Nanny):
     async def _start_worker(self) -> None:
         self.started += 1
 
-    async def _report(self, address: str | None, reason: str) -> None:
+    async def _report(
+        self, address: str | None, reason: str, running: list[tuple[Any, int]] | None = None
+    ) -> None:
         self.reported.append(reason)
 
 

@@ -37,6 +37,7 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -66,6 +67,7 @@ from shoal.worker.options import (
     ServicesOption,
     process_options,
 )
+from shoal.worker.running import RunningReader
 
 logger = logging.getLogger("shoal.nanny")
 
@@ -262,6 +264,8 @@ class Nanny(Server):
         #: the address of the current worker, once it said it is ready
         self.worker_address: str | None = None
         self._ready = asyncio.Event()
+        #: (pid, reader) of the running-keys file of our worker process, once it is ready
+        self._running: tuple[int, RunningReader] | None = None
         #: deaths in a row before the worker registered (drives the back-off)
         self._young_deaths = 0
         #: reasons of the deaths of our workers, newest last
@@ -337,6 +341,7 @@ class Nanny(Server):
         """Spawn a worker and return once it has registered with the scheduler."""
         self._ready.clear()
         self.worker_address = None
+        self._forget_running()
         self.process = await asyncio.create_subprocess_exec(
             *self._command(), env=self._environ(), preexec_fn=_die_with_parent
         )
@@ -348,14 +353,41 @@ class Nanny(Server):
         exited.cancel()
 
     def _worker_ready(
-        self, comm: Comm, address: str, pid: int, local_directory: str | None = None
+        self,
+        comm: Comm,
+        address: str,
+        pid: int,
+        local_directory: str | None = None,
+        running_file: str | None = None,
     ) -> str:
-        if self.process is not None and pid == self.process.pid:
-            self.worker_address = address
-            self._ready.set()
-            if local_directory:
-                self.background(self._clean_up_after(self.process, local_directory), "cleanup")
+        """The worker ``pid`` is up. "mapped": we read its running keys (``running_file``)
+        from now on, so it need not tell the scheduler each task it starts."""
+        if self.process is None or pid != self.process.pid:
+            return "OK"
+        self.worker_address = address
+        self._ready.set()
+        if local_directory:
+            self.background(self._clean_up_after(self.process, local_directory), "cleanup")
+        if running_file:
+            self._forget_running()
+            try:  # mapped now, it stays readable after the worker's folder is removed
+                self._running = (pid, RunningReader(running_file))
+            except (OSError, ValueError) as exc:
+                logger.info("cannot map the running keys of worker pid %s: %s", pid, exc)
+                return "OK"
+            return "mapped"
         return "OK"
+
+    def _running_of(self, pid: int | None) -> list[tuple[Any, int]] | None:
+        """What the worker ``pid`` was running (read after it died); None: not known."""
+        if self._running is None or self._running[0] != pid:
+            return None
+        return self._running[1].running()
+
+    def _forget_running(self) -> None:
+        if self._running is not None:
+            self._running[1].close()
+            self._running = None
 
     async def _clean_up_after(self, process: asyncio.subprocess.Process, directory: str) -> None:
         """Once the worker process is gone, however it ended, remove its local directory
@@ -403,13 +435,16 @@ class Nanny(Server):
         reason = death_reason(code)
         if code == 0:
             reason += " without being asked to close"
-        await self._died(reason, registered=self.worker_address is not None)
+        running = self._running_of(process.pid)
+        await self._died(reason, registered=self.worker_address is not None, running=running)
 
-    async def _died(self, reason: str, registered: bool) -> None:
+    async def _died(
+        self, reason: str, registered: bool, running: list[tuple[Any, int]] | None = None
+    ) -> None:
         address = self.worker_address
         self.deaths.append(reason)
         logger.warning("worker %s (nanny %s) died: %s", address, self.address, reason)
-        await self._report(address, reason)
+        await self._report(address, reason, running)
         self._young_deaths = 0 if registered else self._young_deaths + 1
         delay = restart_delay(self._young_deaths)
         if delay:
@@ -418,10 +453,18 @@ class Nanny(Server):
         if self.status == "running":
             await self._start_worker()
 
-    async def _report(self, address: str | None, reason: str) -> None:
-        """Tell the scheduler why the worker died (it blames tasks with this reason)."""
+    async def _report(
+        self, address: str | None, reason: str, running: list[tuple[Any, int]] | None = None
+    ) -> None:
+        """Tell the scheduler why the worker died (it blames tasks with this reason), and
+        what it was running if we know (those, and only those, are blamed)."""
         try:
-            died = SchedulerWorkerDied(address=address, nanny=self.address, reason=reason)
+            died = SchedulerWorkerDied(
+                address=address,
+                nanny=self.address,
+                reason=reason,
+                running=None if running is None else tuple(running),
+            )
             await self.pool.call(self.scheduler_address, died)
         except Exception as exc:  # the scheduler may be gone: nothing to tell then
             logger.info("could not report a worker death to the scheduler: %s", exc)
@@ -444,7 +487,7 @@ class Nanny(Server):
             f"of the {limit} bytes memory limit"
         )
         self.process = None  # so that _watch does not see a death of its own
-        await self._report(self.worker_address, reason)
+        await self._report(self.worker_address, reason, self._running_of(process.pid))
         await self._stop_process(process, MEMORY_KILL_GRACE)
         self.deaths.append(reason)
         logger.warning("worker %s stopped: %s", self.worker_address, reason)
@@ -489,6 +532,7 @@ class Nanny(Server):
 
     async def _shutdown(self) -> None:
         await self._stop_worker()
+        self._forget_running()
         # our worker is gone: sweep its folder and those of dead workers beside it (a node
         # lost before ours may have left some that no worker started since could remove)
         parent = self.spec.local_directory or tempfile.gettempdir()

@@ -40,8 +40,16 @@ def join(address: str, nthreads: int = 1, **kwargs: Any) -> WorkerJoined:
     return WorkerJoined(stimulus_id=sid("join"), address=address, nthreads=nthreads, **kwargs)
 
 
-def leave(address: str, expected: bool = False, reason: str = "gone") -> WorkerLeft:
-    return WorkerLeft(stimulus_id=sid("leave"), address=address, reason=reason, expected=expected)
+def leave(
+    address: str,
+    expected: bool = False,
+    reason: str = "gone",
+    running: tuple[tuple[Key, int], ...] | None = None,
+) -> WorkerLeft:
+    return WorkerLeft(
+        stimulus_id=sid("leave"), address=address, reason=reason, expected=expected,
+        running=running,
+    )  # fmt: skip
 
 
 def task(key: Key, *deps: Key, **kwargs: Any) -> NewTask:

@@ -671,6 +671,27 @@ def test_without_a_known_started_task_the_first_assigned_are_suspected() -> None
     assert [s.tasks[f"t-{i}"].suspicious for i in range(5)] == [1, 1, 0, 0, 0]
 
 
+def test_the_tasks_its_nanny_read_as_running_are_the_only_suspects() -> None:
+    s = new_state()
+    handle(s, join("w1", nthreads=2), join("w2", nthreads=2))
+    keys = [f"t-{i}" for i in range(5)]
+    tasks = [task(k, workers=("w1",), allow_other_workers=True) for k in keys]
+    cts = {ct.key: ct for ct in computes(handle(s, submit(tasks, keys)))}
+    handle(s, started(cts["t-0"]))  # what it said it started is not what the nanny read
+    running = (("t-3", cts["t-3"].run_id), ("t-1", cts["t-1"].run_id + 7), ("nope", 1))
+    handle(s, leave("w1", running=running))
+    assert [s.tasks[k].suspicious for k in keys] == [0, 0, 0, 1, 0]  # stale run_id: not t-1
+
+
+def test_nothing_matching_in_the_nannys_read_falls_back_to_the_first_assigned() -> None:
+    s = new_state()
+    handle(s, join("w1", nthreads=2), join("w2", nthreads=2))
+    keys = [f"t-{i}" for i in range(5)]
+    handle(s, submit([task(k, workers=("w1",), allow_other_workers=True) for k in keys], keys))
+    handle(s, leave("w1", running=()))
+    assert [s.tasks[k].suspicious for k in keys] == [1, 1, 0, 0, 0]
+
+
 def test_expected_departure_blames_nobody() -> None:
     s = new_state(allowed_failures=1)
     handle(s, join("w1"), join("w2"))

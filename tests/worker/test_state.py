@@ -130,6 +130,14 @@ def test_error_then_assigned_again_runs_a_new_attempt() -> None:
     assert ws.tasks["x"].error is None
 
 
+def test_without_report_started_a_task_starts_with_no_task_started_message() -> None:
+    ws = new_state()
+    ws.report_started = False  # a nanny reads the running keys instead
+    out = ws.handle_stimulus(assign("x"))
+    assert kinds(out) == ["Execute"]
+    assert ws.tasks["x"].state == "executing"
+
+
 def test_ready_tasks_start_by_priority_as_threads_free_up() -> None:
     ws = new_state(nthreads=1)
     ws.handle_stimulus(assign("first", priority=(0,)))

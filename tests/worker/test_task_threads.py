@@ -36,6 +36,40 @@ def test_run_soon_runs_calls_in_named_threads_reused_when_idle(pool: TaskThreads
     assert len(pool.threads) == 1
 
 
+def test_then_reports_once_idle_so_a_call_handed_out_from_the_report_reuses_the_thread(
+    pool: TaskThreads,
+) -> None:
+    """The worker's pattern: a finished task's report makes the loop hand out the next."""
+    idle_at_report: list[int] = []
+    results: list[int] = []
+    done = threading.Event()
+
+    def report(result: int) -> None:
+        idle_at_report.append(pool._idle)
+        results.append(result)
+        if result < 50:
+            pool.run_soon(pow, result + 1, 1, then=report)
+        else:
+            done.set()
+
+    pool.run_soon(pow, 1, 1, then=report)
+    assert done.wait(10)
+    assert results == list(range(1, 51))
+    assert idle_at_report[0] == 1  # the thread counted as idle before its report
+    assert [t.name for t in pool.threads] == ["test-task_0"]
+
+
+def test_then_is_skipped_when_the_call_raises(
+    pool: TaskThreads, caplog: pytest.LogCaptureFixture
+) -> None:
+    reports: list[object] = []
+    with caplog.at_level(logging.ERROR, logger="shoal.worker"):
+        pool.run_soon(lambda: 1 / 0, then=reports.append)
+        wait_until(lambda: pool._idle == 1, what="the thread to finish the call")
+        pool.run_soon(int, "3", then=reports.append)
+        wait_until(lambda: reports == [3], what="the second call's report")
+
+
 def test_threads_are_made_on_demand_up_to_max_workers(pool: TaskThreads) -> None:
     gate = threading.Event()
     started: list[int] = []

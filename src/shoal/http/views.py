@@ -75,7 +75,8 @@ def workers(scheduler: Scheduler) -> list[dict[str, Any]]:
                 "nthreads": ws.nthreads,
                 "status": ws.status,
                 "processing": len(ws.processing),
-                "executing": len(ws.executing),
+                # workers under a nanny do not say each start: their heartbeat's count then
+                "executing": max(len(ws.executing), int(metrics.get("executing") or 0)),
                 "running": running,
                 "in_memory": len(ws.has_what),
                 "nbytes": ws.nbytes,

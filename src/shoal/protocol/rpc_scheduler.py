@@ -537,6 +537,9 @@ class SchedulerWorkerDied(Rpc[Any]):
     address: Address | None
     nanny: Address
     reason: str
+    #: (key, run_id) of the tasks it was running, read by the nanny after the death
+    #: (None: not known; the scheduler then blames what it thinks ran)
+    running: Sequence[tuple[Key, int]] | None = None
 
 
 @_register

@@ -211,3 +211,6 @@ class NannyWorkerReady(Rpc[Any]):
     address: str
     pid: int
     local_directory: str | None = None
+    #: the worker's running-keys file (``shoal.worker.running``); the nanny answers
+    #: "mapped" once it reads it, and the worker then stops sending ``task-started``
+    running_file: str | None = None

@@ -151,6 +151,9 @@ class WorkerLeft(SchedulerEvent):
     expected: bool = False
     #: the registration that left (None: whichever is current)
     incarnation: int | None = None
+    #: (key, run_id) of the tasks it was running, as its nanny read them after the death
+    #: (None: not known; then those it said it started, else its first ones, are suspects)
+    running: tuple[tuple[Key, int], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -342,9 +342,15 @@ class Scheduler(Server):
         )
 
     def worker_died(
-        self, comm: Comm | None, address: Address | None, nanny: Address, reason: str
+        self,
+        comm: Comm | None,
+        address: Address | None,
+        nanny: Address,
+        reason: str,
+        running: Iterable[Iterable[Any]] | None = None,
     ) -> str:
-        """A nanny's report: its worker died (or is being stopped) for ``reason``."""
+        """A nanny's report: its worker died (or is being stopped) for ``reason``, running
+        ``running`` ((key, run_id) pairs; None: the nanny does not know)."""
         self.events.append(
             {"time": time.time(), "action": "worker-died", "worker": address,
              "nanny": nanny, "reason": reason}
@@ -354,12 +360,20 @@ class Scheduler(Server):
             if pid is not None:
                 self._reported_dead.append((nanny, pid))
             self._leaving_gracefully.discard(address)  # a death is never graceful
-            self._remove_worker(address, reason)
+            ran = None if running is None else tuple((k, int(r)) for k, r in running)
+            self._remove_worker(address, reason, running=ran)
         return "OK"
 
-    def _remove_worker(self, address: Address, reason: str, incarnation: int | None = None) -> None:
+    def _remove_worker(
+        self,
+        address: Address,
+        reason: str,
+        incarnation: int | None = None,
+        running: tuple[tuple[Key, int], ...] | None = None,
+    ) -> None:
         """Remove the worker at ``address`` (only if it is still ``incarnation``, if given:
-        a late call about an older registration leaves a newer one alone)."""
+        a late call about an older registration leaves a newer one alone); ``running``:
+        what its nanny read it was running."""
         current = self.worker_extra.get(address, {}).get("incarnation")
         if incarnation is not None and current != incarnation:
             return
@@ -378,6 +392,7 @@ class Scheduler(Server):
                 reason=reason,
                 expected=expected,
                 incarnation=current,
+                running=running,
                 stimulus_id=new_stimulus_id(f"worker-left-{address}"),
                 now=time.time(),
             )

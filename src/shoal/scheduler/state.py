@@ -602,7 +602,7 @@ class SchedulerState(Recovery):
         recs = self.engine.orphaned_queue()
         if self.engine.spare_copy_bytes:
             self._review_copies_of(ws)
-        suspects = {} if ev.expected else self._suspects(ws)
+        suspects = {} if ev.expected else self._suspects(ws, ev.running)
         for ts in suspects:
             ts.suspicious += 1
         for ts in list(ws.processing):
@@ -629,8 +629,18 @@ class SchedulerState(Recovery):
         for dts in ws.processing:
             review.update(dict.fromkeys(dts.dependencies))
 
-    def _suspects(self, ws: WorkerInfo) -> dict[SchedulerTask, None]:
-        """The tasks that may have killed ``ws``: those it started, else its first ones."""
+    def _suspects(
+        self, ws: WorkerInfo, running: tuple[tuple[Key, int], ...] | None
+    ) -> dict[SchedulerTask, None]:
+        """The tasks that may have killed ``ws``: those its nanny read it was running, else
+        those it said it started, else its first ones."""
+        ran: dict[SchedulerTask, None] = {}
+        for key, run_id in running or ():
+            ts = self.tasks.get(key)
+            if ts is not None and ts.run_id == run_id and ts.processing_on is ws:
+                ran[ts] = None
+        if ran:
+            return ran
         if ws.executing:
             return dict(ws.executing)
         return dict.fromkeys(itertools.islice(ws.processing, max(ws.nthreads, 1)))

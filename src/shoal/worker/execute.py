@@ -34,6 +34,7 @@ from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.stimulus import new_stimulus_id
 from shoal.worker.events import ErrorInfo, ExecuteFailed, ExecuteSucceeded, WorkerEvent
 from shoal.worker.options import Executors, make_executors
+from shoal.worker.running import RunningFile
 from shoal.worker.task_threads import TaskThreads
 
 #: set on a worker's task threads: which worker and key the running task belongs to
@@ -100,6 +101,8 @@ class TaskRunner:
         self._closed = False
         #: called in the task's thread before it runs (the spill buffer's backpressure)
         self.before_run: Callable[[], None] | None = None
+        #: where each thread records the task it runs, for the nanny (None: no nanny)
+        self.running: RunningFile | None = None
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Deliver finished tasks to ``loop`` (the worker's, once it starts)."""
@@ -117,11 +120,16 @@ class TaskRunner:
         chosen = self.executors.by_name.get(executor) if isinstance(executor, str) else None
         pool = chosen or self.executor
         if isinstance(pool, TaskThreads):  # the worker's own threads: no Future per task
-            pool.run_soon(self._run, key, run_id, spec, deps)
+            # reported once the thread is idle again: the next task handed out reuses it
+            pool.run_soon(self._run, key, run_id, spec, deps, then=self.push)
         else:
-            pool.submit(self._run, key, run_id, spec, deps)
+            pool.submit(self._run_and_push, key, run_id, spec, deps)
 
-    def _run(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> None:
+    def _run_and_push(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> None:
+        self.push(self._run(key, run_id, spec, deps))
+
+    def _run(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> WorkerEvent:
+        """Run one task in this thread; its outcome as an event (for ``push``)."""
         ident = threading.get_ident()
         self.threads[key] = ident
         self.active_threads[ident] = key
@@ -131,6 +139,9 @@ class TaskRunner:
         thread_state.seceded = False
         if self.before_run is not None:
             self.before_run()
+        running = self.running
+        if running is not None:  # before any user code: a crash from here on is this task's
+            running.started(key, run_id)
         start = time.time()
         event: WorkerEvent
         try:
@@ -162,9 +173,11 @@ class TaskRunner:
             )
             del exc
         finally:
+            if running is not None:
+                running.finished()
             self.active_threads.pop(ident, None)
             thread_state.key = None
-        self.push(event)
+        return event
 
     def push(self, event: WorkerEvent) -> None:
         """Hand an event to the loop from any thread; one wake-up per burst."""

@@ -56,7 +56,7 @@ from shoal.server import Server
 from shoal.stimulus import new_stimulus_id
 from shoal.worker import events as ev
 from shoal.worker import instructions as ins
-from shoal.worker import reconnect, wire
+from shoal.worker import reconnect, running, wire
 from shoal.worker.actors import actor_handlers, drop_actor, shutdown_actors
 from shoal.worker.execute import TaskRunner, error_info, sizeof, thread_state
 from shoal.worker.extras import WorkerExtras
@@ -218,6 +218,9 @@ class Worker(Server, WorkerStateView):
         self.runner.before_run = wait_for_spill_writes(
             self.data, self.config.spill_writes_wait, thresholds.write_behind
         )
+        if self.nanny:  # the nanny reads what runs from this file after a death
+            path = os.path.join(self.local_directory, running.FILE_NAME)
+            self.runner.running = running.RunningFile(path)
         self.shm = SharedMemoryTransfers(self.config.shared_memory)
         self.memory_monitor = MemoryMonitor(thresholds, self.data)
         self.state = self._new_state()
@@ -380,14 +383,21 @@ class Worker(Server, WorkerStateView):
         self.background(self._scheduler_stream(comm), "scheduler-stream")
 
     async def _tell_nanny(self) -> None:
-        """Say to our nanny (if any) that we are up, with our address and pid."""
+        """Say to our nanny (if any) that we are up, with our address, pid and the file of
+        running keys; once it reads that file, tasks start without a ``task-started``."""
         if self.nanny:
-            await self.pool.call(
+            records = self.runner.running
+            reply = await self.pool.call(
                 self.nanny,
                 NannyWorkerReady(
-                    address=self.address, pid=os.getpid(), local_directory=self.local_directory
+                    address=self.address,
+                    pid=os.getpid(),
+                    local_directory=self.local_directory,
+                    running_file=None if records is None else records.path,
                 ),
             )
+            if reply == "mapped":
+                self.state.report_started = False
 
     async def _tell_nanny_closing(self) -> None:
         """Say to our nanny that this exit is on request (see the rules in nanny.py)."""
@@ -509,7 +519,7 @@ class Worker(Server, WorkerStateView):
         await self._tell_nanny_closing()
         if self._client is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._client.close)
-        self.runner.shutdown()
+        self.runner.shutdown()  # the running-keys map stays: a task thread may still run
         shutdown_actors(self)
         self.shm.close()
         await super()._shutdown()
@@ -541,9 +551,11 @@ class Worker(Server, WorkerStateView):
     def _execute_after_flush(self, executes: list[ins.Execute]) -> None:
         """Run tasks only once their ``task-started`` is handed to the connection: if a task
         then kills this process, the scheduler knows exactly which task was running and
-        blames only it. ``flush_now`` is synchronous, so this costs a write, not a wait."""
+        blames only it. ``flush_now`` is synchronous, so this costs a write, not a wait.
+        With a nanny reading the running keys (``shoal.worker.running``) there is no
+        ``task-started`` and nothing to wait for."""
         stream = self.batched_stream
-        if stream is not None and not stream.closed:
+        if self.state.report_started and stream is not None and not stream.closed:
             stream.flush_now()
         for inst in executes:
             self._execute(inst)

@@ -161,6 +161,9 @@ class WorkerState:
     ) -> None:
         #: this worker's address (never a holder in ``who_has``)
         self.address = address
+        #: say ``task-started`` for each task that starts (the scheduler then knows what
+        #: runs, to blame after a death); off once a nanny reads the running keys instead
+        self.report_started = True
         #: threads for running tasks
         self.nthreads = nthreads
         #: abstract resources of this worker, e.g. {"GPU": 2}

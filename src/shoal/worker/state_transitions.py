@@ -187,7 +187,7 @@ def _enter_executing(ws: WorkerState, task: WorkerTask, payload: object, fx: Eff
         stimulus_id=fx.stimulus_id,
     )
     fx.emit(execute, key)
-    if task.assigned:
+    if task.assigned and ws.report_started:
         fx.emit(TaskStartedMsg(key=key, run_id=run_id, stimulus_id=fx.stimulus_id), key)
 
 

@@ -9,6 +9,10 @@ Rules of this file:
 * Threads are made on demand, like ``ThreadPoolExecutor``: a new one only when no thread
   is idle, up to ``max_workers``; a thread that finished an item counts as idle until a
   later hand-off claims it.
+* ``run_soon(fn, ..., then=report)`` calls ``report(result)`` in the thread once it counts
+  as idle: a report that makes the loop hand out the next call (a worker's finished task)
+  then finds this thread idle and reuses it, instead of racing it and starting a new one
+  (which made a 1-thread worker run on up to a dozen threads, taking turns).
 * A call that raises in a thread is logged there; the thread goes on.
 * Threads are daemons: a worker process may exit while a task still runs (the nanny or
   scheduler decides about that task, not interpreter shutdown). ``shutdown`` stops them
@@ -30,7 +34,10 @@ T = TypeVar("T")
 
 #: what travels on the queue: a call (with the Future of a ``submit``), or None (one
 #: thread stops)
-_Item = tuple[Callable[..., Any], tuple[Any, ...], Future[Any] | None] | None
+_Item = (
+    tuple[Callable[..., Any], tuple[Any, ...], Future[Any] | None, Callable[[Any], None] | None]
+    | None
+)
 
 
 class TaskThreads(Executor):
@@ -52,17 +59,24 @@ class TaskThreads(Executor):
     def threads(self) -> tuple[threading.Thread, ...]:
         return tuple(self._threads)
 
-    def run_soon(self, fn: Callable[..., Any], /, *args: Any) -> None:
-        """Call ``fn(*args)`` in a task thread; what it returns or raises is its own business."""
-        self._put(fn, args, None)
+    def run_soon(
+        self, fn: Callable[..., Any], /, *args: Any, then: Callable[[Any], None] | None = None
+    ) -> None:
+        """Call ``fn(*args)`` in a task thread, then ``then(result)`` there once the thread
+        counts as idle (not if ``fn`` raised: that is logged)."""
+        self._put(fn, args, None, then)
 
     def _put(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], future: Future[Any] | None
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        future: Future[Any] | None,
+        then: Callable[[Any], None] | None = None,
     ) -> None:
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new tasks after shutdown")
-            self._queue.put((fn, args, future))
+            self._queue.put((fn, args, future, then))
             if self._idle:
                 self._idle -= 1  # that thread takes this item
             elif len(self._threads) < self.max_workers:
@@ -118,11 +132,19 @@ class TaskThreads(Executor):
             item = get()
             if item is None:
                 return
-            fn, args, _ = item
+            fn, args, _, then = item
+            del item
             try:
-                fn(*args)
+                result = fn(*args)
             except BaseException:
                 logger.exception("a call in %s failed", threading.current_thread().name)
-            del item, fn, args  # no reference to the last call's values while idle
+                then = result = None
+            del fn, args
             with lock:
                 self._idle += 1
+            if then is not None:
+                try:
+                    then(result)
+                except BaseException:
+                    logger.exception("a report in %s failed", threading.current_thread().name)
+            del then, result  # no reference to the last call's values while idle
