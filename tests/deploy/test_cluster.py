@@ -100,6 +100,21 @@ def test_a_job_that_fails_to_start_is_closed_and_its_error_raised_the_others_kep
     assert [job.closed for job in cluster.made] == [False, True, False]
 
 
+def test_closing_the_cluster_while_jobs_start_stops_them_too() -> None:
+    async def main() -> list[bool]:
+        cluster = Gated(expected=99)  # their starts never return
+        scaling = asyncio.ensure_future(cluster._scale(2))
+        while len(cluster.starting) < 2:
+            await asyncio.sleep(0)
+        assert list(cluster.jobs) == ["gate-0", "gate-1"]
+        await cluster._close()
+        scaling.cancel()
+        await asyncio.gather(scaling, return_exceptions=True)
+        return [job.closed for job in cluster.made]
+
+    assert asyncio.run(asyncio.wait_for(main(), 10)) == [True, True]
+
+
 class Failing(Job):
     def __init__(self, name: str, failed: asyncio.Event) -> None:
         super().__init__(name)

@@ -228,16 +228,17 @@ class Cluster:
 
     async def _add_jobs(self, count: int) -> None:
         """Start ``count`` new jobs at once; one that fails to start is closed again and
-        its error raised once the others are in."""
+        its error raised once the others are in. Jobs are listed while they start, so
+        that closing the cluster meanwhile stops them too."""
         new = [self.new_job(f"{self.job_prefix}-{next(self._job_numbers)}") for _ in range(count)]
+        self.jobs.update((job.name, job) for job in new)
         results = await asyncio.gather(*(job.start() for job in new), return_exceptions=True)
         errors: list[BaseException] = []
         for job, result in zip(new, results, strict=True):
             if isinstance(result, BaseException):
                 errors.append(result)
+                self.jobs.pop(job.name, None)
                 await asyncio.gather(job.close(), return_exceptions=True)
-            else:
-                self.jobs[job.name] = job
         if errors:
             raise errors[0]
 
