@@ -50,7 +50,7 @@ from shoal.comm import Comm, Security
 from shoal.comm.hostaddr import Bind
 from shoal.comm.security import child_environ
 from shoal.nanny_plugins import NannyExtras
-from shoal.protocol.rpc_scheduler import SchedulerWorkerDied
+from shoal.protocol.rpc_scheduler_workers import SchedulerWorkerDied
 from shoal.protocol.rpc_workers import (
     NannyKill,
     NannyRestart,

@@ -41,7 +41,7 @@ from shoal.protocol import ops
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.ops import to_msg
 from shoal.protocol.rpc_base import Rpc
-from shoal.protocol.rpc_scheduler import SchedulerRegisterWorker, SchedulerRetireWorkers
+from shoal.protocol.rpc_scheduler_workers import SchedulerRegisterWorker, SchedulerRetireWorkers
 from shoal.protocol.rpc_workers import (
     NannyWorkerClosing,
     NannyWorkerReady,
