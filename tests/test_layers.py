@@ -10,7 +10,7 @@ The rules, as data below:
 * A ``*.server`` module never imports another ``*.server`` (``shoal.server``, the base
   class the server shells share, is not one of them).
 * ``shoal.worker.*`` never imports ``shoal.scheduler.*``, and the other way round.
-* ``shoal.comm`` imports only protocol, errors, _types and config from shoal.
+* ``shoal.comm`` imports only protocol, errors, _types, config and _version from shoal.
 
 Imports under ``if TYPE_CHECKING:`` count too: an arrow is an arrow. Modules that do not
 exist yet are simply not walked; the checker itself is tested on synthetic sources.
@@ -85,7 +85,9 @@ PURE_LAYERS = (
 )
 #: the base class every server shell shares; not a server of its own
 SHARED_SERVER_BASE = "shoal.server"
-COMM_MAY_IMPORT = ("shoal.comm", "shoal.protocol", "shoal.config", *ALWAYS_ALLOWED)
+COMM_MAY_IMPORT = (
+    "shoal.comm", "shoal.protocol", "shoal.config", "shoal._version", *ALWAYS_ALLOWED,
+)  # fmt: skip
 
 
 def within(name: str, prefixes: tuple[str, ...]) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from shoal._version import __version__
+
 if TYPE_CHECKING:  # what type checkers see of the lazy names the client side uses most
     from shoal.client import Client as Client
     from shoal.client import Future as Future
@@ -75,20 +77,7 @@ _PUBLIC = {
 __all__ = ["__version__", *sorted(_PUBLIC)]
 
 
-def _version() -> str:
-    # importlib.metadata costs tens of ms to import: only pay when the version is asked for
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("shoal")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
-
-
 def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        value = globals()["__version__"] = _version()
-        return value
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'shoal' has no attribute {name!r}")

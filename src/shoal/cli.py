@@ -204,6 +204,13 @@ def _scheduler_security(token_file: str | None, no_auth: bool) -> tuple[Security
 )
 @click.option("--nanny-address", default=None, hidden=True, help="Set by the nanny itself.")
 @click.option(
+    "--nanny-pid",
+    default=None,
+    type=int,
+    hidden=True,
+    help="Set by the nanny itself: exit when the process with this pid (our parent) dies.",
+)
+@click.option(
     "--death-timeout",
     default=None,
     help='Keep trying to reach a lost scheduler this long (e.g. "60s"), then exit non-zero. '
@@ -232,6 +239,7 @@ def worker(
     no_auth: bool,
     nanny: bool,
     nanny_address: str | None,
+    nanny_pid: int | None,
     death_timeout: str | None,
     log_level: str,
     tls: TlsOptions,
@@ -239,6 +247,8 @@ def worker(
     startup: StartupOptions,
 ) -> None:
     """Start workers connected to the scheduler at SCHEDULER_ADDRESS."""
+    if nanny_pid is not None:
+        _die_with_nanny(nanny_pid)
     _setup_logging(log_level)
     address, security = _worker_target(scheduler_address, scheduler_file, token_file, no_auth)
     security = tls.apply(security)
@@ -311,6 +321,15 @@ def worker(
     _run(servers, "worker at %s", startup)
     # e.g. RESTART_EXIT_CODE: the nanny starts a successor
     _exit_past_task_threads(max(server.exit_code for server in servers))
+
+
+def _die_with_nanny(nanny_pid: int) -> None:
+    """Get SIGTERM when our nanny dies; exit now if it died while we started."""
+    from shoal.worker.parent_death import die_with_parent
+
+    if not die_with_parent(nanny_pid):
+        click.echo(f"Error: the nanny (pid {nanny_pid}) is gone; not starting", err=True)
+        sys.exit(1)
 
 
 def _exit_past_task_threads(code: int) -> NoReturn:

@@ -2,8 +2,8 @@
 
 Worker keywords (``local_directory=``, ``memory_limit=``, ``memory_target_fraction=``,
 ``resources=``, ``lifetime=``...) reach every worker, in-process or not: for worker
-processes, those the ``shoal worker`` command has flags for become flags, the rest
-travel as JSON in ``SHOAL_WORKER_OPTIONS`` (read by ``shoal.cli``, through the nanny).
+processes, those a ``Nanny`` takes (``shoal worker`` has flags for them) go to the
+nanny, the rest travel as JSON in ``SHOAL_WORKER_OPTIONS`` (read by ``shoal.cli``).
 
 Rules of this file:
 
@@ -42,12 +42,8 @@ REFUSED = {
     "blocked_handlers": "shoal's handlers are fixed; run with --allow-client-code off",
 }
 
-#: worker keywords the ``shoal worker`` command takes as flags
-_FLAGS = {
-    "local_directory": "--local-directory",
-    "lifetime": "--lifetime",
-    "lifetime_stagger": "--lifetime-stagger",
-}
+#: worker keywords a ``Nanny`` takes itself (the ``shoal worker`` command has flags for them)
+_NANNY_KEYWORDS = frozenset({"local_directory", "lifetime", "lifetime_stagger", "lifetime_restart"})
 
 _WORKER_FIELDS = {f.name for f in dataclasses.fields(WorkerConfig)}
 
@@ -72,18 +68,16 @@ def check_worker_kwargs(kwargs: dict[str, Any], constructor: Any = None) -> None
         )
 
 
-def process_arguments(kwargs: dict[str, Any]) -> tuple[list[str], str | None]:
-    """CLI flags and the ``SHOAL_WORKER_OPTIONS`` JSON (or None) for worker processes."""
-    flags: list[str] = []
+def nanny_arguments(kwargs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The keywords a ``Nanny`` takes as flags for its worker (``local_directory``,
+    ``lifetime``...), and the ``SHOAL_WORKER_OPTIONS`` JSON (or None) for the rest."""
+    named: dict[str, Any] = {}
     rest: dict[str, Any] = {}
     for name, value in kwargs.items():
         if value is None:
             continue
-        if name in _FLAGS:
-            flags += [_FLAGS[name], str(value)]
-        elif name == "lifetime_restart":
-            if value:
-                flags.append("--lifetime-restart")
+        if name in _NANNY_KEYWORDS:
+            named[name] = value
         else:
             rest[name] = value
     rest = _crossing(rest)
@@ -95,7 +89,7 @@ def process_arguments(kwargs: dict[str, Any]) -> tuple[list[str], str | None]:
                 f"LocalCluster({name}=...): a {type(value).__name__} cannot be sent to worker "
                 "processes; use processes=False to give it to in-process workers"
             ) from None
-    return flags, json.dumps(rest) if rest else None
+    return named, json.dumps(rest) if rest else None
 
 
 def _crossing(options: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,12 @@ Rules of this file:
   the pause before the next start; a running worker that is killed is restarted at once.
 * Past ``terminate_fraction`` of ``memory_limit`` (RSS) the worker is stopped (SIGTERM,
   then SIGKILL) and restarted; the reason says so.
-* Closing the nanny stops its worker (SIGTERM, then SIGKILL): no orphans.
+* Closing the nanny stops its worker (SIGTERM, then SIGKILL): no orphans. A nanny that
+  dies, even by SIGKILL, takes its worker along: the worker asks for a parent-death
+  signal itself at start (``--nanny-pid``, ``shoal.worker.parent_death``).
+* A nanny is a server like any other: in a ``shoal worker`` process of its own, or on a
+  ``LocalCluster``'s loop in the user's process (then that process is the workers'
+  parent, and one interpreter start is saved per worker).
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from shoal.comm import Comm, Security
 from shoal.comm.hostaddr import Bind
 from shoal.comm.security import child_environ
 from shoal.nanny_plugins import NannyExtras
-from shoal.protocol.rpc_scheduler import SchedulerWorkerDied
+from shoal.protocol.rpc_scheduler_workers import SchedulerWorkerDied
 from shoal.protocol.rpc_workers import (
     NannyKill,
     NannyRestart,
@@ -142,16 +147,6 @@ def _resources_flag(resources: Mapping[str, float] | str | None) -> str:
     return " ".join(f"{name}={amount}" for name, amount in resources.items())
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: on Linux, get SIGTERM when the nanny dies (even by
-    SIGKILL), so that no worker outlives its nanny."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
-
-
 class Nanny(Server):
     """Starts a worker process, watches it, and restarts it; rpc: restart, kill, terminate."""
 
@@ -191,6 +186,7 @@ class Nanny(Server):
         kill_timeout: float = 10.0,
         death_timeout: float | None = None,
         scheduler_file: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """A nanny that starts (and restarts) a worker process with these options.
 
@@ -201,7 +197,8 @@ class Nanny(Server):
         The worker's ``nanny`` is this nanny's address. The rest: ``terminate_fraction``
         of ``memory_limit`` (RSS) past which the worker is restarted, ``kill_timeout``
         between SIGTERM and SIGKILL, ``death_timeout`` and ``scheduler_file`` for the
-        worker's reconnects, ``log_level`` and ``preload`` for the worker process.
+        worker's reconnects, ``log_level`` and ``preload`` for the worker process, ``env``
+        variables added to its environment (over this process's).
         """
         self.spec = WorkerSpec(
             nthreads=nthreads,
@@ -270,8 +267,8 @@ class Nanny(Server):
         self._young_deaths = 0
         #: reasons of the deaths of our workers, newest last
         self.deaths: list[str] = []
-        #: variables added to the worker's environment (the ``Environ`` plugin)
-        self.extra_environ: dict[str, str] = {}
+        #: variables added to the worker's environment (``env=``, the ``Environ`` plugin)
+        self.extra_environ: dict[str, str] = dict(env or {})
         #: NannyPlugins and ``Client.run(nanny=True)`` (shoal.nanny_plugins)
         self.extras = NannyExtras(self)
         self.handlers.update(self.extras.handlers())
@@ -295,7 +292,8 @@ class Nanny(Server):
         spec = self.spec
         cmd = [
             sys.executable, "-m", "shoal", "worker", self.scheduler_address,
-            "--no-nanny", "--nanny-address", self.address, "--host", spec.host,
+            "--no-nanny", "--nanny-address", self.address, "--nanny-pid", str(os.getpid()),
+            "--host", spec.host,
             "--nthreads", str(spec.nthreads), "--memory-limit", str(spec.memory_limit),
             "--lifetime-stagger", spec.lifetime_stagger, "--log-level", spec.log_level,
         ]  # fmt: skip
@@ -342,9 +340,7 @@ class Nanny(Server):
         self._ready.clear()
         self.worker_address = None
         self._forget_running()
-        self.process = await asyncio.create_subprocess_exec(
-            *self._command(), env=self._environ(), preexec_fn=_die_with_parent
-        )
+        self.process = await asyncio.create_subprocess_exec(*self._command(), env=self._environ())
         self.background(self._watch(self.process), "nanny-watch")
         waiter = asyncio.ensure_future(self._ready.wait())
         exited = asyncio.ensure_future(self.process.wait())

@@ -6,14 +6,20 @@ written twice.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from shoal import Client
 from shoal.cluster import LocalCluster as ReExported
 from shoal.deploy import Cluster, LocalCluster
+from shoal.deploy.local import NannyJob
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -113,3 +119,58 @@ def test_adapt_up_under_load_then_down_by_retirement_without_recomputing(
                     assert below >= 3, adaptive.history
                 size, below = scaled_to, 0
         assert any(s is not None and s < 3 for _, s in adaptive.history)
+
+
+# -- worker processes under the nannies this process runs ------------------------------------
+def gone(pid: int) -> bool:
+    """Exited (a zombie nobody reaped yet counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def worker_pids(client: Client) -> set[int]:
+    return {int(w["pid"]) for w in client.scheduler_info()["workers"].values()}
+
+
+def test_a_sigkilled_worker_process_is_restarted_by_its_nanny_here() -> None:
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None)
+    with cluster, cluster.get_client() as client:
+        [pid] = worker_pids(client)
+        parent = psutil.Process(pid).parent()
+        assert parent is not None and parent.pid == os.getpid()  # no nanny process
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: (worker_pids(client) or {pid}) != {pid}, 60, "a new worker process")
+        assert client.submit(len, "abcd").result(timeout=60) == 4
+        [job] = cluster.jobs.values()
+        assert isinstance(job, NannyJob)
+        assert job.nanny.deaths == ["killed by signal 9 (SIGKILL)"]
+
+
+#: a process running a LocalCluster: prints its worker pids, then waits to be killed
+CLUSTER_SCRIPT = """
+import sys
+from shoal import LocalCluster
+cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+client = cluster.get_client()
+print(*(w["pid"] for w in client.scheduler_info()["workers"].values()), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_worker_processes_die_with_the_process_running_their_nannies() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", CLUSTER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as owner:
+        assert owner.stdout is not None
+        pids = [int(pid) for pid in owner.stdout.readline().split()]
+        try:
+            assert len(pids) == 2 and not any(gone(pid) for pid in pids)
+            owner.kill()  # SIGKILL: the nannies close nothing
+            owner.wait()
+            wait_until(lambda: all(gone(pid) for pid in pids), 30, "the workers to exit")
+        finally:
+            for pid in pids:
+                if not gone(pid):
+                    os.kill(pid, signal.SIGKILL)

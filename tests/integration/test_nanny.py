@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,8 +79,9 @@ def make_cluster(tmp_path: Path) -> Iterator[Any]:
 
         yield make
         for cluster in clusters:
-            children = psutil.Process(cluster.nannies.pid).children(recursive=True)
-            cluster.worker_pids.update(child.pid for child in children)
+            with contextlib.suppress(psutil.NoSuchProcess):  # a test may have killed it
+                children = psutil.Process(cluster.nannies.pid).children(recursive=True)
+                cluster.worker_pids.update(child.pid for child in children)
     # no orphans: every worker process ever seen is gone with its nanny
     seen = {pid for cluster in clusters for pid in cluster.worker_pids}
     wait_for(lambda: not any(alive(pid) for pid in seen), timeout=30)
@@ -336,3 +338,15 @@ def test_the_nanny_removes_a_killed_workers_directory(make_cluster: Any, tmp_pat
         wait_for(lambda: len(cluster.note_workers(client)) == 2, timeout=60)
         dirs = sorted(p.name for p in parent.iterdir())
         assert len(dirs) == 2 and directory.name not in dirs
+
+
+def test_workers_die_with_a_sigkilled_nanny_process(make_cluster: Any) -> None:
+    """The nanny process gets no chance to stop its workers: they go by themselves (they
+    asked for the parent-death signal at start, ``--nanny-pid``)."""
+    cluster = make_cluster("--nthreads", "1")
+    with cluster.client() as client:
+        pids = [int(w["pid"]) for w in cluster.note_workers(client).values()]
+        assert all(psutil.Process(pid).ppid() == cluster.nannies.pid for pid in pids)
+        cluster.nannies.kill()
+        cluster.nannies.wait()
+        wait_for(lambda: not any(alive(pid) for pid in pids), timeout=30)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shoal.cluster_options import WORKER_OPTIONS_ENV, process_arguments
+from shoal.cluster_options import WORKER_OPTIONS_ENV, nanny_arguments
 from shoal.nanny import Nanny
 from shoal.worker import options
 from shoal.worker.server import Worker
@@ -197,4 +197,4 @@ def test_nanny_refuses_what_cannot_cross_with_the_reason() -> None:
     with pytest.raises(TypeError, match="importable"):
         Nanny(ADDRESS, data=lambda: {})
     with pytest.raises(TypeError, match=r"LocalCluster.*processes=False"):
-        process_arguments({"data": {}})
+        nanny_arguments({"data": {}})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -295,3 +297,19 @@ def test_a_written_value_is_not_kept_alive_by_the_writer(tmp_path: Path) -> None
         assert ref() is None, "the spilled array is still in memory after its write"
     finally:
         buffer.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_malloc_trim_is_found_without_starting_a_process() -> None:
+    """Looking the C library up by name (``ctypes.util.find_library``) runs ``ldconfig``
+    at every worker start; the library this process already has is enough."""
+    code = (
+        "import subprocess\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise AssertionError(f'a process was started: {args}')\n"
+        "subprocess.Popen = refuse\n"
+        "from shoal.worker import spill\n"
+        "assert spill._MALLOC_TRIM is not None\n"
+        "spill.trim_memory()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

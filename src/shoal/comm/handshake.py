@@ -13,25 +13,18 @@ Rules of this file:
 
 from __future__ import annotations
 
-import importlib.metadata
 import secrets
 from typing import Any
 
+from shoal._version import __version__
 from shoal.comm.core import Comm
 from shoal.comm.security import Security, check_peer_role
 from shoal.config import CommConfig
 from shoal.errors import ProtocolError
 from shoal.protocol import handshake as hs
 
-
-def _shoal_version() -> str:
-    try:
-        return importlib.metadata.version("shoal")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
-        return "unknown"
-
-
-SHOAL_VERSION = _shoal_version()
+#: sent in every greeting (a constant: no ``importlib.metadata`` on a worker's start)
+SHOAL_VERSION = __version__
 
 
 def _greeting(role: str, name: str) -> hs.Greeting:

@@ -20,13 +20,12 @@ import asyncio
 import itertools
 import logging
 import math
-import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shoal import loop as shared_loop
 from shoal.comm import Security
-from shoal.comm.pool import ConnectionPool
+from shoal.comm.pool import CONFIGURED, ConnectionPool
 from shoal.errors import ShoalTimeoutError
 from shoal.protocol.rpc_base import Rpc
 from shoal.protocol.rpc_scheduler import (
@@ -35,6 +34,7 @@ from shoal.protocol.rpc_scheduler import (
     SchedulerNthreads,
     SchedulerRetireWorkers,
     SchedulerSchedulerInfo,
+    SchedulerWaitForWorkers,
     SchedulerWorkersToClose,
 )
 from shoal.sizes import parse_bytes, parse_timedelta
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from shoal.deploy.adaptive import Adaptive
 
 logger = logging.getLogger("shoal.deploy")
+#: seconds between two looks at a job that cannot tell its own failure (ssh, batch)
+FAILURE_CHECK_INTERVAL = 0.1
 T = TypeVar("T")
 #: the reply an rpc struct declares
 R = TypeVar("R")
@@ -64,6 +66,15 @@ class Job:
     def failure(self) -> str | None:
         """Why it stopped before its workers joined; None while it is fine."""
         return None
+
+    async def wait_failure(self) -> str:
+        """Return ``failure()`` once there is one. Jobs that learn of their end by an
+        event override this; the default looks every ``FAILURE_CHECK_INTERVAL``."""
+        while True:
+            failure = self.failure()
+            if failure is not None:
+                return failure
+            await asyncio.sleep(FAILURE_CHECK_INTERVAL)
 
     def logs(self) -> str:
         """Its output so far, for ``Cluster.get_logs``."""
@@ -144,11 +155,14 @@ class Cluster:
         await self._close()
 
     # -- rpc to the scheduler ---------------------------------------------------------------
-    async def scheduler_call(self, rpc: Rpc[R], /) -> R:
-        """One rpc to the scheduler: ``await cluster.scheduler_call(SchedulerNthreads())``."""
+    async def scheduler_call(
+        self, rpc: Rpc[R], /, *, reply_timeout: float | None = CONFIGURED
+    ) -> R:
+        """One rpc to the scheduler: ``await cluster.scheduler_call(SchedulerNthreads())``
+        (no reply within ``reply_timeout``, default the configured one: ShoalTimeoutError)."""
         if self._pool is None:
             self._pool = ConnectionPool(security=self.security, role="client", name="cluster")
-        return await self._pool.call(self.scheduler_address, rpc)
+        return await self._pool.call(self.scheduler_address, rpc, reply_timeout=reply_timeout)
 
     @property
     def dashboard_link(self) -> str | None:
@@ -213,11 +227,20 @@ class Cluster:
                 )
 
     async def _add_jobs(self, count: int) -> None:
-        for _ in range(count):
-            name = f"{self.job_prefix}-{next(self._job_numbers)}"
-            job = self.new_job(name)
-            await job.start()
-            self.jobs[name] = job
+        """Start ``count`` new jobs at once; one that fails to start is closed again and
+        its error raised once the others are in. Jobs are listed while they start, so
+        that closing the cluster meanwhile stops them too."""
+        new = [self.new_job(f"{self.job_prefix}-{next(self._job_numbers)}") for _ in range(count)]
+        self.jobs.update((job.name, job) for job in new)
+        results = await asyncio.gather(*(job.start() for job in new), return_exceptions=True)
+        errors: list[BaseException] = []
+        for job, result in zip(new, results, strict=True):
+            if isinstance(result, BaseException):
+                errors.append(result)
+                self.jobs.pop(job.name, None)
+                await asyncio.gather(job.close(), return_exceptions=True)
+        if errors:
+            raise errors[0]
 
     async def _remove_jobs(self, count: int, *, to_zero: bool, idle_only: bool) -> None:
         info = await self.scheduler_call(SchedulerSchedulerInfo())
@@ -286,21 +309,35 @@ class Cluster:
         return self._sync(self._wait_for_workers(n, parse_timedelta(timeout)))
 
     async def _wait_for_workers(self, n: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            joined = len(await self.scheduler_call(SchedulerNthreads()))
-            if joined >= n:
+        """Ask the scheduler to answer once ``n`` workers joined (it answers when its state
+        changes), while any job failing ends the wait with that failure."""
+        joined = asyncio.ensure_future(
+            self.scheduler_call(
+                SchedulerWaitForWorkers(n=n, timeout=timeout), reply_timeout=timeout + 5.0
+            )
+        )
+        failures = [
+            asyncio.ensure_future(self._named_failure(job)) for job in list(self.jobs.values())
+        ]
+        try:
+            await asyncio.wait([joined, *failures], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (joined, *failures):
+                waiter.cancel()
+            await asyncio.gather(joined, *failures, return_exceptions=True)
+        if joined.done() and not joined.cancelled():
+            try:
+                joined.result()
                 return
-            for job in self.jobs.values():
-                failure = job.failure()
-                if failure is not None:
-                    raise RuntimeError(f"job {job.name} failed: {failure}")
-            if time.monotonic() > deadline:
+            except TimeoutError:
                 raise ShoalTimeoutError(
-                    f"only {joined} of {n} workers joined {self.scheduler_address} "
-                    f"within {timeout}s"
-                )
-            await asyncio.sleep(0.05)
+                    f"only {len(await self.scheduler_call(SchedulerNthreads()))} of {n} "
+                    f"workers joined {self.scheduler_address} within {timeout}s"
+                ) from None
+        raise RuntimeError(next(f.result() for f in failures if f.done() and not f.cancelled()))
+
+    async def _named_failure(self, job: Job) -> str:
+        return f"job {job.name} failed: {await job.wait_failure()}"
 
     def get_client(self) -> Client:
         """A client of this cluster."""

@@ -5,9 +5,11 @@ Rules of this file:
 * Worker processes are fresh interpreters running ``python -m shoal worker`` (never a
   fork or a re-import of the user's ``__main__``), so a script that creates a cluster
   at top level, without an ``if __name__ == "__main__"`` guard, works.
-* The scheduler runs in this process; each worker (a process under a nanny, or an
-  in-process ``Worker`` with ``processes=False``) is one job of the ``Cluster`` base, so
-  ``scale`` and ``adapt`` work as on every other cluster.
+* The scheduler runs in this process, and so do the nannies (as in dask): each starts
+  its worker process directly, which dies with this process (``--nanny-pid``).
+* Each worker (a process under a nanny, or an in-process ``Worker`` with
+  ``processes=False``) is one job of the ``Cluster`` base, so ``scale`` and ``adapt``
+  work as on every other cluster; jobs start in parallel.
 * The scheduler also listens on an ``inproc://`` address: a ``Client(cluster)`` on the
   scheduler's own event loop talks to it through memory instead of a loopback socket
   (``in_process_address``); every other party uses the TCP address.
@@ -17,10 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import subprocess
-import sys
 from typing import Any
 
 import psutil
@@ -33,12 +31,11 @@ from shoal.cluster_options import (
     check_cluster_kwargs,
     check_worker_kwargs,
     log_level_name,
-    process_arguments,
+    nanny_arguments,
 )
 from shoal.comm import Security
-from shoal.comm.security import child_environ
 from shoal.deploy.cluster import Cluster, Job
-from shoal.deploy.commands import worker_argv
+from shoal.nanny import Nanny
 from shoal.protocol.rpc_workers import WorkerGetLogs
 from shoal.scheduler.server import Scheduler
 from shoal.sizes import parse_timedelta
@@ -63,39 +60,30 @@ def default_layout(
     return n_workers, threads_per_worker
 
 
-class WorkerProcessJob(Job):
-    """``python -m shoal worker --nanny`` as a child process."""
+class NannyJob(Job):
+    """A worker process under a ``Nanny`` that runs on this process's loop (no nanny
+    process of its own: one interpreter start per worker)."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, nanny: Nanny) -> None:
         super().__init__(name)
-        self.cmd = cmd
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.nanny = nanny
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen(self.cmd, env=self.env)
+        """Returns once the first worker registered (or died at start: the nanny goes on)."""
+        await self.nanny.start()
 
     def failure(self) -> str | None:
-        if self.proc is not None and self.proc.poll() is not None:
-            return f"the worker process exited with code {self.proc.returncode}"
-        return None
+        if self.nanny.status not in ("closing", "closed"):
+            return None
+        deaths = "; ".join(self.nanny.deaths[-3:]) or "none"
+        return f"its nanny closed with exit code {self.nanny.exit_code} (deaths: {deaths})"
+
+    async def wait_failure(self) -> str:
+        await self.nanny.wait_closed()
+        return self.failure() or "its nanny closed"
 
     async def close(self) -> None:
-        if self.proc is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._stop)
-
-    def _stop(self) -> None:
-        """Give it 5 s to leave on its own (a retired or told worker does), then TERM,
-        then KILL."""
-        assert self.proc is not None
-        for action in (None, signal.SIGTERM, signal.SIGKILL):
-            if action is not None and self.proc.poll() is None:
-                self.proc.send_signal(action)
-            try:
-                self.proc.wait(timeout=5)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        await self.nanny.close()
 
 
 class InProcessWorkerJob(Job):
@@ -224,19 +212,20 @@ class LocalCluster(Cluster):
     def new_job(self, name: str) -> Job:
         if not self.use_processes:
             return InProcessWorkerJob(name, self._inprocess_worker(name))
-        env = {**os.environ, **child_environ(self.security, "worker")}
-        flags, options = process_arguments(self.worker_kwargs)
-        if options is not None:
-            env[WORKER_OPTIONS_ENV] = options
-        cmd = worker_argv(
-            [sys.executable], self.scheduler.address, name=name,
-            no_auth=self.security.token is None, host=self.host,
-            nthreads=self.threads_per_worker, memory_limit=self.memory_limit,
-            extra=["--log-level", log_level_name(self.silence_logs), *flags],
-        )  # fmt: skip
-        if self.resources:
-            cmd += ["--resources", " ".join(f"{k}={v}" for k, v in self.resources.items())]
-        return WorkerProcessJob(name, cmd, env)
+        named, options = nanny_arguments(self.worker_kwargs)
+        nanny = Nanny(
+            self.scheduler.address,
+            security=self.security.for_role("worker"),
+            host=self.host,
+            nthreads=self.threads_per_worker or 1,
+            name=name,
+            memory_limit=self.memory_limit,
+            resources=self.resources or None,
+            log_level=log_level_name(self.silence_logs),
+            env={WORKER_OPTIONS_ENV: options} if options is not None else None,
+            **named,
+        )
+        return NannyJob(name, nanny)
 
     def _inprocess_worker(self, name: str) -> Worker:
         worker_class = self.worker_class or Worker

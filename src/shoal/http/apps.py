@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
@@ -189,15 +190,12 @@ def worker_app(worker: Worker, port: Callable[[], int], lag: LoopLagMonitor) -> 
     return app
 
 
-async def start_worker_http(worker: Worker, port: int) -> HttpService | None:
-    """Serve a worker's health and metrics on its host (None for in-memory workers)."""
-    if not worker.address.startswith(("tcp://", "tls://")):
-        return None
-    listening = worker.listeners[0].address if worker.listeners else worker.address
-    service = HttpService(
-        get_address_host(listening), port, http_ssl_context(worker.security, "worker")
-    )
-    await service.start(worker_app(worker, lambda: service.port, service.lag))
+async def start_worker_http(worker: Worker, sock: socket.socket) -> HttpService:
+    """Serve a worker's health and metrics on ``sock``, the listening socket the worker
+    bound (``shoal.http.listen``) before it registered with the port."""
+    host, port = sock.getsockname()[:2]
+    service = HttpService(host, port, http_ssl_context(worker.security, "worker"))
+    await service.start(worker_app(worker, lambda: service.port, service.lag), sock)
     return service
 
 

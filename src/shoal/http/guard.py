@@ -21,6 +21,7 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -138,7 +139,7 @@ class _GuardedProtocol(asyncio.Protocol):
 class GuardedSite(web.BaseSite):
     """``web.TCPSite`` with a ``ConnectionGuard`` around every connection."""
 
-    __slots__ = ("_guard", "_host", "_port")
+    __slots__ = ("_guard", "_host", "_port", "_sock")
 
     def __init__(
         self,
@@ -147,11 +148,14 @@ class GuardedSite(web.BaseSite):
         port: int,
         guard: ConnectionGuard,
         ssl_context: ssl.SSLContext | None = None,
+        sock: socket.socket | None = None,
     ):
+        """Serve on ``host:port``, or on ``sock`` (already bound and listening) if given."""
         super().__init__(runner, ssl_context=ssl_context)
         self._host = host
         self._port = port
         self._guard = guard
+        self._sock = sock
 
     @property
     def name(self) -> str:
@@ -164,6 +168,11 @@ class GuardedSite(web.BaseSite):
         assert server is not None
         guard = self._guard
         loop = asyncio.get_running_loop()
+        if self._sock is not None:
+            self._server = await loop.create_server(
+                lambda: guard.protocol(server), sock=self._sock, ssl=self._ssl_context
+            )
+            return
         self._server = await loop.create_server(
             lambda: guard.protocol(server), self._host or None, self._port, ssl=self._ssl_context
         )

@@ -98,8 +98,9 @@ class HttpService:
         self._runner: web.AppRunner | None = None
         self._lag_task: asyncio.Task[None] | None = None
 
-    async def start(self, app: web.Application) -> None:
-        """Serve ``app``; ``port`` holds the bound port afterwards."""
+    async def start(self, app: web.Application, sock: socket.socket | None = None) -> None:
+        """Serve ``app`` (on ``sock`` if given: bound and listening, see
+        ``shoal.http.listen``); ``port`` holds the bound port afterwards."""
         runner = web.AppRunner(
             app,
             access_log=None,
@@ -108,7 +109,7 @@ class HttpService:
             keepalive_timeout=KEEPALIVE_TIMEOUT,
         )
         await runner.setup()
-        site = GuardedSite(runner, self.host, self.port, self.guard, self.ssl_context)
+        site = GuardedSite(runner, self.host, self.port, self.guard, self.ssl_context, sock)
         try:
             await site.start()
         except OSError:

@@ -25,10 +25,10 @@ Rules of this file:
 
 from __future__ import annotations
 
-from shoal.protocol import rpc_scheduler, rpc_workers
+from shoal.protocol import rpc_scheduler, rpc_scheduler_workers, rpc_workers
 from shoal.protocol.rpc_base import NANNY, ROLES, RPCS, SCHEDULER, WORKER, Rpc, build
 
 __all__ = [
     "NANNY", "ROLES", "RPCS", "SCHEDULER", "WORKER", "Rpc", "build", "rpc_scheduler",
-    "rpc_workers",
+    "rpc_scheduler_workers", "rpc_workers",
 ]  # fmt: skip

@@ -1,6 +1,8 @@
 """The scheduler's rpcs (its coordination primitives and extras too): one struct each.
 
-See ``shoal.protocol.rpc_ops`` for the rules.
+See ``shoal.protocol.rpc_ops`` for the rules. Those that workers and nannies send live in
+``rpc_scheduler_workers`` (imported here too), so that a worker process does not build
+the fifty-odd structs here at every start.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from shoal.protocol.rpc_base import (
     RunFunction,
     _register,
 )
-from shoal.protocol.serialize import Serialized
+from shoal.protocol.rpc_scheduler_workers import SchedulerRegisterWorker as SchedulerRegisterWorker
+from shoal.protocol.rpc_scheduler_workers import SchedulerRetireWorkers as SchedulerRetireWorkers
+from shoal.protocol.rpc_scheduler_workers import SchedulerWorkerDied as SchedulerWorkerDied
 
 # -- scheduler -----------------------------------------------------------------------------
 
@@ -266,30 +270,6 @@ class SchedulerRegisterClient(Rpc[Any]):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRegisterWorker(Rpc[Any]):
-    """Opens the worker stream, as register-client; the fields describe the worker."""
-
-    rpc: ClassVar[str] = "register-worker"
-    role: ClassVar[str] = SCHEDULER
-    address: Address
-    nthreads: int
-    name: str | int | None = None
-    memory_limit: int = 0
-    resources: Mapping[str, float] | None = None
-    nanny: Address | None = None
-    #: service name -> port (the dashboard's "http", ``services=``)
-    services: Mapping[str, int] | None = None
-    local_directory: str | None = None
-    pid: int | None = None
-    #: on a rejoin: ``[(key, nbytes), ...]`` it holds, and the keys it runs
-    held: Sequence[Sequence[Any]] = ()
-    running: Sequence[Key] = ()
-    #: the worker plugins it has, pickled, by name (a restarted scheduler learns them)
-    worker_plugins: Mapping[str, Serialized] | None = None
-
-
-@_register
-@dataclass(frozen=True, slots=True, kw_only=True)
 class SchedulerRegisterNannyPlugin(AddPlugin[Any]):
     rpc: ClassVar[str] = "register_nanny_plugin"
     role: ClassVar[str] = SCHEDULER
@@ -327,17 +307,6 @@ class SchedulerReplicate(Rpc[Any]):
 class SchedulerRestart(Rpc[dict[str, int]]):
     rpc: ClassVar[str] = "restart"
     role: ClassVar[str] = SCHEDULER
-
-
-@_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRetireWorkers(Rpc[dict[str, Sequence[Address]]]):
-    """Retire ``workers`` (addresses)."""
-
-    rpc: ClassVar[str] = "retire_workers"
-    role: ClassVar[str] = SCHEDULER
-    workers: Sequence[Address] = ()
-    timeout: float = 120.0
 
 
 @_register
@@ -525,21 +494,6 @@ class SchedulerWhoHas(Rpc[dict[Key, tuple[Address, ...]]]):
     rpc: ClassVar[str] = "who_has"
     role: ClassVar[str] = SCHEDULER
     keys: Sequence[Key] | None = None
-
-
-@_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerWorkerDied(Rpc[Any]):
-    """A nanny's report."""
-
-    rpc: ClassVar[str] = "worker_died"
-    role: ClassVar[str] = SCHEDULER
-    address: Address | None
-    nanny: Address
-    reason: str
-    #: (key, run_id) of the tasks it was running, read by the nanny after the death
-    #: (None: not known; the scheduler then blames what it thinks ran)
-    running: Sequence[tuple[Key, int]] | None = None
 
 
 @_register

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping
@@ -31,6 +32,7 @@ from shoal.comm.rpc import ok_reply
 from shoal.comm.shm import SharedMemoryTransfers
 from shoal.config import CommConfig
 from shoal.errors import CommError, SerializationError
+from shoal.http.listen import listening_socket
 from shoal.http.records import TransferLog
 from shoal.log_limit import RepeatLimiter
 from shoal.logs import MemoryLogHandler
@@ -39,7 +41,7 @@ from shoal.protocol import ops
 from shoal.protocol.messages import wire_safe
 from shoal.protocol.ops import to_msg
 from shoal.protocol.rpc_base import Rpc
-from shoal.protocol.rpc_scheduler import SchedulerRegisterWorker, SchedulerRetireWorkers
+from shoal.protocol.rpc_scheduler_workers import SchedulerRegisterWorker, SchedulerRetireWorkers
 from shoal.protocol.rpc_workers import (
     NannyWorkerClosing,
     NannyWorkerReady,
@@ -255,6 +257,8 @@ class Worker(Server, WorkerStateView):
         self.total_comm_nbytes = cfg.total_comm_nbytes
         self.services: dict[str, Any] = {}
         self.service_ports: dict[str, int] = {}
+        #: the HTTP service's socket, bound before registering and served after it
+        self._http_socket: socket.socket | None = None
         self.batched_stream: BatchedStream | None = None
         self.status = "init"
         self._in_connections = 0
@@ -319,6 +323,7 @@ class Worker(Server, WorkerStateView):
             raise CommError(f"worker {self.address}: no scheduler at {self.scheduler_address}")
         await self.extras.setup_registered(self._plugins_at_registration)
         await self._tell_nanny()
+        await self._serve_http()
         self.status = "running"
         self.periodic(self._heartbeat, cfg.heartbeat_interval, "heartbeat")
         if self.memory_monitor.thresholds.monitored:
@@ -415,19 +420,35 @@ class Worker(Server, WorkerStateView):
 
     # -- observability (shoal.http, shoal.logs) ----------------------------------------------
     async def _start_http(self) -> None:
-        """Keep our log records; serve /health and /metrics and the ``services=`` (all
-        listed in ``services``)."""
+        """Keep our log records; bind the port of the HTTP service (/health, /metrics) and
+        start the ``services=`` (all listed in ``services``), before registering: their
+        ports go with the registration. The HTTP service itself (aiohttp) is served only
+        after it (``_serve_http``): importing it would delay the registration."""
         self.log_handler.attach(["shoal.worker"])
-        if self.http_port is not None:
-            from shoal.http.apps import start_worker_http
-
-            service = await start_worker_http(self, self.http_port)
-            if service is not None:
-                self.services["http"] = service
-                self.service_ports["http"] = service.port
+        if self.http_port is not None and self.address.startswith(("tcp://", "tls://")):
+            listening = self.listeners[0].address if self.listeners else self.address
+            self._http_socket = listening_socket(get_address_host(listening), self.http_port)
+            self.service_ports["http"] = int(self._http_socket.getsockname()[1])
         await start_services(self, self._service_factories)
 
+    async def _serve_http(self) -> None:
+        """Serve /health and /metrics on the socket ``_start_http`` bound (requests that
+        came meanwhile waited in its backlog)."""
+        sock, self._http_socket = self._http_socket, None
+        if sock is None:
+            return
+        from shoal.http.apps import start_worker_http
+
+        try:
+            self.services["http"] = await start_worker_http(self, sock)
+        except BaseException:
+            sock.close()
+            raise
+
     async def _stop_http(self) -> None:
+        if self._http_socket is not None:  # closed before it was served
+            self._http_socket.close()
+            self._http_socket = None
         for name in list(self.services):  # ours ("http") and those of ``services=``
             await self.services.pop(name).stop()
         self.log_handler.detach()
