@@ -110,6 +110,8 @@ async def fetch(
     """
     data: dict[Key, Any] = {}
     missing = list(dict.fromkeys(keys))
+    if states:
+        missing = _take_inline(missing, states, data)
     hinted = _hinted_holders(missing, states)
     for attempt in itertools.count(1):
         if not missing:
@@ -132,6 +134,22 @@ async def fetch(
         if missing and not from_hints:  # a stale hint: ask the scheduler at once
             await asyncio.sleep(min(0.02 * 2**attempt, 1.0))
     raise AssertionError("unreachable")
+
+
+def _take_inline(
+    keys: list[Key], states: dict[Key, FutureState], data: dict[Key, Any]
+) -> list[Key]:
+    """Deserialize the values that came with ``key-in-memory`` into ``data`` (anew on each
+    call, like a fetch: the caller gets its own object); the keys left to fetch."""
+    left = []
+    for key in keys:
+        state = states.get(key)
+        blob = None if state is None else state.value
+        if blob is None:
+            left.append(key)
+        else:
+            data[key] = deserialize(blob)
+    return left
 
 
 def _computed_again(key: Key, states: dict[Key, FutureState] | None) -> bool:
