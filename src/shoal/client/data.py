@@ -3,7 +3,9 @@
 Bulk data never passes through the scheduler: the client talks to the workers that hold
 it directly, one ``get_data`` per worker for all the keys that worker holds. Which
 workers: those ``key-in-memory`` named (so a result costs one rpc), or, for keys it named
-none for or whose holder failed, the scheduler's answer to ``who_has``.
+none for or whose holder failed, the scheduler's answer to ``who_has``. A small result
+the client waited for came with its ``key-in-memory`` (``FutureState.value``): it is
+deserialized here, with no rpc at all (bulk data still never passes the scheduler).
 
 Rules of this file:
 
