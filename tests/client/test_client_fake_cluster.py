@@ -14,6 +14,7 @@ import pytest
 from shoal.client import Client, Future, default_client, set_default_client
 from shoal.client.tasks import MAX_ROWS_PER_MESSAGE
 from shoal.errors import CancelledError, CommClosedError, SerializationError, ShoalTimeoutError
+from shoal.protocol.serialize import serialize
 from tests.client.client_fakes import SCHEDULER, WORKERS, FakeTransport, barrier
 from tests.conftest import wait_until
 
@@ -611,3 +612,43 @@ def test_set_default_client_is_the_hook_for_workers(client: Client) -> None:
         assert default_client() is client
     finally:
         set_default_client(None)
+
+
+# -- small results that came with key-in-memory ---------------------------------------------------
+
+
+def test_a_value_sent_with_key_in_memory_is_the_result_without_any_rpc(
+    client: Client, fake: FakeTransport
+) -> None:
+    future, other = client.submit(inc, 1), client.submit(inc, 2)
+    fake.queue = []  # nothing runs: the values below are all the client gets
+    fake.deliver(
+        {"op": "key-in-memory", "key": future.key, "type_name": "list", "who_has": (WORKERS[0],),
+         "value": serialize([1, 2])},
+        {"op": "key-in-memory", "key": other.key, "type_name": "str", "who_has": (WORKERS[1],),
+         "value": serialize("two")},
+    )  # fmt: skip
+    fake.calls.clear()
+    first = future.result()
+    assert first == [1, 2] and fake.rpc_ops() == []  # no get_data
+    second = future.result()
+    assert second == first and second is not first  # deserialized anew, like a fetch
+    assert client.gather([future, other]) == [[1, 2], "two"] and fake.rpc_ops() == []
+
+
+def test_a_value_is_forgotten_when_the_key_goes_back_to_pending(
+    client: Client, fake: FakeTransport
+) -> None:
+    future = client.submit(inc, 1)
+    fake.queue = []
+    fake.deliver(
+        {"op": "key-in-memory", "key": future.key, "type_name": "int", "value": serialize(-1)}
+    )
+    assert future.result() == -1
+    fake.deliver({"op": "lost-data", "key": future.key})
+    assert future.status == "pending" and future._state.value is None
+    fake.data[WORKERS[1]][future.key] = 2  # recomputed; this report carries no value
+    fake.deliver({"op": "key-in-memory", "key": future.key, "type_name": "int",
+                  "who_has": (WORKERS[1],)})  # fmt: skip
+    fake.calls.clear()
+    assert future.result() == 2 and fake.rpc_ops() == [(WORKERS[1], "get_data")]

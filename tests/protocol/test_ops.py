@@ -14,10 +14,11 @@ from shoal.client import wire as client_wire
 from shoal.client.core import ClientCore
 from shoal.errors import ProtocolError
 from shoal.protocol import messages, ops
-from shoal.protocol.serialize import Serialized, serialize
+from shoal.protocol.serialize import Serialized, deserialize, serialize
 from shoal.scheduler import events as sev
 from shoal.scheduler import instructions as sins
 from shoal.scheduler import wire as scheduler_wire
+from shoal.worker import events as wev
 from shoal.worker import instructions as wins
 from shoal.worker import wire as worker_wire
 from tests.conftest import received
@@ -109,12 +110,12 @@ def test_field_names_are_the_schema() -> None:
     fields = {cls.op: cls.fields for cls in ops.OPS[ops.SCHEDULER_TO_WORKER].values()}
     assert fields["compute-task"] == (
         "key", "run_id", "run_spec", "priority", "who_has", "nbytes", "resources",
-        "annotations", "stimulus_id",
+        "annotations", "inline_result", "stimulus_id",
     )  # fmt: skip
     to_scheduler = {cls.op: cls.fields for cls in ops.OPS[ops.CLIENT_TO_SCHEDULER].values()}
     assert to_scheduler["update-graph"] == ("tasks", "restrictions", "wanted", "stimulus_id")
     to_client = {cls.op: cls.fields for cls in ops.OPS[ops.SCHEDULER_TO_CLIENT].values()}
-    assert to_client["key-in-memory"] == ("key", "type_name", "who_has")
+    assert to_client["key-in-memory"] == ("key", "type_name", "who_has", "value")
     # renamed on the way into the schema: "stream" (print's stdout/stderr) is now "file"
     assert to_client["output"] == ("kind", "text", "file", "category")
     assert ops.to_msg(ops.FreeKeys(keys=("a",), stimulus_id="s")) == {
@@ -293,11 +294,38 @@ def test_key_in_memory_carries_the_holders() -> None:
         stimulus_id="s", client="c", key="k", type_name="int", who_has=("tcp://w:1",)
     )
     msg = ops.to_msg(scheduler_wire.to_client_op(inst))
-    assert msg == {"op": "key-in-memory", "key": "k", "type_name": "int", "who_has": ("tcp://w:1",)}
+    assert msg == {
+        "op": "key-in-memory", "key": "k", "type_name": "int", "who_has": ("tcp://w:1",),
+        "value": None,
+    }  # fmt: skip
     # an older scheduler sends no holders: the client then asks who has it
     assert ops.from_msg(ops.SCHEDULER_TO_CLIENT, {"op": "key-in-memory", "key": "k"}) == (
         ops.KeyInMemory(key="k")
     )
+
+
+def test_a_small_result_rides_task_finished_and_key_in_memory_through_the_wire() -> None:
+    """compute-task's inline_result reaches the worker; the worker's copy reaches the
+    scheduler's event, and from its instruction the client's op, as a ``Serialized``."""
+    compute = sins.ComputeTask(
+        stimulus_id="s", worker="w", key="k", run_id=1, run_spec=None, priority=(0,),
+        who_has={}, nbytes={}, inline_result=True,
+    )  # fmt: skip
+    assigned = worker_wire.to_event(_through_the_wire(scheduler_wire.to_op(compute)), 0.0)
+    assert isinstance(assigned, wev.TaskAssigned) and assigned.inline_result is True
+    blob = serialize({"answer": 42})
+    finished = wins.TaskFinishedMsg(
+        stimulus_id="s", key="k", run_id=1, nbytes=8, type_name="dict", start=0, stop=1,
+        value=blob,
+    )  # fmt: skip
+    event = scheduler_wire.to_event(_through_the_wire(worker_wire.to_op(finished)), "w", 1, 0.0)
+    assert isinstance(event, sev.TaskFinished) and isinstance(event.value, Serialized)
+    inst = sins.KeyInMemory(
+        stimulus_id="s", client="c", key="k", type_name="dict", value=event.value
+    )
+    op = _through_the_wire(scheduler_wire.to_client_op(inst))
+    assert isinstance(op, ops.KeyInMemory) and isinstance(op.value, Serialized)
+    assert deserialize(op.value) == {"answer": 42}
 
 
 def test_a_scheduler_made_exception_is_serialized_for_the_client() -> None:

@@ -941,3 +941,31 @@ def test_worker_reporting_a_fetched_copy_of_its_own_task_is_not_told_to_free_it(
     handle(s, join("w1"))
     ct = one_compute(handle(s, submit([task("x")], ["x"])))
     assert handle(s, WorkerAddedKeys(stimulus_id=sid(), worker="w1", keys=(ct.key,))) == []
+
+
+# -- small results travel with key-in-memory ---------------------------------------------------
+
+
+def test_compute_task_asks_for_an_inline_result_only_when_a_client_wants_the_key() -> None:
+    s = new_state()
+    handle(s, join("w1"))
+    ct = one_compute(handle(s, submit([task("a"), task("b", "a")], ["b"])))
+    assert ct.key == "a" and ct.inline_result is False  # an input nobody waits for
+    ct = one_compute(handle(s, finished(ct)))
+    assert ct.key == "b" and ct.inline_result is True
+
+
+def test_key_in_memory_carries_the_value_from_task_finished_and_the_scheduler_keeps_none() -> None:
+    s = new_state()
+    handle(s, join("w1"))
+    ct = one_compute(handle(s, submit([task("x")], ["x"], client="c1")))
+    assert handle(s, submit([], ["x"], client="c2")) == []
+    blob = object()  # opaque to the scheduler
+    out = handle(s, dataclasses.replace(finished(ct), value=blob))
+    msgs = of_type(out, KeyInMemory)
+    assert sorted(m.client for m in msgs) == ["c1", "c2"]
+    assert all(m.value is blob for m in msgs)
+    assert all(blob is not getattr(s.tasks["x"], name, None) for name in s.tasks["x"].__slots__)
+    # a later client asking for the key gets no value (the scheduler did not keep it)
+    (late,) = of_type(handle(s, submit([], ["x"], client="c3")), KeyInMemory)
+    assert late.value is None and late.who_has == ("w1",)

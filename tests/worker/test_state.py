@@ -6,6 +6,7 @@ every event, so each test also checks that the path keeps the books straight.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any
 
@@ -751,3 +752,32 @@ def test_execute_carries_the_run_spec_and_the_input_keys() -> None:
     out = ws.handle_stimulus(assign("b", deps={"a": ()}))
     (execute,) = of(out, Execute)
     assert execute.run_spec == ("spec", "b") and execute.inputs == ("a",)
+
+
+# -- small results reported with task-finished ------------------------------------------------
+
+
+def test_inline_result_flag_reaches_execute_and_the_copy_rides_task_finished() -> None:
+    ws = new_state()
+    event = dataclasses.replace(assign("x"), inline_result=True)
+    (execute,) = of(ws.handle_stimulus(event), Execute)
+    assert execute.inline_result is True
+    blob = object()  # the runner's serialized copy, opaque here
+    out = ws.handle_stimulus(dataclasses.replace(done("x", value=42), inline=blob))
+    (msg,) = of(out, TaskFinishedMsg)
+    assert msg.value is blob
+    assert of(out, StoreValue)[0].value == 42  # the worker still holds the value itself
+    task = ws.tasks["x"]
+    assert all(getattr(task, name, None) is not blob for name in task.__slots__)
+    assert ws._fx.inline_value is None  # nothing kept past the event
+
+
+def test_no_inline_result_without_the_flag_and_none_for_a_later_report() -> None:
+    ws = new_state()
+    (execute,) = of(ws.handle_stimulus(assign("x")), Execute)
+    assert execute.inline_result is False
+    (msg,) = of(ws.handle_stimulus(done("x", value=42)), TaskFinishedMsg)
+    assert msg.value is None
+    # assigned again while in memory: reported again, with no copy (none was kept)
+    (again,) = of(ws.handle_stimulus(assign("x", run_id=2)), TaskFinishedMsg)
+    assert again.value is None and again.run_id == 2

@@ -36,6 +36,7 @@ from shoal.errors import CommClosedError, CommError, ProtocolError
 from shoal.protocol import ops
 from shoal.protocol.ops import SCHEDULER_TO_CLIENT, KeyInMemory, from_msg, to_msg
 from shoal.protocol.rpc_scheduler import SchedulerWaitForWorkers
+from shoal.protocol.serialize import Serialized
 
 logger = logging.getLogger("shoal.client")
 
@@ -192,7 +193,8 @@ class ClientCore:
             if type(op) is KeyInMemory:
                 state = states.get(op.key)
                 if state is not None:
-                    state.finish(op.type_name or None, tuple(op.who_has))
+                    value = op.value if isinstance(op.value, Serialized) else None
+                    state.finish(op.type_name or None, tuple(op.who_has), value)
                 continue
             handlers[type(op)](op)
 

@@ -3,7 +3,9 @@
 Bulk data never passes through the scheduler: the client talks to the workers that hold
 it directly, one ``get_data`` per worker for all the keys that worker holds. Which
 workers: those ``key-in-memory`` named (so a result costs one rpc), or, for keys it named
-none for or whose holder failed, the scheduler's answer to ``who_has``.
+none for or whose holder failed, the scheduler's answer to ``who_has``. A small result
+the client waited for came with its ``key-in-memory`` (``FutureState.value``): it is
+deserialized here, with no rpc at all (bulk data still never passes the scheduler).
 
 Rules of this file:
 
@@ -110,6 +112,8 @@ async def fetch(
     """
     data: dict[Key, Any] = {}
     missing = list(dict.fromkeys(keys))
+    if states:
+        missing = _take_inline(missing, states, data)
     hinted = _hinted_holders(missing, states)
     for attempt in itertools.count(1):
         if not missing:
@@ -132,6 +136,22 @@ async def fetch(
         if missing and not from_hints:  # a stale hint: ask the scheduler at once
             await asyncio.sleep(min(0.02 * 2**attempt, 1.0))
     raise AssertionError("unreachable")
+
+
+def _take_inline(
+    keys: list[Key], states: dict[Key, FutureState], data: dict[Key, Any]
+) -> list[Key]:
+    """Deserialize the values that came with ``key-in-memory`` into ``data`` (anew on each
+    call, like a fetch: the caller gets its own object); the keys left to fetch."""
+    left = []
+    for key in keys:
+        state = states.get(key)
+        blob = None if state is None else state.value
+        if blob is None:
+            left.append(key)
+        else:
+            data[key] = deserialize(blob)
+    return left
 
 
 def _computed_again(key: Key, states: dict[Key, FutureState] | None) -> bool:

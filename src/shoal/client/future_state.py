@@ -113,6 +113,7 @@ class FutureState:
         "status",
         "token",
         "type_name",
+        "value",
     )
 
     def __init__(self, key: Key, token: str | None = None) -> None:
@@ -124,6 +125,9 @@ class FutureState:
         #: workers the scheduler said hold the result (``key-in-memory``): a hint for
         #: fetching it with no ``who_has`` first; may be stale (then the scheduler is asked)
         self.holders: tuple[Address, ...] = ()
+        #: a small result's serialized copy that came with ``key-in-memory`` (None if
+        #: none): ``result()`` deserializes it here instead of fetching it
+        self.value: Serialized | None = None
         #: digest of the task's definition, to refuse a different task under this key
         self.token = token
         #: the failure, when status is error, cancelled or lost
@@ -133,26 +137,35 @@ class FutureState:
         self._listeners: list[Listener] | None = None
 
     # -- transitions (on the client's loop) ----------------------------------------------------
-    def finish(self, type_name: str | None, holders: tuple[Address, ...] = ()) -> None:
+    def finish(
+        self,
+        type_name: str | None,
+        holders: tuple[Address, ...] = (),
+        value: Serialized | None = None,
+    ) -> None:
         self.type_name = type_name
         self.holders = holders
+        self.value = value
         self.error = None
         self.status = "finished"
         self._wake()
 
     def fail(self, error: ErrorInfo) -> None:
+        self.value = None
         self.error = error
         self.status = "error"
         self._wake()
 
     def cancel(self, reason: str = "") -> None:
         message = f"{self.key!r} was cancelled" + (f": {reason}" if reason else "")
+        self.value = None
         self.error = ErrorInfo(CancelledError(message), None, message)
         self.status = "cancelled"
         self._wake()
 
     def lose(self, reason: str = "") -> None:
         message = f"the data of {self.key!r} was lost" + (f": {reason}" if reason else "")
+        self.value = None
         self.error = ErrorInfo(FutureLostError(message), None, message)
         self.status = "lost"
         self._wake()
@@ -162,6 +175,7 @@ class FutureState:
         self.status = "pending"
         self.type_name = None
         self.holders = ()
+        self.value = None
         self.error = None
         if self._thread_event is not None:
             self._thread_event.clear()

@@ -114,6 +114,9 @@ class ComputeTask(Op):
     #: abstract resources the task holds while it runs, e.g. ``{"GPU": 1}``
     resources: Mapping[str, float] = field(default_factory=dict)
     annotations: Mapping[str, object] = field(default_factory=dict)
+    #: a client waits for this key: send a small result's serialized copy with
+    #: ``task-finished`` (saves the client's ``get_data`` round trip)
+    inline_result: bool = False
     stimulus_id: StimulusId = ""
 
 
@@ -200,6 +203,8 @@ class TaskFinished(Op):
     #: the worker's clock when the task started and stopped
     start: float
     stop: float
+    #: asked with ``inline_result``: the result's serialized copy if it is small, else None
+    value: object = None
     stimulus_id: StimulusId = ""
 
 
@@ -436,13 +441,16 @@ class Claim(Op):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyInMemory(Op):
     """``key`` is done; ``who_has`` are workers holding it, so the client fetches it from
-    one of them without asking the scheduler first."""
+    one of them without asking the scheduler first; ``value``, if set, is the (small)
+    result itself, asked for with ``inline_result``: no fetch at all."""
 
     op: ClassVar[str] = "key-in-memory"
     stream: ClassVar[str] = SCHEDULER_TO_CLIENT
     key: Key
     type_name: str = ""
     who_has: Sequence[Address] = ()
+    #: a small result's serialized copy (from ``task-finished``): no fetch needed
+    value: object = None
 
 
 @_register

@@ -188,6 +188,8 @@ class TaskFinished(FromWorker):
     type_name: str
     start: float
     stop: float
+    #: the result's serialized copy (opaque) when asked for with inline_result and small
+    value: object = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

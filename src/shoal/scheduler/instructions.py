@@ -27,6 +27,8 @@ class ComputeTask(SchedulerInstruction):
     nbytes: Mapping[Key, int]
     resources: Mapping[str, float] = field(default_factory=dict)
     annotations: Mapping[str, object] = field(default_factory=dict)
+    #: a client wants the key: the worker sends a small result along with task-finished
+    inline_result: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +74,8 @@ class KeyInMemory(SchedulerInstruction):
     type_name: str
     #: workers holding it now, so the client fetches it without asking who has it
     who_has: tuple[Address, ...] = ()
+    #: a small result's serialized copy from the worker (opaque), so no fetch is needed
+    value: object = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -683,8 +683,9 @@ class SchedulerState(Recovery):
             if ts.run_id != ev.run_id:
                 return {}  # an older attempt here; the current one will report
             return self.engine.transition(
-                ts, "memory", nbytes=ev.nbytes, type_name=ev.type_name, duration=ev.stop - ev.start
-            )
+                ts, "memory", nbytes=ev.nbytes, type_name=ev.type_name,
+                duration=ev.stop - ev.start, value=ev.value,
+            )  # fmt: skip
         if ts is not None and ts.state == "memory":
             if ws not in ts.who_has:
                 self.engine.add_replica(ts, ws)

@@ -387,6 +387,7 @@ class TransitionEngine:
                 nbytes={dep.key: dep.nbytes for dep in deps},
                 resources=ts.resource_restrictions,
                 annotations=ts.annotations,
+                inline_result=bool(ts.who_wants),
             )
         )
 
@@ -555,13 +556,20 @@ class TransitionEngine:
         return recs
 
     def _processing_to_memory(
-        self, ts: SchedulerTask, nbytes: int, type_name: str, duration: float
+        self,
+        ts: SchedulerTask,
+        nbytes: int,
+        type_name: str,
+        duration: float,
+        value: object = None,
     ) -> Recs:
+        """``value``: the result's serialized copy the worker sent, if any; it goes to the
+        clients that want the key and is not kept here."""
         ws = ts.processing_on
         assert ws is not None
         self._unassign(ts, free=False)
         ts.prefix.add_duration(duration)
-        return self._arrived(ts, [ws], nbytes, type_name)
+        return self._arrived(ts, [ws], nbytes, type_name, value)
 
     def _released_to_memory(
         self, ts: SchedulerTask, workers: list[WorkerInfo], nbytes: int, type_name: str
@@ -569,7 +577,12 @@ class TransitionEngine:
         return self._arrived(ts, workers, nbytes, type_name)
 
     def _arrived(
-        self, ts: SchedulerTask, workers: list[WorkerInfo], nbytes: int, type_name: str
+        self,
+        ts: SchedulerTask,
+        workers: list[WorkerInfo],
+        nbytes: int,
+        type_name: str,
+        value: object = None,
     ) -> Recs:
         """The result of ``ts`` is now held by ``workers``."""
         ts.state = "memory"
@@ -584,7 +597,7 @@ class TransitionEngine:
                 self.emit(
                     KeyInMemory(
                         stimulus_id=self.stimulus_id, client=client, key=ts.key,
-                        type_name=type_name, who_has=holders,
+                        type_name=type_name, who_has=holders, value=value,
                     )
                 )  # fmt: skip
         recs: Recs = {}

@@ -41,7 +41,7 @@ def _started(op: ops.TaskStarted, w: Address, inc: int | None, now: float) -> ev
 def _finished(op: ops.TaskFinished, w: Address, inc: int | None, now: float) -> ev.TaskFinished:
     return ev.TaskFinished(
         key=op.key, run_id=op.run_id, nbytes=op.nbytes, type_name=op.type_name,
-        start=op.start, stop=op.stop,
+        start=op.start, stop=op.stop, value=op.value,
         worker=w, incarnation=inc, stimulus_id=op.stimulus_id or op.op, now=now,
     )  # fmt: skip
 
@@ -146,7 +146,8 @@ def _compute(inst: ins.ComputeTask) -> ops.ComputeTask:
     return ops.ComputeTask(
         key=inst.key, run_id=inst.run_id, run_spec=inst.run_spec, priority=inst.priority,
         who_has=inst.who_has, nbytes=inst.nbytes, resources=inst.resources,
-        annotations=inst.annotations, stimulus_id=inst.stimulus_id,
+        annotations=inst.annotations, inline_result=inst.inline_result,
+        stimulus_id=inst.stimulus_id,
     )  # fmt: skip
 
 
@@ -281,7 +282,9 @@ def client_event(op: ops.Op, client: str, now: float, new_id: _NewId) -> ev.Sche
 
 
 def _in_memory(inst: ins.KeyInMemory) -> ops.KeyInMemory:
-    return ops.KeyInMemory(key=inst.key, type_name=inst.type_name, who_has=inst.who_has)
+    return ops.KeyInMemory(
+        key=inst.key, type_name=inst.type_name, who_has=inst.who_has, value=inst.value
+    )
 
 
 def _erred_for_client(inst: ins.KeyErred) -> ops.KeyErred:

@@ -52,6 +52,8 @@ class TaskAssigned(WorkerEvent):
     #: abstract resources the task holds while it runs, e.g. {"GPU": 1}
     resource_restrictions: Mapping[str, float] = field(default_factory=dict)
     annotations: Mapping[str, object] = field(default_factory=dict)
+    #: a client waits for the key: report a small result's serialized copy with it
+    inline_result: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +97,8 @@ class ExecuteSucceeded(WorkerEvent):
     type_name: str
     start: float
     stop: float
+    #: asked for (``inline_result``) and small: the value's serialized copy, else None
+    inline: object = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -40,6 +40,10 @@ from shoal.worker.task_threads import TaskThreads
 #: set on a worker's task threads: which worker and key the running task belongs to
 thread_state = threading.local()
 
+#: a result a client waits for travels with task-finished (no get_data round trip) when
+#: both its ``sizeof`` and its serialized size are at most this
+INLINE_RESULT_BYTES = 16 * 1024
+
 
 def error_info(exc: BaseException) -> ErrorInfo:
     """A failure as data that can cross the wire with its traceback."""
@@ -62,6 +66,19 @@ def error_info(exc: BaseException) -> ErrorInfo:
         exception_text=exception_text,
         traceback_text=traceback_text,
     )
+
+
+def inline_copy(value: object, size: int) -> Serialized | None:
+    """A serialized copy of a small ``value`` (``size``: its ``sizeof``) to send with its
+    task-finished, or None: too big, or it does not serialize (then the ordinary fetch
+    reports that, as for any result)."""
+    if size > INLINE_RESULT_BYTES:
+        return None
+    try:
+        blob = serialize(value)
+    except Exception:
+        return None
+    return blob if blob.nbytes <= INLINE_RESULT_BYTES else None
 
 
 def sizeof(value: object) -> int:
@@ -115,21 +132,33 @@ class TaskRunner:
         spec: object,
         deps: Mapping[Key, Any],
         executor: object = None,
+        inline_result: bool = False,
     ) -> None:
-        """Run ``spec`` on the executor named ``executor`` (an annotation; else "default")."""
+        """Run ``spec`` on the executor named ``executor`` (an annotation; else "default").
+        ``inline_result``: the success event carries a small result's serialized copy."""
         chosen = self.executors.by_name.get(executor) if isinstance(executor, str) else None
         pool = chosen or self.executor
         if isinstance(pool, TaskThreads):  # the worker's own threads: no Future per task
             # reported once the thread is idle again: the next task handed out reuses it
-            pool.run_soon(self._run, key, run_id, spec, deps, then=self.push)
+            pool.run_soon(self._run, key, run_id, spec, deps, inline_result, then=self.push)
         else:
-            pool.submit(self._run_and_push, key, run_id, spec, deps)
+            pool.submit(self._run_and_push, key, run_id, spec, deps, inline_result)
 
-    def _run_and_push(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> None:
-        self.push(self._run(key, run_id, spec, deps))
+    def _run_and_push(
+        self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any], inline_result: bool
+    ) -> None:
+        self.push(self._run(key, run_id, spec, deps, inline_result))
 
-    def _run(self, key: Key, run_id: int, spec: object, deps: Mapping[Key, Any]) -> WorkerEvent:
-        """Run one task in this thread; its outcome as an event (for ``push``)."""
+    def _run(
+        self,
+        key: Key,
+        run_id: int,
+        spec: object,
+        deps: Mapping[Key, Any],
+        inline_result: bool = False,
+    ) -> WorkerEvent:
+        """Run one task in this thread; its outcome as an event (for ``push``).
+        ``inline_result``: a small result's serialized copy rides the success event."""
         ident = threading.get_ident()
         self.threads[key] = ident
         self.active_threads[ident] = key
@@ -149,14 +178,16 @@ class TaskRunner:
                 spec = deserialize(spec)
             value = run_spec(spec, deps)
             stop = time.time()
+            nbytes = sizeof(value)
             event = ExecuteSucceeded(
                 key=key,
                 run_id=run_id,
                 value=value,
-                nbytes=sizeof(value),
+                nbytes=nbytes,
                 type_name=type(value).__name__,
                 start=start,
                 stop=stop,
+                inline=inline_copy(value, nbytes) if inline_result else None,
                 stimulus_id=new_stimulus_id("task-finished"),
                 now=stop,
             )

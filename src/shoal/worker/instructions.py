@@ -23,6 +23,8 @@ class Execute(WorkerInstruction):
     inputs: tuple[Key, ...]
     #: the named executor to run on (``dask.annotate(executor=...)``); None: the default
     executor: str | None = None
+    #: make a serialized copy of a small result to report with it (a client waits)
+    inline_result: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +87,8 @@ class TaskFinishedMsg(SendToScheduler):
     type_name: str
     start: float
     stop: float
+    #: the result's serialized copy (small, asked for), else None
+    value: object = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

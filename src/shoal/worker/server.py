@@ -594,7 +594,9 @@ class Worker(Server, WorkerStateView):
     def _execute(self, inst: ins.Execute) -> None:
         # spilled inputs are read in the task's thread, never here on the loop
         deps = task_inputs(self.data, inst.inputs)
-        self.runner.submit(inst.key, inst.run_id, inst.run_spec, deps, inst.executor)
+        self.runner.submit(
+            inst.key, inst.run_id, inst.run_spec, deps, inst.executor, inst.inline_result
+        )
 
     def _grant_thread(self, inst: ins.GrantThread) -> None:
         self.runner.grant(inst.key)

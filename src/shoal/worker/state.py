@@ -373,6 +373,7 @@ class WorkerState:
         task = self._ensure_task(ev.key)
         task.run_id = ev.run_id
         task.assigned = True
+        task.inline_result = ev.inline_result
         self.replicas.pop(task.key, None)  # computed (or kept) here at its request now
         state = task.state
         if state == "memory":
@@ -521,7 +522,9 @@ class WorkerState:
             task.type_name = ev.type_name
             task.start = ev.start
             task.stop = ev.stop
+            self._fx.inline_value = ev.inline  # for this event's TaskFinishedMsg only
             self._transition(task, "memory", ev.value)
+            self._fx.inline_value = None
 
     def _on_execute_failed(self, ev: ExecuteFailed) -> None:
         task = self._finished_attempt(ev.key, ev.run_id)

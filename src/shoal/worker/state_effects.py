@@ -40,6 +40,7 @@ class Effects:
     __slots__ = (
         "_move",
         "add_keys",
+        "inline_value",
         "log",
         "now",
         "out",
@@ -66,12 +67,16 @@ class Effects:
         self.refresh_keys: list[Key] = []
         #: the scheduler just told us who has what: don't ask it again
         self.refresh_suppressed = False
+        #: while an ExecuteSucceeded enters memory: the result's serialized copy it brought
+        #: (None if none), for its TaskFinishedMsg; never kept past that event
+        self.inline_value: object = None
         self._move = move
 
     def begin(self, stimulus_id: StimulusId, now: float) -> None:
         """A new event: its id and time stamp what follows."""
         self.stimulus_id = stimulus_id
         self.now = now
+        self.inline_value = None
 
     def emit(self, instruction: WorkerInstruction, subject: object) -> None:
         """Hand ``instruction`` to the shell (and log it, under ``subject``)."""

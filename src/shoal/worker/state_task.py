@@ -41,6 +41,7 @@ class WorkerTask:
         "dependents",
         "error",
         "exec_run_id",
+        "inline_result",
         "key",
         "nbytes",
         "previous",
@@ -73,6 +74,8 @@ class WorkerTask:
         self.exec_run_id: int | None = None
         #: the scheduler wants it computed (or kept) here; cleared by KeysFreed and stealing
         self.assigned: bool = False
+        #: the latest assignment asked for a small result's copy (a client waits for it)
+        self.inline_result: bool = False
         #: the scheduler asked for a copy of this key here (ReplicasRequested)
         self.replica: bool = False
         #: the scheduler knows we hold it (and has not freed it): a drop is announced

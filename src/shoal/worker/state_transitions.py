@@ -184,6 +184,7 @@ def _enter_executing(ws: WorkerState, task: WorkerTask, payload: object, fx: Eff
         run_spec=task.run_spec,
         inputs=inputs,
         executor=executor if isinstance(executor, str) else None,
+        inline_result=task.inline_result and task.assigned,
         stimulus_id=fx.stimulus_id,
     )
     fx.emit(execute, key)
@@ -231,8 +232,10 @@ def report_memory(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
             type_name=task.type_name,
             start=task.start,
             stop=task.stop,
+            value=fx.inline_value,
             stimulus_id=fx.stimulus_id,
         )
+        fx.inline_value = None  # one message carries it; the state keeps no reference
         fx.emit(msg, task.key)
     else:  # a copy: the scheduler owns its lifetime from now on (see "Replicas")
         task.replica = True

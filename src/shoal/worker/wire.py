@@ -34,6 +34,7 @@ def _compute_task(op: ops.ComputeTask, now: float) -> ev.TaskAssigned:
         nbytes=op.nbytes or {},
         resource_restrictions=op.resources or {},
         annotations=op.annotations or {},
+        inline_result=bool(op.inline_result),
         stimulus_id=op.stimulus_id or op.op,
         now=now,
     )
@@ -89,6 +90,7 @@ def _task_finished(inst: ins.TaskFinishedMsg) -> ops.TaskFinished:
         type_name=inst.type_name,
         start=inst.start,
         stop=inst.stop,
+        value=inst.value,
         stimulus_id=inst.stimulus_id,
     )
 
