@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from shoal import Client
+from shoal.loop import get_loop
 from tests.chaos.cluster import ChaosCluster, wait_until
 from tests.chaos.dag import Dag, random_dag
 from tests.chaos.runner import FAULT_FREE_WALL, run_dag
@@ -60,10 +61,18 @@ def connect(cluster: ChaosCluster, n_workers: int, timeout: float = 60) -> Clien
     return client
 
 
+def fds_now() -> int:
+    """This process's open fds, with shoal's shared client loop started first: it lives as
+    long as the process, and its fds (epoll; with uvloop also io_uring, eventfd and
+    signal pipes) are not a leak of one test."""
+    get_loop()
+    return int(psutil.Process().num_fds())
+
+
 def assert_nothing_left(cluster: ChaosCluster, fds_before: int) -> None:
     left = cluster.close()
     assert left == {"processes": [], "folders": []}, f"left behind: {left}"
-    fds = psutil.Process().num_fds()
+    fds = fds_now()
     # the client's sockets are closed; a few fds of pytest's own may come and go
     assert fds <= fds_before + 5, f"the test process holds {fds - fds_before} more fds"
 
@@ -73,7 +82,7 @@ def make_cluster(tmp_path: Path) -> Iterator[Any]:
     """``make_cluster(worker_ttl=...)`` -> a ChaosCluster with a started scheduler; all
     clusters made are closed and checked for leftovers at the end of the test."""
     made: list[ChaosCluster] = []
-    fds_before = psutil.Process().num_fds()
+    fds_before = fds_now()
 
     def make(worker_ttl: str = "60s", **kwargs: Any) -> ChaosCluster:
         cluster = ChaosCluster(tmp_path / f"c{len(made)}", worker_ttl=worker_ttl, **kwargs)
@@ -101,7 +110,7 @@ def fault_free(tmp_path: Path, dag: Dag) -> float:
     key = (dag.seed, dag.n_tasks, dag.task_seconds)
     if key not in FAULT_FREE_WALL:
         cluster = ChaosCluster(tmp_path / f"baseline-{dag.n_tasks}")
-        fds_before = psutil.Process().num_fds()
+        fds_before = fds_now()
         try:
             cluster.start_scheduler()
             cluster.start_node(4)
