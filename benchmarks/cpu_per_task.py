@@ -45,8 +45,9 @@ def loop_thread_cpu() -> float:
 
 
 def label(proc: psutil.Process, me: psutil.Process) -> str:
-    """Nannies are this process's children; workers are the nannies' children."""
-    return "nanny" if proc.ppid() == me.pid else "worker"
+    """A LocalCluster's nannies run in this process, so its child processes are the
+    workers; a child that has children of its own is a nanny process (``shoal worker``)."""
+    return "nanny" if proc.ppid() == me.pid and proc.children() else "worker"
 
 
 def sample(client: Any, procs: dict[str, psutil.Process], ntasks: int) -> dict[str, float]:
