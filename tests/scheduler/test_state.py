@@ -955,6 +955,15 @@ def test_compute_task_asks_for_an_inline_result_only_when_a_client_wants_the_key
     assert ct.key == "b" and ct.inline_result is True
 
 
+def test_a_fire_and_forget_key_gets_no_inline_result() -> None:
+    from shoal.scheduler.state_records import FIRE_AND_FORGET_CLIENT
+
+    s = new_state()
+    handle(s, join("w1"))
+    ct = one_compute(handle(s, submit([task("f")], ["f"], client=FIRE_AND_FORGET_CLIENT)))
+    assert ct.key == "f" and ct.inline_result is False  # nobody to send the copy to
+
+
 def test_key_in_memory_carries_the_value_from_task_finished_and_the_scheduler_keeps_none() -> None:
     s = new_state()
     handle(s, join("w1"))

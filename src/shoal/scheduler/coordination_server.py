@@ -31,6 +31,7 @@ from shoal.protocol import ops, rpc_scheduler
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
 from shoal.scheduler.coordination import CoordinationState, HoldChange, Stored
+from shoal.scheduler.state_records import FIRE_AND_FORGET_CLIENT
 from shoal.stimulus import new_stimulus_id
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ T = TypeVar("T")
 
 #: the pseudo-client that wants keys referred to by stored values
 COORDINATION_CLIENT = "shoal-coordination"
-#: the pseudo-client that wants ``fire_and_forget`` keys until they finish
-FIRE_AND_FORGET_CLIENT = "fire-and-forget"
 #: longest one blocked rpc waits on the scheduler before answering "not yet"
 MAX_WAIT = 10.0
 #: how often leases that were not refreshed are dropped

@@ -67,6 +67,11 @@ EMPTY_DICT: dict[Any, Any] = _SharedEmptyDict()
 EMPTY_SET: set[Any] = _SharedEmptySet()
 
 
+#: the pseudo-client that wants ``fire_and_forget`` keys until they finish (no connection:
+#: nothing is sent to it, so its keys' results are not copied for it)
+FIRE_AND_FORGET_CLIENT = "fire-and-forget"
+
+
 class TaskPrefix:
     """Statistics shared by every task whose key has the same prefix (``inc`` of ``inc-1``)."""
 

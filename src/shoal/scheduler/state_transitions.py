@@ -42,6 +42,7 @@ from shoal.scheduler.state_copies import KeptInputs, unsafe
 from shoal.scheduler.state_records import (
     EMPTY_DICT,
     EMPTY_SET,
+    FIRE_AND_FORGET_CLIENT,
     ClientInfo,
     SchedulerTask,
     TaskPrefix,
@@ -387,7 +388,7 @@ class TransitionEngine:
                 nbytes={dep.key: dep.nbytes for dep in deps},
                 resources=ts.resource_restrictions,
                 annotations=ts.annotations,
-                inline_result=bool(ts.who_wants),
+                inline_result=_a_client_waits(ts),
             )
         )
 
@@ -733,3 +734,8 @@ TRANSITIONS: dict[tuple[str, str], _Transition] = {
     ("memory", "erred"): E._to_erred,
     ("erred", "released"): E._erred_to_released,
 }
+
+
+def _a_client_waits(ts: SchedulerTask) -> bool:
+    """Whether a connected client wants ``ts`` (then its small result is copied to it)."""
+    return any(client != FIRE_AND_FORGET_CLIENT for client in ts.who_wants)
