@@ -17,6 +17,7 @@ import tblib
 
 from shoal import loop as shared_loop
 from shoal.comm.pool import CONFIGURED
+from shoal.errors import CommError
 from shoal.graph.spec import run_spec
 from shoal.protocol.rpc_base import Rpc
 from shoal.protocol.serialize import Serialized, deserialize, serialize
@@ -62,6 +63,8 @@ class FakeTransport:
         self.busy: dict[str, int] = {}
         #: how many messages were sent each in a frame set of its own
         self.sent_apart = 0
+        #: workers whose rpcs fail as a dead peer's would (connection refused)
+        self.unreachable: set[str] = set()
 
     # -- the Transport interface ------------------------------------------------------------
     async def open(self, client_id: str, on_batch: Any, on_lost: Any) -> dict[str, Any]:
@@ -89,6 +92,8 @@ class FakeTransport:
         self.calls.append((address, op, kwargs))
         if address == SCHEDULER:
             return getattr(self, f"_scheduler_{op}")(**kwargs)
+        if address in self.unreachable:
+            raise CommError(f"connection to {address} refused")
         return getattr(self, f"_worker_{op}")(address, **kwargs)
 
     async def close(self) -> None:

@@ -12,8 +12,15 @@ from typing import Any
 import pytest
 
 from shoal.client import Client, Future, default_client, set_default_client
+from shoal.client import data as data_module
 from shoal.client.tasks import MAX_ROWS_PER_MESSAGE
-from shoal.errors import CancelledError, CommClosedError, SerializationError, ShoalTimeoutError
+from shoal.errors import (
+    CancelledError,
+    CommClosedError,
+    FutureLostError,
+    SerializationError,
+    ShoalTimeoutError,
+)
 from shoal.protocol.serialize import serialize
 from tests.client.client_fakes import SCHEDULER, WORKERS, FakeTransport, barrier
 from tests.conftest import wait_until
@@ -412,6 +419,43 @@ def test_gather_waits_for_a_key_whose_data_was_lost_and_is_recomputed(
     fake.compute(WORKERS[1])
     waiter.join(30)
     assert got == [2] and future.status == "finished"
+
+
+def test_gather_outwaits_the_scheduler_finding_a_dead_holder(
+    client: Client, fake: FakeTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder died with its nanny: the scheduler still names it until its grace period
+    ends. Refused connections for more rounds than ``FETCH_ATTEMPTS`` are no loss; the
+    ``lost-data`` that follows makes gather wait for the recomputed result."""
+    monkeypatch.setattr(data_module, "MAX_PAUSE", 0.001)
+    future = client.submit(inc, 1)
+    (spec,) = fake.queue
+    fake.compute()
+    fake.unreachable.add(WORKERS[0])
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(client.gather(future)))
+    waiter.start()
+    rounds = lambda: fake.rpc_ops().count((WORKERS[0], "get_data"))  # noqa: E731
+    wait_until(lambda: rounds() > 2 * data_module.FETCH_ATTEMPTS, 30, "refused rounds")
+    assert waiter.is_alive() and future.status == "finished"
+    fake.data[WORKERS[0]].clear()
+    fake.deliver({"op": "lost-data", "key": future.key})
+    fake.queue = [spec]
+    fake.compute(WORKERS[1])
+    waiter.join(30)
+    assert got == [2] and future.status == "finished"
+
+
+def test_gather_declares_a_key_lost_when_no_holder_is_named(
+    client: Client, fake: FakeTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data_module, "MAX_PAUSE", 0.001)
+    future = client.submit(inc, 1)
+    fake.compute()
+    fake.data[WORKERS[0]].clear()  # gone, and the scheduler names nobody
+    with pytest.raises(FutureLostError, match="no worker holds"):
+        client.gather(future)
+    assert fake.rpc_ops().count((SCHEDULER, "who_has")) == data_module.FETCH_ATTEMPTS - 1
 
 
 def test_done_callbacks_run_once_in_another_thread(client: Client, fake: FakeTransport) -> None:

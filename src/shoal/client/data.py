@@ -12,9 +12,14 @@ Rules of this file:
 * Every function here runs on the core's loop.
 * Waiting for many futures costs one listener per pending future and one event, never a
   coroutine per future.
-* A worker that cannot be reached, is busy, or no longer holds a key costs a retry
-  through ``who_has``, with a growing pause; after ``FETCH_ATTEMPTS`` rounds the keys
-  still missing are declared lost.
+* A worker that no longer holds a key, or that the scheduler names for no key, costs a
+  retry through ``who_has``, with a growing pause; after ``FETCH_ATTEMPTS`` such rounds
+  the keys still missing are declared lost.
+* A holder that cannot be reached (or is busy) is not evidence of loss: the scheduler
+  still counts it, and removes a dead one within ``NANNY_REPORT_GRACE`` (a silent one
+  within its worker-ttl), then says ``lost-data``. Those keys are retried for up to
+  ``UNREACHABLE_PATIENCE`` seconds: a round count raced the scheduler's grace period when
+  a whole node died during a gather.
 * A key whose last copy died is computed again by the scheduler, which says so
   (``lost-data``: the future is pending again); ``gather`` then waits for its new result
   instead of fetching, rather than declaring it lost.
@@ -26,6 +31,7 @@ import asyncio
 import itertools
 import logging
 import random
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -45,8 +51,13 @@ from shoal.protocol.serialize import Serialized, deserialize, serialize
 
 logger = logging.getLogger("shoal.client")
 
-#: rounds of who_has + get_data before missing keys are declared lost
+#: rounds of who_has + get_data that found no reachable copy before keys are declared lost
 FETCH_ATTEMPTS = 8
+#: seconds to keep retrying keys whose named holders cannot be reached: longer than the
+#: scheduler's default worker-ttl (60 s), so the scheduler removes a silent holder first
+UNREACHABLE_PATIENCE = 75.0
+#: the longest pause between two rounds, in seconds
+MAX_PAUSE = 1.0
 
 
 async def wait_for_states(states: Sequence[FutureState], stop_on_error: bool = False) -> None:
@@ -115,6 +126,8 @@ async def fetch(
     if states:
         missing = _take_inline(missing, states, data)
     hinted = _hinted_holders(missing, states)
+    give_up_at = time.monotonic() + UNREACHABLE_PATIENCE
+    fruitless = 0  # rounds in which some key had no reachable holder to blame
     for attempt in itertools.count(1):
         if not missing:
             return data
@@ -126,15 +139,22 @@ async def fetch(
                 who_has.update(await _ask_who_has(core, unknown) or {})
         else:
             who_has = await _ask_who_has(core, missing)
-        await _fetch_round(core, _plan(missing, who_has or {}), data)
+        unreachable = await _fetch_round(core, _plan(missing, who_has or {}), data)
         missing = [k for k in missing if k not in data and not _computed_again(k, states)]
-        if missing and attempt >= FETCH_ATTEMPTS:
+        if any(k not in unreachable for k in missing):
+            fruitless += 1
+        if missing and (fruitless >= FETCH_ATTEMPTS or time.monotonic() > give_up_at):
             for key in missing:
                 if states and key in states:
                     states[key].lose("no worker holds it")
             raise FutureLostError(f"no worker holds the data of {missing[:5]!r}")
         if missing and not from_hints:  # a stale hint: ask the scheduler at once
-            await asyncio.sleep(min(0.02 * 2**attempt, 1.0))
+            if unreachable and attempt % 4 == 0:
+                logger.warning(
+                    "client %s: the holders of %s cannot be reached; waiting for them or "
+                    "for the scheduler to find them dead", core.id, sorted(map(str, missing))[:3],
+                )  # fmt: skip
+            await asyncio.sleep(min(0.02 * 2**attempt, MAX_PAUSE))
     raise AssertionError("unreachable")
 
 
@@ -202,14 +222,20 @@ def _rebuilt(error: dict[str, Any]) -> BaseException:
 
 async def _fetch_round(
     core: ClientCore, plan: dict[Address, list[Key]], data: dict[Key, Any]
-) -> None:
+) -> set[Key]:
+    """Fetch ``plan`` into ``data``; the keys whose worker could not be reached or was busy
+    (still there, as far as anyone knows: worth asking again)."""
+    unreachable: set[Key] = set()
+
     async def one(worker: Address, keys: list[Key]) -> None:
         try:
             reply = await core.transport.call(worker, WorkerGetData(keys=keys, who=core.id))
         except (CommError, ShoalTimeoutError) as exc:
             logger.info("client %s: get_data from %s failed: %s", core.id, worker, exc)
+            unreachable.update(keys)
             return
         if not isinstance(reply, dict) or reply.get("status") == "busy":
+            unreachable.update(keys)
             return
         for key, blob in (reply.get("data") or {}).items():
             data[key] = deserialize(blob)
@@ -219,8 +245,9 @@ async def _fetch_round(
     if len(plan) == 1:  # one holder (a single result): no task for gather to wrap it in
         [(worker, keys)] = plan.items()
         await one(worker, keys)
-        return
-    await asyncio.gather(*(one(w, ks) for w, ks in plan.items()))
+    else:
+        await asyncio.gather(*(one(w, ks) for w, ks in plan.items()))
+    return unreachable
 
 
 # -- scatter -----------------------------------------------------------------------------------
