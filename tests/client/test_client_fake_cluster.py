@@ -413,12 +413,19 @@ def test_gather_waits_for_a_key_whose_data_was_lost_and_is_recomputed(
     waiter = threading.Thread(target=lambda: got.append(client.gather(future)))
     waiter.start()
     wait_until(lambda: (SCHEDULER, "who_has") in fake.rpc_ops(), 30, "a who_has round")
+    _recompute_elsewhere(fake, future, spec)
+    waiter.join(30)
+    assert got == [2] and future.status == "finished"
+
+
+def _recompute_elsewhere(fake: FakeTransport, future: Future, spec: Any) -> None:
+    """Play the scheduler after the holder's death: ``lost-data`` (the future is pending
+    again), then the key computed anew on the other worker."""
+    fake.data[WORKERS[0]].clear()
     fake.deliver({"op": "lost-data", "key": future.key})
     assert future.status == "pending"
     fake.queue = [spec]
     fake.compute(WORKERS[1])
-    waiter.join(30)
-    assert got == [2] and future.status == "finished"
 
 
 def test_gather_outwaits_the_scheduler_finding_a_dead_holder(
@@ -438,10 +445,7 @@ def test_gather_outwaits_the_scheduler_finding_a_dead_holder(
     rounds = lambda: fake.rpc_ops().count((WORKERS[0], "get_data"))  # noqa: E731
     wait_until(lambda: rounds() > 2 * data_module.FETCH_ATTEMPTS, 30, "refused rounds")
     assert waiter.is_alive() and future.status == "finished"
-    fake.data[WORKERS[0]].clear()
-    fake.deliver({"op": "lost-data", "key": future.key})
-    fake.queue = [spec]
-    fake.compute(WORKERS[1])
+    _recompute_elsewhere(fake, future, spec)
     waiter.join(30)
     assert got == [2] and future.status == "finished"
 

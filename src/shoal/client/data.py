@@ -152,7 +152,7 @@ async def fetch(
             if unreachable and attempt % 4 == 0:
                 logger.warning(
                     "client %s: the holders of %s cannot be reached; waiting for them or "
-                    "for the scheduler to find them dead", core.id, sorted(map(str, missing))[:3],
+                    "for the scheduler to find them dead", core.id, missing[:3],
                 )  # fmt: skip
             await asyncio.sleep(min(0.02 * 2**attempt, MAX_PAUSE))
     raise AssertionError("unreachable")
