@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from shoal import Client, LocalCluster
-from shoal.loop_monitor import GcPolicy, LoopMonitor
+from shoal.loop_monitor import GcPolicy, LoopMonitor, collection_paused
 
 
 @pytest.fixture
@@ -98,3 +99,67 @@ def test_the_scheduler_applies_the_policy_to_a_graph(thawed: None) -> None:
         assert scheduler.gc_policy.freezes >= 1
         stats = scheduler.loop_monitor.stats()
         assert set(stats) == {"max_stall", "max_full_gc", "full_gcs", "frozen"}
+
+
+@pytest.fixture
+def collecting() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if not was:
+        gc.disable()
+
+
+def test_a_collection_pause_switches_collection_off_and_back_on(collecting: None) -> None:
+    with collection_paused():
+        assert not gc.isenabled()
+        with collection_paused():  # nested: still off, and still off after it
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_pauses_overlapping_across_threads_end_with_the_last(collecting: None) -> None:
+    inside, leave = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with collection_paused():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other)
+    with collection_paused():
+        thread.start()
+        assert inside.wait(10)
+    assert not gc.isenabled()  # the other thread's pause is still open
+    leave.set()
+    thread.join(10)
+    assert gc.isenabled()
+
+
+def test_a_pause_leaves_collection_off_when_the_user_had_switched_it_off(
+    collecting: None,
+) -> None:
+    gc.disable()
+    with collection_paused():
+        pass
+    assert not gc.isenabled()
+    gc.enable()
+    with pytest.raises(ValueError), collection_paused():
+        raise ValueError("the block failed")
+    assert gc.isenabled()  # switched back on after a failing block too
+
+
+def test_a_freeze_while_collection_is_off_scans_nothing(thawed: None, collecting: None) -> None:
+    import weakref
+
+    policy = GcPolicy(freeze_after=10)
+    with collection_paused():
+        node = _Node()
+        alive = weakref.ref(node)
+        del node
+        policy.tasks_added(10)  # no pass over the young generations: they are everything
+        assert policy.frozen and alive() is not None
+    gc.unfreeze()
+    gc.collect()
+    assert alive() is None

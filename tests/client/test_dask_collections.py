@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import operator
 from collections.abc import Iterator
 from typing import Any
@@ -135,6 +136,31 @@ def test_compute_returns_futures(client: Client, x: da.Array) -> None:
     assert isinstance(total, Future)
     np.testing.assert_allclose(total.result(), x.sum().compute(scheduler="sync"))
     np.testing.assert_allclose(column.result(), x[:, 0].compute(scheduler="sync"))
+
+
+def test_graphs_are_built_with_collection_paused_and_it_comes_back_on(
+    client: Client, x: da.Array, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shoal.graph.dask import materialize as real
+
+    seen: list[bool] = []
+
+    def recording(dsk: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(dsk)
+
+    monkeypatch.setattr("shoal.client.collections.materialize", recording)
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        client.compute(x.sum()).result()
+        client.persist(x + 1)
+        client.get({"a": 1, "b": (operator.add, "a", 1)}, "b")
+        assert seen == [False, False, False]  # compute, persist, get
+        assert gc.isenabled()
+    finally:
+        if not was:
+            gc.disable()
 
 
 def test_persist_returns_collections_backed_by_futures(client: Client, x: da.Array) -> None:

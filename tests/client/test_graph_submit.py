@@ -1,4 +1,4 @@
-"""Preparing a dask graph leaves the process's garbage collection alone."""
+"""Preparing a dask graph pauses the process's automatic garbage collection, and only then."""
 
 from __future__ import annotations
 
@@ -22,11 +22,18 @@ class Probe:
         return (Probe, ())
 
 
-def test_prepare_keeps_garbage_collection_on() -> None:
+def test_prepare_pickles_with_collection_paused_and_switches_it_back_on() -> None:
     graph = materialize({"a": (id, Probe()), "b": (id, "a")})
     seen.clear()
-    prepared = graph_submit.prepare(graph, ["b"], {})
-    assert seen and all(seen)
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        prepared = graph_submit.prepare(graph, ["b"], {})
+        assert seen == [False]  # no full pass over the graph while it is pickled
+        assert gc.isenabled()
+    finally:
+        if not was:
+            gc.disable()
     assert [row[0] for batch in prepared.batches for row in batch] == ["a", "b"]
 
 
@@ -44,3 +51,31 @@ def test_futures_pickled_are_spotted_by_the_reduce_hook_not_by_bytes() -> None:
     with futures_pickled() as found:
         serialize(("_rebind", b"_rebind"))  # the old byte search took this for a future
     assert found == []
+
+
+def test_a_graph_in_many_messages_is_packed_one_message_per_loop_turn() -> None:
+    import asyncio
+
+    sent: list[tuple[str, bool, int]] = []
+    turns = [0]
+
+    class Core:
+        def send(self, msg: Any, apart: bool = False) -> None:
+            sent.append((msg, apart, turns[0]))
+
+    async def count_turns() -> None:
+        for _ in range(100):
+            turns[0] += 1
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        counter = asyncio.create_task(count_turns())
+        await asyncio.sleep(0)
+        await graph_submit._send_paced(Core(), ["m1", "m2", "m3"])  # type: ignore[arg-type, list-item]
+        counter.cancel()
+
+    asyncio.run(main())
+    assert [msg for msg, _, _ in sent] == ["m1", "m2", "m3"]
+    assert all(apart for _, apart, _ in sent)
+    ticks = [tick for _, _, tick in sent]
+    assert ticks[0] < ticks[1] < ticks[2]  # the loop ran other work between messages
