@@ -41,6 +41,37 @@ def test_a_blocked_loop_is_seen_as_a_stall() -> None:
         monitor.close()
 
 
+def test_a_long_stall_is_logged_with_the_collections_that_ran_in_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monitor = LoopMonitor(interval=0.01, warn_after=0.1)
+
+    async def main() -> None:
+        await asyncio.sleep(monitor.interval)
+        monitor.tick()
+        time.sleep(0.05)  # too short to warn about
+        await asyncio.sleep(monitor.interval)
+        monitor.tick()
+        gc.collect()
+        time.sleep(0.15)
+        await asyncio.sleep(monitor.interval)
+        monitor.tick()
+        time.sleep(0.15)  # no collection this time
+        await asyncio.sleep(monitor.interval)
+        monitor.tick()
+
+    try:
+        with caplog.at_level("WARNING", logger="shoal.scheduler"):
+            asyncio.run(main())
+    finally:
+        monitor.close()
+    warnings = [r.getMessage() for r in caplog.records if "unresponsive" in r.getMessage()]
+    assert len(warnings) == 2, warnings
+    assert "scheduler's event loop" in warnings[0]
+    assert "1 full garbage collection(s)" in warnings[0]
+    assert "no garbage collection ran" in warnings[1]
+
+
 def test_full_collections_are_timed() -> None:
     monitor = LoopMonitor()
     try:

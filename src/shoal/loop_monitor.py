@@ -5,6 +5,8 @@ Rules of this file:
 * ``LoopMonitor.tick`` runs every ``interval`` seconds on the loop it watches; how late it
   runs is how long the loop was stuck (a stall). The longest stall and the longest full
   (generation 2) collection are kept until ``reset``; benchmarks and ``/metrics`` read them.
+  A stall of ``warn_after`` seconds or more is logged as a warning (as dask does), with
+  the full collections that ran during it: a silent stall looks like a hang.
 * ``GcPolicy`` keeps full collections short on a scheduler holding a big graph: once
   ``freeze_after`` tasks have arrived since the last freeze, ``gc.freeze()`` moves every
   object alive into the permanent generation, which collections never scan (a full pass
@@ -34,32 +36,61 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+logger = logging.getLogger("shoal.scheduler")
+
 #: new tasks after which the scheduler freezes what is alive
 FREEZE_AFTER_TASKS = 5_000
+#: seconds of stall from which one is logged
+WARN_AFTER_SECONDS = 3.0
 
 
 class LoopMonitor:
     """The longest event-loop stall and the longest full garbage collection, in seconds."""
 
-    def __init__(self, interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        interval: float = 0.05,
+        name: str = "scheduler",
+        warn_after: float = WARN_AFTER_SECONDS,
+    ) -> None:
         self.interval = interval
+        self.name = name
+        self.warn_after = warn_after
         self.max_stall = 0.0
         self.max_full_gc = 0.0
         self.full_gcs = 0
         self._last = time.perf_counter()
         self._gc_started = 0.0
+        #: (when it ended, seconds) of recent full collections, for the stall warning
+        self._recent_gcs: list[tuple[float, float]] = []
         gc.callbacks.append(self._on_gc)
 
     def tick(self) -> None:
         """Called every ``interval`` seconds on the watched loop (``Server.periodic``)."""
         now = time.perf_counter()
-        self.max_stall = max(self.max_stall, now - self._last - self.interval)
+        stall = now - self._last - self.interval
+        self.max_stall = max(self.max_stall, stall)
+        if stall >= self.warn_after:
+            self._warn(stall, since=self._last)
         self._last = now
+        if self._recent_gcs:
+            self._recent_gcs.clear()
+
+    def _warn(self, stall: float, since: float) -> None:
+        during = [seconds for ended, seconds in self._recent_gcs if ended >= since]
+        cause = (
+            f"; {len(during)} full garbage collection(s) took {sum(during):.2f}s of it"
+            if during
+            else "; no garbage collection ran: a long call on the loop or a thread "
+            "holding the GIL (py-spy dump shows which)"
+        )
+        logger.warning("the %s's event loop was unresponsive for %.2fs%s", self.name, stall, cause)
 
     def reset(self) -> None:
         self.max_stall = self.max_full_gc = 0.0
@@ -76,8 +107,11 @@ class LoopMonitor:
         if phase == "start":
             self._gc_started = time.perf_counter()
         else:
+            now = time.perf_counter()
             self.full_gcs += 1
-            self.max_full_gc = max(self.max_full_gc, time.perf_counter() - self._gc_started)
+            self.max_full_gc = max(self.max_full_gc, now - self._gc_started)
+            if len(self._recent_gcs) < 64:  # cleared every tick; bounded if ticks stop
+                self._recent_gcs.append((now, now - self._gc_started))
 
     def stats(self) -> dict[str, float]:
         return {
