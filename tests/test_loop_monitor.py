@@ -21,16 +21,22 @@ def thawed() -> Iterator[None]:
     gc.unfreeze()
 
 
+async def _stuck(monitor: LoopMonitor, seconds: float, collect: bool = False) -> None:
+    """Block the loop for ``seconds`` (collecting first if ``collect``), then tick."""
+    if collect:
+        gc.collect()
+    time.sleep(seconds)
+    await asyncio.sleep(monitor.interval)
+    monitor.tick()
+
+
 def test_a_blocked_loop_is_seen_as_a_stall() -> None:
     monitor = LoopMonitor(interval=0.01)
 
     async def main() -> None:
         for _ in range(3):
-            await asyncio.sleep(monitor.interval)
-            monitor.tick()
-        time.sleep(0.2)  # the loop is stuck
-        await asyncio.sleep(monitor.interval)
-        monitor.tick()
+            await _stuck(monitor, 0)
+        await _stuck(monitor, 0.2)
 
     try:
         asyncio.run(main())
@@ -44,21 +50,13 @@ def test_a_blocked_loop_is_seen_as_a_stall() -> None:
 def test_a_long_stall_is_logged_with_the_collections_that_ran_in_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monitor = LoopMonitor(interval=0.01, warn_after=0.1)
+    monitor = LoopMonitor(interval=0.01, warn_after=0.5)
 
     async def main() -> None:
-        await asyncio.sleep(monitor.interval)
-        monitor.tick()
-        time.sleep(0.05)  # too short to warn about
-        await asyncio.sleep(monitor.interval)
-        monitor.tick()
-        gc.collect()
-        time.sleep(0.15)
-        await asyncio.sleep(monitor.interval)
-        monitor.tick()
-        time.sleep(0.15)  # no collection this time
-        await asyncio.sleep(monitor.interval)
-        monitor.tick()
+        await _stuck(monitor, 0)
+        await _stuck(monitor, 0.05)  # too short to warn about
+        await _stuck(monitor, 0.7, collect=True)
+        await _stuck(monitor, 0.7)  # no collection this time
 
     try:
         with caplog.at_level("WARNING", logger="shoal.scheduler"):
