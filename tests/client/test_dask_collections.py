@@ -228,6 +228,33 @@ def test_a_graph_sent_in_many_batches_computes_and_leaves_nothing_behind(
         wait_until(lambda: not client.who_has())
 
 
+def test_futures_dropped_while_a_graph_over_them_is_sent_stay_until_it_is_in(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(graph_submit, "MAX_TASKS_PER_MESSAGE", 5)
+    with Client(cluster, set_as_default=False) as client:
+        futures = client.map(operator.mul, range(20), [10] * 20)
+        client.gather(futures)
+        keys = [f.key for f in futures]
+        # the held keys are rows again (the same computations: not sent while held), and
+        # the tasks that use them come in the same or later messages
+        dsk: dict[Any, Any] = {key: (operator.mul, i, 10) for i, key in enumerate(keys)}
+        dsk.update({f"plus-{i}": (operator.add, key, 1) for i, key in enumerate(keys)})
+        dsk["total"] = (sum, [f"plus-{i}" for i in range(len(keys))])
+        core = client._running_core()
+        real_send = core.send
+
+        def send_and_drop(op: Any, apart: bool = False) -> None:
+            real_send(op, apart)
+            futures.clear()  # the user's last references go while later messages wait
+
+        monkeypatch.setattr(core, "send", send_and_drop)
+        assert client.get(dsk, "total") == sum(10 * i + 1 for i in range(20))
+        monkeypatch.setattr(core, "send", real_send)
+        wait_until(lambda: not any(core.table.count(key) for key in keys))
+        wait_until(lambda: not client.who_has())
+
+
 def test_the_default_client_is_dask_scheduler_until_it_closes(cluster: LocalCluster) -> None:
     with dask.config.set(scheduler="threads"):
         with Client(cluster) as first:

@@ -53,15 +53,22 @@ def test_futures_pickled_are_spotted_by_the_reduce_hook_not_by_bytes() -> None:
     assert found == []
 
 
-def test_a_graph_in_many_messages_is_packed_one_message_per_loop_turn() -> None:
+def test_a_graph_in_many_messages_is_made_and_packed_one_message_per_loop_turn() -> None:
     import asyncio
+    from collections.abc import Iterator
 
+    made: list[int] = []
     sent: list[tuple[str, bool, int]] = []
     turns = [0]
 
     class Core:
         def send(self, msg: Any, apart: bool = False) -> None:
             sent.append((msg, apart, turns[0]))
+
+    def messages() -> Iterator[str]:
+        for name in ("m1", "m2", "m3"):
+            made.append(turns[0])
+            yield name
 
     async def count_turns() -> None:
         for _ in range(100):
@@ -71,7 +78,7 @@ def test_a_graph_in_many_messages_is_packed_one_message_per_loop_turn() -> None:
     async def main() -> None:
         counter = asyncio.create_task(count_turns())
         await asyncio.sleep(0)
-        await graph_submit._send_paced(Core(), ["m1", "m2", "m3"])  # type: ignore[arg-type, list-item]
+        await graph_submit._send_paced(Core(), messages(), 3)  # type: ignore[arg-type]
         counter.cancel()
 
     asyncio.run(main())
@@ -79,3 +86,4 @@ def test_a_graph_in_many_messages_is_packed_one_message_per_loop_turn() -> None:
     assert all(apart for _, apart, _ in sent)
     ticks = [tick for _, _, tick in sent]
     assert ticks[0] < ticks[1] < ticks[2]  # the loop ran other work between messages
+    assert made == ticks  # each message is made in the turn it is sent, not all up front
