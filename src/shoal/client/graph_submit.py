@@ -199,18 +199,15 @@ def _send_new_graph(core: ClientCore, msg: ops.UpdateGraph, states: list[FutureS
 
 
 def _fresh_outputs(core: ClientCore, outputs: Sequence[Key]) -> set[Key]:
-    """The outputs no live future here stands for (a cancelled or lost one is reset): their
-    rows are sent although ``send`` takes references on them before the first message."""
+    """The outputs no live future here stands for (none, or a cancelled or lost one):
+    their rows are sent although ``send`` takes references on them before the first
+    message (a cancelled or lost state is reset only once its row is sent)."""
     states = core.table.states
-    fresh: set[Key] = set()
-    for key in outputs:
-        state = states.get(key)
-        if state is None:
-            fresh.add(key)
-        elif state.status in ("cancelled", "lost"):
-            state.reset()
-            fresh.add(key)
-    return fresh
+    return {
+        key
+        for key in outputs
+        if (state := states.get(key)) is None or state.status in ("cancelled", "lost")
+    }
 
 
 def _messages(
@@ -231,11 +228,13 @@ def _messages(
         newly_held = []
         for row in rows:
             key = row[0]
-            state = None if key in fresh else states.get(key)
+            state = states.get(key)
             if state is None:
                 to_send.append(row)
             elif state.status in ("cancelled", "lost"):
                 state.reset()
+                to_send.append(row)
+            elif key in fresh:  # an output: its reference was taken just before
                 to_send.append(row)
             elif key not in held:
                 newly_held.append(key)
