@@ -66,7 +66,8 @@ PURE_LAYERS = (
         frozenset({"msgpack", "cloudpickle"}) | PICKLE,
     ),
     PureLayer("graph", ("shoal.graph",), ("shoal.graph", "shoal.protocol"), frozenset({"dask"})),
-    PureLayer("worker state", WORKER_STATE, WORKER_STATE),
+    # quick tasks (run ahead) are told by their prefix: the same key_split
+    PureLayer("worker state", WORKER_STATE, (*WORKER_STATE, "shoal.graph.keys")),
     # task groups are named by the one key_split (graph.keys), with dask's semantics
     PureLayer("scheduler state", SCHEDULER_STATE, (*SCHEDULER_STATE, "shoal.graph.keys")),
     # the adapters between the wire schema and each side's events and instructions; the

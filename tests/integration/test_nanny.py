@@ -112,6 +112,13 @@ def crash() -> None:
     os._exit(1)
 
 
+def inc_or_crash(x: int) -> int:
+    """Quick like ``inc``, except at 300: the same prefix, so it runs ahead with the rest."""
+    if x == 300:
+        os._exit(1)
+    return x + 1
+
+
 def hog() -> int:
     """Hold 400 MB (touched, so it is resident) until the nanny stops this process."""
     block = b"\x01" * 400_000_000
@@ -174,6 +181,25 @@ def test_crashing_task_errs_with_killed_worker_and_blames_only_itself(make_clust
         deaths = [e for e in client.scheduler_info()["events"] if e["action"] == "worker-died"]
         assert [e["reason"] for e in deaths] == ["exit code 1"] * 3
         wait_for(lambda: len(cluster.note_workers(client)) == 2, timeout=60)
+
+
+def test_a_crash_among_quick_tasks_run_ahead_blames_only_the_crashing_one(
+    make_cluster: Any,
+) -> None:
+    """Tasks queued behind the thread (run ahead) die with the worker, unstarted: the
+    nanny's running keys name only the crasher, so only it is blamed; the rest rerun."""
+    cluster = make_cluster("--nthreads", "1")
+    with cluster.client() as client:
+        futures = client.map(inc_or_crash, range(600))
+        crasher = futures[300]
+        with pytest.raises(KilledWorker) as info:
+            crasher.result(timeout=120)
+        assert info.value.key == crasher.key
+        assert info.value.deaths == 3
+        rest = futures[:300] + futures[301:]
+        assert client.gather(rest) == [x + 1 for x in range(600) if x != 300]
+        deaths = [e for e in client.scheduler_info()["events"] if e["action"] == "worker-died"]
+        assert [e["reason"] for e in deaths] == ["exit code 1"] * 3
 
 
 def test_task_past_terminate_fraction_restarts_worker(make_cluster: Any) -> None:

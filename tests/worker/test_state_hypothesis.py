@@ -79,6 +79,8 @@ DEPS: dict[Key, tuple[Key, ...]] = {
     "t5": ("x0", "x1"),
     "t6": ("t3", "x2"),
     "t7": ("t2", "t0"),
+    "t8": (),
+    "t9": (),
 }
 RESOURCES: dict[Key, dict[str, float]] = {"t2": {"R": 1}, "t5": {"R": 2}, "t6": {"R": 1}}
 TASKS = tuple(DEPS)
@@ -320,10 +322,10 @@ class WorkerStateMachine(RuleBasedStateMachine):
         return sorted(set(self.executions) - self.rejoining)
 
     @precondition(lambda self: bool(self.running_freely()))
-    @rule(data=st.data(), succeed=st.booleans())
-    def finish_execution(self, data: st.DataObject, succeed: bool) -> None:
+    @rule(data=st.data(), succeed=st.booleans(), seconds=st.sampled_from((0.0001, 1.0)))
+    def finish_execution(self, data: st.DataObject, succeed: bool, seconds: float) -> None:
         key = data.draw(st.sampled_from(self.running_freely()))
-        self.complete_execution(key, succeed)
+        self.complete_execution(key, succeed, seconds)
 
     def inputs_running(self) -> list[Key]:
         """Executions of tasks computed here only as inputs (resumed after a cancel)."""
@@ -335,7 +337,7 @@ class WorkerStateMachine(RuleBasedStateMachine):
         """Steers toward an input whose computation fails here: fetched instead."""
         self.complete_execution(data.draw(st.sampled_from(self.inputs_running())), False)
 
-    def complete_execution(self, key: Key, succeed: bool) -> None:
+    def complete_execution(self, key: Key, succeed: bool, seconds: float = 1.0) -> None:
         assert key not in self.rejoining, f"{key}: its thread is blocked in rejoin()"
         run_id = self.executions.pop(key)
         self.seceded.discard(key)
@@ -347,7 +349,7 @@ class WorkerStateMachine(RuleBasedStateMachine):
                 nbytes=20,
                 type_name="str",
                 start=0.0,
-                stop=1.0,
+                stop=seconds,
                 **self.sid("done"),
             )
         else:
@@ -491,3 +493,19 @@ WorkerStateMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestWorkerStateMachine = WorkerStateMachine.TestCase
+
+
+class RunAheadStateMachine(WorkerStateMachine):
+    """The same world with a nanny (no task-started) and prefixes known to be quick, so
+    tasks also run ahead, queued behind busy threads; a slow run makes a prefix slow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ws.report_started = False
+        self.ws.nthreads = 1  # one thread: more tasks find it busy
+        self.ws.run_ahead = 2
+        self.ws.durations.update((str(key), 0.0001) for key in TASKS)
+
+
+RunAheadStateMachine.TestCase.settings = WorkerStateMachine.TestCase.settings
+TestRunAheadStateMachine = RunAheadStateMachine.TestCase

@@ -121,3 +121,125 @@ def test_shutdown_cancels_what_has_not_started_and_refuses_more() -> None:
     assert running.result(timeout=10) is True
     pool.shutdown(wait=True)
     assert not any(t.is_alive() for t in pool.threads)
+
+
+# -- calls queued behind busy threads (run ahead) --------------------------------------------
+
+
+def test_a_call_run_ahead_waits_behind_the_busy_thread_and_starts_none(pool: TaskThreads) -> None:
+    gate = threading.Event()
+    order: list[str] = []
+    reported = threading.Event()
+
+    def hold() -> None:
+        order.append("hold")
+        gate.wait(10)
+
+    pool.run_soon(hold)
+    wait_until(lambda: order == ["hold"], what="the first call to start")
+    for name in ("a", "b"):
+        pool.run_soon(order.append, name, ahead=True)
+    pool.run_soon(order.append, "c", ahead=True, then=lambda _: reported.set())
+    assert order == ["hold"] and len(pool.threads) == 1  # queued, no second thread
+    gate.set()
+    assert reported.wait(10)
+    assert order == ["hold", "a", "b", "c"]
+    assert [t.name for t in pool.threads] == ["test-task_0"]
+    wait_until(lambda: pool._idle == 1, what="the thread to count as idle")
+
+
+def test_a_call_run_ahead_with_no_busy_thread_runs_at_once(pool: TaskThreads) -> None:
+    ran = threading.Event()
+    pool.run_soon(ran.set, ahead=True)
+    assert ran.wait(10)
+    wait_until(lambda: pool._idle == 1, what="the thread to count as idle")
+    ran.clear()
+    pool.run_soon(ran.set, ahead=True)  # the idle thread takes it
+    assert ran.wait(10)
+    assert len(pool.threads) == 1
+
+
+def test_a_seceding_call_hands_the_calls_queued_behind_it_to_another_thread(
+    pool: TaskThreads,
+) -> None:
+    """The seceded call may be waiting for exactly the call queued behind it."""
+    queued = threading.Event()
+    behind_ran = threading.Event()
+    finished = threading.Event()
+
+    def secede_and_wait() -> None:
+        queued.wait(10)  # leaves only once the next call is queued behind it
+        pool.leave()
+        if behind_ran.wait(10):
+            finished.set()
+
+    pool.run_soon(secede_and_wait)
+    pool.run_soon(behind_ran.set, ahead=True)
+    assert len(pool._ahead) == 1
+    queued.set()
+    assert finished.wait(10), "the call queued behind a seceded thread never ran"
+    assert len(pool.threads) == 2
+    wait_until(lambda: pool._idle == 2 and pool._away == 0, what="both threads to be idle")
+
+
+def test_a_call_run_ahead_behind_only_seceded_threads_runs_at_once(pool: TaskThreads) -> None:
+    left = threading.Event()
+    gate = threading.Event()
+
+    def secede_and_hold() -> None:
+        pool.leave()
+        left.set()
+        gate.wait(10)
+
+    pool.run_soon(secede_and_hold)
+    assert left.wait(10)
+    ran = threading.Event()
+    pool.run_soon(ran.set, ahead=True)
+    assert ran.wait(10)
+    gate.set()
+    wait_until(lambda: pool._idle == 2 and pool._away == 0, what="both threads to be idle")
+
+
+def test_a_rejoined_call_counts_as_busy_again(pool: TaskThreads) -> None:
+    rejoined = threading.Event()
+    gate = threading.Event()
+    order: list[str] = []
+
+    def secede_rejoin_hold() -> None:
+        pool.leave()
+        pool.come_back()
+        rejoined.set()
+        gate.wait(10)
+        order.append("held")
+
+    pool.run_soon(secede_rejoin_hold)
+    assert rejoined.wait(10)
+    assert pool._away == 0
+    pool.run_soon(order.append, "behind", ahead=True)  # queued behind the rejoined call
+    assert len(pool.threads) == 1 and order == []
+    gate.set()
+    wait_until(lambda: order == ["held", "behind"], what="the queued call after the held one")
+
+
+def test_leave_from_a_thread_of_another_executor_does_nothing(pool: TaskThreads) -> None:
+    pool.leave()  # this test's own thread is not one of the pool's
+    assert pool._away == 0
+
+
+def test_shutdown_cancelling_drops_calls_queued_behind_busy_threads(pool: TaskThreads) -> None:
+    gate = threading.Event()
+    started = threading.Event()
+    ran: list[str] = []
+
+    def hold() -> None:
+        started.set()
+        gate.wait(10)
+
+    pool.run_soon(hold)
+    assert started.wait(10)
+    pool.run_soon(ran.append, "dropped", ahead=True)
+    pool.shutdown(wait=False, cancel_futures=True)  # while the thread still holds
+    gate.set()
+    for thread in pool.threads:
+        thread.join(10)
+    assert ran == []

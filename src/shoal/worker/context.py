@@ -41,6 +41,7 @@ def secede() -> None:
     if getattr(thread_state, "seceded", False):
         return
     thread_state.seceded = True
+    worker.runner.leave_thread()  # tasks queued behind this thread go elsewhere
     now = time.time()
     worker.runner.push(TaskSeceded(key=key, stimulus_id=new_stimulus_id(f"secede-{key}"), now=now))
 
@@ -59,6 +60,7 @@ def rejoin() -> None:
     now = time.time()
     event = TaskRejoined(key=key, stimulus_id=new_stimulus_id(f"rejoin-{key}"), now=now)
     worker.runner.wait_for_slot(key, event)
+    worker.runner.back_in_thread()
 
 
 def get_client(**kwargs: Any) -> Any:

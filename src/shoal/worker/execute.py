@@ -133,14 +133,18 @@ class TaskRunner:
         deps: Mapping[Key, Any],
         executor: object = None,
         inline_result: bool = False,
+        ahead: bool = False,
     ) -> None:
         """Run ``spec`` on the executor named ``executor`` (an annotation; else "default").
-        ``inline_result``: the success event carries a small result's serialized copy."""
+        ``inline_result``: the success event carries a small result's serialized copy.
+        ``ahead``: queue it behind a busy thread (a quick task run ahead)."""
         chosen = self.executors.by_name.get(executor) if isinstance(executor, str) else None
         pool = chosen or self.executor
         if isinstance(pool, TaskThreads):  # the worker's own threads: no Future per task
             # reported once the thread is idle again: the next task handed out reuses it
-            pool.run_soon(self._run, key, run_id, spec, deps, inline_result, then=self.push)
+            pool.run_soon(
+                self._run, key, run_id, spec, deps, inline_result, then=self.push, ahead=ahead
+            )
         else:
             pool.submit(self._run_and_push, key, run_id, spec, deps, inline_result)
 
@@ -221,6 +225,18 @@ class TaskRunner:
             with contextlib.suppress(RuntimeError):
                 if loop is not None:
                     loop.call_soon_threadsafe(self._drain)
+
+    def leave_thread(self) -> None:
+        """From a task that seceded: its thread stops counting as busy in its pool."""
+        for pool in self.executors.by_name.values():
+            if isinstance(pool, TaskThreads):
+                pool.leave()
+
+    def back_in_thread(self) -> None:
+        """From a seceded task granted a thread again by ``rejoin()``."""
+        for pool in self.executors.by_name.values():
+            if isinstance(pool, TaskThreads):
+                pool.come_back()
 
     def wait_for_slot(self, key: Key, event: WorkerEvent) -> None:
         """From ``key``'s task thread: hand ``event`` (TaskRejoined) to the loop and block

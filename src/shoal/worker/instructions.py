@@ -25,6 +25,9 @@ class Execute(WorkerInstruction):
     executor: str | None = None
     #: make a serialized copy of a small result to report with it (a client waits)
     inline_result: bool = False
+    #: every thread is taken: queue it behind a busy one, start no thread for it (a quick
+    #: task run ahead, ``state_run_ahead``)
+    ahead: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

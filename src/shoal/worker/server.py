@@ -595,7 +595,13 @@ class Worker(Server, WorkerStateView):
         # spilled inputs are read in the task's thread, never here on the loop
         deps = task_inputs(self.data, inst.inputs)
         self.runner.submit(
-            inst.key, inst.run_id, inst.run_spec, deps, inst.executor, inst.inline_result
+            inst.key,
+            inst.run_id,
+            inst.run_spec,
+            deps,
+            inst.executor,
+            inst.inline_result,
+            ahead=inst.ahead,
         )
 
     def _grant_thread(self, inst: ins.GrantThread) -> None:

@@ -56,7 +56,8 @@
 # but keeps its resources. A seceded task that calls ``rejoin()`` waits in ``rejoining``
 # (its thread blocked) until a slot frees; rejoins are granted before any new task
 # starts (``GrantThread``), paused or not, and the task is ``executing`` again. A task
-# starts while ``len(executing) < nthreads`` and the worker is not paused. ``ready`` is a
+# starts while ``len(executing) < nthreads`` and the worker is not paused; with a nanny,
+# quick tasks also run ahead, queued behind busy threads (``state_run_ahead``). ``ready`` is a
 # heap by priority; ``constrained`` is FIFO per resource need, and any need that fits
 # ``available_resources`` may start (no head-of-line blocking); between the two, the
 # better priority starts first.
@@ -117,6 +118,7 @@ from shoal.worker.instructions import (
 )
 from shoal.worker.state_effects import Effects
 from shoal.worker.state_replicas import drop_replicas
+from shoal.worker.state_run_ahead import RUN_AHEAD_PER_THREAD, ahead_limit, is_quick, note_duration
 from shoal.worker.state_task import KeyHeap, Priority, WorkerTask, drop_has_what
 from shoal.worker.state_transitions import (
     RUNNING_STATES,
@@ -166,6 +168,9 @@ class WorkerState:
         self.report_started = True
         #: threads for running tasks
         self.nthreads = nthreads
+        #: quick tasks each busy thread may be handed to run next (``state_run_ahead``);
+        #: only while ``report_started`` is off; 0: never
+        self.run_ahead = RUN_AHEAD_PER_THREAD
         #: abstract resources of this worker, e.g. {"GPU": 2}
         self.total_resources: dict[str, float] = dict(resources or {})
         #: what running tasks leave of ``total_resources``
@@ -212,6 +217,11 @@ class WorkerState:
         self.missing: set[Key] = set()
         #: keys occupying a thread: executing, or cancelled while executing
         self.executing: set[Key] = set()
+        #: the keys in ``executing`` that were not quick when they started: while there is
+        #: one, no task runs ahead (it could wait behind a long task)
+        self.slow_executing: set[Key] = set()
+        #: average run time in seconds per key prefix, of tasks that succeeded here
+        self.durations: dict[str, float] = {}
         #: keys that seceded from their thread (long-running, or cancelled while so)
         self.long_running: set[Key] = set()
         #: seceded keys whose thread waits in ``rejoin()`` for a slot, first come first;
@@ -522,6 +532,7 @@ class WorkerState:
             task.type_name = ev.type_name
             task.start = ev.start
             task.stop = ev.stop
+            note_duration(self, task, ev.stop - ev.start)
             self._fx.inline_value = ev.inline  # for this event's TaskFinishedMsg only
             self._transition(task, "memory", ev.value)
             self._fx.inline_value = None
@@ -719,6 +730,12 @@ class WorkerState:
         while len(self.executing) < self.nthreads:
             task = self._next_runnable()
             if task is None:
+                return
+            self._transition(task, "executing")
+        limit = ahead_limit(self)  # quick tasks queued behind busy threads (run ahead)
+        while len(self.executing) < limit:
+            task = self._next_runnable()
+            if task is None or not is_quick(self, task):
                 return
             self._transition(task, "executing")
 

@@ -44,6 +44,7 @@ class WorkerTask:
         "inline_result",
         "key",
         "nbytes",
+        "prefix",
         "previous",
         "priority",
         "replica",
@@ -107,6 +108,8 @@ class WorkerTask:
         self.type_name: str = ""
         #: in memory: when computing it started and stopped (arrival time if fetched)
         self.start = self.stop = 0.0
+        #: ``key_split(key)`` once asked for (``state_run_ahead.prefix_of``)
+        self.prefix: str | None = None
 
     def __hash__(self) -> int:
         return self._uid

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, get_args
 
-from shoal._types import WorkerTaskStateName
+from shoal._types import Key, WorkerTaskStateName
 from shoal.worker.instructions import (
     DeleteValue,
     Execute,
@@ -33,6 +33,7 @@ from shoal.worker.instructions import (
 )
 from shoal.worker.state_effects import Effects
 from shoal.worker.state_replicas import make_room
+from shoal.worker.state_run_ahead import is_quick
 from shoal.worker.state_task import KeyHeap, WorkerTask, drop_has_what
 
 if TYPE_CHECKING:
@@ -79,8 +80,20 @@ def _exit_constrained(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
 
 
 def _exit_executing(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
-    ws.executing.discard(task.key)
+    _leave_thread(ws, task.key)
     _give_back_resources(ws, task)
+
+
+def _take_thread(ws: WorkerState, task: WorkerTask) -> None:
+    """``task`` occupies a thread (or a place queued behind one)."""
+    ws.executing.add(task.key)
+    if not is_quick(ws, task):
+        ws.slow_executing.add(task.key)
+
+
+def _leave_thread(ws: WorkerState, key: Key) -> None:
+    ws.executing.discard(key)
+    ws.slow_executing.discard(key)
 
 
 def _exit_long_running(ws: WorkerState, task: WorkerTask, fx: Effects) -> None:
@@ -171,7 +184,8 @@ def _enter_executing(ws: WorkerState, task: WorkerTask, payload: object, fx: Eff
     key = task.key
     run_id = task.run_id
     assert run_id is not None, task
-    ws.executing.add(key)
+    ahead = len(ws.executing) >= ws.nthreads  # every thread taken: queued behind one
+    _take_thread(ws, task)
     available = ws.available_resources
     for name, amount in task.resource_restrictions.items():
         available[name] -= amount
@@ -185,6 +199,7 @@ def _enter_executing(ws: WorkerState, task: WorkerTask, payload: object, fx: Eff
         inputs=inputs,
         executor=executor if isinstance(executor, str) else None,
         inline_result=task.inline_result and task.assigned,
+        ahead=ahead,
         stimulus_id=fx.stimulus_id,
     )
     fx.emit(execute, key)
@@ -311,7 +326,7 @@ def _enter_forgotten(ws: WorkerState, task: WorkerTask, payload: object, fx: Eff
 
 def _secede(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> None:
     """executing -> long-running: the thread is handed back, resources stay held."""
-    ws.executing.discard(task.key)
+    _leave_thread(ws, task.key)
     ws.long_running.add(task.key)
     if task.assigned:
         assert task.run_id is not None, task
@@ -325,7 +340,7 @@ def _rejoin(ws: WorkerState, task: WorkerTask, payload: object, fx: Effects) -> 
     key = task.key
     del ws.rejoining[key]
     ws.long_running.discard(key)
-    ws.executing.add(key)
+    _take_thread(ws, task)
     fx.emit(GrantThread(key=key, stimulus_id=fx.stimulus_id), key)
     if task.assigned:
         assert task.run_id is not None, task
@@ -362,13 +377,13 @@ def _cancelled_switch(ws: WorkerState, task: WorkerTask, payload: object, fx: Ef
     key = task.key
     if payload == "long-running":
         assert task.previous == "executing", task
-        ws.executing.discard(key)
+        _leave_thread(ws, key)
         ws.long_running.add(key)
     else:
         assert payload == "executing" and task.previous == "long-running", (task, payload)
         del ws.rejoining[key]
         ws.long_running.discard(key)
-        ws.executing.add(key)
+        _take_thread(ws, task)
         fx.emit(GrantThread(key=key, stimulus_id=fx.stimulus_id), key)
     task.previous = payload
 

@@ -160,7 +160,12 @@ class _Checker:
         self.same(ws.long_running, self.busy["long-running"], "long_running")
         rejoining = set(ws.rejoining)
         self.check(rejoining <= ws.long_running, None, f"rejoining {rejoining} not seceded")
-        self.check(len(ws.executing) <= ws.nthreads, None, "more tasks executing than threads")
+        # beyond one task per thread only quick tasks queued behind quick ones (run ahead)
+        ahead = 0 if ws.report_started else ws.run_ahead
+        self.check(len(ws.executing) <= ws.nthreads * (1 + ahead), None, "too many executing")
+        self.check(ws.slow_executing <= ws.executing, None, "slow but not executing")
+        queued = len(ws.executing) > ws.nthreads
+        self.check(not (queued and ws.slow_executing), None, "a task queued behind a slow one")
         self.check(set(ws.available_resources) == set(ws.total_resources), None, "resources")
         for name, total in ws.total_resources.items():
             used = sum(

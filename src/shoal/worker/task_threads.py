@@ -13,6 +13,12 @@ Rules of this file:
   as idle: a report that makes the loop hand out the next call (a worker's finished task)
   then finds this thread idle and reuses it, instead of racing it and starting a new one
   (which made a 1-thread worker run on up to a dozen threads, taking turns).
+* ``run_soon(..., ahead=True)`` queues a call behind the busy threads: it claims no idle
+  thread and starts none; a thread that finishes a call takes the oldest such call before
+  it counts as idle (the worker's quick tasks run ahead, ``state_run_ahead``). A thread
+  whose call seceded (``leave``) no longer counts as busy; when no busy thread is left, a
+  call queued behind them is handed out as an ordinary one, so it never waits for a
+  seceded task (which may be waiting for it).
 * A call that raises in a thread is logged there; the thread goes on.
 * Threads are daemons: a worker process may exit while a task still runs (the nanny or
   scheduler decides about that task, not interpreter shutdown). ``shutdown`` stops them
@@ -24,6 +30,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
@@ -52,6 +59,12 @@ class TaskThreads(Executor):
         self._threads: list[threading.Thread] = []
         #: threads that finished an item and were not claimed by a later hand-off yet
         self._idle = 0
+        #: calls queued behind busy threads (``run_soon(ahead=True)``), oldest first
+        self._ahead: deque[_Item] = deque()
+        #: threads whose call seceded and has not rejoined (``leave``, ``come_back``)
+        self._away = 0
+        #: per thread: ``member`` (one of ours), ``away`` (its call seceded)
+        self._local = threading.local()
         self._lock = threading.Lock()
         self._shutdown = False
 
@@ -60,11 +73,26 @@ class TaskThreads(Executor):
         return tuple(self._threads)
 
     def run_soon(
-        self, fn: Callable[..., Any], /, *args: Any, then: Callable[[Any], None] | None = None
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        then: Callable[[Any], None] | None = None,
+        ahead: bool = False,
     ) -> None:
         """Call ``fn(*args)`` in a task thread, then ``then(result)`` there once the thread
-        counts as idle (not if ``fn`` raised: that is logged)."""
-        self._put(fn, args, None, then)
+        counts as idle (not if ``fn`` raised: that is logged). ``ahead``: after a busy
+        thread's call, if any thread is busy; else at once, as without it."""
+        item = (fn, args, None, then)
+        with self._lock:
+            if ahead and self._busy() > 0 and not self._shutdown:
+                self._ahead.append(item)
+            else:
+                self._put_locked(item)
+
+    def _busy(self) -> int:
+        """Threads running a call that has not seceded (or claimed to run one)."""
+        return len(self._threads) - self._idle - self._away
 
     def _put(
         self,
@@ -74,13 +102,37 @@ class TaskThreads(Executor):
         then: Callable[[Any], None] | None = None,
     ) -> None:
         with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new tasks after shutdown")
-            self._queue.put((fn, args, future, then))
-            if self._idle:
-                self._idle -= 1  # that thread takes this item
-            elif len(self._threads) < self.max_workers:
-                self._start_thread()
+            self._put_locked((fn, args, future, then))
+
+    def _put_locked(self, item: _Item) -> None:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new tasks after shutdown")
+        self._queue.put(item)
+        if self._idle:
+            self._idle -= 1  # that thread takes this item
+        elif len(self._threads) < self.max_workers:
+            self._start_thread()
+
+    def leave(self) -> None:
+        """From a call of this pool that seceded: its thread no longer counts as busy. If
+        no busy thread is left, the oldest call queued behind them is handed out now (it
+        might be what the seceded call waits for)."""
+        local = self._local
+        if not getattr(local, "member", False) or local.away:
+            return  # another executor's thread, or already away
+        with self._lock:
+            local.away = True
+            self._away += 1
+            if self._ahead and self._busy() <= 0 and not self._shutdown:
+                self._put_locked(self._ahead.popleft())
+
+    def come_back(self) -> None:
+        """From a call that left and rejoined (it was granted a thread): busy again."""
+        local = self._local
+        if getattr(local, "away", False):
+            with self._lock:
+                local.away = False
+                self._away -= 1
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         future: Future[T] = Future()
@@ -108,6 +160,7 @@ class TaskThreads(Executor):
                         break
                     if item is not None and item[2] is not None:
                         item[2].cancel()
+                self._ahead.clear()
             if not self._shutdown:
                 self._shutdown = True
                 for _ in self._threads:
@@ -128,10 +181,12 @@ class TaskThreads(Executor):
     def _serve(self) -> None:
         get = self._queue.get
         lock = self._lock
-        while True:
-            item = get()
-            if item is None:
-                return
+        local = self._local
+        local.member = True
+        local.away = False
+        ahead = self._ahead
+        item = get()
+        while item is not None:
             fn, args, _, then = item
             del item
             try:
@@ -141,10 +196,17 @@ class TaskThreads(Executor):
                 then = result = None
             del fn, args
             with lock:
-                self._idle += 1
+                if local.away:  # the call seceded and never rejoined: its thread is back
+                    local.away = False
+                    self._away -= 1
+                item = ahead.popleft() if ahead else None
+                if item is None:
+                    self._idle += 1
             if then is not None:
                 try:
                     then(result)
                 except BaseException:
                     logger.exception("a report in %s failed", threading.current_thread().name)
             del then, result  # no reference to the last call's values while idle
+            if item is None:
+                item = get()
