@@ -256,7 +256,9 @@ def test_actor(both: Callable[[Program], Any]) -> None:
 
 def write_file(path: str) -> str:
     time.sleep(0.2)
-    Path(path).write_text("written")
+    staged = Path(path + ".part")
+    staged.write_text("written")
+    staged.replace(path)  # whole or not at all: a reader polling for the file never sees ""
     return path
 
 
