@@ -185,8 +185,9 @@ class WorkerState:
         self.validate_each_event = validate
         #: bounded record of events, transitions and instructions; see ``story``
         self.log: deque[tuple[Any, ...]] = deque(maxlen=log_length)
-        #: called with (key, start, finish) after each transition (worker plugins); it
-        #: must not raise and must not call back into this state
+        #: called with (key, start, finish) for each transition (worker plugins), once the
+        #: task's state is ``finish`` but before its containers follow; it must not raise
+        #: and must not call back into this state
         self.transition_hook: Callable[[Key, str, str], None] | None = None
         #: every wanted key (and cancelled ones still running)
         self.tasks: dict[Key, WorkerTask] = {}
