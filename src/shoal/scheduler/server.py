@@ -659,7 +659,9 @@ class Scheduler(Server):
     def scheduler_info(self, comm: Comm | None = None) -> dict[str, Any]:
         workers = {}
         for address, info in self.state.workers.items():
-            extra = self.worker_extra.get(address, {})
+            extra = self.worker_extra.get(address)
+            if extra is None:  # it left: the state machine forgets it at the next flush
+                continue
             workers[address] = {
                 "name": info.name,
                 "nthreads": info.nthreads,
