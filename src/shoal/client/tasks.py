@@ -216,7 +216,7 @@ class _SpecMaker:
         packed_args = find_refs(args, refs)
         spec = make_call_spec(self.blob, packed_args, self.packed_kwargs, bool(refs))
         try:
-            blob = serialize(spec)
+            blob = serialize(spec, carries=self.blob)
         except SerializationError as exc:
             raise _explain(self.name, args, self.kwargs, exc) from exc
         deps = tuple(refs)

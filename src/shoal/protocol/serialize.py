@@ -19,6 +19,7 @@ from typing import Any
 import cloudpickle
 
 from shoal.errors import SerializationError
+from shoal.protocol import function_pickles
 
 #: Buffers at least this large travel as their own frames (never copied on send).
 OUT_OF_BAND_BYTES = 64 * 1024
@@ -51,13 +52,17 @@ class _LargeBytes:
         return (type(self.data), (pickle.PickleBuffer(self.data),))
 
 
-def serialize(obj: object, *, task: bool = False) -> Serialized:
+def serialize(obj: object, *, task: bool = False, carries: bytes = b"") -> Serialized:
     """Pickle ``obj``; functions and ``__main__`` objects are pickled by value.
 
     ``task=True`` is for run specs (dask graph nodes): a toolz ``curry`` leaves out the
     docstring copied onto it. dask.array's ``ones_like`` curries carried numpy's 2 KB
     docstring in every task's run spec, held by the scheduler and sent to a worker per
     task; a worker runs the function and never reads it.
+
+    ``carries`` is a pickle that ``obj`` holds as plain bytes (a submit's function): the
+    ``__main__`` written inside it is not a reference of ``obj``'s, so it alone does not
+    send ``obj`` through cloudpickle (which took as long as pickling the function again).
     """
     buffers: list[pickle.PickleBuffer] = []
     if type(obj) in (bytes, bytearray) and len(obj) >= OUT_OF_BAND_BYTES:  # type: ignore[arg-type]
@@ -74,7 +79,7 @@ def serialize(obj: object, *, task: bool = False) -> Serialized:
             header = _dumps_task(obj, keep_large_out_of_band)
         else:
             header = pickle.dumps(obj, protocol=5, buffer_callback=keep_large_out_of_band)
-        if b"__main__" in header:
+        if b"__main__" in header and header.count(b"__main__") > carries.count(b"__main__"):
             raise pickle.PicklingError("refers to __main__")
     except Exception:
         buffers.clear()
@@ -137,7 +142,11 @@ def _short_repr(obj: object) -> str:
 
 
 def dumps_function(func: Callable[..., Any]) -> bytes:
-    """Pickle a function once; by value when it lives in ``__main__`` or is a lambda."""
+    """Pickle a function; by value when it lives in ``__main__`` or is a lambda (that
+    pickle is reused while nothing it captured changed: ``function_pickles``)."""
+    blob = function_pickles.remembered(func)
+    if blob is not None:
+        return blob
     try:
         result = pickle.dumps(func, protocol=5)
         if b"__main__" not in result:
@@ -145,10 +154,11 @@ def dumps_function(func: Callable[..., Any]) -> bytes:
     except Exception:
         pass
     try:
-        blob: bytes = cloudpickle.dumps(func, protocol=5)
-        return blob
+        blob = bytes(cloudpickle.dumps(func, protocol=5))
     except Exception as exc:
         raise SerializationError(f"cannot serialize function {func!r}: {exc}") from exc
+    function_pickles.remember(func, blob)
+    return blob
 
 
 _FUNCTION_CACHE: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
