@@ -22,6 +22,7 @@ __getattr__  # lazy module attributes: shoal, shoal.deploy
 _close_clients_at_exit  # @atexit.register
 _repr_html_  # Jupyter's rich display of a Future
 teardown  # plugin hooks a worker or nanny calls
+reducer_override  # the C pickler looks it up on shoal.protocol.serialize._Pickler
 demo  # the ``shoal demo`` click command
 
 # read through getattr(security, f"tls_{role}_key") (Security.cert_and_key)

@@ -165,3 +165,41 @@ def test_a_spec_whose_only_main_is_its_function_is_pickled_plainly(
     assert deserialize(value) == (blob, (1, 2), {}, False)
     with pytest.raises(SerializationError, match="went through cloudpickle"):
         serialize((blob, (1, 2), {}, False))  # without ``carries``, as before
+
+
+def test_a_graph_node_calling_a_main_function_is_not_cloudpickled_whole(
+    script: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dask._task_spec import Task
+
+    node = Task("k", script["add_n"], 1)
+    whole: list[object] = []
+    real_dumps = cloudpickle.dumps
+
+    def watched(obj: object, *args: Any, **kwargs: Any) -> bytes:
+        if not callable(obj) or isinstance(obj, Task):
+            whole.append(obj)
+        return real_dumps(obj, *args, **kwargs)
+
+    monkeypatch.setattr(cloudpickle, "dumps", watched)
+    value = serialize(node, task=True)
+    assert whole == []  # only the function itself went through cloudpickle
+    monkeypatch.undo()
+    assert deserialize(value)() == 6
+
+
+def test_lambdas_and_closures_inside_data_go_by_value(script: dict[str, Any]) -> None:
+    value = serialize({"f": lambda x: x * 3, "g": script["make_adder"](4)})
+    restored = deserialize(value)
+    assert (restored["f"](2), restored["g"](2)) == (6, 6)
+
+
+def test_a_main_class_instance_next_to_a_main_function_still_travels_by_value(
+    script: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "Box", script["Box"], raising=False)
+    value = serialize((script["add_n"], script["Box"]()))
+    monkeypatch.undo()
+    func, box = deserialize(value)
+    assert func(1) == 6 and type(box).__name__ == "Box"
