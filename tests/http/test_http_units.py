@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from shoal.http.auth import session_value
+from shoal.http.listen import split_address
 from shoal.http.live import LiveFeed
 from shoal.http.records import ClusterCounters, TaskStream, TransferLog
-from shoal.http.service import split_address
 from shoal.http.views import memory_of, parse_key, progress
 
 
@@ -120,5 +120,69 @@ def test_a_taken_dashboard_port_falls_back_to_a_free_one() -> None:
                 assert scheduler.http is not None
                 assert scheduler.http.port != port
                 assert scheduler.dashboard_link == f"http://127.0.0.1:{scheduler.http.port}/status"
+
+    asyncio.run(scenario())
+
+
+def test_a_dashboard_served_later_answers_what_came_before_it_served() -> None:
+    """``start(dashboard_later=True)`` binds the port at once and serves once aiohttp is
+    imported: a request sent in between waits in the backlog and is answered."""
+    from shoal.scheduler.server import Scheduler
+    from tests.http.helpers import get
+
+    async def scenario() -> None:
+        scheduler = Scheduler(port=0, dashboard_address="127.0.0.1:0")
+        await scheduler.start(dashboard_later=True)
+        try:
+            link = scheduler.dashboard_link
+            assert link is not None and link.endswith("/status")
+            base = link.removesuffix("/status")
+            early = asyncio.ensure_future(asyncio.to_thread(get, base, "/health"))
+            await scheduler.dashboard_served()
+            assert scheduler.http is not None and base.endswith(f":{scheduler.http.port}")
+            reply = await asyncio.wait_for(early, 30)
+            assert reply.status == 200
+        finally:
+            await scheduler.close()
+
+    asyncio.run(scenario())
+
+
+def test_closing_before_the_dashboard_serves_leaves_nothing_open() -> None:
+    from shoal.scheduler.server import Scheduler
+
+    async def scenario() -> int:
+        scheduler = Scheduler(port=0, dashboard_address="127.0.0.1:0")
+        await scheduler.start(dashboard_later=True)
+        link = scheduler.dashboard_link
+        assert link is not None
+        await asyncio.wait_for(scheduler.close(), 30)
+        return int(link.removesuffix("/status").rsplit(":", 1)[1])
+
+    port = asyncio.run(scenario())
+    import socket
+
+    with socket.socket() as probe:  # nobody listens there any more
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_dashboard_that_cannot_serve_raises_to_whoever_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shoal.http.apps
+    from shoal.scheduler.server import Scheduler
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("no dashboard today")
+
+    monkeypatch.setattr(shoal.http.apps, "start_scheduler_http", broken)
+
+    async def scenario() -> None:
+        scheduler = Scheduler(port=0, dashboard_address="127.0.0.1:0")
+        try:
+            with pytest.raises(RuntimeError, match="no dashboard today"):
+                await scheduler.start()
+        finally:
+            await scheduler.close()
 
     asyncio.run(scenario())

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from shoal.comm import get_address_host
 from shoal.comm.tls import http_ssl_context
 from shoal.http import live, views
 from shoal.http.auth import token_middleware
@@ -40,7 +39,7 @@ from shoal.http.metrics import (
     registry_for,
     render,
 )
-from shoal.http.service import HttpService, LoopLagMonitor, split_address
+from shoal.http.service import HttpService, LoopLagMonitor
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -151,20 +150,12 @@ def _story(scheduler: Scheduler, request: web.Request) -> dict[str, Any]:
     return {"key": views.key_text(key), "story": views.story(scheduler, key)}
 
 
-async def start_scheduler_http(scheduler: Scheduler, address: str) -> HttpService:
-    """Serve the scheduler's dashboard and API at ``address`` (``host:port``; port 0: any)."""
-    listening = scheduler.listeners[0].address if scheduler.listeners else scheduler.address
-    host, port = split_address(address, get_address_host(listening) or "127.0.0.1")
-    tls = http_ssl_context(scheduler.security, "scheduler")
-    service = HttpService(host, port, tls)
-    try:
-        await service.start(scheduler_app(scheduler, lambda: service.port, service.lag))
-    except OSError as exc:
-        if port == 0:
-            raise
-        logger.warning("dashboard port %d is taken (%s); using a free port instead", port, exc)
-        service = HttpService(host, 0, tls)
-        await service.start(scheduler_app(scheduler, lambda: service.port, service.lag))
+async def start_scheduler_http(scheduler: Scheduler, sock: socket.socket) -> HttpService:
+    """Serve the scheduler's dashboard and API on ``sock``, the listening socket the
+    scheduler bound (``shoal.http.listen.dashboard_socket``) when it started."""
+    host, port = sock.getsockname()[:2]
+    service = HttpService(host, port, http_ssl_context(scheduler.security, "scheduler"))
+    await service.start(scheduler_app(scheduler, lambda: service.port, service.lag), sock)
     return service
 
 

@@ -3,7 +3,9 @@
 A worker reports its HTTP port when it registers, but importing aiohttp and building the
 application costs more than the rest of its start. So the port is bound (and listening)
 first and served once the worker is registered; a request that arrives in between waits
-in the socket's backlog and is answered then.
+in the socket's backlog and is answered then. A ``LocalCluster``'s scheduler does the
+same: its dashboard (~0.3 s of aiohttp import on a cold start) is imported while the
+worker processes start.
 
 Rules of this file:
 
@@ -14,10 +16,50 @@ Rules of this file:
 
 from __future__ import annotations
 
+import logging
 import socket
+
+logger = logging.getLogger("shoal.http")
 
 #: connections the kernel queues before the service accepts them
 BACKLOG = 128
+
+
+def split_address(address: str, default_host: str) -> tuple[str, int]:
+    """``"127.0.0.1:8787"``, ``":8787"`` or ``"8787"`` -> (host, port); no host: default."""
+    text = address.strip()
+    if text.startswith(("http://", "https://")):
+        text = text.split("://", 1)[1]
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or default_host
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ValueError(f"not a host:port address for the dashboard: {address!r}") from None
+
+
+def dashboard_socket(address: str, default_host: str) -> socket.socket:
+    """The dashboard's listening socket at ``address``; a free port instead (with a
+    warning) when the one asked for is taken."""
+    host, port = split_address(address, default_host)
+    try:
+        return listening_socket(host, port)
+    except OSError as exc:
+        if port == 0:
+            raise
+        logger.warning("dashboard port %d is taken (%s); using a free port instead", port, exc)
+        return listening_socket(host, 0)
+
+
+def service_url(host: str, port: int, tls: bool) -> str:
+    """``http(s)://host:port`` (a wildcard host shows as this machine's name)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -39,4 +81,4 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-__all__ = ["BACKLOG", "listening_socket"]
+__all__ = ["BACKLOG", "dashboard_socket", "listening_socket", "service_url", "split_address"]

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from shoal.fd_limit import http_connection_limit
 from shoal.http.guard import HEADER_TIMEOUT, ConnectionGuard, GuardedSite
+from shoal.http.listen import service_url
 
 logger = logging.getLogger("shoal.http")
 
@@ -29,21 +30,6 @@ logger = logging.getLogger("shoal.http")
 SHUTDOWN_TIMEOUT = 1.0
 #: seconds an idle keep-alive connection stays open between requests
 KEEPALIVE_TIMEOUT = 15.0
-
-
-def split_address(address: str, default_host: str) -> tuple[str, int]:
-    """``"127.0.0.1:8787"``, ``":8787"`` or ``"8787"`` -> (host, port); no host: default."""
-    text = address.strip()
-    if text.startswith(("http://", "https://")):
-        text = text.split("://", 1)[1]
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "", text
-    host = host.strip("[]") or default_host
-    try:
-        return host, int(port)
-    except ValueError:
-        raise ValueError(f"not a host:port address for the dashboard: {address!r}") from None
 
 
 class LoopLagMonitor:
@@ -133,17 +119,11 @@ class HttpService:
     @property
     def url(self) -> str:
         """``http(s)://host:port`` (a wildcard host shows as this machine's name)."""
-        host = self.host
-        if host in ("", "0.0.0.0", "::"):
-            host = socket.gethostname()
-        if ":" in host:
-            host = f"[{host}]"
-        scheme = "https" if self.ssl_context is not None else "http"
-        return f"{scheme}://{host}:{self.port}"
+        return service_url(self.host, self.port, self.ssl_context is not None)
 
     def __repr__(self) -> str:
         state = "serving" if self._runner is not None else "stopped"
         return f"<HttpService {self.url} {state}>"
 
 
-__all__ = ["HttpService", "LoopLagMonitor", "split_address"]
+__all__ = ["HttpService", "LoopLagMonitor"]

@@ -13,9 +13,11 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import importlib
 import itertools
 import logging
 import math
+import socket
 import time
 import uuid
 from collections import deque
@@ -25,11 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from shoal import discovery
 from shoal._types import Address, Key
-from shoal.comm import BatchedStream, Comm, Security
+from shoal.comm import BatchedStream, Comm, Security, get_address_host
 from shoal.comm.core import DEFAULT_CONFIG
 from shoal.comm.hostaddr import Bind
 from shoal.comm.security import role_refusal
+from shoal.comm.tls import http_ssl_context
 from shoal.config import CommConfig, SchedulerConfig
+from shoal.http.listen import dashboard_socket, service_url
 from shoal.http.records import ClusterCounters, TaskStream
 from shoal.logs import MemoryLogHandler
 from shoal.loop_monitor import GcPolicy, LoopMonitor
@@ -132,7 +136,10 @@ class Scheduler(Server):
         self.client_reconnects = 0
         self.coordination.attach()
 
-    async def start(self) -> None:
+    async def start(self, *, dashboard_later: bool = False) -> None:
+        """Listen, run preloads, start the periodic work and the dashboard. The dashboard's
+        port is bound here; with ``dashboard_later`` it is served once imported (in a
+        thread, the loop goes on) and ``dashboard_served`` waits for that."""
         preloaded = import_preloads(self.config.preload)  # an import error leaves nothing open
         await self.listen_any(
             self._bind.addresses(self.security.uses_tls), self._bind.contact_address
@@ -147,13 +154,19 @@ class Scheduler(Server):
         self.periodic(self.loop_monitor.tick, self.loop_monitor.interval, "loop-monitor")
         self.periodic(lambda: self.gc_policy.idle(len(self.state.tasks)), 1.0, "gc-policy")
         logger.info("scheduler at %s", self.address)
-        await self._start_http()
+        self._start_http()
+        if not dashboard_later:
+            await self.dashboard_served()
 
     # -- observability (shoal.http, shoal.logs) ------------------------------------------------
     def _init_observability(self, dashboard_address: str | None) -> None:
         #: where the dashboard listens ("host:port", port 0: any; None: no HTTP service)
         self.dashboard_address = dashboard_address
         self.http: HttpService | None = None
+        #: ``http(s)://host:port`` of the dashboard once its port is bound
+        self._dashboard_url: str | None = None
+        #: imports and serves the dashboard (``_start_http``)
+        self._http_task: asyncio.Task[None] | None = None
         #: recent finished tasks and transfers (bounded), and totals, for the dashboard
         self.task_stream = TaskStream()
         #: workers joined, left, lost and restarted, for /metrics
@@ -164,19 +177,40 @@ class Scheduler(Server):
         self.loop_monitor = LoopMonitor()
         self.gc_policy = GcPolicy()
 
-    async def _start_http(self) -> None:
+    def _start_http(self) -> None:
         self.log_handler.attach(["shoal.scheduler", "shoal.http"])
         if self.dashboard_address is None:
             return
-        from shoal.http.apps import start_scheduler_http
+        listening = self.listeners[0].address if self.listeners else self.address
+        sock = dashboard_socket(self.dashboard_address, get_address_host(listening) or "127.0.0.1")
+        host, port = sock.getsockname()[:2]
+        https = http_ssl_context(self.security, "scheduler") is not None
+        self._dashboard_url = service_url(host, port, https)
+        self._http_task = asyncio.get_running_loop().create_task(
+            self._serve_http(sock), name="scheduler-dashboard"
+        )
 
-        self.http = await start_scheduler_http(self, self.dashboard_address)
+    async def _serve_http(self, sock: socket.socket) -> None:
+        try:
+            # aiohttp and the dashboard take ~0.3 s to import on a cold start: in a thread,
+            # so that the loop meanwhile serves the workers that register
+            apps = await asyncio.to_thread(importlib.import_module, "shoal.http.apps")
+            self.http = await apps.start_scheduler_http(self, sock)
+        except BaseException:
+            sock.close()
+            raise
         logger.info("dashboard at %s", self.dashboard_link)
+
+    async def dashboard_served(self) -> None:
+        """Returns once the dashboard serves (at once without one); raises what stopped it."""
+        if self._http_task is not None:
+            await asyncio.shield(self._http_task)
 
     @property
     def dashboard_link(self) -> str | None:
-        """The dashboard's address (without the token), or None if there is no dashboard."""
-        return f"{self.http.url}/status" if self.http is not None else None
+        """The dashboard's address (without the token), or None if there is no dashboard.
+        Known once the scheduler started; requests before it serves wait in the backlog."""
+        return f"{self._dashboard_url}/status" if self._dashboard_url is not None else None
 
     @property
     def dashboard_login_link(self) -> str | None:
@@ -194,6 +228,12 @@ class Scheduler(Server):
         return [list(record) for record in self.log_handler.tail(n)]
 
     async def _shutdown(self) -> None:
+        if self._http_task is not None:
+            # wait out a dashboard still being imported: cancelling would leave the import
+            # thread running; what stopped it was raised to dashboard_served's caller
+            await asyncio.wait([self._http_task])
+            if not self._http_task.cancelled():
+                self._http_task.exception()
         if self.http is not None:
             await self.http.stop()
         self.log_handler.detach()
