@@ -47,7 +47,7 @@ def remembered(func: Callable[..., Any]) -> bytes | None:
     fingerprint = _fingerprint(func)
     old, blob = entry
     if fingerprint is None or not _same(old, fingerprint):
-        del _pickles[func]
+        _pickles.pop(func, None)  # pop: another thread may have dropped it meanwhile
         return None
     return blob
 
