@@ -412,6 +412,22 @@ def test_second_copy_of_a_result_becomes_a_replica() -> None:
 # -- releasing and forgetting -----------------------------------------------------------------
 
 
+def test_releasing_many_keys_sends_each_worker_one_free_keys() -> None:
+    s = new_state()
+    handle(s, join("w1"), join("w2"))
+    keys = [f"x-{i}" for i in range(20)]
+    pending = computes(handle(s, submit([task(k) for k in keys], keys)))
+    while pending:  # queued tasks are handed out as others finish
+        pending += computes(handle(s, finished(pending.pop())))
+    assert all(ts.state == "memory" for ts in s.tasks.values())
+    held = {w: sorted(k for k in keys if s.who_has([k])[k] == [w]) for w in ("w1", "w2")}
+    assert held["w1"] and held["w2"]
+    out = handle(s, KeysReleased(stimulus_id=sid(), client="c1", keys=tuple(keys)))
+    frees = of_type(out, FreeKeys)
+    assert sorted((f.worker, sorted(f.keys)) for f in frees) == sorted(held.items())
+    assert s.tasks == {}
+
+
 def test_release_frees_memory_on_every_holder_and_forgets() -> None:
     s = new_state()
     handle(s, join("w1"), join("w2"))

@@ -113,3 +113,36 @@ class KeyRetried(SchedulerInstruction):
 
     client: str
     key: Key
+
+
+def coalesce_frees(out: list[SchedulerInstruction], start: int) -> None:
+    """Merge the ``FreeKeys`` that ``out[start:]`` (one event's instructions) has for a
+    worker into the first of them, unless another instruction for that worker came in
+    between (its order on that worker's stream is kept). Releasing 100,000 keys made one
+    ``free-keys`` message per key, and each worker handled 50,000 messages for 5 s."""
+    if len(out) - start < 2:
+        return
+    merged: list[SchedulerInstruction] = []
+    open_at: dict[Address, int] = {}  # worker -> where in ``merged`` its open FreeKeys is
+    keys: dict[int, dict[Key, None]] = {}
+    for inst in out[start:]:
+        if type(inst) is FreeKeys:
+            at = open_at.get(inst.worker)
+            if at is not None:
+                keys[at].update(dict.fromkeys(inst.keys))
+                continue
+            open_at[inst.worker] = len(merged)
+            keys[len(merged)] = dict.fromkeys(inst.keys)
+        elif (worker := getattr(inst, "worker", None)) is not None:
+            open_at.pop(worker, None)
+        merged.append(inst)
+    if len(merged) == len(out) - start:
+        return
+    for at, ks in keys.items():
+        first = merged[at]
+        assert type(first) is FreeKeys
+        if len(ks) != len(first.keys):
+            merged[at] = FreeKeys(
+                stimulus_id=first.stimulus_id, worker=first.worker, keys=tuple(ks)
+            )
+    out[start:] = merged

@@ -94,6 +94,7 @@ from shoal.scheduler.instructions import (
     KeysCancelledForClient,
     RefreshWhoHas,
     SchedulerInstruction,
+    coalesce_frees,
 )
 from shoal.scheduler.policy import restriction_sig
 from shoal.scheduler.state_copies import plan_spare_copies
@@ -197,6 +198,7 @@ class SchedulerState(Recovery):
                 self.engine.stimulus_id, self.engine.now = event.stimulus_id, event.now
                 if self._fenced(event):
                     continue
+                start = len(out)
                 handler = _HANDLERS.get(type(event))
                 if handler is None:
                     raise TypeError(f"not a scheduler event: {event!r}")
@@ -209,6 +211,7 @@ class SchedulerState(Recovery):
                     self._make_spare_copies()
                 if self.retiring:
                     self._close_retired()
+                coalesce_frees(out, start)
                 if self.validate_after_each_event:
                     self.validate()
         finally:
