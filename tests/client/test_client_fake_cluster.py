@@ -144,6 +144,21 @@ def test_identical_resubmission_reuses_the_state(client: Client, fake: FakeTrans
     assert len(fake.messages("update-graph")) == 1
 
 
+def test_dropping_many_futures_releases_them_in_parts_each_apart(
+    client: Client, fake: FakeTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shoal.client.core.RELEASE_BATCH", 3)
+    futures = client.map(inc, range(8), pure=False)
+    keys = [f.key for f in futures]
+    fake.settle()
+    del futures
+    fake.settle()
+    parts = fake.messages("client-releases-keys")
+    assert [len(p["keys"]) for p in parts] == [3, 3, 2]
+    assert sorted(k for p in parts for k in p["keys"]) == sorted(keys)
+    assert fake.sent_apart == 3  # each part in a frame set of its own: one per loop turn
+
+
 def test_another_task_under_a_live_key_is_refused(client: Client, fake: FakeTransport) -> None:
     kept = client.submit(inc, 1, key="mine")
     with pytest.raises(ValueError, match="'mine' is already used"):

@@ -40,6 +40,10 @@ from shoal.protocol.serialize import Serialized
 
 logger = logging.getLogger("shoal.client")
 
+#: most keys in one ``client-releases-keys``: the scheduler releases ~2,000 keys in tens
+#: of milliseconds, then serves others before the next part
+RELEASE_BATCH = 2_000
+
 
 class ClientCore:
     """The asynchronous heart of a ``Client``; see the rules at the top of this module."""
@@ -331,8 +335,16 @@ class ClientCore:
             self._send_op(ops.ClientDesiresKeys(keys=list(keys)))
 
     def _send_releases(self, keys: list[Key]) -> None:
-        if self.status == "running":
+        """Tell the scheduler these keys are no longer wanted, in parts of at most
+        ``RELEASE_BATCH`` keys, each in a frame set of its own: the scheduler handles one
+        per loop turn. Dropping a million futures at once stalled it for 27 s."""
+        if self.status != "running":
+            return
+        if len(keys) <= RELEASE_BATCH:
             self._send_op(ops.ClientReleasesKeys(keys=keys))
+            return
+        for at in range(0, len(keys), RELEASE_BATCH):
+            self._send_op(ops.ClientReleasesKeys(keys=keys[at : at + RELEASE_BATCH]), apart=True)
 
     def cancel(self, keys: Sequence[Key], force: bool = False) -> None:
         """Cancel keys: the scheduler stops them; their futures are cancelled right away."""
