@@ -203,3 +203,24 @@ def test_a_main_class_instance_next_to_a_main_function_still_travels_by_value(
     monkeypatch.undo()
     func, box = deserialize(value)
     assert func(1) == 6 and type(box).__name__ == "Box"
+
+
+def test_a_remembered_recursive_function_does_not_keep_itself_alive(
+    script: dict[str, Any],
+) -> None:
+    import gc
+    import weakref
+
+    dumps_function(script["countdown"])
+    assert function_pickles.remembered(script["countdown"]) is not None
+    alive = weakref.ref(script["countdown"])
+    del script["countdown"]
+    gc.collect()
+    assert alive() is None  # the table held it weakly and nothing else did
+
+
+def test_rebinding_a_recursive_function_s_own_name_is_seen(script: dict[str, Any]) -> None:
+    countdown = script["countdown"]
+    assert run(dumps_function(countdown), 3) == 0
+    script["countdown"] = lambda n: -1
+    assert run(dumps_function(countdown), 3) == -1

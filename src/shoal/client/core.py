@@ -89,7 +89,7 @@ class ClientCore:
             loop.call_soon_threadsafe(table.flush)
 
         table.schedule_flush = schedule_flush
-        table.on_released = self._send_releases
+        table.on_released = self.send_releases
         self.transport.on_unencodable = functools.partial(fail_unsendable, table)
         self.scheduler_reply = await self.transport.open(self.id, self.handle_batch, self.lost)
         self.status = "running"
@@ -334,7 +334,7 @@ class ClientCore:
         if self.status == "running":
             self._send_op(ops.ClientDesiresKeys(keys=list(keys)))
 
-    def _send_releases(self, keys: list[Key]) -> None:
+    def send_releases(self, keys: list[Key]) -> None:
         """Tell the scheduler these keys are no longer wanted, in parts of at most
         ``RELEASE_BATCH`` keys, each in a frame set of its own: the scheduler handles one
         per loop turn. Dropping a million futures at once stalled it for 27 s."""

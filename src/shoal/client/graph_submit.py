@@ -162,7 +162,7 @@ async def send(core: ClientCore, prepared: PreparedGraph) -> list[FutureState]:
         release = [key for key in set().union(*prepared.frontiers) if key not in held]
         release = [key for key in release if key not in core.table.states]
         if release:
-            core.send(ops.ClientReleasesKeys(keys=release))
+            core.send_releases(release)
         return states
 
 

@@ -32,6 +32,9 @@ _SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None), type(El
 
 Fingerprint = tuple[object, ...]
 
+#: stands for the function itself where its code names it (a recursive function)
+_ITSELF = object()
+
 _pickles: weakref.WeakKeyDictionary[types.FunctionType, tuple[Fingerprint, bytes]] = (
     weakref.WeakKeyDictionary()
 )
@@ -102,6 +105,9 @@ def _collect(func: types.FunctionType, parts: list[object], seen: set[int], dept
         if name not in namespace:
             continue  # a builtin, or a name not yet defined: pickled by reference if at all
         value = namespace[name]
+        if value is func:  # recursion: a marker, so the table's value does not keep its key
+            parts.append(_ITSELF)
+            continue
         parts.append(value)
         if not _stable(value, parts, seen, depth):
             return False

@@ -198,6 +198,7 @@ class Scheduler(Server):
             self.http = await apps.start_scheduler_http(self, sock)
         except BaseException:
             sock.close()
+            self._dashboard_url = None  # nothing serves there
             raise
         logger.info("dashboard at %s", self.dashboard_link)
 

@@ -198,7 +198,7 @@ class SchedulerState(Recovery):
                 self.engine.stimulus_id, self.engine.now = event.stimulus_id, event.now
                 if self._fenced(event):
                     continue
-                start = len(out)
+                start, frees = len(out), self.engine.frees
                 handler = _HANDLERS.get(type(event))
                 if handler is None:
                     raise TypeError(f"not a scheduler event: {event!r}")
@@ -211,7 +211,8 @@ class SchedulerState(Recovery):
                     self._make_spare_copies()
                 if self.retiring:
                     self._close_retired()
-                coalesce_frees(out, start)
+                if self.engine.frees - frees > 1:  # the hot path makes none or one
+                    coalesce_frees(out, start)
                 if self.validate_after_each_event:
                     self.validate()
         finally:

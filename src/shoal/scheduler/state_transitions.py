@@ -125,6 +125,8 @@ class TransitionEngine:
         self.stimulus_id: StimulusId = ""
         self.now = 0.0
         self.instructions: list[SchedulerInstruction] = []
+        #: FreeKeys emitted so far (``coalesce_frees`` runs only for an event that made two)
+        self.frees = 0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -225,6 +227,7 @@ class TransitionEngine:
 
     def _free(self, ws: WorkerInfo, keys: tuple[Key, ...]) -> None:
         if self.alive(ws):
+            self.frees += 1
             self.emit(FreeKeys(stimulus_id=self.stimulus_id, worker=ws.address, keys=keys))
 
     def maybe_release(self, ts: SchedulerTask, recs: Recs) -> None:

@@ -95,7 +95,7 @@ def unpack_claimed(client: Client, items: list[list[Any]]) -> list[Any]:
     finally:
         unheld = [k for _v, keys in items for k in keys if k not in core.table.states]
         if unheld:
-            core._send_releases(list(dict.fromkeys(unheld)))
+            core.send_releases(list(dict.fromkeys(unheld)))
 
 
 async def call(client: Client, rpc: Rpc[R], wait: float = 0.0) -> R:
