@@ -7,10 +7,11 @@ Usage: python scripts/protocol_doc.py [--check]
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import typing
 from pathlib import Path
+
+import msgspec
 
 from shoal.protocol import ops, rpc_ops
 
@@ -51,18 +52,17 @@ def _reply_text(rpc: type[rpc_ops.Rpc[typing.Any]]) -> str:
     return "any"
 
 
-def _field_text(cls: type, f: dataclasses.Field[object]) -> str:
+def _field_text(cls: type, f: msgspec.structs.FieldInfo) -> str:
     text = f"`{f.name}`: {_type_text(cls, f.name)}"
-    if f.default is not dataclasses.MISSING:
+    if f.default is not msgspec.NODEFAULT:
         text += f" = {f.default!r}"
-    elif f.default_factory is not dataclasses.MISSING:
+    elif f.default_factory is not msgspec.NODEFAULT:
         text += f" = {f.default_factory()!r}"
     return text.replace("|", "\\|")
 
 
 def _doc(cls: type) -> str:
-    doc = " ".join((cls.__doc__ or "").split())
-    return "" if doc.startswith(f"{cls.__name__}(") else doc  # dataclass's made-up docstring
+    return " ".join((cls.__doc__ or "").split())
 
 
 def render() -> str:
@@ -73,13 +73,13 @@ def render() -> str:
             continue
         parts.append(f"\n### {stream}\n| op | fields | meaning |\n|---|---|---|\n")
         for name, cls in ops.OPS[stream].items():
-            fields = "; ".join(_field_text(cls, f) for f in dataclasses.fields(cls))
+            fields = "; ".join(_field_text(cls, f) for f in msgspec.structs.fields(cls))
             parts.append(f"| `{name}` | {fields} | {_doc(cls)} |\n")
     parts.append(RPC_HEADER)
     for role in rpc_ops.ROLES:
         parts.append(f"\n### {role}\n| rpc | fields | reply | meaning |\n|---|---|---|---|\n")
         for name, rpc in sorted(rpc_ops.RPCS[role].items()):
-            fields = "; ".join(_field_text(rpc, f) for f in dataclasses.fields(rpc))
+            fields = "; ".join(_field_text(rpc, f) for f in msgspec.structs.fields(rpc))
             parts.append(f"| `{name}` | {fields} | {_reply_text(rpc)} | {_doc(rpc)} |\n")
     return "".join(parts)
 

@@ -4,16 +4,16 @@ handlers (``echo``, ``add``, ...) are no shoal server's, so these are not regist
 
 from __future__ import annotations
 
-from dataclasses import dataclass, make_dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
+
+import msgspec
 
 from shoal.protocol.rpc_base import Rpc
 
 ROLE = "test"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Echo(Rpc[Any]):
+class Echo(Rpc[Any], frozen=True, kw_only=True):
     """Answered with ``x``."""
 
     rpc: ClassVar[str] = "echo"
@@ -21,16 +21,14 @@ class Echo(Rpc[Any]):
     x: Any = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Add(Rpc[int]):
+class Add(Rpc[int], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "add"
     role: ClassVar[str] = ROLE
     a: int
     b: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EchoWrongField(Rpc[Any]):
+class EchoWrongField(Rpc[Any], frozen=True, kw_only=True):
     """``echo`` with a field its handler does not take."""
 
     rpc: ClassVar[str] = "echo"
@@ -40,14 +38,13 @@ class EchoWrongField(Rpc[Any]):
 
 def bare(name: str) -> Rpc[Any]:
     """A request with no fields for the test handler ``name``."""
-    cls = make_dataclass(
+    cls = msgspec.defstruct(
         f"Bare_{name}",
         [],
         bases=(Rpc,),
         namespace={"rpc": name, "role": ROLE},
         frozen=True,
-        slots=True,
         kw_only=True,
     )
-    rpc: Rpc[Any] = cls()
+    rpc = cast(Rpc[Any], cls())
     return rpc

@@ -35,6 +35,8 @@ IMPURE_STDLIB = frozenset(
 )
 #: allowed in the pure layer that serializes user objects, and nowhere else that is pure
 PICKLE = frozenset({"pickle"})
+#: the base of every event, instruction and wire struct (msgspec.Struct): plain data, no IO
+STRUCTS = frozenset({"msgspec"})
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,13 @@ PURE_LAYERS = (
         "protocol",
         ("shoal.protocol",),
         ("shoal.protocol",),
-        frozenset({"msgpack", "cloudpickle"}) | PICKLE,
+        frozenset({"msgpack", "cloudpickle"}) | PICKLE | STRUCTS,
     ),
     PureLayer("graph", ("shoal.graph",), ("shoal.graph", "shoal.protocol"), frozenset({"dask"})),
     # quick tasks (run ahead) are told by their prefix: the same key_split
-    PureLayer("worker state", WORKER_STATE, (*WORKER_STATE, "shoal.graph.keys")),
+    PureLayer("worker state", WORKER_STATE, (*WORKER_STATE, "shoal.graph.keys"), STRUCTS),
     # task groups are named by the one key_split (graph.keys), with dask's semantics
-    PureLayer("scheduler state", SCHEDULER_STATE, (*SCHEDULER_STATE, "shoal.graph.keys")),
+    PureLayer("scheduler state", SCHEDULER_STATE, (*SCHEDULER_STATE, "shoal.graph.keys"), STRUCTS),
     # the adapters between the wire schema and each side's events and instructions; the
     # worker/scheduler separation below applies to them too
     PureLayer(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+import msgspec
 import pytest
 
 from shoal.errors import FutureLostError, InvalidTransition, KilledWorker
@@ -405,7 +404,7 @@ def test_second_copy_of_a_result_becomes_a_replica() -> None:
     handle(s, join("w1"), join("w2"))
     ct = one_compute(handle(s, submit([task("x")], ["x"])))
     handle(s, finished(ct))
-    assert handle(s, finished(dataclasses.replace(ct, worker="w2"))) == []
+    assert handle(s, finished(msgspec.structs.replace(ct, worker="w2"))) == []
     assert sorted(s.who_has()["x"]) == ["w1", "w2"]
 
 
@@ -922,7 +921,7 @@ def test_error_reported_by_a_worker_not_running_the_task() -> None:
     s = new_state()
     handle(s, join("w1"), join("w2"))
     ct = one_compute(handle(s, submit([task("x")], ["x"])))
-    elsewhere = dataclasses.replace(ct, worker="w2" if ct.worker == "w1" else "w1")
+    elsewhere = msgspec.structs.replace(ct, worker="w2" if ct.worker == "w1" else "w1")
     out = handle(s, erred(elsewhere))
     assert out == [FreeKeys(stimulus_id=out[0].stimulus_id, worker=elsewhere.worker, keys=("x",))]
     assert s.tasks["x"].state == "processing"
@@ -986,7 +985,7 @@ def test_key_in_memory_carries_the_value_from_task_finished_and_the_scheduler_ke
     ct = one_compute(handle(s, submit([task("x")], ["x"], client="c1")))
     assert handle(s, submit([], ["x"], client="c2")) == []
     blob = object()  # opaque to the scheduler
-    out = handle(s, dataclasses.replace(finished(ct), value=blob))
+    out = handle(s, msgspec.structs.replace(finished(ct), value=blob))
     msgs = of_type(out, KeyInMemory)
     assert sorted(m.client for m in msgs) == ["c1", "c2"]
     assert all(m.value is blob for m in msgs)

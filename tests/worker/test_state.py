@@ -6,10 +6,10 @@ every event, so each test also checks that the path keeps the books straight.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from typing import Any
 
+import msgspec
 import pytest
 
 from shoal.errors import InvalidTransition
@@ -727,7 +727,7 @@ def test_many_tasks_run_to_completion() -> None:
 
 
 def _fields(event: object) -> dict[str, Any]:
-    return {name: getattr(event, name) for name in event.__dataclass_fields__}  # type: ignore[attr-defined]
+    return {name: getattr(event, name) for name in event.__struct_fields__}  # type: ignore[attr-defined]
 
 
 def test_key_heap_is_lazy_ordered_and_bounded() -> None:
@@ -759,11 +759,11 @@ def test_execute_carries_the_run_spec_and_the_input_keys() -> None:
 
 def test_inline_result_flag_reaches_execute_and_the_copy_rides_task_finished() -> None:
     ws = new_state()
-    event = dataclasses.replace(assign("x"), inline_result=True)
+    event = msgspec.structs.replace(assign("x"), inline_result=True)
     (execute,) = of(ws.handle_stimulus(event), Execute)
     assert execute.inline_result is True
     blob = object()  # the runner's serialized copy, opaque here
-    out = ws.handle_stimulus(dataclasses.replace(done("x", value=42), inline=blob))
+    out = ws.handle_stimulus(msgspec.structs.replace(done("x", value=42), inline=blob))
     (msg,) = of(out, TaskFinishedMsg)
     assert msg.value is blob
     assert of(out, StoreValue)[0].value == 42  # the worker still holds the value itself

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import dataclasses
 import itertools
 import mmap
 import os
@@ -55,6 +54,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
 from typing import Any
+
+import msgspec
 
 from shoal.comm.buffers import receive_buffer
 from shoal.comm.core import logger
@@ -147,7 +148,7 @@ class SharedMemoryTransfers:
         through shared memory where it can be."""
         extra = self.request_kwargs(peer)
         reply: Mapping[str, Any] = await call(
-            peer, dataclasses.replace(request, **extra), **options
+            peer, msgspec.structs.replace(request, **extra), **options
         )
         if not extra or not reply.get("shm"):
             return reply

@@ -20,10 +20,10 @@ Rules of this file:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
+
+import msgspec
 
 from shoal._types import Address, Key, StimulusId
 from shoal.errors import ProtocolError
@@ -36,8 +36,7 @@ CLIENT_TO_SCHEDULER = "client->scheduler"
 STREAMS = (SCHEDULER_TO_WORKER, WORKER_TO_SCHEDULER, SCHEDULER_TO_CLIENT, CLIENT_TO_SCHEDULER)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Op:
+class Op(msgspec.Struct, frozen=True, kw_only=True):
     """A message on a batched stream; subclasses set ``op`` and ``stream``."""
 
     op: ClassVar[str]
@@ -55,7 +54,7 @@ OPS: dict[str, dict[str, type[Op]]] = {stream: {} for stream in STREAMS}
 def _register(cls: _OpT) -> _OpT:
     if cls.op in OPS[cls.stream]:
         raise ProtocolError(f"op {cls.op!r} defined twice on stream {cls.stream}")
-    cls.fields = tuple(f.name for f in dataclasses.fields(cls))
+    cls.fields = cls.__struct_fields__
     OPS[cls.stream][cls.op] = cls
     return cls
 
@@ -96,8 +95,7 @@ def _op_name(msg: object) -> object:
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ComputeTask(Op):
+class ComputeTask(Op, frozen=True, kw_only=True):
     """Compute ``key`` (attempt ``run_id``) with inputs held by ``who_has``."""
 
     op: ClassVar[str] = "compute-task"
@@ -112,8 +110,8 @@ class ComputeTask(Op):
     #: size in bytes of each dependency
     nbytes: Mapping[Key, int]
     #: abstract resources the task holds while it runs, e.g. ``{"GPU": 1}``
-    resources: Mapping[str, float] = field(default_factory=dict)
-    annotations: Mapping[str, object] = field(default_factory=dict)
+    resources: Mapping[str, float] = msgspec.field(default_factory=dict)
+    annotations: Mapping[str, object] = msgspec.field(default_factory=dict)
     #: a client waits for this key: send a small result's serialized copy with
     #: ``task-finished`` (saves the client's ``get_data`` round trip)
     inline_result: bool = False
@@ -121,8 +119,7 @@ class ComputeTask(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FreeKeys(Op):
+class FreeKeys(Op, frozen=True, kw_only=True):
     """The scheduler no longer needs these keys on this worker."""
 
     op: ClassVar[str] = "free-keys"
@@ -132,8 +129,7 @@ class FreeKeys(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AcquireReplicas(Op):
+class AcquireReplicas(Op, frozen=True, kw_only=True):
     """Fetch copies of these keys (retirement, rebalancing)."""
 
     op: ClassVar[str] = "acquire-replicas"
@@ -144,8 +140,7 @@ class AcquireReplicas(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StealRequest(Op):
+class StealRequest(Op, frozen=True, kw_only=True):
     """Give ``key`` up if it has not started; answer with ``steal-response``."""
 
     op: ClassVar[str] = "steal-request"
@@ -155,8 +150,7 @@ class StealRequest(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RefreshWhoHas(Op):
+class RefreshWhoHas(Op, frozen=True, kw_only=True):
     """The scheduler's current knowledge of who holds these keys."""
 
     op: ClassVar[str] = "refresh-who-has"
@@ -166,8 +160,7 @@ class RefreshWhoHas(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CloseWorker(Op):
+class CloseWorker(Op, frozen=True, kw_only=True):
     """Close (retired, cluster restart or scheduler closing)."""
 
     op: ClassVar[str] = "close"
@@ -180,8 +173,7 @@ class CloseWorker(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskStarted(Op):
+class TaskStarted(Op, frozen=True, kw_only=True):
     """``key`` starts running now (sent before it runs, so a crash blames only it)."""
 
     op: ClassVar[str] = "task-started"
@@ -192,8 +184,7 @@ class TaskStarted(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskFinished(Op):
+class TaskFinished(Op, frozen=True, kw_only=True):
     op: ClassVar[str] = "task-finished"
     stream: ClassVar[str] = WORKER_TO_SCHEDULER
     key: Key
@@ -209,8 +200,7 @@ class TaskFinished(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskErred(Op):
+class TaskErred(Op, frozen=True, kw_only=True):
     op: ClassVar[str] = "task-erred"
     stream: ClassVar[str] = WORKER_TO_SCHEDULER
     key: Key
@@ -226,8 +216,7 @@ class TaskErred(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReleaseWorkerData(Op):
+class ReleaseWorkerData(Op, frozen=True, kw_only=True):
     """This worker dropped its copy of ``key``."""
 
     op: ClassVar[str] = "release-worker-data"
@@ -237,20 +226,18 @@ class ReleaseWorkerData(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AddKeys(Op):
+class AddKeys(Op, frozen=True, kw_only=True):
     """This worker now holds copies of ``keys`` (fetched from peers)."""
 
     op: ClassVar[str] = "add-keys"
     stream: ClassVar[str] = WORKER_TO_SCHEDULER
     keys: tuple[Key, ...]
-    nbytes: Mapping[Key, int] = field(default_factory=dict)
+    nbytes: Mapping[Key, int] = msgspec.field(default_factory=dict)
     stimulus_id: StimulusId = ""
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LongRunning(Op):
+class LongRunning(Op, frozen=True, kw_only=True):
     """The task seceded: it no longer occupies a thread."""
 
     op: ClassVar[str] = "long-running"
@@ -261,8 +248,7 @@ class LongRunning(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Rejoined(Op):
+class Rejoined(Op, frozen=True, kw_only=True):
     """The seceded task occupies one of this worker's threads again."""
 
     op: ClassVar[str] = "rejoined"
@@ -273,8 +259,7 @@ class Rejoined(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StealResponse(Op):
+class StealResponse(Op, frozen=True, kw_only=True):
     """The task's state here before the steal request (None: unknown here)."""
 
     op: ClassVar[str] = "steal-response"
@@ -285,8 +270,7 @@ class StealResponse(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MissingData(Op):
+class MissingData(Op, frozen=True, kw_only=True):
     """``errant_worker`` did not have ``key`` although the scheduler said it did."""
 
     op: ClassVar[str] = "missing-data"
@@ -297,8 +281,7 @@ class MissingData(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RequestRefreshWhoHas(Op):
+class RequestRefreshWhoHas(Op, frozen=True, kw_only=True):
     """No known holder of ``keys`` is reachable: who has them now?"""
 
     op: ClassVar[str] = "request-refresh-who-has"
@@ -308,8 +291,7 @@ class RequestRefreshWhoHas(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerStatusChange(Op):
+class WorkerStatusChange(Op, frozen=True, kw_only=True):
     """``status`` is "running", "paused" or "closing_gracefully"."""
 
     op: ClassVar[str] = "worker-status-change"
@@ -319,8 +301,7 @@ class WorkerStatusChange(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Heartbeat(Op):
+class Heartbeat(Op, frozen=True, kw_only=True):
     """The worker's periodic metrics (memory, executing, transfers, ...)."""
 
     op: ClassVar[str] = "heartbeat"
@@ -329,8 +310,7 @@ class Heartbeat(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Unregister(Op):
+class Unregister(Op, frozen=True, kw_only=True):
     """The worker is closing (a graceful close follows): do not count it as a crash."""
 
     op: ClassVar[str] = "unregister"
@@ -345,8 +325,7 @@ TaskRow = tuple[Key, object, tuple[Key, ...], tuple[float, ...], "str | None"]
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpdateGraph(Op):
+class UpdateGraph(Op, frozen=True, kw_only=True):
     """New tasks (dependencies first) and the keys this client now holds futures for.
     A row with run spec None only refers to a key the scheduler already has."""
 
@@ -354,14 +333,13 @@ class UpdateGraph(Op):
     stream: ClassVar[str] = CLIENT_TO_SCHEDULER
     tasks: Sequence[TaskRow]
     #: per key: retries, resources, workers, allow_other_workers, annotations
-    restrictions: Mapping[Key, Mapping[str, Any]] = field(default_factory=dict)
+    restrictions: Mapping[Key, Mapping[str, Any]] = msgspec.field(default_factory=dict)
     wanted: Sequence[Key] = ()
     stimulus_id: StimulusId = ""
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClientDesiresKeys(Op):
+class ClientDesiresKeys(Op, frozen=True, kw_only=True):
     """This client holds (new) futures for keys submitted elsewhere."""
 
     op: ClassVar[str] = "client-desires-keys"
@@ -371,8 +349,7 @@ class ClientDesiresKeys(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClientReleasesKeys(Op):
+class ClientReleasesKeys(Op, frozen=True, kw_only=True):
     """This client dropped its last future for these keys."""
 
     op: ClassVar[str] = "client-releases-keys"
@@ -382,8 +359,7 @@ class ClientReleasesKeys(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CancelKeys(Op):
+class CancelKeys(Op, frozen=True, kw_only=True):
     """Stop these keys (``force``: even if other clients want them)."""
 
     op: ClassVar[str] = "cancel-keys"
@@ -394,8 +370,7 @@ class CancelKeys(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Retry(Op):
+class Retry(Op, frozen=True, kw_only=True):
     """Run these erred keys (and their erred dependencies) again."""
 
     op: ClassVar[str] = "retry"
@@ -405,8 +380,7 @@ class Retry(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CloseClient(Op):
+class CloseClient(Op, frozen=True, kw_only=True):
     """The client is leaving (its stream closes next)."""
 
     op: ClassVar[str] = "close-client"
@@ -414,8 +388,7 @@ class CloseClient(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClientReconnected(Op):
+class ClientReconnected(Op, frozen=True, kw_only=True):
     """The client came back after losing its stream (its keys are declared again next)."""
 
     op: ClassVar[str] = "client-reconnected"
@@ -423,8 +396,7 @@ class ClientReconnected(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Claim(Op):
+class Claim(Op, frozen=True, kw_only=True):
     """Sent just before a coordination rpc that hands keys to this client (a queue's
     futures, say): the rpc waits until this marker arrived, so every release the client
     sent before it is applied first."""
@@ -438,8 +410,7 @@ class Claim(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeyInMemory(Op):
+class KeyInMemory(Op, frozen=True, kw_only=True):
     """``key`` is done; ``who_has`` are workers holding it, so the client fetches it from
     one of them without asking the scheduler first; ``value``, if set, is the (small)
     result itself, asked for with ``inline_result``: no fetch at all."""
@@ -454,8 +425,7 @@ class KeyInMemory(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeyErred(Op):
+class KeyErred(Op, frozen=True, kw_only=True):
     """``key`` failed for good: its serialized exception and traceback (or None)."""
 
     op: ClassVar[str] = "task-erred"
@@ -468,8 +438,7 @@ class KeyErred(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CancelledKeys(Op):
+class CancelledKeys(Op, frozen=True, kw_only=True):
     """The scheduler cancelled these keys (``reason`` says why)."""
 
     op: ClassVar[str] = "cancelled-keys"
@@ -479,8 +448,7 @@ class CancelledKeys(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LostData(Op):
+class LostData(Op, frozen=True, kw_only=True):
     """A key in memory lost its last copy and is computed again: its future goes back to
     pending (a ``gather`` waiting on it waits for the new result)."""
 
@@ -490,8 +458,7 @@ class LostData(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskRetried(Op):
+class TaskRetried(Op, frozen=True, kw_only=True):
     """An erred key is computed again: its future goes back to pending."""
 
     op: ClassVar[str] = "task-retried"
@@ -500,8 +467,7 @@ class TaskRetried(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Output(Op):
+class Output(Op, frozen=True, kw_only=True):
     """``shoal.print``/``shoal.warn`` in a task: ``kind`` is "print" or "warn"; ``file`` is
     "stdout" or "stderr" (a print's); ``category`` names a warning's class. (``file`` was
     ``stream`` on the wire before the schema: that name is the struct's stream.)"""
@@ -515,8 +481,7 @@ class Output(Op):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TopicEvent(Op):
+class TopicEvent(Op, frozen=True, kw_only=True):
     """An event logged on a topic this client subscribed to: ``(time, msg)``."""
 
     op: ClassVar[str] = "event"

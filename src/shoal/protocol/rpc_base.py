@@ -11,10 +11,10 @@ Rules of this file:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
+
+import msgspec
 
 from shoal.errors import ProtocolError
 from shoal.protocol.serialize import Serialized
@@ -28,8 +28,7 @@ ROLES = (SCHEDULER, WORKER, NANNY)
 R = TypeVar("R", covariant=True)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Rpc(Generic[R]):
+class Rpc(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
     """A request to a server; subclasses set ``rpc`` (its name) and ``role``."""
 
     rpc: ClassVar[str]
@@ -39,12 +38,11 @@ class Rpc(Generic[R]):
 
     def to_msg(self) -> dict[str, Any]:
         """The request on the wire: ``{"op": rpc, field: value, ...}``."""
-        names = self.fields or tuple(f.name for f in dataclasses.fields(self))
+        names = self.fields or self.__struct_fields__
         return {"op": self.rpc, **{name: getattr(self, name) for name in names}}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Claiming(Rpc[R]):
+class Claiming(Rpc[R], frozen=True, kw_only=True):
     """An rpc that hands keys to the client: the scheduler applies it after the stream's
     ``ops.Claim`` marker, set here by the client (``client.primitives.calls.call``)."""
 
@@ -52,23 +50,20 @@ class Claiming(Rpc[R]):
     claim: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ByName(Rpc[R]):
+class ByName(Rpc[R], frozen=True, kw_only=True):
     """An rpc on one named thing (an event, a queue, a plugin, ...)."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AddPlugin(Rpc[R]):
+class AddPlugin(Rpc[R], frozen=True, kw_only=True):
     """Install the pickled ``plugin`` under ``name``."""
 
     plugin: Serialized
     name: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunFunction(Rpc[R]):
+class RunFunction(Rpc[R], frozen=True, kw_only=True):
     """Call the pickled ``function(*args, **kwargs)`` there (``Client.run``)."""
 
     function: Serialized
@@ -84,7 +79,7 @@ RPCS: dict[str, dict[str, type[Rpc[Any]]]] = {role: {} for role in ROLES}
 def _register(cls: _RpcT) -> _RpcT:
     if cls.rpc in RPCS[cls.role]:
         raise ProtocolError(f"rpc {cls.rpc!r} defined twice for the {cls.role}")
-    cls.fields = tuple(f.name for f in dataclasses.fields(cls))
+    cls.fields = cls.__struct_fields__
     RPCS[cls.role][cls.rpc] = cls
     return cls
 

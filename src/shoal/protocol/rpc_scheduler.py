@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from shoal._types import Address, Key
@@ -30,8 +29,7 @@ from shoal.protocol.rpc_scheduler_workers import SchedulerWorkerDied as Schedule
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerAdaptiveTarget(Rpc[int]):
+class SchedulerAdaptiveTarget(Rpc[int], frozen=True, kw_only=True):
     """Workers the current work needs so it takes about ``target_duration`` s (as in
     ``scheduler.adaptive.adaptive_target``)."""
 
@@ -45,8 +43,7 @@ class SchedulerAdaptiveTarget(Rpc[int]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerBroadcast(Rpc[Any]):
+class SchedulerBroadcast(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "broadcast"
     role: ClassVar[str] = SCHEDULER
     op: str
@@ -55,22 +52,19 @@ class SchedulerBroadcast(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerEventClear(ByName[None]):
+class SchedulerEventClear(ByName[None], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "event_clear"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerEventSet(ByName[None]):
+class SchedulerEventSet(ByName[None], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "event_set"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerEventWait(Rpc[bool]):
+class SchedulerEventWait(Rpc[bool], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "event_wait"
     role: ClassVar[str] = SCHEDULER
     name: str
@@ -78,16 +72,14 @@ class SchedulerEventWait(Rpc[bool]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerFireAndForget(Claiming[Any]):
+class SchedulerFireAndForget(Claiming[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "fire_and_forget"
     role: ClassVar[str] = SCHEDULER
     keys: Sequence[Key]
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerForwardOutput(Rpc[Any]):
+class SchedulerForwardOutput(Rpc[Any], frozen=True, kw_only=True):
     """Send a task's printed text or warning to every client, unread."""
 
     rpc: ClassVar[str] = "forward_output"
@@ -102,8 +94,7 @@ class SchedulerForwardOutput(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerGetDataset(Claiming[list[Any] | None]):
+class SchedulerGetDataset(Claiming[list[Any] | None], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "get_dataset"
     role: ClassVar[str] = SCHEDULER
     name: str
@@ -111,16 +102,14 @@ class SchedulerGetDataset(Claiming[list[Any] | None]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerGetEvents(Rpc[Any]):
+class SchedulerGetEvents(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "get_events"
     role: ClassVar[str] = SCHEDULER
     topic: str | None = None
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerGetLogs(Rpc[Any]):
+class SchedulerGetLogs(Rpc[Any], frozen=True, kw_only=True):
     """This scheduler's latest log records."""
 
     rpc: ClassVar[str] = "get_logs"
@@ -129,8 +118,7 @@ class SchedulerGetLogs(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerGetMetadata(Rpc[Any]):
+class SchedulerGetMetadata(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "get_metadata"
     role: ClassVar[str] = SCHEDULER
     keys: Sequence[str]
@@ -138,8 +126,7 @@ class SchedulerGetMetadata(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerGetTaskStream(Rpc[Any]):
+class SchedulerGetTaskStream(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "get_task_stream"
     role: ClassVar[str] = SCHEDULER
     start: float | None = None
@@ -148,37 +135,32 @@ class SchedulerGetTaskStream(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerGetWorkerPluginNames(Rpc[Any]):
+class SchedulerGetWorkerPluginNames(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "get_worker_plugin_names"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerHasWhat(Rpc[Any]):
+class SchedulerHasWhat(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "has_what"
     role: ClassVar[str] = SCHEDULER
     workers: Sequence[Address] | None = None
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerIdentity(Rpc[dict[str, Any]]):
+class SchedulerIdentity(Rpc[dict[str, Any]], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "identity"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerListDatasets(Rpc[Sequence[str]]):
+class SchedulerListDatasets(Rpc[Sequence[str]], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "list_datasets"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerLogEvent(Rpc[Any]):
+class SchedulerLogEvent(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "log_event"
     role: ClassVar[str] = SCHEDULER
     topic: str | Sequence[str]
@@ -186,8 +168,7 @@ class SchedulerLogEvent(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerNbytes(Rpc[Any]):
+class SchedulerNbytes(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "nbytes"
     role: ClassVar[str] = SCHEDULER
     keys: Sequence[Key] | None = None
@@ -195,23 +176,20 @@ class SchedulerNbytes(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerNthreads(Rpc[dict[Address, int]]):
+class SchedulerNthreads(Rpc[dict[Address, int]], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "nthreads"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerProcessing(Rpc[Any]):
+class SchedulerProcessing(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "processing"
     role: ClassVar[str] = SCHEDULER
     workers: Sequence[Address] | None = None
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerPublishDataset(Claiming[Any]):
+class SchedulerPublishDataset(Claiming[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "publish_dataset"
     role: ClassVar[str] = SCHEDULER
     datasets: Mapping[str, Sequence[Any]]
@@ -219,8 +197,7 @@ class SchedulerPublishDataset(Claiming[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerQueueCreate(Rpc[Any]):
+class SchedulerQueueCreate(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "queue_create"
     role: ClassVar[str] = SCHEDULER
     name: str
@@ -228,8 +205,7 @@ class SchedulerQueueCreate(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerQueueGet(Claiming[list[Any] | None]):
+class SchedulerQueueGet(Claiming[list[Any] | None], frozen=True, kw_only=True):
     """``[[value, keys], ...]``, or None if nothing came within the timeout."""
 
     rpc: ClassVar[str] = "queue_get"
@@ -241,8 +217,7 @@ class SchedulerQueueGet(Claiming[list[Any] | None]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerQueuePut(Claiming[bool]):
+class SchedulerQueuePut(Claiming[bool], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "queue_put"
     role: ClassVar[str] = SCHEDULER
     name: str
@@ -252,15 +227,13 @@ class SchedulerQueuePut(Claiming[bool]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerQueueQsize(ByName[int]):
+class SchedulerQueueQsize(ByName[int], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "queue_qsize"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRegisterClient(Rpc[Any]):
+class SchedulerRegisterClient(Rpc[Any], frozen=True, kw_only=True):
     """Opens the client stream: -> ``{"status": "OK", "id", ...}``, then a BatchedStream."""
 
     rpc: ClassVar[str] = "register-client"
@@ -269,29 +242,25 @@ class SchedulerRegisterClient(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRegisterNannyPlugin(AddPlugin[Any]):
+class SchedulerRegisterNannyPlugin(AddPlugin[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "register_nanny_plugin"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRegisterSchedulerPlugin(AddPlugin[Any]):
+class SchedulerRegisterSchedulerPlugin(AddPlugin[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "register_scheduler_plugin"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRegisterWorkerPlugin(AddPlugin[Any]):
+class SchedulerRegisterWorkerPlugin(AddPlugin[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "register_worker_plugin"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerReplicate(Rpc[Any]):
+class SchedulerReplicate(Rpc[Any], frozen=True, kw_only=True):
     """Copy each key to ``n`` of ``workers`` (all running ones by default)."""
 
     rpc: ClassVar[str] = "replicate"
@@ -303,29 +272,25 @@ class SchedulerReplicate(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRestart(Rpc[dict[str, int]]):
+class SchedulerRestart(Rpc[dict[str, int]], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "restart"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRunOnScheduler(RunFunction[Any]):
+class SchedulerRunOnScheduler(RunFunction[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "run_on_scheduler"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSchedulerInfo(Rpc[dict[str, Any]]):
+class SchedulerSchedulerInfo(Rpc[dict[str, Any]], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "scheduler_info"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSemaphoreAcquire(Rpc[bool]):
+class SchedulerSemaphoreAcquire(Rpc[bool], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "semaphore_acquire"
     role: ClassVar[str] = SCHEDULER
     name: str
@@ -337,15 +302,13 @@ class SchedulerSemaphoreAcquire(Rpc[bool]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSemaphoreCount(ByName[int]):
+class SchedulerSemaphoreCount(ByName[int], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "semaphore_count"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSemaphoreRefresh(Rpc[Any]):
+class SchedulerSemaphoreRefresh(Rpc[Any], frozen=True, kw_only=True):
     """Extend leases."""
 
     rpc: ClassVar[str] = "semaphore_refresh"
@@ -354,8 +317,7 @@ class SchedulerSemaphoreRefresh(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSemaphoreRelease(Rpc[bool]):
+class SchedulerSemaphoreRelease(Rpc[bool], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "semaphore_release"
     role: ClassVar[str] = SCHEDULER
     name: str
@@ -363,8 +325,7 @@ class SchedulerSemaphoreRelease(Rpc[bool]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSetMetadata(Rpc[Any]):
+class SchedulerSetMetadata(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "set_metadata"
     role: ClassVar[str] = SCHEDULER
     keys: Sequence[str]
@@ -372,16 +333,14 @@ class SchedulerSetMetadata(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerStory(Rpc[Any]):
+class SchedulerStory(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "story"
     role: ClassVar[str] = SCHEDULER
     keys: Sequence[Key]
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerSubscribeTopic(Rpc[Any]):
+class SchedulerSubscribeTopic(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "subscribe_topic"
     role: ClassVar[str] = SCHEDULER
     topic: str
@@ -389,29 +348,25 @@ class SchedulerSubscribeTopic(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerUnpublishDataset(ByName[Any]):
+class SchedulerUnpublishDataset(ByName[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "unpublish_dataset"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerUnregisterSchedulerPlugin(ByName[Any]):
+class SchedulerUnregisterSchedulerPlugin(ByName[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "unregister_scheduler_plugin"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerUnregisterWorkerPlugin(ByName[Any]):
+class SchedulerUnregisterWorkerPlugin(ByName[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "unregister_worker_plugin"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerUnregisterNannyPlugin(ByName[Any]):
+class SchedulerUnregisterNannyPlugin(ByName[Any], frozen=True, kw_only=True):
     """Removes a nanny plugin from every nanny (its ``teardown`` runs there)."""
 
     rpc: ClassVar[str] = "unregister_nanny_plugin"
@@ -419,8 +374,7 @@ class SchedulerUnregisterNannyPlugin(ByName[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerWaitForWorkers(Rpc[int]):
+class SchedulerWaitForWorkers(Rpc[int], frozen=True, kw_only=True):
     """The worker count once at least ``n`` are registered; ``TimeoutError`` after
     ``timeout`` s. Answered when the state changes, not by polling."""
 
@@ -431,8 +385,7 @@ class SchedulerWaitForWorkers(Rpc[int]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerUnsubscribeTopic(Rpc[Any]):
+class SchedulerUnsubscribeTopic(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "unsubscribe_topic"
     role: ClassVar[str] = SCHEDULER
     topic: str
@@ -440,8 +393,7 @@ class SchedulerUnsubscribeTopic(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerUpdateData(Rpc[Any]):
+class SchedulerUpdateData(Rpc[Any], frozen=True, kw_only=True):
     """After a scatter: these keys are on these workers. -> "OK"."""
 
     rpc: ClassVar[str] = "update_data"
@@ -453,15 +405,13 @@ class SchedulerUpdateData(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerVariableDelete(ByName[Any]):
+class SchedulerVariableDelete(ByName[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "variable_delete"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerVariableGet(Claiming[Any]):
+class SchedulerVariableGet(Claiming[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "variable_get"
     role: ClassVar[str] = SCHEDULER
     name: str
@@ -470,8 +420,7 @@ class SchedulerVariableGet(Claiming[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerVariableSet(Claiming[Any]):
+class SchedulerVariableSet(Claiming[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "variable_set"
     role: ClassVar[str] = SCHEDULER
     name: str
@@ -480,15 +429,13 @@ class SchedulerVariableSet(Claiming[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerVersions(Rpc[dict[str, Any]]):
+class SchedulerVersions(Rpc[dict[str, Any]], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "versions"
     role: ClassVar[str] = SCHEDULER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerWhoHas(Rpc[dict[Key, tuple[Address, ...]]]):
+class SchedulerWhoHas(Rpc[dict[Key, tuple[Address, ...]]], frozen=True, kw_only=True):
     """-> ``{key: (worker address, ...)}`` (all keys if None; msgpack gives tuples)."""
 
     rpc: ClassVar[str] = "who_has"
@@ -497,8 +444,7 @@ class SchedulerWhoHas(Rpc[dict[Key, tuple[Address, ...]]]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerWorkersToClose(Rpc[list[Address]]):
+class SchedulerWorkersToClose(Rpc[list[Address]], frozen=True, kw_only=True):
     """The ``n`` running workers whose retirement copies the least unique data."""
 
     rpc: ClassVar[str] = "workers_to_close"

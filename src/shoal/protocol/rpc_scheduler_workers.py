@@ -9,7 +9,6 @@ are built for nothing there (a dataclass costs about half a millisecond to build
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from shoal._types import Address, Key
@@ -18,8 +17,7 @@ from shoal.protocol.serialize import Serialized
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRegisterWorker(Rpc[Any]):
+class SchedulerRegisterWorker(Rpc[Any], frozen=True, kw_only=True):
     """Opens the worker stream, as register-client; the fields describe the worker."""
 
     rpc: ClassVar[str] = "register-worker"
@@ -42,8 +40,7 @@ class SchedulerRegisterWorker(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerRetireWorkers(Rpc[dict[str, Sequence[Address]]]):
+class SchedulerRetireWorkers(Rpc[dict[str, Sequence[Address]]], frozen=True, kw_only=True):
     """Retire ``workers`` (addresses)."""
 
     rpc: ClassVar[str] = "retire_workers"
@@ -53,8 +50,7 @@ class SchedulerRetireWorkers(Rpc[dict[str, Sequence[Address]]]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerWorkerDied(Rpc[Any]):
+class SchedulerWorkerDied(Rpc[Any], frozen=True, kw_only=True):
     """A nanny's report."""
 
     rpc: ClassVar[str] = "worker_died"

@@ -6,7 +6,6 @@ See ``shoal.protocol.rpc_ops`` for the rules.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from shoal._types import Key
@@ -17,8 +16,7 @@ from shoal.protocol.serialize import Serialized
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerActorAttribute(Rpc[Serialized]):
+class WorkerActorAttribute(Rpc[Serialized], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "actor_attribute"
     role: ClassVar[str] = WORKER
     actor: Key
@@ -26,8 +24,7 @@ class WorkerActorAttribute(Rpc[Serialized]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerActorExecute(Rpc[Serialized]):
+class WorkerActorExecute(Rpc[Serialized], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "actor_execute"
     role: ClassVar[str] = WORKER
     actor: Key
@@ -36,8 +33,7 @@ class WorkerActorExecute(Rpc[Serialized]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerCallStack(Rpc[Any]):
+class WorkerCallStack(Rpc[Any], frozen=True, kw_only=True):
     """The formatted stack of each running task (of ``keys``, or all)."""
 
     rpc: ClassVar[str] = "call_stack"
@@ -46,16 +42,14 @@ class WorkerCallStack(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerClose(Rpc[Any]):
+class WorkerClose(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "close"
     role: ClassVar[str] = WORKER
     reason: str = ""
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerGetData(Rpc[dict[str, Any]]):
+class WorkerGetData(Rpc[dict[str, Any]], frozen=True, kw_only=True):
     """-> ``{"status": "OK", "data": {key: Serialized}, "nbytes"}`` or ``{"status": "busy"}``."""
 
     rpc: ClassVar[str] = "get_data"
@@ -66,37 +60,32 @@ class WorkerGetData(Rpc[dict[str, Any]]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerGetLogs(Rpc[list[Any]]):
+class WorkerGetLogs(Rpc[list[Any]], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "get_logs"
     role: ClassVar[str] = WORKER
     n: int = 1000
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerKeys(Rpc[Any]):
+class WorkerKeys(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "keys"
     role: ClassVar[str] = WORKER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerPluginAdd(AddPlugin[Any]):
+class WorkerPluginAdd(AddPlugin[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "plugin_add"
     role: ClassVar[str] = WORKER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerPluginRemove(ByName[Any]):
+class WorkerPluginRemove(ByName[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "plugin_remove"
     role: ClassVar[str] = WORKER
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerProfile(Rpc[Any]):
+class WorkerProfile(Rpc[Any], frozen=True, kw_only=True):
     """The sampling profile between ``start`` and ``stop`` (all kept, by default)."""
 
     rpc: ClassVar[str] = "profile"
@@ -107,8 +96,7 @@ class WorkerProfile(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerRun(RunFunction[Any]):
+class WorkerRun(RunFunction[Any], frozen=True, kw_only=True):
     """``Client.run``."""
 
     rpc: ClassVar[str] = "run"
@@ -116,16 +104,14 @@ class WorkerRun(RunFunction[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerStory(Rpc[Any]):
+class WorkerStory(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "story"
     role: ClassVar[str] = WORKER
     keys: Sequence[Key]
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerUpdateData(Rpc[dict[str, Any]]):
+class WorkerUpdateData(Rpc[dict[str, Any]], frozen=True, kw_only=True):
     """Store these values -> ``{"nbytes": {...}, "type_names": {...}}``."""
 
     rpc: ClassVar[str] = "update_data"
@@ -134,8 +120,7 @@ class WorkerUpdateData(Rpc[dict[str, Any]]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerVersions(Rpc[Any]):
+class WorkerVersions(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "versions"
     role: ClassVar[str] = WORKER
     packages: Sequence[str] | None = None
@@ -145,8 +130,7 @@ class WorkerVersions(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NannyKill(Rpc[Any]):
+class NannyKill(Rpc[Any], frozen=True, kw_only=True):
     """Stop the worker."""
 
     rpc: ClassVar[str] = "kill"
@@ -154,22 +138,19 @@ class NannyKill(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NannyPluginAdd(AddPlugin[Any]):
+class NannyPluginAdd(AddPlugin[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "plugin_add"
     role: ClassVar[str] = NANNY
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NannyPluginRemove(ByName[Any]):
+class NannyPluginRemove(ByName[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "plugin_remove"
     role: ClassVar[str] = NANNY
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NannyRestart(Rpc[Any]):
+class NannyRestart(Rpc[Any], frozen=True, kw_only=True):
     """Stop the worker and start a fresh one."""
 
     rpc: ClassVar[str] = "restart"
@@ -177,15 +158,13 @@ class NannyRestart(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NannyRun(RunFunction[Any]):
+class NannyRun(RunFunction[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "run"
     role: ClassVar[str] = NANNY
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NannyTerminate(Rpc[Any]):
+class NannyTerminate(Rpc[Any], frozen=True, kw_only=True):
     """Stop the worker and close the nanny."""
 
     rpc: ClassVar[str] = "terminate"
@@ -193,8 +172,7 @@ class NannyTerminate(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NannyWorkerClosing(Rpc[Any]):
+class NannyWorkerClosing(Rpc[Any], frozen=True, kw_only=True):
     """The worker ``pid`` is closing on request and will exit with ``exit_code``."""
 
     rpc: ClassVar[str] = "worker_closing"
@@ -204,8 +182,7 @@ class NannyWorkerClosing(Rpc[Any]):
 
 
 @_register
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NannyWorkerReady(Rpc[Any]):
+class NannyWorkerReady(Rpc[Any], frozen=True, kw_only=True):
     rpc: ClassVar[str] = "worker_ready"
     role: ClassVar[str] = NANNY
     address: str

@@ -7,21 +7,20 @@ unpickles user code; it stores them and hands them on.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+import msgspec
 
 from shoal._types import Address, Key, StimulusId
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerEvent:
+class SchedulerEvent(msgspec.Struct, frozen=True, kw_only=True):
     #: what caused this event; follows it into every instruction and log line
     stimulus_id: StimulusId
     #: the shell's clock (seconds); time only enters the machine here
     now: float = 0.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewTask:
+class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     """One task of a submitted graph, as the scheduler sees it."""
 
     key: Key
@@ -35,55 +34,49 @@ class NewTask:
     token: str | None = None
     retries: int = 0
     #: abstract resources the task holds while it runs
-    resources: Mapping[str, float] = field(default_factory=dict)
+    resources: Mapping[str, float] = msgspec.field(default_factory=dict)
     #: addresses or names of workers the task may run on (empty: any)
     workers: tuple[str, ...] = ()
     allow_other_workers: bool = False
     #: other annotations, passed on to the worker
-    annotations: Mapping[str, object] = field(default_factory=dict)
+    annotations: Mapping[str, object] = msgspec.field(default_factory=dict)
 
 
 # -- clients -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClientConnected(SchedulerEvent):
+class ClientConnected(SchedulerEvent, frozen=True, kw_only=True):
     client: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClientDisconnected(SchedulerEvent):
+class ClientDisconnected(SchedulerEvent, frozen=True, kw_only=True):
     """The client went away: release everything it wanted."""
 
     client: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GraphSubmitted(SchedulerEvent):
+class GraphSubmitted(SchedulerEvent, frozen=True, kw_only=True):
     client: str
     tasks: tuple[NewTask, ...]
     #: keys the client holds futures for
     wanted: tuple[Key, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeysDesired(SchedulerEvent):
+class KeysDesired(SchedulerEvent, frozen=True, kw_only=True):
     """The client holds (new) futures for existing keys."""
 
     client: str
     keys: tuple[Key, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeysReleased(SchedulerEvent):
+class KeysReleased(SchedulerEvent, frozen=True, kw_only=True):
     """The client dropped its last future for these keys."""
 
     client: str
     keys: tuple[Key, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeysCancelled(SchedulerEvent):
+class KeysCancelled(SchedulerEvent, frozen=True, kw_only=True):
     """The client cancelled these keys (``force``: even if other clients want them).
     ``reason`` replaces the default "cancelled by client ..." told to the clients."""
 
@@ -93,29 +86,26 @@ class KeysCancelled(SchedulerEvent):
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryRequested(SchedulerEvent):
+class RetryRequested(SchedulerEvent, frozen=True, kw_only=True):
     """Run these erred keys (and their erred dependencies) again."""
 
     client: str
     keys: tuple[Key, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DataScattered(SchedulerEvent):
+class DataScattered(SchedulerEvent, frozen=True, kw_only=True):
     """The client put data straight onto workers."""
 
     client: str
     who_has: Mapping[Key, tuple[Address, ...]]
     nbytes: Mapping[Key, int]
-    type_names: Mapping[Key, str] = field(default_factory=dict)
+    type_names: Mapping[Key, str] = msgspec.field(default_factory=dict)
 
 
 # -- workers -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FromWorker(SchedulerEvent):
+class FromWorker(SchedulerEvent, frozen=True, kw_only=True):
     """An event that came on ``worker``'s stream. ``incarnation`` is the registration that
     stream belongs to (None: not checked); the state ignores an event from any other
     incarnation than the worker's current one, or from a worker it removed (fencing)."""
@@ -124,8 +114,7 @@ class FromWorker(SchedulerEvent):
     incarnation: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerJoined(SchedulerEvent):
+class WorkerJoined(SchedulerEvent, frozen=True, kw_only=True):
     """A worker registered. ``incarnation`` identifies this registration (the shell hands
     out a new one each time); ``held`` is what it already holds (``(key, nbytes)``, e.g.
     after the scheduler restarted) and ``running`` the keys it is running."""
@@ -134,16 +123,15 @@ class WorkerJoined(SchedulerEvent):
     name: str
     nthreads: int
     memory_limit: int = 0
-    resources: Mapping[str, float] = field(default_factory=dict)
+    resources: Mapping[str, float] = msgspec.field(default_factory=dict)
     nanny: Address | None = None
-    services: Mapping[str, int] = field(default_factory=dict)
+    services: Mapping[str, int] = msgspec.field(default_factory=dict)
     incarnation: int = 0
     held: tuple[tuple[Key, int], ...] = ()
     running: tuple[Key, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerLeft(SchedulerEvent):
+class WorkerLeft(SchedulerEvent, frozen=True, kw_only=True):
     """The worker is gone. ``expected``: it closed gracefully, so it killed nothing."""
 
     address: Address
@@ -156,15 +144,13 @@ class WorkerLeft(SchedulerEvent):
     running: tuple[tuple[Key, int], ...] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerStatusChanged(FromWorker):
+class WorkerStatusChanged(FromWorker, frozen=True, kw_only=True):
     """``status`` is "running", "paused" or "closing_gracefully"."""
 
     status: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetirementRequested(SchedulerEvent):
+class RetirementRequested(SchedulerEvent, frozen=True, kw_only=True):
     """Retire ``worker``: no new tasks, its running tasks placed elsewhere, every key only it
     holds copied to another running worker, then ``CloseWorker``."""
 
@@ -174,14 +160,12 @@ class RetirementRequested(SchedulerEvent):
     also_retiring: frozenset[Address] = frozenset()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskStarted(FromWorker):
+class TaskStarted(FromWorker, frozen=True, kw_only=True):
     key: Key
     run_id: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskFinished(FromWorker):
+class TaskFinished(FromWorker, frozen=True, kw_only=True):
     key: Key
     run_id: int
     nbytes: int
@@ -192,8 +176,7 @@ class TaskFinished(FromWorker):
     value: object = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskErred(FromWorker):
+class TaskErred(FromWorker, frozen=True, kw_only=True):
     key: Key
     run_id: int
     exception: object
@@ -204,35 +187,30 @@ class TaskErred(FromWorker):
     reschedule: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskSeceded(FromWorker):
+class TaskSeceded(FromWorker, frozen=True, kw_only=True):
     """The task left its thread (``secede()``): it no longer occupies one."""
 
     key: Key
     run_id: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskRejoined(FromWorker):
+class TaskRejoined(FromWorker, frozen=True, kw_only=True):
     """The seceded task called ``rejoin()`` and got a thread again: it occupies one."""
 
     key: Key
     run_id: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerReleasedKey(FromWorker):
+class WorkerReleasedKey(FromWorker, frozen=True, kw_only=True):
     key: Key
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerAddedKeys(FromWorker):
+class WorkerAddedKeys(FromWorker, frozen=True, kw_only=True):
     keys: tuple[Key, ...]
-    nbytes: Mapping[Key, int] = field(default_factory=dict)
+    nbytes: Mapping[Key, int] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StealResponded(FromWorker):
+class StealResponded(FromWorker, frozen=True, kw_only=True):
     """The worker's answer to a steal request: the task's state there before the request
     (``waiting``, ``ready`` or ``constrained``: it gave the task up; None: unknown there)."""
 
@@ -240,21 +218,18 @@ class StealResponded(FromWorker):
     state: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DataMissing(FromWorker):
+class DataMissing(FromWorker, frozen=True, kw_only=True):
     """``worker`` asked ``errant_worker`` for ``key`` and it was not there."""
 
     key: Key
     errant_worker: Address
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WhoHasRefreshRequested(FromWorker):
+class WhoHasRefreshRequested(FromWorker, frozen=True, kw_only=True):
     keys: tuple[Key, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UnclaimedExpired(SchedulerEvent):
+class UnclaimedExpired(SchedulerEvent, frozen=True, kw_only=True):
     """Results that workers reported holding but no client asked for since ``before`` (the
     shell's clock) are freed on those workers."""
 

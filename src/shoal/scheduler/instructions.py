@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+import msgspec
 
 from shoal._types import Address, Key, StimulusId
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchedulerInstruction:
+class SchedulerInstruction(msgspec.Struct, frozen=True, kw_only=True):
     stimulus_id: StimulusId
 
 
 # -- to workers (over each worker's batched stream) ------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ComputeTask(SchedulerInstruction):
+class ComputeTask(SchedulerInstruction, frozen=True, kw_only=True):
     worker: Address
     key: Key
     run_id: int
@@ -25,41 +24,36 @@ class ComputeTask(SchedulerInstruction):
     priority: tuple[float, ...]
     who_has: Mapping[Key, tuple[Address, ...]]
     nbytes: Mapping[Key, int]
-    resources: Mapping[str, float] = field(default_factory=dict)
-    annotations: Mapping[str, object] = field(default_factory=dict)
+    resources: Mapping[str, float] = msgspec.field(default_factory=dict)
+    annotations: Mapping[str, object] = msgspec.field(default_factory=dict)
     #: a client wants the key: the worker sends a small result along with task-finished
     inline_result: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FreeKeys(SchedulerInstruction):
+class FreeKeys(SchedulerInstruction, frozen=True, kw_only=True):
     worker: Address
     keys: tuple[Key, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AcquireReplicas(SchedulerInstruction):
+class AcquireReplicas(SchedulerInstruction, frozen=True, kw_only=True):
     worker: Address
     who_has: Mapping[Key, tuple[Address, ...]]
     nbytes: Mapping[Key, int]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CloseWorker(SchedulerInstruction):
+class CloseWorker(SchedulerInstruction, frozen=True, kw_only=True):
     """A retiring worker holds nothing unique and runs nothing: tell it to close."""
 
     worker: Address
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StealRequest(SchedulerInstruction):
+class StealRequest(SchedulerInstruction, frozen=True, kw_only=True):
     worker: Address
     key: Key
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RefreshWhoHas(SchedulerInstruction):
+class RefreshWhoHas(SchedulerInstruction, frozen=True, kw_only=True):
     worker: Address
     who_has: Mapping[Key, tuple[Address, ...]]
 
@@ -67,8 +61,7 @@ class RefreshWhoHas(SchedulerInstruction):
 # -- to clients (over each client's batched stream) ------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeyInMemory(SchedulerInstruction):
+class KeyInMemory(SchedulerInstruction, frozen=True, kw_only=True):
     client: str
     key: Key
     type_name: str
@@ -78,8 +71,7 @@ class KeyInMemory(SchedulerInstruction):
     value: object = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeyErred(SchedulerInstruction):
+class KeyErred(SchedulerInstruction, frozen=True, kw_only=True):
     """``exception``/``traceback`` are what the worker sent (opaque), or a scheduler-made
     exception object (e.g. ``KilledWorker``) for the shell to serialize."""
 
@@ -91,15 +83,13 @@ class KeyErred(SchedulerInstruction):
     traceback_text: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeysCancelledForClient(SchedulerInstruction):
+class KeysCancelledForClient(SchedulerInstruction, frozen=True, kw_only=True):
     client: str
     keys: tuple[Key, ...]
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeyLost(SchedulerInstruction):
+class KeyLost(SchedulerInstruction, frozen=True, kw_only=True):
     """A key the client wants left memory (its last holder died): it is computed again,
     so its future goes back to pending."""
 
@@ -107,8 +97,7 @@ class KeyLost(SchedulerInstruction):
     key: Key
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeyRetried(SchedulerInstruction):
+class KeyRetried(SchedulerInstruction, frozen=True, kw_only=True):
     """An erred key is being computed again (its future goes back to pending)."""
 
     client: str

@@ -7,21 +7,20 @@ the state machine never looks inside them, it only hands them back in instructio
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+import msgspec
 
 from shoal._types import Address, Key, StimulusId
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerEvent:
+class WorkerEvent(msgspec.Struct, frozen=True, kw_only=True):
     #: what caused this event; follows it into every instruction and log line
     stimulus_id: StimulusId
     #: the shell's clock when the event happened (seconds); time only enters the machine here
     now: float = 0.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ErrorInfo:
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A failure as data: serialized exception and traceback plus their text."""
 
     exception: object
@@ -35,8 +34,7 @@ class ErrorInfo:
 # -- from the scheduler ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskAssigned(WorkerEvent):
+class TaskAssigned(WorkerEvent, frozen=True, kw_only=True):
     """The scheduler asked this worker to compute ``key`` (attempt ``run_id``)."""
 
     key: Key
@@ -50,36 +48,32 @@ class TaskAssigned(WorkerEvent):
     #: size in bytes of each dependency
     nbytes: Mapping[Key, int]
     #: abstract resources the task holds while it runs, e.g. {"GPU": 1}
-    resource_restrictions: Mapping[str, float] = field(default_factory=dict)
-    annotations: Mapping[str, object] = field(default_factory=dict)
+    resource_restrictions: Mapping[str, float] = msgspec.field(default_factory=dict)
+    annotations: Mapping[str, object] = msgspec.field(default_factory=dict)
     #: a client waits for the key: report a small result's serialized copy with it
     inline_result: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReplicasRequested(WorkerEvent):
+class ReplicasRequested(WorkerEvent, frozen=True, kw_only=True):
     """The scheduler wants copies of these keys here (retirement, rebalancing)."""
 
     who_has: Mapping[Key, tuple[Address, ...]]
     nbytes: Mapping[Key, int]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeysFreed(WorkerEvent):
+class KeysFreed(WorkerEvent, frozen=True, kw_only=True):
     """The scheduler no longer needs these keys here."""
 
     keys: tuple[Key, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StealRequested(WorkerEvent):
+class StealRequested(WorkerEvent, frozen=True, kw_only=True):
     """The scheduler wants to move ``key`` elsewhere if it has not started."""
 
     key: Key
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WhoHasRefreshed(WorkerEvent):
+class WhoHasRefreshed(WorkerEvent, frozen=True, kw_only=True):
     """The scheduler's current knowledge of who holds these keys."""
 
     who_has: Mapping[Key, tuple[Address, ...]]
@@ -88,8 +82,7 @@ class WhoHasRefreshed(WorkerEvent):
 # -- from the executor ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExecuteSucceeded(WorkerEvent):
+class ExecuteSucceeded(WorkerEvent, frozen=True, kw_only=True):
     key: Key
     run_id: int
     value: object
@@ -101,8 +94,7 @@ class ExecuteSucceeded(WorkerEvent):
     inline: object = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExecuteFailed(WorkerEvent):
+class ExecuteFailed(WorkerEvent, frozen=True, kw_only=True):
     key: Key
     run_id: int
     error: ErrorInfo
@@ -110,15 +102,13 @@ class ExecuteFailed(WorkerEvent):
     stop: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskSeceded(WorkerEvent):
+class TaskSeceded(WorkerEvent, frozen=True, kw_only=True):
     """The running task called ``secede()``: it no longer occupies a thread."""
 
     key: Key
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskRejoined(WorkerEvent):
+class TaskRejoined(WorkerEvent, frozen=True, kw_only=True):
     """The running task called ``rejoin()``: its thread waits for a thread slot (see the
     ``GrantThread`` instruction) before the task goes on."""
 
@@ -128,8 +118,7 @@ class TaskRejoined(WorkerEvent):
 # -- from peers ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GatherDepSucceeded(WorkerEvent):
+class GatherDepSucceeded(WorkerEvent, frozen=True, kw_only=True):
     """A ``get_data`` call to ``worker`` returned. Requested keys absent from both
     ``data`` and ``unreadable`` were not held by that peer."""
 
@@ -138,27 +127,24 @@ class GatherDepSucceeded(WorkerEvent):
     data: Mapping[Key, object]
     nbytes: Mapping[Key, int]
     #: keys whose bytes arrived but could not be deserialized
-    unreadable: Mapping[Key, ErrorInfo] = field(default_factory=dict)
+    unreadable: Mapping[Key, ErrorInfo] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GatherDepBusy(WorkerEvent):
+class GatherDepBusy(WorkerEvent, frozen=True, kw_only=True):
     """The peer was serving too many others; try it again later."""
 
     worker: Address
     requested: frozenset[Key]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GatherDepNetworkFailed(WorkerEvent):
+class GatherDepNetworkFailed(WorkerEvent, frozen=True, kw_only=True):
     """The peer could not be reached or the transfer broke: assume it holds nothing."""
 
     worker: Address
     requested: frozenset[Key]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BusyWorkerRetryDue(WorkerEvent):
+class BusyWorkerRetryDue(WorkerEvent, frozen=True, kw_only=True):
     """The back-off after a busy answer from ``worker`` has passed."""
 
     worker: Address
@@ -167,32 +153,27 @@ class BusyWorkerRetryDue(WorkerEvent):
 # -- from the shell itself -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MissingRefreshDue(WorkerEvent):
+class MissingRefreshDue(WorkerEvent, frozen=True, kw_only=True):
     """Time to ask the scheduler again who holds the keys we need and know no holder of
     (the shell feeds this periodically, e.g. on each heartbeat)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerPaused(WorkerEvent):
+class WorkerPaused(WorkerEvent, frozen=True, kw_only=True):
     """Memory is high: start no new tasks and no new fetches."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerUnpaused(WorkerEvent):
+class WorkerUnpaused(WorkerEvent, frozen=True, kw_only=True):
     """Memory is back under the pause threshold."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemoryPressureDetected(WorkerEvent):
+class MemoryPressureDetected(WorkerEvent, frozen=True, kw_only=True):
     """Process memory is over the spill threshold by ``nbytes``: drop replicas (copies the
     scheduler knows exist elsewhere) before any unique data is spilled."""
 
     nbytes: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DataReceived(WorkerEvent):
+class DataReceived(WorkerEvent, frozen=True, kw_only=True):
     """A client put these values here directly (scatter): they are in memory now."""
 
     data: Mapping[Key, object]

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 from shoal._types import Address, Key, StimulusId
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerInstruction:
+class WorkerInstruction(msgspec.Struct, frozen=True, kw_only=True):
     stimulus_id: StimulusId
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Execute(WorkerInstruction):
+class Execute(WorkerInstruction, frozen=True, kw_only=True):
     """Run ``key``: call ``run_spec`` on the values of ``inputs`` (keys in memory here)."""
 
     key: Key
@@ -30,8 +29,7 @@ class Execute(WorkerInstruction):
     ahead: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GatherDep(WorkerInstruction):
+class GatherDep(WorkerInstruction, frozen=True, kw_only=True):
     """Fetch ``keys`` from ``worker`` in one ``get_data`` call."""
 
     worker: Address
@@ -39,30 +37,26 @@ class GatherDep(WorkerInstruction):
     total_nbytes: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryBusyWorkerLater(WorkerInstruction):
+class RetryBusyWorkerLater(WorkerInstruction, frozen=True, kw_only=True):
     """Feed ``BusyWorkerRetryDue(worker)`` after a short back-off."""
 
     worker: Address
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GrantThread(WorkerInstruction):
+class GrantThread(WorkerInstruction, frozen=True, kw_only=True):
     """Let the thread of ``key``, blocked in ``rejoin()``, go on: it holds a slot again."""
 
     key: Key
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoreValue(WorkerInstruction):
+class StoreValue(WorkerInstruction, frozen=True, kw_only=True):
     """Put ``value`` into ``worker.data`` under ``key``."""
 
     key: Key
     value: object
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeleteValue(WorkerInstruction):
+class DeleteValue(WorkerInstruction, frozen=True, kw_only=True):
     """Remove ``key`` from ``worker.data``."""
 
     key: Key
@@ -71,19 +65,16 @@ class DeleteValue(WorkerInstruction):
 # -- messages to the scheduler (sent as ``shoal.protocol.ops`` structs) -------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SendToScheduler(WorkerInstruction):
+class SendToScheduler(WorkerInstruction, frozen=True, kw_only=True):
     """A message for the scheduler; ``shoal.worker.wire`` makes it the wire op."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskStartedMsg(SendToScheduler):
+class TaskStartedMsg(SendToScheduler, frozen=True, kw_only=True):
     key: Key
     run_id: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskFinishedMsg(SendToScheduler):
+class TaskFinishedMsg(SendToScheduler, frozen=True, kw_only=True):
     key: Key
     run_id: int
     nbytes: int
@@ -94,8 +85,7 @@ class TaskFinishedMsg(SendToScheduler):
     value: object = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskErredMsg(SendToScheduler):
+class TaskErredMsg(SendToScheduler, frozen=True, kw_only=True):
     key: Key
     run_id: int
     exception: object
@@ -106,53 +96,46 @@ class TaskErredMsg(SendToScheduler):
     reschedule: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReleaseWorkerDataMsg(SendToScheduler):
+class ReleaseWorkerDataMsg(SendToScheduler, frozen=True, kw_only=True):
     """This worker dropped its copy of ``key``."""
 
     key: Key
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AddKeysMsg(SendToScheduler):
+class AddKeysMsg(SendToScheduler, frozen=True, kw_only=True):
     """This worker now holds copies of ``keys`` (fetched from peers)."""
 
     keys: tuple[Key, ...]
     nbytes: Mapping[Key, int]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LongRunningMsg(SendToScheduler):
+class LongRunningMsg(SendToScheduler, frozen=True, kw_only=True):
     key: Key
     run_id: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskRejoinedMsg(SendToScheduler):
+class TaskRejoinedMsg(SendToScheduler, frozen=True, kw_only=True):
     """The seceded task ``key`` occupies one of this worker's threads again."""
 
     key: Key
     run_id: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StealResponseMsg(SendToScheduler):
+class StealResponseMsg(SendToScheduler, frozen=True, kw_only=True):
     """Answer to a steal request: the task's state here (``released`` means it was given up)."""
 
     key: Key
     state: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MissingDataMsg(SendToScheduler):
+class MissingDataMsg(SendToScheduler, frozen=True, kw_only=True):
     """``errant_worker`` did not have ``key`` although the scheduler said it did."""
 
     key: Key
     errant_worker: Address
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RequestRefreshWhoHasMsg(SendToScheduler):
+class RequestRefreshWhoHasMsg(SendToScheduler, frozen=True, kw_only=True):
     """No known holder of ``keys`` is reachable: ask who has them now."""
 
     keys: tuple[Key, ...]

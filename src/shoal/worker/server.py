@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import random
@@ -23,6 +22,8 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping
 from concurrent.futures import Executor
 from typing import Any, TypeVar
+
+import msgspec
 
 from shoal._types import Address, Key
 from shoal.comm import BatchedStream, Comm, Security, connect, get_address_host
@@ -374,7 +375,7 @@ class Worker(Server, WorkerStateView):
         )
         try:
             holdings = reconnect.holdings_report(self.state)
-            await comm.write(dataclasses.replace(self._identity(), **holdings).to_msg())
+            await comm.write(msgspec.structs.replace(self._identity(), **holdings).to_msg())
             reply = await comm.read()
         except BaseException:
             comm.abort()

@@ -17,11 +17,12 @@ Rules of this file:
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
 
 from shoal._types import Key
 from shoal.client.default import get_client, rebinding_to
@@ -110,7 +111,7 @@ async def call(client: Client, rpc: Rpc[R], wait: float = 0.0) -> R:
     if isinstance(rpc, Claiming):
         core.table.flush()  # dropped futures: their releases go ahead of the claim
         claim = uuid.uuid4().hex
-        rpc = dataclasses.replace(rpc, claim=claim)
+        rpc = msgspec.structs.replace(rpc, claim=claim)
         core.send(ops.Claim(claim=claim))
     stream = getattr(core.transport, "_stream", None)
     if stream is not None:
