@@ -67,6 +67,19 @@ def test_file_environment_and_distributed_keys_in_order(tmp_path: Path) -> None:
     assert settings_in_fresh_process(tmp_path, both)["memory_target_fraction"] == 0.5
 
 
+def test_a_config_block_made_before_loading_keeps_the_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``with dask.config.set({"shoal...": ...}):`` around shoal's first use created the
+    "shoal" section, loaded the defaults into it, and took the whole section away on exit."""
+    monkeypatch.setattr(settings, "_loaded", False)
+    monkeypatch.delitem(dask.config.config, "shoal", raising=False)
+    with dask.config.set({"shoal.worker.heartbeat-interval": "250ms"}):
+        assert settings.worker_settings()["heartbeat_interval"] == 0.25
+    assert "shoal" not in dask.config.config
+    assert settings.worker_settings()["heartbeat_interval"] == 0.5
+
+
 def test_arguments_beat_configuration() -> None:
     with dask.config.set({"shoal.scheduler.worker-ttl": "7s", "shoal.worker.memory.spill": 0.5}):
         assert Scheduler().config.worker_ttl == 7.0

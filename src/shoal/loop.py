@@ -32,9 +32,16 @@ _thread: threading.Thread | None = None
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """What makes shoal's event loops: uvloop's ``new_event_loop`` when it is installed and
     allowed, else asyncio's."""
-    from shoal import settings
+    from shoal import inherited_settings
 
-    if settings.get("event-loop.uvloop"):
+    passed = inherited_settings.inherited()
+    if passed is not None:
+        wanted = bool(passed.get(inherited_settings.UVLOOP))
+    else:  # imported only here: shoal.settings imports dask.config, i.e. all of dask
+        from shoal import settings
+
+        wanted = bool(settings.get(inherited_settings.UVLOOP))
+    if wanted:
         try:
             uvloop = importlib.import_module("uvloop")  # an optional dependency
         except ImportError:

@@ -46,6 +46,7 @@ from typing import Any
 
 import psutil
 
+from shoal import inherited_settings
 from shoal.cluster_options import WORKER_OPTIONS_ENV
 from shoal.comm import Comm, Security
 from shoal.comm.hostaddr import Bind
@@ -333,6 +334,11 @@ class Nanny(Server):
         if self.worker_options:  # over those a LocalCluster gave us (ours are explicit)
             inherited = json.loads(environ.get(WORKER_OPTIONS_ENV) or "{}")
             environ[WORKER_OPTIONS_ENV] = json.dumps({**inherited, **self.worker_options})
+        if not inherited_settings.configures(self.extra_environ):
+            # resolved here, so that the worker starts without importing dask.config
+            from shoal import settings
+
+            environ[inherited_settings.ENV] = json.dumps(settings.worker_start_settings())
         return environ
 
     async def _start_worker(self) -> None:

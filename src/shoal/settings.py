@@ -7,7 +7,8 @@ arguments for ``SchedulerConfig``, ``WorkerConfig`` and ``Client``; explicit arg
 
 Rules of this file:
 
-* With ``cli.py``, the only module that reads the environment.
+* With ``cli.py`` and ``inherited_settings.py``, the only module that reads the
+  environment.
 * One precedence for every setting: argument > CLI flag > environment > file > default.
   A ``distributed.*`` key counts when it was set (differs from distributed's default)
   and shoal's key was not.
@@ -24,6 +25,7 @@ from typing import Any
 import dask.config
 import yaml
 
+from shoal.inherited_settings import with_settings as with_settings  # where it lives: dask-free
 from shoal.sizes import parse_bytes, parse_timedelta
 
 _DEFAULTS_FILE = Path(__file__).with_name("shoal.yaml")
@@ -129,7 +131,9 @@ _MISSING = object()
 def get(key: str, distributed_key: str | None = None) -> Any:
     """The value of ``shoal.<key>``, or of ``distributed_key`` when only that was set."""
     load()
-    value = dask.config.get(f"shoal.{key}")
+    value = dask.config.get(f"shoal.{key}", default=_MISSING)
+    if value is _MISSING:  # a dask.config.set block that made "shoal" removed it on exit
+        value = _default_of(f"shoal.{key}")
     if distributed_key is None or value != _default_of(f"shoal.{key}"):
         return value
     other = dask.config.get(distributed_key, default=_MISSING)
@@ -161,20 +165,18 @@ def client_settings() -> dict[str, Any]:
     return _settings(CLIENT_KEYS)
 
 
+def worker_start_settings() -> dict[str, Any]:
+    """What a worker process reads before it registers, resolved here for a nanny to pass
+    it (``shoal.inherited_settings``): JSON-ready."""
+    from shoal import inherited_settings
+
+    return {
+        inherited_settings.WORKER: worker_settings(),
+        inherited_settings.UVLOOP: bool(get(inherited_settings.UVLOOP)),
+    }
+
+
 def documented_keys() -> list[tuple[str, str | None]]:
     """Every shoal key with the distributed key it honours (for the README)."""
     table = {**SCHEDULER_KEYS, **WORKER_KEYS, **CLIENT_KEYS}
     return [(f"shoal.{k}", d) for k, (d, _, _) in table.items()]
-
-
-#: settings where an explicit None means "not given" (a CLI flag left out), not "off"
-_NONE_IS_UNSET = frozenset({"worker_ttl", "lifetime", "lifetime_stagger", "allowed_failures"})
-
-
-def with_settings(settings: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` overridden by the explicit arguments (argument > flag > config)."""
-    merged = dict(settings)
-    for name, value in explicit.items():
-        if value is not None or name not in _NONE_IS_UNSET:
-            merged[name] = value
-    return merged

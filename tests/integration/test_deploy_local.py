@@ -174,3 +174,25 @@ def test_worker_processes_die_with_the_process_running_their_nannies() -> None:
             for pid in pids:
                 if not gone(pid):
                     os.kill(pid, signal.SIGKILL)
+
+
+def heartbeat_interval(dask_worker: object) -> float:
+    return float(dask_worker.config.heartbeat_interval)  # type: ignore[attr-defined]
+
+
+def dask_is_imported() -> bool:
+    return "dask.utils" in sys.modules and "dask._task_spec" in sys.modules
+
+
+def test_dask_config_set_here_reaches_the_worker_processes() -> None:
+    """Their nannies resolve the settings in this process (as dask's ship their config):
+    the worker processes start without importing dask, and import it before any task."""
+    import dask.config
+
+    with (
+        dask.config.set({"shoal.worker.heartbeat-interval": "250ms"}),
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        assert list(client.run(heartbeat_interval).values()) == [0.25, 0.25]
+        assert client.submit(dask_is_imported, pure=False).result()

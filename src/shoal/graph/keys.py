@@ -12,7 +12,9 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from dask.utils import key_split as _dask_key_split
+#: dask's ``key_split``, imported at the first call: importing dask.utils imports all of
+#: dask, which a worker process does only once it has registered (shoal.worker.warm_imports)
+_dask_key_split: Callable[[object], str] | None = None
 
 
 def key_split(key: object) -> str:
@@ -20,7 +22,16 @@ def key_split(key: object) -> str:
     if isinstance(key, tuple):
         # dask indexes ``key[0]`` unguarded; a malformed empty key must not raise here
         return key_split(key[0]) if key else "tuple"
-    return str(_dask_key_split(key))
+    split = _dask_key_split or _import_key_split()
+    return str(split(key))
+
+
+def _import_key_split() -> Callable[[object], str]:
+    global _dask_key_split
+    from dask.utils import key_split as dask_key_split
+
+    _dask_key_split = dask_key_split
+    return dask_key_split
 
 
 def normalize_key(key: Any) -> Any:

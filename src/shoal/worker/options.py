@@ -26,9 +26,9 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
+from shoal import inherited_settings
 from shoal._types import Key
 from shoal.config import WorkerConfig
-from shoal.settings import with_settings, worker_settings
 from shoal.sizes import parse_bytes, parse_timedelta
 from shoal.worker.task_threads import TaskThreads
 
@@ -122,7 +122,14 @@ def worker_config(
         explicit["total_comm_nbytes"] = parse_bytes(explicit["total_comm_nbytes"])
     if "name" in explicit:
         explicit["name"] = str(explicit["name"])
-    return WorkerConfig(**with_settings(worker_settings(), explicit))
+    passed = inherited_settings.inherited()
+    if passed is not None:
+        base = passed[inherited_settings.WORKER]
+    else:  # imported only here: shoal.settings imports dask.config, i.e. all of dask
+        from shoal import settings
+
+        base = settings.worker_settings()
+    return WorkerConfig(**inherited_settings.with_settings(base, explicit))
 
 
 # -- executors --------------------------------------------------------------------------------

@@ -177,7 +177,6 @@ class Worker(Server, WorkerStateView):
         Settings left at None come from dask.config (``shoal.worker.*``); a misspelt
         keyword raises TypeError naming it.
         """
-        import_task_modules()  # before any task thread: no import races (warm_imports)
         self.config = worker_config(
             nthreads=nthreads,
             name=name,
@@ -225,6 +224,8 @@ class Worker(Server, WorkerStateView):
             path = os.path.join(self.local_directory, running.FILE_NAME)
             self.runner.running = running.RunningFile(path)
         self.shm = SharedMemoryTransfers(self.config.shared_memory)
+        #: set once the task modules are imported (``start``); the scheduler stream waits
+        self._warm = asyncio.Event()
         self.memory_monitor = MemoryMonitor(thresholds, self.data)
         self.state = self._new_state()
         #: plugins, run with dask's options, call stacks, profiles (shoal.worker.extras)
@@ -324,6 +325,11 @@ class Worker(Server, WorkerStateView):
             raise CommError(f"worker {self.address}: no scheduler at {self.scheduler_address}")
         await self.extras.setup_registered(self._plugins_at_registration)
         await self._tell_nanny()
+        # registered and known to the nanny (LocalCluster() returns) before dask is
+        # imported; still on this thread, before the scheduler's first message is handled
+        # and any task thread runs: no import races (warm_imports)
+        import_task_modules()
+        self._warm.set()
         await self._serve_http()
         self.status = "running"
         self.periodic(self._heartbeat, cfg.heartbeat_interval, "heartbeat")
@@ -474,6 +480,7 @@ class Worker(Server, WorkerStateView):
         )
 
     async def _scheduler_stream(self, comm: Comm) -> None:
+        await self._warm.wait()  # the task modules are imported (start)
         pending: list[ev.WorkerEvent] = []
         handlers = self._stream_handlers(pending)
 

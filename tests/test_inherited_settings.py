@@ -1,0 +1,64 @@
+"""Settings a nanny resolves for its worker process: read once, from the environment."""
+
+from __future__ import annotations
+
+import json
+
+import dask.config
+import pytest
+
+from shoal import inherited_settings, settings
+from shoal.nanny import Nanny
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inherited_settings, "_read", False)
+    monkeypatch.setattr(inherited_settings, "_inherited", None)
+
+
+def test_read_once_and_removed_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    passed = {"worker": {"heartbeat_interval": 0.25}, "event-loop.uvloop": False}
+    monkeypatch.setenv(inherited_settings.ENV, json.dumps(passed))
+    assert inherited_settings.inherited() == passed
+    assert inherited_settings.ENV not in __import__("os").environ  # children resolve anew
+    assert inherited_settings.inherited() == passed
+
+
+def test_none_without_a_nanny(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(inherited_settings.ENV, raising=False)
+    assert inherited_settings.inherited() is None
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"worker": 3}'])
+def test_a_malformed_variable_is_an_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setenv(inherited_settings.ENV, text)
+    with pytest.raises(ValueError, match=inherited_settings.ENV):
+        inherited_settings.inherited()
+
+
+def test_configuration_variables_are_recognised() -> None:
+    assert inherited_settings.configures({"SHOAL_WORKER__HEARTBEAT_INTERVAL": "1s"})
+    assert inherited_settings.configures({"DASK_DISTRIBUTED__WORKER__MEMORY__TARGET": "0.5"})
+    assert not inherited_settings.configures({"SHOAL_TOKEN": "x", "OMP_NUM_THREADS": "1"})
+
+
+def test_the_nanny_passes_what_dask_config_says_here() -> None:
+    """``dask.config.set`` in the nanny's process reaches its worker (as in dask, whose
+    nanny ships its config to the worker)."""
+    with dask.config.set({"shoal.worker.heartbeat-interval": "250ms"}):
+        environ = Nanny("tcp://127.0.0.1:9")._environ()
+    passed = json.loads(environ[inherited_settings.ENV])
+    assert passed == {
+        **settings.worker_start_settings(),
+        "worker": {**settings.worker_settings(), "heartbeat_interval": 0.25},
+    }
+
+
+def test_a_nanny_giving_configuration_variables_lets_the_worker_resolve() -> None:
+    nanny = Nanny("tcp://127.0.0.1:9", env={"SHOAL_WORKER__HEARTBEAT_INTERVAL": "1s"})
+    environ = nanny._environ()
+    assert inherited_settings.ENV not in environ
+    assert environ["SHOAL_WORKER__HEARTBEAT_INTERVAL"] == "1s"
