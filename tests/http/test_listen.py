@@ -57,7 +57,7 @@ def test_the_socket_is_bound_to_the_host_and_a_taken_port_is_refused() -> None:
 #: a scheduler and a worker in one fresh process: is aiohttp loaded when the worker registers?
 REGISTRATION_PROBE = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, sys, urllib.request
     from shoal.comm import Security
     from shoal.scheduler.server import Scheduler
     from shoal.worker.server import Worker
@@ -75,18 +75,23 @@ REGISTRATION_PROBE = textwrap.dedent(
         security = Security(token="t")
         async with Scheduler(security=security, dashboard_address=None) as scheduler:
             async with Worker(scheduler.address, security=security) as worker:
+                late = "aiohttp" in sys.modules  # served (imported) once first asked
+                url = f"http://127.0.0.1:{worker.service_ports['http']}/health"
+                get = lambda: urllib.request.urlopen(url, timeout=30).read()
+                body = await asyncio.to_thread(get)
                 port = worker.services["http"].port
-                print(seen, port == seen[0][1])
+                print(seen, late, body == b"ok", port == seen[0][1])
 
     asyncio.run(main())
     """
 )
 
 
-def test_a_worker_registers_with_its_http_port_before_aiohttp_is_imported() -> None:
+def test_a_worker_registers_with_its_http_port_and_imports_aiohttp_once_asked() -> None:
     out = subprocess.run(
         [sys.executable, "-c", REGISTRATION_PROBE], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    seen, same_port = out.stdout.rsplit(" ", 1)
+    seen, late, answered, same_port = out.stdout.rsplit(" ", 3)
     assert seen.startswith("[(False, ") and same_port.strip() == "True"
+    assert (late, answered) == ("False", "True")  # aiohttp only once /health was asked

@@ -330,7 +330,7 @@ class Worker(Server, WorkerStateView):
         # and any task thread runs: no import races (warm_imports)
         import_task_modules()
         self._warm.set()
-        await self._serve_http()
+        self._serve_http_when_asked()
         self.status = "running"
         self.periodic(self._heartbeat, cfg.heartbeat_interval, "heartbeat")
         if self.memory_monitor.thresholds.monitored:
@@ -438,6 +438,22 @@ class Worker(Server, WorkerStateView):
             self.service_ports["http"] = int(self._http_socket.getsockname()[1])
         await start_services(self, self._service_factories)
 
+    def _serve_http_when_asked(self) -> None:
+        """Serve the HTTP service once a first connection waits on the socket
+        ``_start_http`` bound: importing aiohttp and the apps takes ~0.25 s of this loop
+        (and ~20 MB), and most workers are never asked. The connection waits in the
+        backlog meanwhile."""
+        sock = self._http_socket
+        if sock is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def asked() -> None:
+            loop.remove_reader(sock.fileno())
+            self.background(self._serve_http(), "serve-http")
+
+        loop.add_reader(sock.fileno(), asked)
+
     async def _serve_http(self) -> None:
         """Serve /health and /metrics on the socket ``_start_http`` bound (requests that
         came meanwhile waited in its backlog)."""
@@ -454,6 +470,8 @@ class Worker(Server, WorkerStateView):
 
     async def _stop_http(self) -> None:
         if self._http_socket is not None:  # closed before it was served
+            with contextlib.suppress(ValueError, OSError):  # no reader when not started
+                asyncio.get_running_loop().remove_reader(self._http_socket.fileno())
             self._http_socket.close()
             self._http_socket = None
         for name in list(self.services):  # ours ("http") and those of ``services=``
