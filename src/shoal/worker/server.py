@@ -441,7 +441,7 @@ class Worker(Server, WorkerStateView):
     def _serve_http_when_asked(self) -> None:
         """Serve the HTTP service once a first connection waits on the socket
         ``_start_http`` bound: importing aiohttp and the apps takes ~0.25 s of this loop
-        (and ~20 MB), and most workers are never asked. The connection waits in the
+        (and 14 MiB), and most workers are never asked. The connection waits in the
         backlog meanwhile."""
         sock = self._http_socket
         if sock is None:
