@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import dask.config
 import pytest
@@ -21,7 +22,7 @@ def test_read_once_and_removed_from_the_environment(monkeypatch: pytest.MonkeyPa
     passed = {"worker": {"heartbeat_interval": 0.25}, "event-loop.uvloop": False}
     monkeypatch.setenv(inherited_settings.ENV, json.dumps(passed))
     assert inherited_settings.inherited() == passed
-    assert inherited_settings.ENV not in __import__("os").environ  # children resolve anew
+    assert inherited_settings.ENV not in os.environ  # processes it starts resolve anew
     assert inherited_settings.inherited() == passed
 
 
@@ -37,6 +38,22 @@ def test_a_malformed_variable_is_an_error_naming_it(
     monkeypatch.setenv(inherited_settings.ENV, text)
     with pytest.raises(ValueError, match=inherited_settings.ENV):
         inherited_settings.inherited()
+
+
+def test_a_start_setting_is_the_passed_one_else_resolved_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(inherited_settings.ENV, raising=False)
+    here = settings.worker_start_settings()
+    assert inherited_settings.start_setting(inherited_settings.WORKER) == here["worker"]
+    assert (
+        inherited_settings.start_setting(inherited_settings.UVLOOP)
+        == here[inherited_settings.UVLOOP]
+    )
+    monkeypatch.setattr(inherited_settings, "_read", False)
+    monkeypatch.setenv(inherited_settings.ENV, json.dumps({"worker": {"x": 1}}))
+    assert inherited_settings.start_setting(inherited_settings.WORKER) == {"x": 1}
+    assert inherited_settings.start_setting(inherited_settings.UVLOOP) is None
 
 
 def test_configuration_variables_are_recognised() -> None:

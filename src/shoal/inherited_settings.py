@@ -10,7 +10,8 @@ settings, lives here for the same reason.
 
 Rules of this file:
 
-* No import of dask, yaml or the rest of shoal: importing this must stay cheap.
+* No import of dask, yaml or the rest of shoal at import: importing this must stay cheap.
+  ``start_setting`` imports ``shoal.settings`` only when nothing was passed.
 * With ``settings.py`` and ``cli.py``, the only module that reads the environment. The
   variable is read once and removed, so that processes the worker starts (a task's
   ``shoal worker``, say) resolve their own settings.
@@ -49,6 +50,17 @@ def inherited() -> dict[str, Any] | None:
                 raise ValueError(f"{ENV} is not an object with a {WORKER!r} object")
             _inherited = value
     return _inherited
+
+
+def start_setting(name: str) -> Any:
+    """``name`` (``WORKER`` or ``UVLOOP``) of what a worker reads before it registers: the
+    nanny's value, else resolved here through dask.config."""
+    passed = inherited()
+    if passed is not None:
+        return passed.get(name)
+    from shoal import settings  # imports dask.config, i.e. all of dask
+
+    return settings.worker_start_settings()[name]
 
 
 def configures(environ: Mapping[str, str]) -> bool:

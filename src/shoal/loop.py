@@ -34,14 +34,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     allowed, else asyncio's."""
     from shoal import inherited_settings
 
-    passed = inherited_settings.inherited()
-    if passed is not None:
-        wanted = bool(passed.get(inherited_settings.UVLOOP))
-    else:  # imported only here: shoal.settings imports dask.config, i.e. all of dask
-        from shoal import settings
-
-        wanted = bool(settings.get(inherited_settings.UVLOOP))
-    if wanted:
+    if inherited_settings.start_setting(inherited_settings.UVLOOP):
         try:
             uvloop = importlib.import_module("uvloop")  # an optional dependency
         except ImportError:

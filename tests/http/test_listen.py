@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from aiohttp import web
 
 from shoal.http.listen import listening_socket
@@ -95,3 +96,42 @@ def test_a_worker_registers_with_its_http_port_and_imports_aiohttp_once_asked() 
     seen, late, answered, same_port = out.stdout.rsplit(" ", 3)
     assert seen.startswith("[(False, ") and same_port.strip() == "True"
     assert (late, answered) == ("False", "True")  # aiohttp only once /health was asked
+
+
+def test_a_worker_whose_http_service_fails_refuses_requests_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Served at the first request: a failure then is logged, the socket closed (the
+    request is refused, not left waiting in the backlog) and the worker keeps running."""
+    import urllib.error
+    import urllib.request
+
+    from shoal.comm import Security
+    from shoal.http import apps
+    from shoal.scheduler.server import Scheduler
+    from shoal.worker.server import Worker
+
+    async def broken(worker: object, sock: object) -> object:
+        raise RuntimeError("no service today")
+
+    monkeypatch.setattr(apps, "start_worker_http", broken)
+
+    async def main() -> None:
+        security = Security.local()
+        async with (
+            Scheduler(port=0, dashboard_address=None, security=security) as scheduler,
+            Worker(scheduler.address, security=security) as worker,
+        ):
+            url = f"http://127.0.0.1:{worker.service_ports['http']}/health"
+
+            def get() -> bytes:
+                return bytes(urllib.request.urlopen(url, timeout=10).read())
+
+            with pytest.raises((urllib.error.URLError, ConnectionError)):
+                await asyncio.to_thread(get)
+            with pytest.raises((urllib.error.URLError, ConnectionError)):
+                await asyncio.to_thread(get)  # refused at once: nothing listens
+            assert worker.status == "running"
+            assert "http" not in worker.services
+
+    run(main())

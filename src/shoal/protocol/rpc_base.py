@@ -38,8 +38,7 @@ class Rpc(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
 
     def to_msg(self) -> dict[str, Any]:
         """The request on the wire: ``{"op": rpc, field: value, ...}``."""
-        names = self.fields or self.__struct_fields__
-        return {"op": self.rpc, **{name: getattr(self, name) for name in names}}
+        return {"op": self.rpc, **{name: getattr(self, name) for name in self.__struct_fields__}}
 
 
 class Claiming(Rpc[R], frozen=True, kw_only=True):

@@ -122,13 +122,7 @@ def worker_config(
         explicit["total_comm_nbytes"] = parse_bytes(explicit["total_comm_nbytes"])
     if "name" in explicit:
         explicit["name"] = str(explicit["name"])
-    passed = inherited_settings.inherited()
-    if passed is not None:
-        base = passed[inherited_settings.WORKER]
-    else:  # imported only here: shoal.settings imports dask.config, i.e. all of dask
-        from shoal import settings
-
-        base = settings.worker_settings()
+    base = inherited_settings.start_setting(inherited_settings.WORKER)
     return WorkerConfig(**inherited_settings.with_settings(base, explicit))
 
 

@@ -450,9 +450,17 @@ class Worker(Server, WorkerStateView):
 
         def asked() -> None:
             loop.remove_reader(sock.fileno())
-            self.background(self._serve_http(), "serve-http")
+            self.background(self._serve_http_or_log(), "serve-http")
 
         loop.add_reader(sock.fileno(), asked)
+
+    async def _serve_http_or_log(self) -> None:
+        """``_serve_http`` for a request that came: a failure is logged (the socket is
+        closed, so requests are refused, not left hanging) and the worker goes on."""
+        try:
+            await self._serve_http()
+        except Exception:
+            logger.exception("worker %s could not serve its HTTP service", self.address)
 
     async def _serve_http(self) -> None:
         """Serve /health and /metrics on the socket ``_start_http`` bound (requests that

@@ -9,8 +9,9 @@ once, on one thread, before any task runs removes the race.
 
 Rules of this file:
 
-* Called from the worker's constructor, on the thread that owns the event loop, before
-  any task thread exists.
+* Called from ``Worker.start`` once the worker has registered and told its nanny (so it
+  is up before dask is imported), on the thread that owns the event loop, before the
+  scheduler stream handles a message: no task has run, so no task thread imports.
 * A module that is not installed is skipped: dask is optional for plain ``submit`` work.
 """
 
