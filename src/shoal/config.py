@@ -114,5 +114,8 @@ class SchedulerConfig:
     #: results up to this many bytes keep a second copy on another worker while needed,
     #: so a worker loss does not make their released ancestors be recomputed (0: never)
     spare_copy_bytes: int = 0
+    #: a task whose one missing input is being computed goes to that worker ahead of it,
+    #: up to this many in a row (0: never; see ``scheduler.state_speculation``)
+    speculation_depth: int = 1
     #: run SchedulerState.validate() after every event (tests)
     validate: bool = False

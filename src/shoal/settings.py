@@ -49,6 +49,7 @@ SCHEDULER_KEYS: dict[str, tuple[str | None, Callable[[Any], Any], str]] = {
     "scheduler.allow-client-code": (None, bool, "allow_client_code"),
     "scheduler.preload": ("distributed.scheduler.preload", tuple, "preload"),
     "scheduler.spare-copy-bytes": (None, parse_bytes, "spare_copy_bytes"),
+    "scheduler.speculation-depth": (None, int, "speculation_depth"),
 }
 WORKER_KEYS: dict[str, tuple[str | None, Callable[[Any], Any], str]] = {
     "worker.heartbeat-interval": (None, parse_timedelta, "heartbeat_interval"),

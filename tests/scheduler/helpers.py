@@ -32,6 +32,9 @@ def sid(prefix: str = "s") -> str:
 def new_state(**kwargs: Any) -> SchedulerState:
     kwargs.setdefault("validate", True)
     kwargs.setdefault("rng", random.Random(42))
+    # these tests spell out each instruction; speculation has tests of its own
+    # (test_state_speculation.py) and runs in the property and simulation tests
+    kwargs.setdefault("speculation_depth", 0)
     return SchedulerState(**kwargs)
 
 

@@ -40,6 +40,7 @@ from shoal.scheduler.events import (
 )
 from shoal.scheduler.instructions import ComputeTask, FreeKeys, SchedulerInstruction
 from shoal.scheduler.state import SchedulerState
+from shoal.scheduler.state_speculation import is_speculative
 from shoal.scheduler.state_transitions import ACTIVE
 
 WORKERS = ("w0", "w1", "w2", "w3")  # w3 is the only one with a GPU
@@ -103,6 +104,8 @@ class SchedulerMachine(RuleBasedStateMachine):
             ts = self.s.tasks.get(key)
             if ts is None or ts.state != "memory" or ws in ts.who_has:
                 continue
+            if str(key) in self.running[inst.worker]:
+                continue  # an attempt called off (another worker had the result), not a copy
             assert ts.who_has, key
             if ws.status == "running" and ts.processing_on is None:
                 assert not any(ts in dts.dependencies for dts in ws.processing), (key, ws)
@@ -114,7 +117,17 @@ class SchedulerMachine(RuleBasedStateMachine):
         return key
 
     def busy_workers(self) -> list[str]:
-        return sorted(w for w, tasks in self.running.items() if tasks)
+        return sorted(w for w, tasks in self.running.items() if self.runnable(w))
+
+    def runnable(self, worker: str) -> list[str]:
+        """What ``worker`` may report on: a speculative task waits there for its input and
+        is neither started nor finished before the input is (as on a real worker)."""
+        ws = self.s.workers.get(worker)
+        return [
+            key
+            for key in self.running[worker]
+            if ws is None or (ts := self.s.tasks.get(key)) is None or not is_speculative(ts)
+        ]
 
     def take(self, worker: str, key: str) -> int:
         run_id = self.running[worker].pop(key)
@@ -195,7 +208,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         address = data.draw(st.sampled_from(sorted(self.running)))
         self.feed(WorkerStatusChanged(stimulus_id=self.sid(), worker=address, status=status))
 
-    @precondition(lambda self: any(self.running.values()))
+    @precondition(lambda self: self.busy_workers())
     @rule(
         data=st.data(),
         report=st.sampled_from(
@@ -204,7 +217,7 @@ class SchedulerMachine(RuleBasedStateMachine):
     )
     def report(self, data: st.DataObject, report: str) -> None:
         worker = data.draw(st.sampled_from(self.busy_workers()))
-        key = data.draw(st.sampled_from(sorted(self.running[worker])))
+        key = data.draw(st.sampled_from(sorted(self.runnable(worker))))
         run_id = self.running[worker][key]
         sid = self.sid()
         if report == "finish":
@@ -373,7 +386,8 @@ class SchedulerMachine(RuleBasedStateMachine):
             busy = self.busy_workers()
             if not busy:
                 break
-            key, run_id = next(iter(self.running[busy[0]].items()))
+            key = self.runnable(busy[0])[0]
+            run_id = self.running[busy[0]][key]
             self.take(busy[0], key)
             self.feed(finished(self.sid(), busy[0], key, run_id, 8))
         stuck = {k: ts.state for k, ts in self.s.tasks.items() if ts.state in ACTIVE}

@@ -114,6 +114,7 @@ class Scheduler(Server):
             allowed_failures=self.config.allowed_failures,
             latency=self.config.latency,
             spare_copy_bytes=self.config.spare_copy_bytes,
+            speculation_depth=self.config.speculation_depth,
         )
         self.worker_streams: dict[Address, BatchedStream] = {}
         self.client_streams: dict[str, BatchedStream] = {}

@@ -24,7 +24,8 @@ Rules of this file (and of state_transitions.py, state_records.py, state_validat
       queued      -> processing*, queued*, no-worker*, waiting* (an input was lost),
                      released, erred
       no-worker   -> processing*, queued*, waiting*, released, erred
-      processing  -> memory, waiting (rescheduled), released (cancelled), erred
+      processing  -> memory, waiting (rescheduled, or its input moved), released
+                     (cancelled), erred
       memory      -> released (freed, or its last copy lost), erred (lost, no run spec)
       erred       -> released (retried, or forgotten)
 
@@ -34,10 +35,12 @@ Rules of this file (and of state_transitions.py, state_records.py, state_validat
   be forgotten too). An erred task is kept while erred dependents refer to it.
 * Invariants (checked by ``validate``): a task is "waiting" exactly when some input is
   not in memory (``waiting_on``); "queued"/"no-worker"/"processing" tasks have every
-  input in memory; "memory" exactly when ``who_has`` is non-empty; an input's ``waiters``
-  are exactly its dependents in waiting/queued/no-worker/processing; a task is forgotten
-  once no client wants it and no dependent refers to it. Every attempt gets a fresh
-  ``run_id``; a worker's report about another attempt is stale and never moves the task.
+  input in memory, except a *speculative* "processing" task: it waits for one input
+  being computed on its own worker (``state_speculation``); "memory" exactly when
+  ``who_has`` is non-empty; an input's ``waiters`` are exactly its dependents in
+  waiting/queued/no-worker/processing; a task is forgotten once no client wants it and
+  no dependent refers to it. Every attempt gets a fresh ``run_id``; a worker's report
+  about another attempt is stale and never moves the task.
 * Admission: a worker takes tasks only while it has room (``policy.has_room``); all other
   ready tasks wait in ``queued``, a heap, and are handed out (locality first among the
   best few) as threads free up, after the event's own transitions, so a finished task's
@@ -107,6 +110,7 @@ from shoal.scheduler.state_records import (
     WorkerInfo,
 )
 from shoal.scheduler.state_recovery import Recovery
+from shoal.scheduler.state_speculation import SPECULATION_DEPTH
 from shoal.scheduler.state_transitions import Failure, LogEntry, Recs, TransitionEngine
 from shoal.scheduler.state_validate import validate_state
 
@@ -130,6 +134,7 @@ class SchedulerState(Recovery):
         allowed_failures: int = 3,
         latency: float = 0.005,
         spare_copy_bytes: int = 0,
+        speculation_depth: int = SPECULATION_DEPTH,
     ) -> None:
         #: the containers and the transition table (see ``state_transitions``)
         self.engine = TransitionEngine(
@@ -141,6 +146,7 @@ class SchedulerState(Recovery):
         #: check every invariant after every event (tests)
         self.validate_after_each_event = validate
         self.engine.spare_copy_bytes = spare_copy_bytes
+        self.engine.speculation_depth = max(int(speculation_depth), 0)
         #: workers being retired (status "closing_gracefully"): each gets ``CloseWorker``
         #: once it runs nothing and every key it holds has a copy elsewhere
         self.retiring: dict[WorkerInfo, None] = {}

@@ -117,7 +117,8 @@ class SchedulerTask:
     dependencies: dict[SchedulerTask, None] = EMPTY_DICT
     #: tasks that need this one's output; mirrored by their ``dependencies``
     dependents: dict[SchedulerTask, None] = EMPTY_DICT
-    #: dependencies not in memory yet; non-empty exactly in state "waiting"
+    #: dependencies not in memory yet; non-empty exactly in state "waiting", and in a
+    #: speculative "processing" task (its one input, computed on the same worker)
     waiting_on: set[SchedulerTask] = EMPTY_SET
     #: exactly the dependents in waiting/queued/no-worker/processing: they need this data
     waiters: dict[SchedulerTask, None] = EMPTY_DICT

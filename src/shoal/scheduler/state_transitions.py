@@ -50,6 +50,12 @@ from shoal.scheduler.state_records import (
     WorkerFillIndex,
     WorkerInfo,
 )
+from shoal.scheduler.state_speculation import (
+    SPECULATION_DEPTH,
+    is_speculative,
+    may_follow,
+    speculation_depth,
+)
 
 #: what transitions return: further moves to make, task → desired state
 Recs: TypeAlias = "dict[SchedulerTask, SchedulerTaskStateName]"
@@ -121,6 +127,10 @@ class TransitionEngine:
         self.spare_in_flight: dict[SchedulerTask, WorkerInfo] = {}
         #: inputs no longer kept, to release once the current recommendations are done
         self.unkept: Recs = {}
+        #: speculative tasks that may follow each other on a worker (``state_speculation``)
+        self.speculation_depth = SPECULATION_DEPTH
+        #: processing tasks whose waiting dependents may follow them to their worker
+        self.speculation_review: dict[SchedulerTask, None] = {}
         #: the stimulus being handled, and the instructions it produced so far
         self.stimulus_id: StimulusId = ""
         self.now = 0.0
@@ -183,7 +193,10 @@ class TransitionEngine:
                 recs, self.unkept = self.unkept, {}
                 continue
             if not ready:
-                return
+                if not self.speculation_review:
+                    return
+                recs = self._speculate()
+                continue
             ts = heapq.heappop(ready)[2]
             if ts.state != "processing" and self._still_applies(ts, "processing"):
                 recs = self.transition(ts, "processing")
@@ -378,6 +391,8 @@ class TransitionEngine:
         for name, quantity in ts.resource_restrictions.items():
             ws.used_resources[name] = ws.used_resources.get(name, 0.0) + quantity
         self.fill_index.update(ws)
+        if ts.waiters and self.speculation_depth:
+            self.speculation_review[ts] = None
         deps = ts.dependencies
         self.emit(
             ComputeTask(
@@ -388,7 +403,8 @@ class TransitionEngine:
                 run_spec=ts.run_spec,
                 priority=ts.priority,
                 who_has={dep.key: tuple(w.address for w in dep.who_has) for dep in deps},
-                nbytes={dep.key: dep.nbytes for dep in deps},
+                # a speculative task's input has no size yet (and no holder but ``ws``)
+                nbytes={dep.key: dep.nbytes for dep in deps if dep.state == "memory"},
                 resources=ts.resource_restrictions,
                 annotations=ts.annotations,
                 inline_result=_a_client_waits(ts),
@@ -400,6 +416,7 @@ class TransitionEngine:
         ws = ts.processing_on
         assert ws is not None, ts
         ts.processing_on = None
+        ts.waiting_on = EMPTY_SET  # a speculative task waited for one input
         del ws.processing[ts]
         ws.executing.pop(ts, None)
         ws.long_running.pop(ts, None)
@@ -418,6 +435,7 @@ class TransitionEngine:
     def _leave(self, ts: SchedulerTask, release_deps: bool = True) -> Recs:
         """Take an active task out of its state's container; it no longer needs its inputs."""
         state = ts.state
+        recs: Recs = {}
         if state == "waiting":
             ts.waiting_on = EMPTY_SET
         elif state == "queued":
@@ -425,14 +443,40 @@ class TransitionEngine:
         elif state == "no-worker":
             del self.unrunnable[ts]
         elif state == "processing":
+            self._take_back_followers(ts, recs)
             self._unassign(ts, free=True)
-        recs: Recs = {}
         for dep in ts.dependencies:
             if dep.waiters.pop(ts, 0) is None and not dep.waiters:
                 dep.waiters = EMPTY_DICT  # an emptied dict keeps its table: drop it
             if release_deps:
                 self.maybe_release(dep, recs)
         return recs
+
+    # -- speculation: a chain's next task goes ahead to its input's worker ------------------
+
+    def _speculate(self) -> Recs:
+        """Send the waiting dependents of the processing tasks under review that wait for
+        nothing else to the worker computing that input (``state_speculation``)."""
+        review, self.speculation_review = self.speculation_review, {}
+        recs: Recs = {}
+        limit = self.speculation_depth
+        for ts in review:
+            ws = ts.processing_on
+            if ws is None or ws.status != "running" or not ts.waiters:
+                continue
+            if speculation_depth(ts, limit) >= limit:
+                continue
+            for dts in list(ts.waiters):
+                if may_follow(dts, ts):
+                    recs.update(self.transition(dts, "processing", worker=ws))
+        return recs
+
+    def _take_back_followers(self, ts: SchedulerTask, recs: Recs) -> None:
+        """``ts`` leaves processing without a result: the speculative tasks waiting for it
+        go back to waiting, and are freed on its worker before ``ts`` is."""
+        for dts in list(ts.waiters):
+            if is_speculative(dts) and ts in dts.waiting_on:
+                recs.update(self.transition(dts, "waiting"))
 
     # -- admission: handing out queued tasks ------------------------------------------------
 
@@ -504,6 +548,10 @@ class TransitionEngine:
                     recs[dep] = "waiting"
         if not ts.waiting_on:
             recs[ts] = "processing"
+        elif len(ts.waiting_on) == 1 and self.speculation_depth:
+            dep = next(iter(ts.waiting_on))
+            if dep.state == "processing":
+                self.speculation_review[dep] = None
         return recs
 
     def _route(
@@ -610,7 +658,10 @@ class TransitionEngine:
                 dts.waiting_on.remove(ts)
                 if not dts.waiting_on:
                     dts.waiting_on = EMPTY_SET  # an empty set of its own is 216 bytes
-                    recs[dts] = "processing"
+                    if dts.state == "processing":  # it went ahead: the next may follow
+                        self.speculation_review[dts] = None
+                    else:
+                        recs[dts] = "processing"
         keep = self.spare_copy_bytes > 0 and unsafe(ts, self.spare_copy_bytes, len(self.fill_index))
         for dep in ts.dependencies:
             if ts in dep.waiters:

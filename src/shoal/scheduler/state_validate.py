@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shoal.scheduler.state_records import SchedulerTask, WorkerInfo
+from shoal.scheduler.state_speculation import is_speculative, speculation_depth
 from shoal.scheduler.state_transitions import ACTIVE
 
 if TYPE_CHECKING:
@@ -57,7 +58,8 @@ class _Checker:
         check((ts.processing_on is not None) == (ts.state == "processing"), ts, "processing_on")
         check((ts in self.state.queued) == (ts.state == "queued"), ts, "queue membership")
         check((ts in self.state.unrunnable) == (ts.state == "no-worker"), ts, "no-worker set")
-        check(bool(ts.waiting_on) == (ts.state == "waiting"), ts, "waiting_on vs waiting")
+        waits = ts.state == "waiting" or is_speculative(ts)
+        check(bool(ts.waiting_on) == waits, ts, "waiting_on vs waiting")
         check((ts.exception_blame is not None) == (ts.state == "erred"), ts, "exception_blame")
         self.task_inputs(ts)
         self.task_state(ts)
@@ -67,8 +69,22 @@ class _Checker:
             missing = {dep for dep in ts.dependencies if dep.state != "memory"}
             self.check(ts.waiting_on == missing, ts, f"waiting_on {ts.waiting_on} != {missing}")
         elif ts.state in ("queued", "no-worker", "processing"):
-            for dep in ts.dependencies:
-                self.check(dep.state == "memory", ts, f"input {dep!r} not in memory")
+            missing = {dep for dep in ts.dependencies if dep.state != "memory"}
+            if ts.state == "processing" and (missing or ts.waiting_on):  # state_speculation
+                self.speculative(ts, missing)
+                return
+            self.check(not missing, ts, f"inputs {missing} not in memory")
+
+    def speculative(self, ts: SchedulerTask, missing: set[SchedulerTask]) -> None:
+        check = self.check
+        check(ts.waiting_on == missing, ts, f"waiting_on {ts.waiting_on} != {missing}")
+        check(len(missing) == 1, ts, f"speculative with inputs {missing} missing")
+        (dep,) = missing
+        check(dep.processing_on is ts.processing_on, ts, f"input {dep!r} on another worker")
+        check(ts.restriction_sig is None, ts, "speculative with restrictions")
+        limit = self.state.engine.speculation_depth
+        depth = speculation_depth(ts, limit + 1)
+        check(depth <= limit, ts, f"speculated {depth} deep")
 
     def task_state(self, ts: SchedulerTask) -> None:
         check = self.check
