@@ -55,9 +55,13 @@ def test_the_next_task_of_a_chain_goes_with_its_input() -> None:
 
 def test_depth_bounds_how_far_ahead_a_chain_is_sent() -> None:
     s = chain_state(depth=2)
-    assert [ct.key for ct in computes(handle(s, submit(CHAIN, ["d"])))] == ["a", "b", "c"]
+    a, _, _ = computes(handle(s, submit(CHAIN, ["d"])))
+    assert [ts.key for ts in s.tasks.values() if ts.state == "processing"] == ["a", "b", "c"]
     assert speculation_depth(s.tasks["c"], 10) == 2
     assert [ct.key for ct in computes(handle(s, submit([task("e", "d")], ["e"])))] == []
+    # a lands: c is one step closer, so d follows it (two ahead again)
+    assert [ct.key for ct in computes(handle(s, finished(a)))] == ["d"]
+    assert speculation_depth(s.tasks["d"], 10) == 2
     s = chain_state(depth=0)
     assert [ct.key for ct in computes(handle(s, submit(CHAIN, ["d"])))] == ["a"]
 

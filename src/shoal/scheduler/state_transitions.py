@@ -469,6 +469,9 @@ class TransitionEngine:
             for dts in list(ts.waiters):
                 if may_follow(dts, ts):
                     recs.update(self.transition(dts, "processing", worker=ws))
+                elif is_speculative(dts) and ts in dts.waiting_on:
+                    # one step closer to an input in memory: the next may follow it now
+                    self.speculation_review[dts] = None
         return recs
 
     def _take_back_followers(self, ts: SchedulerTask, recs: Recs) -> None:
