@@ -5,8 +5,11 @@ dask: about half of a worker process's start here. Its nanny has dask.config loa
 already, so it resolves what a worker reads before it registers
 (``shoal.settings.worker_start_settings``) and passes that as JSON in ``ENV``; the worker
 then imports dask once it is registered, before it runs anything
-(``shoal.worker.warm_imports``). ``with_settings``, which applies explicit arguments over
-settings, lives here for the same reason.
+(``shoal.worker.warm_imports``), and puts the nanny's whole dask.config over its own
+(``apply_dask_config``; the JSON values only, up to ``settings.MAX_SHIPPED_CONFIG``),
+so that tasks see what ``dask.config.set`` said around the cluster, as in dask.
+``with_settings``, which applies explicit arguments over settings, lives here for the
+same reason.
 
 Rules of this file:
 
@@ -30,6 +33,9 @@ ENV = "SHOAL_INHERITED_SETTINGS"
 #: keys of the JSON object: the ``WorkerConfig`` keywords, and the shoal keys read as such
 WORKER = "worker"
 UVLOOP = "event-loop.uvloop"
+#: ... and the nanny's whole dask.config (its JSON values), which the worker applies over
+#: its own once it imports dask (``apply_dask_config``), as dask's nanny ships its config
+DASK_CONFIG = "dask-config"
 
 _read = False
 _inherited: dict[str, Any] | None = None
@@ -61,6 +67,40 @@ def start_setting(name: str) -> Any:
     from shoal import settings  # imports dask.config, i.e. all of dask
 
     return settings.worker_start_settings()[name]
+
+
+def apply_dask_config() -> bool:
+    """Put the nanny's dask.config over ours (the nanny's values win, as in dask), so that
+    tasks here see what ``dask.config.set`` said around the cluster; imports dask. True
+    when there was one to apply."""
+    passed = inherited()
+    shipped = passed.get(DASK_CONFIG) if passed is not None else None
+    if not isinstance(shipped, dict) or not shipped:
+        return False
+    import dask.config
+
+    dask.config.update(dask.config.config, shipped, priority="new")
+    return True
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with whatever JSON cannot carry left out (a config may hold objects, which
+    then stay in the nanny's process only)."""
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            ready = json_ready(item)
+            if isinstance(key, str) and ready is not _LEFT_OUT:
+                out[key] = ready
+        return out
+    if isinstance(value, list | tuple):
+        return [ready for item in value if (ready := json_ready(item)) is not _LEFT_OUT]
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    return _LEFT_OUT
+
+
+_LEFT_OUT = object()
 
 
 def configures(environ: Mapping[str, str]) -> bool:

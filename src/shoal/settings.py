@@ -16,6 +16,8 @@ Rules of this file:
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -28,7 +30,11 @@ import yaml
 from shoal.inherited_settings import with_settings as with_settings  # where it lives: dask-free
 from shoal.sizes import parse_bytes, parse_timedelta
 
+logger = logging.getLogger("shoal.settings")
+
 _DEFAULTS_FILE = Path(__file__).with_name("shoal.yaml")
+#: the most bytes of dask.config (as JSON) a nanny passes its worker in the environment
+MAX_SHIPPED_CONFIG = 64 * 1024
 _lock = threading.Lock()
 _loaded = False
 
@@ -171,9 +177,17 @@ def worker_start_settings() -> dict[str, Any]:
     it (``shoal.inherited_settings``): JSON-ready."""
     from shoal import inherited_settings
 
+    config = inherited_settings.json_ready(dask.config.config)
+    if len(json.dumps(config)) > MAX_SHIPPED_CONFIG:  # one variable may hold 128 KiB at most
+        logger.warning(
+            "dask.config here is over %d bytes as JSON: worker processes read their own",
+            MAX_SHIPPED_CONFIG,
+        )
+        config = {}
     return {
         inherited_settings.WORKER: worker_settings(),
         inherited_settings.UVLOOP: bool(get(inherited_settings.UVLOOP)),
+        inherited_settings.DASK_CONFIG: config,
     }
 
 

@@ -191,3 +191,24 @@ def test_dask_config_set_here_reaches_the_worker_processes() -> None:
         Client(cluster, set_as_default=False) as client,
     ):
         assert list(client.run(heartbeat_interval).values()) == [0.25, 0.25]
+
+
+def dask_setting(name: str) -> object:
+    import dask.config
+
+    return dask.config.get(name, None)
+
+
+def test_any_dask_config_set_here_reaches_tasks_in_worker_processes() -> None:
+    """Not only shoal's keys: what a task reads through dask.config too (dask's nanny
+    ships its whole config)."""
+    import dask.config
+
+    with (
+        dask.config.set({"array.chunk-size": "7MiB", "deploy-test.flag": 5}),
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        futures = client.map(dask_setting, ["array.chunk-size"] * 4 + ["deploy-test.flag"] * 4)
+        assert client.gather(futures) == ["7MiB"] * 4 + [5] * 4
+        assert list(client.run(dask_setting, "deploy-test.flag").values()) == [5, 5]

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from shoal import inherited_settings
 from shoal._types import Address, Key
 from shoal.comm import BatchedStream, Comm, Security, connect, get_address_host
 from shoal.comm.core import DEFAULT_CONFIG
@@ -329,6 +330,7 @@ class Worker(Server, WorkerStateView):
         # imported; still on this thread, before the scheduler's first message is handled
         # and any task thread runs: no import races (warm_imports)
         import_task_modules()
+        inherited_settings.apply_dask_config()  # the nanny's dask.config, before any task
         self._warm.set()
         self._serve_http_when_asked()
         self.status = "running"
