@@ -52,7 +52,7 @@ from shoal.scheduler.state_records import (
 )
 from shoal.scheduler.state_speculation import (
     SPECULATION_DEPTH,
-    is_speculative,
+    follows,
     may_follow,
     speculation_depth,
 )
@@ -469,7 +469,7 @@ class TransitionEngine:
             for dts in list(ts.waiters):
                 if may_follow(dts, ts):
                     recs.update(self.transition(dts, "processing", worker=ws))
-                elif is_speculative(dts) and ts in dts.waiting_on:
+                elif follows(dts, ts):
                     # one step closer to an input in memory: the next may follow it now
                     self.speculation_review[dts] = None
         return recs
@@ -478,7 +478,7 @@ class TransitionEngine:
         """``ts`` leaves processing without a result: the speculative tasks waiting for it
         go back to waiting, and are freed on its worker before ``ts`` is."""
         for dts in list(ts.waiters):
-            if is_speculative(dts) and ts in dts.waiting_on:
+            if follows(dts, ts):
                 recs.update(self.transition(dts, "waiting"))
 
     # -- admission: handing out queued tasks ------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shoal.scheduler.state_records import SchedulerTask, WorkerInfo
-from shoal.scheduler.state_speculation import is_speculative, speculation_depth
+from shoal.scheduler.state_speculation import speculation_depth
 from shoal.scheduler.state_transitions import ACTIVE
 
 if TYPE_CHECKING:
@@ -58,8 +58,10 @@ class _Checker:
         check((ts.processing_on is not None) == (ts.state == "processing"), ts, "processing_on")
         check((ts in self.state.queued) == (ts.state == "queued"), ts, "queue membership")
         check((ts in self.state.unrunnable) == (ts.state == "no-worker"), ts, "no-worker set")
-        waits = ts.state == "waiting" or is_speculative(ts)
-        check(bool(ts.waiting_on) == waits, ts, "waiting_on vs waiting")
+        if ts.state == "waiting":
+            check(bool(ts.waiting_on), ts, "waiting on nothing")
+        elif ts.state != "processing":  # a processing one: task_inputs (speculative or not)
+            check(not ts.waiting_on, ts, f"waiting_on outside waiting: {ts.waiting_on}")
         check((ts.exception_blame is not None) == (ts.state == "erred"), ts, "exception_blame")
         self.task_inputs(ts)
         self.task_state(ts)
