@@ -216,6 +216,33 @@ def test_bad_peers_are_closed_with_a_reason_while_good_ones_are_served(
     assert not trap.exists()  # nothing was ever unpickled
 
 
+def test_a_port_probe_is_logged_at_info_not_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Health checks connect and hang up; a bad peer is still a warning beside them."""
+
+    async def main() -> None:
+        async with make_server() as server:
+            await server.listen("tcp://127.0.0.1:0")
+            probe = await RawPeer.open(server.address)
+            probe.writer.close()
+            await wait_for_condition(lambda: bool(reasons_for(caplog, probe)))
+            bad = await attack_before_auth(server, b"\xff" * 64)
+            await wait_for_condition(reason_logged(caplog, bad, "rejected"))
+            caller = Caller(server.address)
+            caller.start()
+            await caller.answered_since(0)  # still serving
+            await caller.stop()
+            levels = {
+                peer: {r.levelno for r in caplog.records if peer.address in r.getMessage()}
+                for peer in (probe, bad)
+            }
+            assert levels[probe] == {logging.INFO}, levels
+            assert "ended during the handshake" in reasons_for(caplog, probe)
+            assert logging.WARNING in levels[bad]
+
+    with caplog.at_level(logging.INFO, logger="shoal.comm"):
+        run(main())
+
+
 def test_a_huge_length_prefix_allocates_nothing_large() -> None:
     # 1 GiB is within the limits for authenticated peers, so only the handshake limits stop it
     claims = [struct.pack("<QQ", 1, 2**30), struct.pack("<QQ", 1, 2**63)]

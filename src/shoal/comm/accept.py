@@ -5,6 +5,9 @@ Rules of this file:
 * One task per accepted connection (not per message). It runs the server handshake under
   ``config.handshake_timeout``; a peer that fails it is logged with its address and reason
   and aborted. Nothing it sent was unpickled, and it never reaches the handler.
+* A peer that hangs up during the handshake is logged at INFO, not WARNING: that is what
+  port probes and health checks do (connect, close), and a log full of warnings for them
+  hides the ones that matter (bad bytes, a wrong token, a deadline missed).
 * The handler runs in the same task, only for authenticated peers; its exceptions are
   logged here (a ``CommError`` quietly: the peer left) and never reach the event loop's
   default handler.
@@ -95,8 +98,10 @@ class Acceptor:
             return False
         except ProtocolError as exc:
             reason = str(exc)
-        except CommError as exc:
-            reason = f"connection ended during the handshake: {exc}"
+        except CommError as exc:  # it hung up: a port probe, or a peer that gave up
+            logger.info("connection from %s ended during the handshake: %s", comm.peer_address, exc)
+            comm.abort()
+            return False
         else:
             return True
         logger.warning("rejected connection from %s: %s", comm.peer_address, reason)
