@@ -70,6 +70,48 @@ def test_a_long_stall_is_logged_with_the_collections_that_ran_in_it(
     assert "no garbage collection ran" in warnings[1]
 
 
+def test_the_watchdog_says_where_the_loop_was_stuck(caplog: pytest.LogCaptureFixture) -> None:
+    monitor = LoopMonitor(interval=0.01, warn_after=0.3, sample_after=0.05)
+
+    def blocking_call_in_user_code() -> None:
+        time.sleep(0.4)
+
+    async def main() -> None:
+        monitor.watch()
+        await _stuck(monitor, 0)
+        blocking_call_in_user_code()
+        await asyncio.sleep(monitor.interval)
+        monitor.tick()
+
+    try:
+        with caplog.at_level("WARNING", logger="shoal.scheduler"):
+            asyncio.run(main())
+    finally:
+        monitor.close()
+    assert monitor.max_stall >= 0.3
+    (where, samples), *_ = monitor.max_stall_where
+    assert where.startswith("test_loop_monitor.py:") and "blocking_call_in_user_code" in where
+    assert samples >= 2  # sampled every interval while overdue
+    warnings = [r.getMessage() for r in caplog.records if "unresponsive" in r.getMessage()]
+    assert len(warnings) == 1 and "blocking_call_in_user_code" in warnings[0], warnings
+    assert monitor._watchdog is not None and not monitor._watchdog.is_alive()  # closed
+
+
+def test_a_loop_that_keeps_up_is_not_sampled() -> None:
+    monitor = LoopMonitor(interval=0.01, sample_after=0.25)
+
+    async def main() -> None:
+        monitor.watch()
+        for _ in range(20):
+            await _stuck(monitor, 0)
+
+    try:
+        asyncio.run(main())
+    finally:
+        monitor.close()
+    assert monitor.max_stall_where == []
+
+
 def test_full_collections_are_timed() -> None:
     monitor = LoopMonitor()
     try:

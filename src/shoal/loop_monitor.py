@@ -7,6 +7,11 @@ Rules of this file:
   (generation 2) collection are kept until ``reset``; benchmarks and ``/metrics`` read them.
   A stall of ``warn_after`` seconds or more is logged as a warning (as dask does), with
   the full collections that ran during it: a silent stall looks like a hang.
+* ``watch`` starts a thread that, while the watched loop is ``sample_after`` seconds or
+  more overdue, samples where that loop's thread is (its innermost frames) every
+  ``interval``: the warning and ``max_stall_where`` then say what the loop was doing,
+  which py-spy could only tell if someone had run it at that moment. A stall inside one
+  C call that holds the GIL is sampled just after it, in the Python frame that made it.
 * ``GcPolicy`` keeps full collections short on a scheduler holding a big graph: once
   ``freeze_after`` tasks have arrived since the last freeze, ``gc.freeze()`` moves every
   object alive into the permanent generation, which collections never scan (a full pass
@@ -37,8 +42,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +55,12 @@ logger = logging.getLogger("shoal.scheduler")
 FREEZE_AFTER_TASKS = 5_000
 #: seconds of stall from which one is logged
 WARN_AFTER_SECONDS = 3.0
+#: seconds overdue from which the watchdog samples where the loop is
+SAMPLE_AFTER_SECONDS = 0.1
+#: samples kept of one stall (a stall of minutes must not grow a list without end)
+MAX_SAMPLES = 64
+#: innermost frames in one sample
+SAMPLE_DEPTH = 6
 
 
 class LoopMonitor:
@@ -58,11 +71,19 @@ class LoopMonitor:
         interval: float = 0.05,
         name: str = "scheduler",
         warn_after: float = WARN_AFTER_SECONDS,
+        sample_after: float = SAMPLE_AFTER_SECONDS,
     ) -> None:
         self.interval = interval
         self.name = name
         self.warn_after = warn_after
+        self.sample_after = sample_after
         self.max_stall = 0.0
+        #: where the loop was during the longest stall: (frames, samples), most seen first
+        self.max_stall_where: list[tuple[str, int]] = []
+        #: samples of the stall now going on (the watchdog appends, ``tick`` takes them)
+        self._samples: list[str] = []
+        self._watchdog: threading.Thread | None = None
+        self._stop = threading.Event()
         self.max_full_gc = 0.0
         self.full_gcs = 0
         self._last = time.perf_counter()
@@ -75,31 +96,63 @@ class LoopMonitor:
         """Called every ``interval`` seconds on the watched loop (``Server.periodic``)."""
         now = time.perf_counter()
         stall = now - self._last - self.interval
-        self.max_stall = max(self.max_stall, stall)
+        samples, self._samples = self._samples, []
+        where = Counter(samples).most_common()
+        if stall > self.max_stall:
+            self.max_stall = stall
+            self.max_stall_where = where
         if stall >= self.warn_after:
-            self._warn(stall, since=self._last)
+            self._warn(stall, since=self._last, where=where)
         self._last = now
         if self._recent_gcs:
             self._recent_gcs.clear()
 
-    def _warn(self, stall: float, since: float) -> None:
+    def _warn(self, stall: float, since: float, where: list[tuple[str, int]]) -> None:
         during = [seconds for ended, seconds in self._recent_gcs if ended >= since]
-        cause = (
-            f"; {len(during)} full garbage collection(s) took {sum(during):.2f}s of it"
-            if during
-            else "; no garbage collection ran: a long call on the loop or a thread "
-            "holding the GIL (py-spy dump shows which)"
-        )
+        if during:
+            cause = f"; {len(during)} full garbage collection(s) took {sum(during):.2f}s of it"
+        elif where:
+            cause = f"; no garbage collection ran; the loop was in {where[0][0]}"
+        else:
+            cause = (
+                "; no garbage collection ran: a long call on the loop or a thread "
+                "holding the GIL (py-spy dump shows which)"
+            )
         logger.warning("the %s's event loop was unresponsive for %.2fs%s", self.name, stall, cause)
+
+    def watch(self, thread_id: int | None = None) -> None:
+        """Sample where the thread ``thread_id`` (this one if None), which runs the
+        watched loop, is whenever it is ``sample_after`` overdue: see the module's rules."""
+        if self._watchdog is not None:
+            return
+        loop_thread = threading.get_ident() if thread_id is None else thread_id
+        self._watchdog = threading.Thread(
+            target=self._watch, args=(loop_thread,), name=f"{self.name}-loop-watchdog", daemon=True
+        )
+        self._watchdog.start()
+
+    def _watch(self, loop_thread: int) -> None:
+        while not self._stop.wait(self.interval):
+            overdue = time.perf_counter() - self._last - self.interval
+            if overdue < self.sample_after or len(self._samples) >= MAX_SAMPLES:
+                continue
+            frame = sys._current_frames().get(loop_thread)
+            if frame is None:
+                return  # the loop's thread has ended
+            self._samples.append(_innermost(frame))
 
     def reset(self) -> None:
         self.max_stall = self.max_full_gc = 0.0
+        self.max_stall_where = []
         self.full_gcs = 0
         self._last = time.perf_counter()
 
     def close(self) -> None:
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
+        self._stop.set()
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join(timeout=1.0)
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if info.get("generation") != 2:
@@ -120,6 +173,16 @@ class LoopMonitor:
             "full_gcs": self.full_gcs,
             "frozen": gc.get_freeze_count(),
         }
+
+
+def _innermost(frame: Any) -> str:
+    """``file:line function`` of the ``SAMPLE_DEPTH`` innermost frames, innermost first."""
+    parts: list[str] = []
+    while frame is not None and len(parts) < SAMPLE_DEPTH:
+        code = frame.f_code
+        parts.append(f"{code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} {code.co_name}")
+        frame = frame.f_back
+    return " < ".join(parts)
 
 
 class GcPolicy:
