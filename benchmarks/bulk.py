@@ -52,6 +52,7 @@ def _scheduler_numbers(dask_scheduler: Any = None) -> dict[str, float]:
         **scheduler.loop_monitor.stats(),
         "freezes": scheduler.gc_policy.freezes,
         "slowest_flush": getattr(scheduler, "slowest_flush", (0.0, "")),
+        "stall_where": scheduler.loop_monitor.max_stall_where[:3],
     }
 
 
@@ -69,11 +70,12 @@ def _probe_flushes(dask_scheduler: Any = None) -> None:
     flush = scheduler.flush
     scheduler.slowest_flush = (0.0, "")
 
-    def timed_flush() -> None:
+    def timed_flush(whole: bool = False) -> None:
         events = list(scheduler._pending)
         start = time.perf_counter()
-        flush()
+        flush(whole)
         took = time.perf_counter() - start
+        events = events[: len(events) - len(scheduler._pending)]  # those of this pass
         if took > scheduler.slowest_flush[0]:
             counts = Counter(type(event).__name__ for event in events)
             tasks = sum(len(getattr(event, "tasks", ())) for event in events)
@@ -219,7 +221,8 @@ def million_rows(ntasks: int, only: tuple[str, ...] = ("map", "dask")) -> list[s
                         f"{memory.peaks['scheduler'] / 2**20:,.0f} MiB, workers "
                         f"{memory.peaks['workers'] / 2**20:,.0f} MiB, load average "
                         f"{os.getloadavg()[0]:.2f}; slowest flush "
-                        f"{after['slowest_flush'][0] * 1000:.0f} ms: {after['slowest_flush'][1]}"
+                        f"{after['slowest_flush'][0] * 1000:.0f} ms: {after['slowest_flush'][1]}; "
+                        f"the longest stall was in {after['stall_where'] or 'no sample'}"
                     )
                     print(lines[-1], flush=True)
 

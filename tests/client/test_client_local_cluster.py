@@ -256,11 +256,11 @@ def test_a_big_map_reaches_the_scheduler_in_parts_one_per_loop_turn(
     flush = scheduler.flush
     parts: list[list[object]] = []  # per state-machine batch: the new tasks' keys
 
-    def recording_flush() -> None:
+    def recording_flush(whole: bool = False) -> None:
         graphs = [e for e in scheduler._pending if isinstance(e, ev.GraphSubmitted)]
         if graphs:
             parts.append([task.key for graph in graphs for task in graph.tasks])
-        flush()
+        flush(whole)
 
     scheduler.flush = recording_flush
     try:

@@ -84,7 +84,7 @@ class FakeScheduler:
     def feed(self, event: Any) -> None:
         self.fed.append(event)
 
-    def flush(self) -> None:
+    def flush(self, whole: bool = False) -> None:
         self.flushes += 1
 
 

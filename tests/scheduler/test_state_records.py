@@ -67,7 +67,8 @@ def test_queue_discard_is_lazy_and_compacts() -> None:
     assert len(q) == 10 and ts[0] not in q
     assert len(q._heaps[None]) < 100  # rebuilt: dead entries do not pile up
     assert q.peek(None) is ts[990]
-    assert list(q) == ts[990:]
+    assert sorted(q, key=lambda t: t.queue_seq) == ts[990:]
+    assert q.signature_of(ts[995]) is None and ts[0].queue_sig is None
 
 
 def test_queue_separates_restriction_signatures() -> None:

@@ -155,12 +155,12 @@ class Coordination:
                     stimulus_id=new_stimulus_id("coordination-release"),
                 )
             )
-        self.scheduler.flush()
+        self.scheduler.flush(whole=True)
 
     # -- claims: calls ordered after their client's stream ----------------------------------------
     def claim_arrived(self, client: str, claim: str) -> None:
         """The stream of ``client`` brought ``claim``: what it sent before is applied."""
-        self.scheduler.flush()  # its submissions and releases, fed in this loop turn
+        self.scheduler.flush(whole=True)  # its submissions and releases, fed in this loop turn
         _awaited_by, arrived = self._claims.get(claim) or (None, asyncio.Event())
         self._claims[claim] = (client, arrived)
         arrived.set()
@@ -179,7 +179,7 @@ class Coordination:
             ) from None
         finally:
             self._claims.pop(str(claim), None)
-        self.scheduler.flush()
+        self.scheduler.flush(whole=True)
 
     def open_claims(self) -> int:
         """Claims sent or awaited but not yet matched (0 when idle: nothing leaks)."""
@@ -372,7 +372,7 @@ class Coordination:
                 stimulus_id=new_stimulus_id("fire-and-forget"),
             )
         )
-        self.scheduler.flush()
+        self.scheduler.flush(whole=True)
 
     def _releasing_fire_and_forget(
         self, route: Callable[[Any], tuple[Any, dict[str, Any]]]

@@ -44,7 +44,7 @@ from shoal.protocol.ops import to_msg
 from shoal.protocol.rpc_base import WORKER, build
 from shoal.protocol.rpc_workers import NannyRestart
 from shoal.protocol.serialize import Serialized
-from shoal.scheduler import adaptive, wire
+from shoal.scheduler import adaptive, batching, wire
 from shoal.scheduler import events as ev
 from shoal.scheduler import instructions as ins
 from shoal.scheduler.changes import StateChanges
@@ -153,6 +153,7 @@ class Scheduler(Server):
         self.periodic(self._expire_unclaimed, UNCLAIMED_CHECK_INTERVAL, "unclaimed")
         self.coordination.start()
         self.periodic(self.loop_monitor.tick, self.loop_monitor.interval, "loop-monitor")
+        self.loop_monitor.watch()  # start runs on the loop's thread
         self.periodic(lambda: self.gc_policy.idle(len(self.state.tasks)), 1.0, "gc-policy")
         logger.info("scheduler at %s", self.address)
         self._start_http()
@@ -251,19 +252,36 @@ class Scheduler(Server):
 
     # -- events in, instructions out -----------------------------------------------------------
     def feed(self, event: ev.SchedulerEvent) -> None:
-        """Queue an event; all events queued in one loop turn are handled as one batch."""
-        self._pending.append(event)
+        """Queue an event; the events queued in one loop turn are handled as one pass,
+        big ones cut up so that no pass holds the loop long (``batching``)."""
+        wanted: list[Key] = []
+        if isinstance(event, ev.ClientDisconnected):
+            cs = self.state.clients.get(event.client)
+            if cs is not None and len(cs.wants_what) > batching.PASS_BUDGET:
+                wanted = [ts.key for ts in cs.wants_what]
+        if wanted or batching.weight(event) > batching.PASS_BUDGET:
+            self._pending.extend(batching.split(event, wanted))
+        else:
+            self._pending.append(event)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
-    def flush(self) -> None:
+    def flush(self, whole: bool = False) -> None:
+        """One pass over the pending events; the rest after the loop served others once.
+        ``whole``: passes until nothing is pending, for a caller that reads the state next."""
         self._flush_scheduled = False
-        if not self._pending:
-            return
-        events, self._pending = self._pending, []
-        self.route(self.state.handle_stimulus(*events))
-        self.state_changes.notify()
+        while self._pending:
+            events, self._pending = batching.take_pass(self._pending)
+            self.route(self.state.handle_stimulus(*events))
+            self.state_changes.notify()
+            if not whole:
+                break
+        if self._pending:
+            self._schedule_flush()
 
     def route(self, instructions: Iterable[ins.SchedulerInstruction]) -> None:
         """Send each instruction down its stream; one ``send`` per stream per batch."""
@@ -454,7 +472,7 @@ class Scheduler(Server):
                 now=time.time(),
             )
         )
-        self.flush()
+        self.flush(whole=True)
         nannies = [info.nanny for info in self.state.workers.values() if info.nanny]
         for address, info in list(self.state.workers.items()):
             stream = self.worker_streams.get(address)
@@ -482,7 +500,7 @@ class Scheduler(Server):
                 worker=address, also_retiring=frozenset(addresses) - {address},
                 stimulus_id=new_stimulus_id(f"retire-{address}"), now=time.time(),
             ))  # fmt: skip
-        self.flush()
+        self.flush(whole=True)
         refused = [a for a in addresses if a not in self.state.workers or self._kept(a)]
         retiring = [a for a in addresses if a not in refused]
 
@@ -743,7 +761,7 @@ class Scheduler(Server):
                 now=time.time(),
             )
         )
-        self.flush()
+        self.flush(whole=True)
         return "OK"
 
     def story_handler(self, comm: Comm, keys: Iterable[Key]) -> list[Any]:

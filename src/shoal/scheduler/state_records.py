@@ -159,6 +159,9 @@ class SchedulerTask:
     annotations: Mapping[str, object] = EMPTY_DICT
     #: entry number in ``SchedulerState.queued`` while state is "queued"; -1 otherwise
     queue_seq: int = -1
+    #: the queue's heap it is in while queued (``TaskQueue``; a field, not a dict there:
+    #: a million-entry dict's resize stalls the loop, and it costs ~40 bytes a task)
+    queue_sig: RestrictionSig = None
 
     def __repr__(self) -> str:
         return f"<SchedulerTask {self.key!r} {self.state}>"
@@ -229,38 +232,41 @@ class TaskQueue:
 
     Removing a task from the middle only marks it (``queue_seq = -1``); a heap is rebuilt
     when its dead entries outnumber the live ones. Every operation is O(log n) amortized.
+    A queued task knows its heap (``queue_sig``): the queue keeps no per-task dict.
     """
 
-    __slots__ = ("_counts", "_heaps", "_seq", "_sig_of")
+    __slots__ = ("_counts", "_heaps", "_seq")
 
     def __init__(self) -> None:
         self._heaps: dict[RestrictionSig, list[_QueueEntry]] = {}
         #: live entries per heap
         self._counts: dict[RestrictionSig, int] = {}
-        #: the live queued tasks (in queuing order) and the heap each is in
-        self._sig_of: dict[SchedulerTask, RestrictionSig] = {}
         self._seq = 0
 
     def __len__(self) -> int:
-        return len(self._sig_of)
+        return sum(self._counts.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._counts)  # a heap and its count go when its last task does
 
     def __contains__(self, ts: object) -> bool:
-        return ts in self._sig_of
+        return isinstance(ts, SchedulerTask) and ts.queue_seq >= 0
 
     def __iter__(self) -> Iterator[SchedulerTask]:
-        return iter(list(self._sig_of))
+        """The live queued tasks, heap by heap, in heap order (no sort: O(n))."""
+        return iter([e[2] for heap in self._heaps.values() for e in heap if e[2].queue_seq == e[1]])
 
     def signatures(self) -> list[RestrictionSig]:
         """The restriction signatures that have queued tasks."""
         return list(self._heaps)
 
     def signature_of(self, ts: SchedulerTask) -> RestrictionSig:
-        return self._sig_of[ts]
+        return ts.queue_sig
 
     def push(self, ts: SchedulerTask, sig: RestrictionSig) -> None:
         self._seq += 1
         ts.queue_seq = self._seq
-        self._sig_of[ts] = sig
+        ts.queue_sig = sig
         self._counts[sig] = self._counts.get(sig, 0) + 1
         heapq.heappush(self._heaps.setdefault(sig, []), (ts.priority, self._seq, ts))
 
@@ -281,7 +287,8 @@ class TaskQueue:
 
     def tasks(self, sig: RestrictionSig) -> list[SchedulerTask]:
         """The live tasks queued under ``sig``, in queuing order."""
-        return [ts for ts, s in self._sig_of.items() if s == sig]
+        live = [entry for entry in self._heaps.get(sig, ()) if entry[2].queue_seq == entry[1]]
+        return [entry[2] for entry in sorted(live, key=lambda entry: entry[1])]
 
     def pop_preferring(
         self, sig: RestrictionSig, prefer: Callable[[SchedulerTask], bool], window: int
@@ -312,7 +319,8 @@ class TaskQueue:
         return ts
 
     def _forget(self, ts: SchedulerTask) -> None:
-        sig = self._sig_of.pop(ts)
+        sig = ts.queue_sig
+        ts.queue_sig = None
         count = self._counts[sig] - 1
         if count == 0:
             del self._counts[sig], self._heaps[sig]
