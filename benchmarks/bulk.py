@@ -225,6 +225,21 @@ def million_rows(ntasks: int, only: tuple[str, ...] = ("map", "dask")) -> list[s
                         f"the longest stall was in {after['stall_where'] or 'no sample'}"
                     )
                     print(lines[-1], flush=True)
+                    client.run_on_scheduler(_reset_monitor)
+                    start = time.perf_counter()
+                    del handle  # the client releases every key: the scheduler forgets them
+                    while client.run_on_scheduler(_scheduler_numbers)["tasks"] > 0:
+                        if time.perf_counter() - start > 300:
+                            break
+                        time.sleep(0.2)
+                    freed = client.run_on_scheduler(_scheduler_numbers)
+                    where = freed["stall_where"] or "no sample"
+                    lines.append(
+                        f"{name:<24} released: {freed['tasks']:,} tasks left after "
+                        f"{time.perf_counter() - start:.1f}s, longest loop stall "
+                        f"{freed['max_stall'] * 1000:.0f} ms in {where}"
+                    )
+                    print(lines[-1], flush=True)
 
                 if "map" in only:
                     one(

@@ -89,3 +89,26 @@ def _wait_for(condition: Any, timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def test_the_shell_forgets_what_a_pass_put_off_in_passes_of_its_own() -> None:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster:
+        scheduler = cluster.scheduler  # type: ignore[attr-defined]
+        scheduler.state.engine.forgets_per_pass = 5
+        with Client(cluster) as client:
+            future = client.submit(int, 0, pure=False)
+            for _ in range(40):
+                future = client.submit(abs, future, pure=False)
+            assert future.result() == 0
+            fed: list[str] = []
+            handle = scheduler.state.handle_stimulus
+
+            def recorded(*events: ev.SchedulerEvent) -> Any:
+                fed.extend(type(e).__name__ for e in events)
+                return handle(*events)
+
+            scheduler.state.handle_stimulus = recorded
+            del future  # its release cascades through the chain of 41 tasks
+            assert _wait_for(lambda: not scheduler.state.tasks)
+            assert fed.count("ForgettingDue") >= 7, fed  # 5 a pass
+            assert not scheduler.state.forgetting

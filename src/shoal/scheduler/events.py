@@ -234,3 +234,8 @@ class UnclaimedExpired(SchedulerEvent, frozen=True, kw_only=True):
     shell's clock) are freed on those workers."""
 
     before: float
+
+
+class ForgettingDue(SchedulerEvent, frozen=True, kw_only=True):
+    """The shell's turn for released tasks whose forgetting a pass put off (a pass forgets
+    at most ``state_transitions.FORGETS_PER_PASS``): forget the next ones."""

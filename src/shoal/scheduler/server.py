@@ -280,6 +280,10 @@ class Scheduler(Server):
             self.state_changes.notify()
             if not whole:
                 break
+        if self.state.forgetting and not self._pending:  # what the pass put off, next
+            self._pending.append(
+                ev.ForgettingDue(stimulus_id=new_stimulus_id("forget"), now=time.time())
+            )
         if self._pending:
             self._schedule_flush()
 

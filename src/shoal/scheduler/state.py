@@ -65,6 +65,7 @@ from shoal.scheduler.events import (
     ClientDisconnected,
     DataMissing,
     DataScattered,
+    ForgettingDue,
     GraphSubmitted,
     KeysCancelled,
     KeysDesired,
@@ -185,6 +186,12 @@ class SchedulerState(Recovery):
         return self.engine.unrunnable
 
     @property
+    def forgetting(self) -> deque[SchedulerTask]:
+        """Released tasks whose forgetting was put off: the shell then feeds
+        ``ForgettingDue`` (a pass forgets at most ``engine.forgets_per_pass``)."""
+        return self.engine.forgetting
+
+    @property
     def transition_log(self) -> deque[LogEntry]:
         """(key, start, finish, stimulus_id, now) of the latest transitions."""
         return self.engine.transition_log
@@ -199,6 +206,7 @@ class SchedulerState(Recovery):
         """Apply ``events`` in order; return the instructions they produce, in order."""
         out: list[SchedulerInstruction] = []
         self.engine.instructions = out
+        self.engine.forgets = 0
         try:
             for event in events:
                 self.engine.stimulus_id, self.engine.now = event.stimulus_id, event.now
@@ -401,6 +409,13 @@ class SchedulerState(Recovery):
                 if ts is not None and ts in cs.wants_what:
                     self._unwant(cs, ts, recs)
         return recs
+
+    def _on_forgetting_due(self, ev: ForgettingDue) -> Recs:
+        forgetting, most = self.engine.forgetting, self.engine.forgets_per_pass
+        recs: Recs = {}
+        while forgetting and len(recs) < most:
+            recs[forgetting.popleft()] = "forgotten"  # checked again when carried out
+        return dict(reversed(recs.items()))  # popped newest first: in the order put off
 
     def _on_keys_cancelled(self, ev: KeysCancelled) -> Recs:
         affected: dict[str, list[Key]] = {}
@@ -792,6 +807,7 @@ _HANDLERS: dict[type[SchedulerEvent], _Handler] = {
     GraphSubmitted: SchedulerState._on_graph_submitted,
     KeysDesired: SchedulerState._on_keys_desired,
     KeysReleased: SchedulerState._on_keys_released,
+    ForgettingDue: SchedulerState._on_forgetting_due,
     KeysCancelled: SchedulerState._on_keys_cancelled,
     RetryRequested: SchedulerState._on_retry_requested,
     DataScattered: SchedulerState._on_data_scattered,

@@ -62,6 +62,11 @@ Recs: TypeAlias = "dict[SchedulerTask, SchedulerTaskStateName]"
 #: one entry of the transition log: (key, start, finish, stimulus_id, now)
 LogEntry: TypeAlias = "tuple[Key, str, str, StimulusId, float]"
 
+#: forgotten tasks at most per pass, the rest put off to ``ForgettingDue`` passes: the
+#: release of a million-task graph's output forgot every task in one pass (4 s, ~4 µs a
+#: task) while no worker or client was answered
+FORGETS_PER_PASS = 10_000
+
 #: states in which a task is on its way to memory and holds its dependencies' data needed
 ACTIVE: frozenset[str] = frozenset({"waiting", "queued", "no-worker", "processing"})
 
@@ -137,6 +142,12 @@ class TransitionEngine:
         self.instructions: list[SchedulerInstruction] = []
         #: FreeKeys emitted so far (``coalesce_frees`` runs only for an event that made two)
         self.frees = 0
+        #: released tasks nothing needs, whose forgetting a pass put off; a deque, not a
+        #: dict: it may hold a million (checked again when their turn comes)
+        self.forgetting: deque[SchedulerTask] = deque()
+        #: tasks forgotten in this pass (``SchedulerState.handle_stimulus`` resets it)
+        self.forgets = 0
+        self.forgets_per_pass = FORGETS_PER_PASS
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -187,7 +198,10 @@ class TransitionEngine:
                     continue
                 if finish == "processing":
                     heapq.heappush(ready, (ts.priority, next(self._ready_seq), ts))
+                elif finish == "forgotten" and self.forgets >= self.forgets_per_pass:
+                    self.forgetting.append(ts)  # a later pass (ForgettingDue)
                 else:
+                    self.forgets += finish == "forgotten"
                     recs.update(self.transition(ts, finish))
             if self.unkept:  # after the rest: a lost result may need its input again
                 recs, self.unkept = self.unkept, {}
