@@ -238,4 +238,5 @@ class UnclaimedExpired(SchedulerEvent, frozen=True, kw_only=True):
 
 class ForgettingDue(SchedulerEvent, frozen=True, kw_only=True):
     """The shell's turn for released tasks whose forgetting a pass put off (a pass forgets
-    at most ``state_transitions.FORGETS_PER_PASS``): forget the next ones."""
+    at most ``TransitionEngine.forgets_per_pass``): forget the next ones. The shell feeds
+    one whenever a pass leaves ``SchedulerState.forgetting`` non-empty."""
